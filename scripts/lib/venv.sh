@@ -1,0 +1,18 @@
+# Sourced by the scripts: makes .venv/ with the pinned Python tools, once per change of
+# scripts/requirements.txt, and puts it first on PATH.
+venv_ready() {
+  local root=$1 req="$1/scripts/requirements.txt" stamp="$1/.venv/.requirements.sha256"
+  local want; want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing Python tools into .venv/ (moto, cfn-lint)"
+    python3 -m venv "$root/.venv"
+    "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+  fi
+  export PATH="$root/.venv/bin:$PATH"
+}
+
+# Prints a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}

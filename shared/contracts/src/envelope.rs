@@ -1,0 +1,359 @@
+//! The CloudEvents 1.0 envelope (JSON structured mode) every Bazaar message travels in.
+//!
+//! Standard attributes: `specversion`, `id`, `source`, `type`, `time`, `datacontenttype`, `data`.
+//! Bazaar's extension attributes (CloudEvents extension names are lowercase alphanumerics and
+//! their values scalars, so structured values are flattened into strings):
+//!
+//! | attribute | meaning |
+//! |---|---|
+//! | `dataversion` | the contract version of `data` (an integer) |
+//! | `correlationid` | one id per business flow, copied to every message the flow causes |
+//! | `causationid` | the `id` of the message that caused this one (absent for a flow's first) |
+//! | `traceparent` | W3C trace context, passed along unchanged when present |
+//! | `actor` | the subject the work is done for (`customer-1`, `system`) |
+//! | `actorroles` | that subject's roles, space separated (`customer`) |
+//! | `flags` | feature flags bundled into the message: `name=value` pairs, comma separated |
+//!
+//! Consumers deduplicate on `id`: it is set once by the producer and kept when a message is
+//! re-sent, redriven or replayed.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::message::{DecodeError, Kind, Message};
+use crate::names;
+
+/// The CloudEvents spec version Bazaar speaks.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// Who a message is done for: a subject and its roles.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Actor {
+    /// The subject (a user name, or `system` for work nobody asked for directly).
+    pub subject: String,
+    /// Roles as granted by identity: `customer`, `merchant`, `operator`, `system`.
+    pub roles: Vec<String>,
+}
+
+impl Actor {
+    /// The actor of scheduled and operator-tool work.
+    pub fn system() -> Actor {
+        Actor {
+            subject: "system".into(),
+            roles: vec!["system".into()],
+        }
+    }
+
+    /// An actor with the given subject and roles.
+    pub fn new(subject: impl Into<String>, roles: &[&str]) -> Actor {
+        Actor {
+            subject: subject.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    /// True when the actor holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Feature flags travelling with a flow, so that consumers need not look them up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Flags(pub BTreeMap<String, String>);
+
+impl Flags {
+    /// The value of a flag, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// True when the flag is set to `true` (or set without a value).
+    pub fn is_on(&self, name: &str) -> bool {
+        self.get(name) == Some("true")
+    }
+
+    fn encode(&self) -> Option<String> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
+    fn decode(text: &str) -> Result<Flags, EnvelopeError> {
+        let mut map = BTreeMap::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(EnvelopeError::Invalid(format!(
+                    "flag name {k:?} is not a word"
+                )));
+            }
+            map.insert(k.to_string(), v.to_string());
+        }
+        Ok(Flags(map))
+    }
+}
+
+/// A message in its envelope. `data` is kept as JSON until a consumer decodes it into the
+/// contract type it expects ([`Envelope::decode`]), so that routing and deduplication never
+/// depend on the payload's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Wire", into = "Wire")]
+pub struct Envelope {
+    /// Unique per message, set once by its producer; the deduplication key.
+    pub id: String,
+    /// The producing function, as a URI reference (`bazaar/orders-api`).
+    pub source: String,
+    /// The message type (`order.placed`).
+    pub message_type: String,
+    /// The contract version of `data`.
+    pub data_version: u32,
+    /// When the producer created the message; the start of its *critical time*.
+    pub time: DateTime<Utc>,
+    /// One id per business flow.
+    pub correlation_id: String,
+    /// The id of the message (or request) that caused this one.
+    pub causation_id: Option<String>,
+    /// W3C trace context, when tracing is on.
+    pub traceparent: Option<String>,
+    /// Who the work is done for.
+    pub actor: Actor,
+    /// Feature flags of the flow.
+    pub flags: Flags,
+    /// The payload, in the JSON form of the contract `message_type` at `data_version`.
+    pub data: Value,
+}
+
+/// What the producer knows about where a message comes from: everything but the payload.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The id to give the new message.
+    pub id: String,
+    /// The producing function.
+    pub source: String,
+    /// The creation time.
+    pub time: DateTime<Utc>,
+    /// The flow's correlation id.
+    pub correlation_id: String,
+    /// The causing message's id.
+    pub causation_id: Option<String>,
+    /// Trace context to pass along.
+    pub traceparent: Option<String>,
+    /// Who the work is done for.
+    pub actor: Actor,
+    /// Feature flags of the flow.
+    pub flags: Flags,
+}
+
+impl Envelope {
+    /// Wraps a typed message. Fails when the message breaks its own contract, so that an
+    /// invalid message is never published.
+    pub fn wrap<M: Message>(message: &M, origin: Origin) -> Result<Envelope, EnvelopeError> {
+        message
+            .validate()
+            .map_err(|v| EnvelopeError::Invalid(v.to_string()))?;
+        let data =
+            serde_json::to_value(message).map_err(|e| EnvelopeError::Invalid(e.to_string()))?;
+        Ok(Envelope {
+            id: origin.id,
+            source: origin.source,
+            message_type: M::TYPE.to_string(),
+            data_version: M::VERSION,
+            time: origin.time,
+            correlation_id: origin.correlation_id,
+            causation_id: origin.causation_id,
+            traceparent: origin.traceparent,
+            actor: origin.actor,
+            flags: origin.flags,
+            data,
+        })
+    }
+
+    /// Decodes the payload as `M`, reading older versions through [`Message::upcast`] and
+    /// checking the contract's rules. Every failure here is permanent for the message.
+    pub fn decode<M: Message>(&self) -> Result<M, DecodeError> {
+        if self.message_type != M::TYPE {
+            return Err(DecodeError::UnknownType(self.message_type.clone()));
+        }
+        M::decode(self.data_version, self.data.clone())
+    }
+
+    /// Parses an envelope from its JSON text.
+    pub fn from_json(text: &str) -> Result<Envelope, EnvelopeError> {
+        serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    }
+
+    /// The JSON text of the envelope.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serializes")
+    }
+
+    /// Whether the message is an event or a task, judged by its type's shape.
+    pub fn kind(&self) -> Kind {
+        if names::is_task_name(&self.message_type) {
+            Kind::Task
+        } else {
+            Kind::Event
+        }
+    }
+
+    /// The SNS topic (by its logical name) this message is published to: the entity's topic
+    /// for an event, `tasks` for a task.
+    pub fn topic(&self) -> &str {
+        match self.kind() {
+            Kind::Task => "tasks",
+            Kind::Event => names::event_entity(&self.message_type),
+        }
+    }
+
+    /// The message attributes that filter policies and tools read, mirrored from the envelope.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
+        a.insert("type".to_string(), self.message_type.clone());
+        a.insert("version".to_string(), self.data_version.to_string());
+        a.insert("id".to_string(), self.id.clone());
+        a.insert("correlation_id".to_string(), self.correlation_id.clone());
+        if let Some(c) = &self.causation_id {
+            a.insert("causation_id".to_string(), c.clone());
+        }
+        if self.kind() == Kind::Task {
+            a.insert(
+                "target".to_string(),
+                names::task_service(&self.message_type).to_string(),
+            );
+        }
+        a
+    }
+}
+
+/// Why an envelope could not be read or built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON, or not an envelope.
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    /// An envelope whose attributes break the rules.
+    #[error("invalid envelope: {0}")]
+    Invalid(String),
+}
+
+/// The JSON form of the envelope, as CloudEvents defines it.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    specversion: String,
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    message_type: String,
+    time: DateTime<Utc>,
+    #[serde(default = "json_content_type")]
+    datacontenttype: String,
+    dataversion: u32,
+    correlationid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    causationid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+    actor: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    actorroles: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flags: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+fn json_content_type() -> String {
+    "application/json".into()
+}
+
+impl TryFrom<Wire> for Envelope {
+    type Error = EnvelopeError;
+    fn try_from(w: Wire) -> Result<Self, Self::Error> {
+        if w.specversion != SPEC_VERSION {
+            return Err(EnvelopeError::Invalid(format!(
+                "specversion {:?} is not 1.0",
+                w.specversion
+            )));
+        }
+        if w.datacontenttype != "application/json" {
+            return Err(EnvelopeError::Invalid(format!(
+                "datacontenttype {:?} is not application/json",
+                w.datacontenttype
+            )));
+        }
+        for (name, value) in [
+            ("id", &w.id),
+            ("source", &w.source),
+            ("correlationid", &w.correlationid),
+            ("actor", &w.actor),
+        ] {
+            if value.trim().is_empty() || value.len() > 256 {
+                return Err(EnvelopeError::Invalid(format!(
+                    "{name} must be 1 to 256 characters"
+                )));
+            }
+        }
+        if !names::is_event_name(&w.message_type) && !names::is_task_name(&w.message_type) {
+            return Err(EnvelopeError::Invalid(format!(
+                "type {:?} is neither an event nor a task name",
+                w.message_type
+            )));
+        }
+        let flags = match &w.flags {
+            Some(f) => Flags::decode(f)?,
+            None => Flags::default(),
+        };
+        Ok(Envelope {
+            id: w.id,
+            source: w.source,
+            message_type: w.message_type,
+            data_version: w.dataversion,
+            time: w.time,
+            correlation_id: w.correlationid,
+            causation_id: w.causationid,
+            traceparent: w.traceparent,
+            actor: Actor {
+                subject: w.actor,
+                roles: w.actorroles.split_whitespace().map(String::from).collect(),
+            },
+            flags,
+            data: w.data,
+        })
+    }
+}
+
+impl From<Envelope> for Wire {
+    fn from(e: Envelope) -> Wire {
+        Wire {
+            specversion: SPEC_VERSION.into(),
+            id: e.id,
+            source: e.source,
+            message_type: e.message_type,
+            time: e.time,
+            datacontenttype: json_content_type(),
+            dataversion: e.data_version,
+            correlationid: e.correlation_id,
+            causationid: e.causation_id,
+            traceparent: e.traceparent,
+            actor: e.actor.subject,
+            actorroles: e.actor.roles.join(" "),
+            flags: e.flags.encode(),
+            data: e.data,
+        }
+    }
+}

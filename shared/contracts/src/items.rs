@@ -1,0 +1,89 @@
+//! Value types that several contracts share: skus and order lines.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ContractViolation;
+
+/// A stock-keeping unit: 1 to 64 characters of ASCII letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sku(String);
+
+impl Sku {
+    /// Checks and wraps a sku.
+    pub fn parse(text: &str) -> Result<Sku, ContractViolation> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Sku(text.to_string()))
+        } else {
+            Err(ContractViolation::new(format!(
+                "sku must be 1 to 64 letters, digits, '-' or '_', got {text:?}"
+            )))
+        }
+    }
+
+    /// The sku as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sku {
+    type Error = ContractViolation;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Sku::parse(&value)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(s: Sku) -> String {
+        s.0
+    }
+}
+
+impl std::fmt::Display for Sku {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The most units of one sku a single order line may ask for.
+pub const MAX_QUANTITY: u32 = 1_000;
+/// The most lines an order may have (keeps a reservation within one DynamoDB transaction).
+pub const MAX_LINES: usize = 25;
+
+/// One line of an order: a sku and how many units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    /// What is ordered.
+    pub sku: Sku,
+    /// How many units, 1 to [`MAX_QUANTITY`].
+    pub quantity: u32,
+}
+
+/// Checks a list of lines: 1 to [`MAX_LINES`] lines, each quantity in range, no sku twice.
+pub fn validate_lines(field: &str, lines: &[Line]) -> Result<(), ContractViolation> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(ContractViolation::new(format!(
+            "{field} must hold 1 to {MAX_LINES} lines"
+        )));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if line.quantity == 0 || line.quantity > MAX_QUANTITY {
+            return Err(ContractViolation::new(format!(
+                "{field}[{i}].quantity must be 1 to {MAX_QUANTITY}"
+            )));
+        }
+        if lines[..i].iter().any(|l| l.sku == line.sku) {
+            return Err(ContractViolation::new(format!(
+                "{field}[{i}].sku {} appears twice",
+                line.sku
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Contracts of the orders service.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::items::{Line, validate_lines};
+use crate::{ContractViolation, DecodeError};
+
+/// `order.placed`: a customer placed an order; the saga starts from it.
+///
+/// Version history: v1 named the customer `customer_id` and had no deadline. v2 renamed the
+/// field to `customer` and added `deadline`; v1 messages are still read (upcast below).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    /// The order's id.
+    pub order_id: String,
+    /// The subject of the customer who placed it.
+    pub customer: String,
+    /// What was ordered.
+    pub items: Vec<Line>,
+    /// When the order is cancelled if it has not reached a final state (absent: the
+    /// service's default deadline applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+crate::event!(OrderPlaced, "order.placed", version 2, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        if self.customer.is_empty() {
+            return Err(ContractViolation::new("customer must not be empty"));
+        }
+        validate_lines("items", &self.items)
+    }
+
+    fn upcast(version: u32, mut data: Value) -> Result<Value, DecodeError> {
+        match version {
+            1 => {
+                if let Some(obj) = data.as_object_mut()
+                    && let Some(customer) = obj.remove("customer_id")
+                {
+                    obj.insert("customer".into(), customer);
+                }
+                Ok(data)
+            }
+            _ => Err(DecodeError::UnknownVersion { message_type: "order.placed".into(), version }),
+        }
+    }
+});
+
+/// Checks an order id: 1 to 64 characters of ASCII letters, digits and `-`.
+pub fn validate_order_id(id: &str) -> Result<(), ContractViolation> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ContractViolation::new(format!(
+            "order_id must be 1 to 64 letters, digits or '-', got {id:?}"
+        )));
+    }
+    Ok(())
+}

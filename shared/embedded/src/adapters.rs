@@ -1,0 +1,356 @@
+//! The platform's ports on the embedded engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::Envelope;
+use bazaar_platform::item::{
+    Item, Key, MAX_ITEM_BYTES, PK, Page, Query, SK, Update, Write, size_of,
+};
+use bazaar_platform::ports::{
+    CancelReason, DeadLetter, DeadLetters, MAX_BATCH, MAX_TRANSACTION_WRITES, PublishError,
+    Publisher, Table, TableError, Topics, encode_for_publish,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::engine::{Engine, EngineError, name_of};
+use crate::filter::Attribute;
+
+fn store_error(e: EngineError) -> TableError {
+    match e {
+        EngineError::Invalid(m) => TableError::Invalid(m),
+        EngineError::NotFound { .. } => TableError::Invalid(e.to_string()),
+        EngineError::Store(s) => TableError::Unavailable(Box::new(s)),
+    }
+}
+
+fn sql_error(e: rusqlite::Error) -> TableError {
+    TableError::Unavailable(Box::new(e))
+}
+
+/// A service table in the embedded engine.
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    engine: Arc<Engine>,
+    name: String,
+}
+
+impl EmbeddedTable {
+    /// The table `name` (it must have been created).
+    pub fn new(engine: Arc<Engine>, name: impl Into<String>) -> Self {
+        EmbeddedTable {
+            engine,
+            name: name.into(),
+        }
+    }
+}
+
+fn read(db: &Connection, table: &str, key: &Key) -> Result<Option<Item>, TableError> {
+    let body: Option<String> = db
+        .prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql_error)?
+        .query_row(params![table, key.pk, key.sk], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    body.map(|b| serde_json::from_str(&b).map_err(|e| TableError::Unavailable(Box::new(e))))
+        .transpose()
+}
+
+fn write(db: &Connection, table: &str, item: &Item) -> Result<(), TableError> {
+    let key = check_item(item)?;
+    db.prepare_cached("INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(sql_error)?
+        .execute(params![
+            table,
+            key.pk,
+            key.sk,
+            Value::Object(item.clone()).to_string()
+        ])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+fn remove(db: &Connection, table: &str, key: &Key) -> Result<(), TableError> {
+    db.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(sql_error)?
+        .execute(params![table, key.pk, key.sk])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// The checks DynamoDB makes on every item written: string keys, at most 400 KB.
+fn check_item(item: &Item) -> Result<Key, TableError> {
+    let key = Key::of(item).ok_or_else(|| {
+        TableError::Invalid(format!("an item needs string attributes {PK} and {SK}"))
+    })?;
+    if key.pk.is_empty() || key.sk.is_empty() {
+        return Err(TableError::Invalid(
+            "key attributes must not be empty strings".into(),
+        ));
+    }
+    if size_of(item) > MAX_ITEM_BYTES {
+        return Err(TableError::Invalid(format!(
+            "item size {} exceeds DynamoDB's 400 KB",
+            size_of(item)
+        )));
+    }
+    Ok(key)
+}
+
+fn apply_update(key: &Key, update: &Update, current: Option<&Item>) -> Result<Item, TableError> {
+    update.apply(key, current).map_err(TableError::Invalid)
+}
+
+#[async_trait]
+impl Table for EmbeddedTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.engine.check_table(&self.name).map_err(store_error)?;
+        read(&self.engine.db(), &self.name, key)
+    }
+
+    async fn put(
+        &self,
+        item: Item,
+        condition: Option<bazaar_platform::item::Condition>,
+    ) -> Result<(), TableError> {
+        self.engine.check_table(&self.name).map_err(store_error)?;
+        let key = check_item(&item)?;
+        let db = self.engine.db();
+        let current = read(&db, &self.name, &key)?;
+        if condition.is_some_and(|c| !c.holds(current.as_ref())) {
+            return Err(TableError::ConditionFailed);
+        }
+        write(&db, &self.name, &item)
+    }
+
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<bazaar_platform::item::Condition>,
+    ) -> Result<Item, TableError> {
+        self.engine.check_table(&self.name).map_err(store_error)?;
+        let db = self.engine.db();
+        let current = read(&db, &self.name, key)?;
+        let new = apply_update(key, &update, current.as_ref())?;
+        if condition.is_some_and(|c| !c.holds(current.as_ref())) {
+            return Err(TableError::ConditionFailed);
+        }
+        write(&db, &self.name, &new)?;
+        Ok(new)
+    }
+
+    async fn delete(
+        &self,
+        key: &Key,
+        condition: Option<bazaar_platform::item::Condition>,
+    ) -> Result<(), TableError> {
+        self.engine.check_table(&self.name).map_err(store_error)?;
+        let db = self.engine.db();
+        if let Some(c) = condition {
+            let current = read(&db, &self.name, key)?;
+            if !c.holds(current.as_ref()) {
+                return Err(TableError::ConditionFailed);
+            }
+        }
+        remove(&db, &self.name, key)
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        self.engine.check_table(&self.name).map_err(store_error)?;
+        let db = self.engine.db();
+        let order = if query.forward { "ASC" } else { "DESC" };
+        let mut stmt = db
+            .prepare_cached(&format!(
+                "SELECT sk, body FROM items WHERE tbl = ?1 AND pk = ?2 ORDER BY sk {order}"
+            ))
+            .map_err(sql_error)?;
+        let rows = stmt
+            .query_map(params![self.name, query.pk], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sql_error)?;
+        let limit = query.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+        let mut page = Page::default();
+        let mut bytes = 0usize;
+        for row in rows {
+            let (sk, body) = row.map_err(sql_error)?;
+            if let Some(after) = &query.start_after {
+                let past = if query.forward {
+                    sk.as_str() > after.as_str()
+                } else {
+                    sk.as_str() < after.as_str()
+                };
+                if !past {
+                    continue;
+                }
+            }
+            if !query.sort_key.matches(&sk) {
+                continue;
+            }
+            if page.items.len() == limit || bytes > 1024 * 1024 {
+                // DynamoDB sets LastEvaluatedKey when it stops early with items left.
+                page.last_sk = page
+                    .items
+                    .last()
+                    .and_then(|i| i.get(SK))
+                    .and_then(Value::as_str)
+                    .map(String::from);
+                break;
+            }
+            bytes += body.len();
+            page.items.push(
+                serde_json::from_str(&body).map_err(|e| TableError::Unavailable(Box::new(e)))?,
+            );
+        }
+        Ok(page)
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        self.engine.check_table(&self.name).map_err(store_error)?;
+        if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
+            return Err(TableError::Invalid(format!(
+                "a transaction takes 1 to {MAX_TRANSACTION_WRITES} writes, got {}",
+                writes.len()
+            )));
+        }
+        let mut keys = std::collections::HashSet::new();
+        for w in &writes {
+            let key = w
+                .key()
+                .ok_or_else(|| TableError::Invalid("every write needs a key".into()))?;
+            if !keys.insert(key) {
+                return Err(TableError::Invalid(
+                    "a transaction cannot include two writes to the same item".into(),
+                ));
+            }
+            if let Write::Put { item, .. } = w {
+                check_item(item)?;
+            }
+        }
+        let mut db = self.engine.db();
+        let tx = db.transaction().map_err(sql_error)?;
+        let mut reasons = Vec::with_capacity(writes.len());
+        let mut failed = false;
+        let mut results = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let key = w.key().expect("checked above");
+            let current = read(&tx, &self.name, &key)?;
+            let ok = w.condition().is_none_or(|c| c.holds(current.as_ref()));
+            reasons.push(if ok {
+                CancelReason::None
+            } else {
+                CancelReason::ConditionFailed
+            });
+            failed |= !ok;
+            let next = match w {
+                Write::Put { item, .. } => Some(Some(item.clone())),
+                Write::Update { key, update, .. } => {
+                    Some(Some(apply_update(key, update, current.as_ref())?))
+                }
+                Write::Delete { .. } => Some(None),
+                Write::Check { .. } => None,
+            };
+            results.push((key, next));
+        }
+        if failed {
+            return Err(TableError::TransactionCanceled { reasons });
+        }
+        for (key, next) in results {
+            match next {
+                Some(Some(item)) => write(&tx, &self.name, &item)?,
+                Some(None) => remove(&tx, &self.name, &key)?,
+                None => {}
+            }
+        }
+        tx.commit().map_err(sql_error)
+    }
+}
+
+/// Publishes to the engine's topics, resolved from `TOPIC_ARN_*` like the AWS adapter.
+#[derive(Clone)]
+pub struct EmbeddedPublisher {
+    engine: Arc<Engine>,
+    topics: Topics,
+}
+
+impl EmbeddedPublisher {
+    /// A publisher for the given topics.
+    pub fn new(engine: Arc<Engine>, topics: Topics) -> Self {
+        EmbeddedPublisher { engine, topics }
+    }
+}
+
+#[async_trait]
+impl Publisher for EmbeddedPublisher {
+    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+        // Check every message first, so that nothing is published from an invalid batch.
+        let mut encoded = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            let arn = self.topics.arn(e.topic())?.to_string();
+            encoded.push((arn, encode_for_publish(e)?));
+        }
+        for chunk in encoded.chunks(MAX_BATCH) {
+            for (arn, (body, attributes)) in chunk {
+                let attrs: BTreeMap<String, Attribute> = attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Attribute::string(v.clone())))
+                    .collect();
+                self.engine
+                    .publish(arn, body, &attrs)
+                    .map_err(|e| match e {
+                        EngineError::NotFound { .. } => {
+                            PublishError::UnknownTopic(name_of(arn).to_string())
+                        }
+                        other => PublishError::Unavailable(Box::new(other)),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends parked messages to a function's DLQ in the engine.
+#[derive(Clone)]
+pub struct EmbeddedDeadLetters {
+    engine: Arc<Engine>,
+    queue: Option<String>,
+}
+
+impl EmbeddedDeadLetters {
+    /// The DLQ at `queue` (a URL, ARN or name); `None` for a function without one.
+    pub fn new(engine: Arc<Engine>, queue: Option<String>) -> Self {
+        EmbeddedDeadLetters { engine, queue }
+    }
+}
+
+#[async_trait]
+impl DeadLetters for EmbeddedDeadLetters {
+    async fn park(&self, letter: DeadLetter) -> Result<(), PublishError> {
+        let queue = self
+            .queue
+            .as_deref()
+            .ok_or_else(|| PublishError::UnknownTopic("dead-letter queue (DLQ_URL)".into()))?;
+        let attrs = letter
+            .attributes
+            .into_iter()
+            .map(|(k, v)| (k, Attribute::string(v)))
+            .collect();
+        let dedup = letter
+            .group_id
+            .as_ref()
+            .map(|_| uuid::Uuid::new_v4().to_string());
+        self.engine
+            .send(
+                name_of(queue),
+                &letter.body,
+                attrs,
+                letter.group_id.as_deref(),
+                dedup.as_deref(),
+            )
+            .map_err(|e| PublishError::Unavailable(Box::new(e)))?;
+        Ok(())
+    }
+}

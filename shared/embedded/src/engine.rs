@@ -1,0 +1,709 @@
+//! The store and the semantics of the emulated services.
+//!
+//! Configuration (queues, topics, subscriptions, tables) is held in memory and comes from the
+//! template each time the stack starts; data (items and messages) lives in SQLite so that a
+//! `scripts/dev` session survives a restart. All operations run under one lock, which makes
+//! each of them atomic, as the real services' single-item operations and transactions are.
+//!
+//! SQS, as AWS documents it:
+//! - a received message is invisible for the visibility timeout, then visible again unless
+//!   deleted with its *latest* receipt handle;
+//! - each receive increments the receive count; a queue with a redrive policy moves a message
+//!   to its dead-letter queue when a receive would exceed `maxReceiveCount`;
+//! - FIFO queues hand out messages in order per message group, and none of a group while one
+//!   of it is in flight; a deduplication id seen in the last 5 minutes is dropped.
+//!
+//! SNS fan-out: a publish is delivered to every subscribed queue whose filter policy matches;
+//! with raw delivery the body is the message and attributes become SQS message attributes,
+//! otherwise the body is the SNS notification JSON.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bazaar_platform::clock::Clock;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::filter::{self, Attribute, Scope};
+
+/// The account id in local ARNs and URLs.
+pub const ACCOUNT: &str = "000000000000";
+/// The region in local ARNs.
+pub const REGION: &str = "local";
+/// SQS's message size limit.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// FIFO deduplication interval.
+const DEDUP_MS: i64 = 5 * 60 * 1000;
+
+/// A queue's settings, as the template's `AWS::SQS::Queue` declares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The queue name (ends in `.fifo` for FIFO queues).
+    pub name: String,
+    /// Seconds a received message stays invisible.
+    pub visibility_timeout: u32,
+    /// Seconds a sent message waits before it is visible.
+    pub delay: u32,
+    /// Where messages go after too many receives.
+    pub redrive: Option<Redrive>,
+    /// FIFO: use a hash of the body as deduplication id when none is given.
+    pub content_based_deduplication: bool,
+}
+
+impl QueueConfig {
+    /// A standard queue with AWS's defaults (30 s visibility, no delay, no redrive).
+    pub fn new(name: impl Into<String>) -> Self {
+        QueueConfig {
+            name: name.into(),
+            visibility_timeout: 30,
+            delay: 0,
+            redrive: None,
+            content_based_deduplication: false,
+        }
+    }
+
+    /// Whether the queue is FIFO.
+    pub fn fifo(&self) -> bool {
+        self.name.ends_with(".fifo")
+    }
+}
+
+/// A redrive policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    /// The dead-letter queue's name.
+    pub dead_letter_queue: String,
+    /// Receives allowed before the message is moved.
+    pub max_receive_count: u32,
+}
+
+/// A queue subscribed to a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// The queue's name.
+    pub queue: String,
+    /// The filter policy, if any.
+    pub filter_policy: Option<Value>,
+    /// What the policy is matched against.
+    pub scope: Scope,
+    /// Raw message delivery.
+    pub raw: bool,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// SQS's message id (new for every send, redrive and replay).
+    pub message_id: String,
+    /// The handle to delete it or change its visibility with.
+    pub receipt_handle: String,
+    /// The body.
+    pub body: String,
+    /// Message attributes.
+    pub attributes: BTreeMap<String, Attribute>,
+    /// How many times it was received, this time included.
+    pub receive_count: u32,
+    /// When it was sent, in epoch milliseconds.
+    pub sent_at_ms: i64,
+    /// When it was first received, in epoch milliseconds.
+    pub first_receive_ms: i64,
+    /// FIFO message group.
+    pub group_id: Option<String>,
+}
+
+/// Counts of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Messages that can be received now.
+    pub visible: u64,
+    /// Messages received and not yet deleted nor visible again.
+    pub in_flight: u64,
+    /// Messages sent with a delay that has not passed.
+    pub delayed: u64,
+    /// Age of the oldest message in milliseconds (0 when empty).
+    pub oldest_age_ms: i64,
+}
+
+/// What the engine refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such queue, topic or table.
+    #[error("{kind} {name:?} does not exist")]
+    NotFound {
+        /// `queue`, `topic` or `table`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A request the real service would refuse.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// SQLite failed.
+    #[error("store failure")]
+    Store(#[from] rusqlite::Error),
+}
+
+#[derive(Default)]
+struct Config {
+    queues: BTreeMap<String, QueueConfig>,
+    topics: BTreeMap<String, Vec<Subscription>>,
+    tables: HashSet<String>,
+}
+
+/// The embedded services.
+pub struct Engine {
+    db: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    config: RwLock<Config>,
+    changed: tokio::sync::Notify,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL,
+  sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0,
+  first_receive INTEGER, receipt TEXT, group_id TEXT);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at);
+CREATE TABLE IF NOT EXISTS fifo_dedup (queue TEXT NOT NULL, dedup_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (queue, dedup_id)) WITHOUT ROWID;
+";
+
+/// The local ARN of a topic.
+pub fn topic_arn(name: &str) -> String {
+    format!("arn:aws:sns:{REGION}:{ACCOUNT}:{name}")
+}
+
+/// The local ARN of a queue.
+pub fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
+}
+
+/// The local URL of a queue.
+pub fn queue_url(name: &str) -> String {
+    format!("http://sqs.{REGION}.localhost/{ACCOUNT}/{name}")
+}
+
+/// The name inside an ARN or URL (its last `:` or `/` segment); a plain name stays as it is.
+pub fn name_of(arn_or_url: &str) -> &str {
+    arn_or_url.rsplit([':', '/']).next().unwrap_or(arn_or_url)
+}
+
+impl Engine {
+    /// An engine whose data lives in memory only (tests).
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Result<Arc<Engine>, EngineError> {
+        Self::with_connection(Connection::open_in_memory()?, clock)
+    }
+
+    /// An engine whose data lives in a SQLite file, created if needed.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Arc<Engine>, EngineError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::with_connection(conn, clock)
+    }
+
+    fn with_connection(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        conn.execute_batch(SCHEMA)?;
+        Ok(Arc::new(Engine {
+            db: Mutex::new(conn),
+            clock,
+            config: RwLock::new(Config::default()),
+            changed: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    pub(crate) fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a message is sent anywhere (the local stack's pollers sleep on it).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    // ---- configuration ----
+
+    /// Creates a queue, or updates its settings (idempotent, like `CreateQueue`).
+    pub fn create_queue(&self, config: QueueConfig) -> Result<(), EngineError> {
+        if let Some(r) = &config.redrive
+            && r.max_receive_count == 0
+        {
+            return Err(EngineError::Invalid(
+                "maxReceiveCount must be at least 1".into(),
+            ));
+        }
+        self.config
+            .write()
+            .expect("config lock")
+            .queues
+            .insert(config.name.clone(), config);
+        Ok(())
+    }
+
+    /// A queue's settings.
+    pub fn queue(&self, name: &str) -> Result<QueueConfig, EngineError> {
+        self.config
+            .read()
+            .expect("config lock")
+            .queues
+            .get(name_of(name))
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "queue",
+                name: name.to_string(),
+            })
+    }
+
+    /// Every queue's name.
+    pub fn queue_names(&self) -> Vec<String> {
+        self.config
+            .read()
+            .expect("config lock")
+            .queues
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a topic (idempotent).
+    pub fn create_topic(&self, name: &str) {
+        self.config
+            .write()
+            .expect("config lock")
+            .topics
+            .entry(name.to_string())
+            .or_default();
+    }
+
+    /// Subscribes a queue to a topic.
+    pub fn subscribe(&self, topic: &str, subscription: Subscription) -> Result<(), EngineError> {
+        if let Some(p) = &subscription.filter_policy {
+            filter::validate(p).map_err(EngineError::Invalid)?;
+        }
+        self.queue(&subscription.queue)?;
+        let mut config = self.config.write().expect("config lock");
+        let subs = config
+            .topics
+            .get_mut(name_of(topic))
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "topic",
+                name: topic.to_string(),
+            })?;
+        subs.retain(|s| s.queue != subscription.queue);
+        subs.push(subscription);
+        Ok(())
+    }
+
+    /// Creates a table (idempotent).
+    pub fn create_table(&self, name: &str) {
+        self.config
+            .write()
+            .expect("config lock")
+            .tables
+            .insert(name.to_string());
+    }
+
+    pub(crate) fn check_table(&self, name: &str) -> Result<(), EngineError> {
+        if self
+            .config
+            .read()
+            .expect("config lock")
+            .tables
+            .contains(name)
+        {
+            Ok(())
+        } else {
+            Err(EngineError::NotFound {
+                kind: "table",
+                name: name.to_string(),
+            })
+        }
+    }
+
+    // ---- SNS ----
+
+    /// Publishes to a topic: delivers to every subscription whose filter policy matches.
+    /// Returns the SNS message id.
+    pub fn publish(
+        &self,
+        topic: &str,
+        body: &str,
+        attributes: &BTreeMap<String, Attribute>,
+    ) -> Result<String, EngineError> {
+        let subs = self
+            .config
+            .read()
+            .expect("config lock")
+            .topics
+            .get(name_of(topic))
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                kind: "topic",
+                name: topic.to_string(),
+            })?;
+        let size = body.len()
+            + attributes
+                .iter()
+                .map(|(k, a)| k.len() + a.data_type.len() + a.value.len())
+                .sum::<usize>();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(EngineError::Invalid(format!(
+                "message is {size} bytes, over SNS's 256 KiB"
+            )));
+        }
+        let message_id = uuid::Uuid::new_v4().to_string();
+        for sub in subs {
+            if let Some(policy) = &sub.filter_policy
+                && !filter::matches(policy, sub.scope, attributes, body)
+            {
+                continue;
+            }
+            if sub.raw {
+                self.send(&sub.queue, body, attributes.clone(), None, None)?;
+            } else {
+                let attrs: serde_json::Map<String, Value> = attributes
+                    .iter()
+                    .map(|(k, a)| (k.clone(), json!({"Type": a.data_type, "Value": a.value})))
+                    .collect();
+                let notification = json!({
+                    "Type": "Notification",
+                    "MessageId": message_id,
+                    "TopicArn": topic_arn(name_of(topic)),
+                    "Message": body,
+                    "Timestamp": self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "MessageAttributes": attrs,
+                });
+                self.send(
+                    &sub.queue,
+                    &notification.to_string(),
+                    BTreeMap::new(),
+                    None,
+                    None,
+                )?;
+            }
+        }
+        Ok(message_id)
+    }
+
+    // ---- SQS ----
+
+    /// Sends a message. FIFO queues need a group id; a deduplication id (or, with
+    /// content-based deduplication, the body's hash) seen in the last 5 minutes is dropped.
+    pub fn send(
+        &self,
+        queue: &str,
+        body: &str,
+        attributes: BTreeMap<String, Attribute>,
+        group_id: Option<&str>,
+        dedup_id: Option<&str>,
+    ) -> Result<String, EngineError> {
+        let q = self.queue(queue)?;
+        let size = body.len()
+            + attributes
+                .iter()
+                .map(|(k, a)| k.len() + a.data_type.len() + a.value.len())
+                .sum::<usize>();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(EngineError::Invalid(format!(
+                "message is {size} bytes, over SQS's 256 KiB"
+            )));
+        }
+        if body.is_empty() {
+            return Err(EngineError::Invalid(
+                "the message body must not be empty".into(),
+            ));
+        }
+        let now = self.now_ms();
+        let id = uuid::Uuid::new_v4().to_string();
+        let db = self.db();
+        if q.fifo() {
+            let group = group_id.ok_or_else(|| {
+                EngineError::Invalid(format!("{} is FIFO: MessageGroupId is required", q.name))
+            })?;
+            let dedup = match dedup_id {
+                Some(d) => d.to_string(),
+                None if q.content_based_deduplication => {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    body.hash(&mut h);
+                    format!("{:x}", h.finish())
+                }
+                None => {
+                    return Err(EngineError::Invalid(format!(
+                        "{} needs a MessageDeduplicationId (no content-based deduplication)",
+                        q.name
+                    )));
+                }
+            };
+            db.execute(
+                "DELETE FROM fifo_dedup WHERE queue = ?1 AND until <= ?2",
+                params![q.name, now],
+            )?;
+            let seen: Option<i64> = db
+                .query_row(
+                    "SELECT until FROM fifo_dedup WHERE queue = ?1 AND dedup_id = ?2",
+                    params![q.name, dedup],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if seen.is_some() {
+                return Ok(id);
+            }
+            db.execute(
+                "INSERT INTO fifo_dedup (queue, dedup_id, until) VALUES (?1, ?2, ?3)",
+                params![q.name, dedup, now + DEDUP_MS],
+            )?;
+            insert_message(&db, &q.name, &id, body, &attributes, now, now, Some(group))?;
+        } else {
+            insert_message(
+                &db,
+                &q.name,
+                &id,
+                body,
+                &attributes,
+                now,
+                now + i64::from(q.delay) * 1000,
+                group_id,
+            )?;
+        }
+        drop(db);
+        self.changed.notify_waiters();
+        Ok(id)
+    }
+
+    /// Receives up to `max` (1 to 10) visible messages, making them invisible for the visibility
+    /// timeout (the queue's, or `visibility_timeout` seconds). Messages past their queue's
+    /// `maxReceiveCount` move to its dead-letter queue instead.
+    pub fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_timeout: Option<u32>,
+    ) -> Result<Vec<Received>, EngineError> {
+        if max == 0 || max > 10 {
+            return Err(EngineError::Invalid(
+                "MaxNumberOfMessages must be 1 to 10".into(),
+            ));
+        }
+        let q = self.queue(queue)?;
+        let vt = i64::from(visibility_timeout.unwrap_or(q.visibility_timeout)) * 1000;
+        let now = self.now_ms();
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let mut out = Vec::new();
+        let mut moved = false;
+        {
+            let mut stmt = tx.prepare_cached("SELECT seq, id, body, attributes, sent_at, visible_at, receive_count, first_receive, group_id FROM messages WHERE queue = ?1 ORDER BY seq")?;
+            let rows = stmt.query_map(params![q.name], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, u32>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            })?;
+            let mut blocked_groups: HashSet<String> = HashSet::new();
+            let mut picked = Vec::new();
+            for row in rows {
+                let row = row?;
+                let (seq, _, _, _, _, visible_at, receive_count, _, ref group) = row;
+                let visible = visible_at <= now;
+                if q.fifo() {
+                    let g = group.clone().unwrap_or_default();
+                    if blocked_groups.contains(&g) {
+                        continue;
+                    }
+                    if !visible {
+                        blocked_groups.insert(g);
+                        continue;
+                    }
+                } else if !visible {
+                    continue;
+                }
+                if let Some(r) = &q.redrive
+                    && receive_count >= r.max_receive_count
+                {
+                    picked.push((seq, row, true));
+                    continue;
+                }
+                picked.push((seq, row, false));
+                if picked.iter().filter(|(_, _, dead)| !dead).count() >= max {
+                    break;
+                }
+            }
+            drop(stmt);
+            for (
+                seq,
+                (_, id, body, attributes, sent_at, _, receive_count, first_receive, group),
+                dead,
+            ) in picked
+            {
+                if dead {
+                    let r = q.redrive.as_ref().expect("dead implies redrive");
+                    let dlq = self.queue(&r.dead_letter_queue)?;
+                    // A moved message keeps its id and receive count, and goes to the back of the DLQ.
+                    tx.execute("DELETE FROM messages WHERE seq = ?1", params![seq])?;
+                    tx.execute(
+                        "INSERT INTO messages (queue, id, body, attributes, sent_at, visible_at, receive_count, first_receive, group_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![dlq.name, id, body, attributes, sent_at, now, receive_count, first_receive, group],
+                    )?;
+                    moved = true;
+                    continue;
+                }
+                let receipt = uuid::Uuid::new_v4().to_string();
+                let first = first_receive.unwrap_or(now);
+                tx.execute("UPDATE messages SET receive_count = receive_count + 1, visible_at = ?1, receipt = ?2, first_receive = ?3 WHERE seq = ?4", params![now + vt, receipt, first, seq])?;
+                out.push(Received {
+                    message_id: id,
+                    receipt_handle: receipt,
+                    body,
+                    attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                    receive_count: receive_count + 1,
+                    sent_at_ms: sent_at,
+                    first_receive_ms: first,
+                    group_id: group,
+                });
+            }
+        }
+        tx.commit()?;
+        drop(db);
+        if moved {
+            self.changed.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    /// Deletes a message by its latest receipt handle. Returns false when the handle is stale
+    /// (the message was received again since) or the message is gone, as SQS silently does.
+    pub fn delete(&self, queue: &str, receipt_handle: &str) -> Result<bool, EngineError> {
+        let q = self.queue(queue)?;
+        let n = self.db().execute(
+            "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
+            params![q.name, receipt_handle],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Changes how long a received message stays invisible, counted from now (0 makes it
+    /// visible at once).
+    pub fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<bool, EngineError> {
+        let q = self.queue(queue)?;
+        let at = self.now_ms() + i64::from(seconds) * 1000;
+        let n = self.db().execute(
+            "UPDATE messages SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3",
+            params![at, q.name, receipt_handle],
+        )?;
+        if seconds == 0 {
+            self.changed.notify_waiters();
+        }
+        Ok(n > 0)
+    }
+
+    /// Deletes every message of a queue.
+    pub fn purge(&self, queue: &str) -> Result<(), EngineError> {
+        let q = self.queue(queue)?;
+        self.db()
+            .execute("DELETE FROM messages WHERE queue = ?1", params![q.name])?;
+        Ok(())
+    }
+
+    /// Counts of a queue.
+    pub fn stats(&self, queue: &str) -> Result<QueueStats, EngineError> {
+        let q = self.queue(queue)?;
+        let now = self.now_ms();
+        let db = self.db();
+        let (visible, in_flight, delayed, oldest): (i64, i64, i64, Option<i64>) = db.query_row(
+            "SELECT
+               COALESCE(SUM(visible_at <= ?2), 0),
+               COALESCE(SUM(visible_at > ?2 AND receive_count > 0), 0),
+               COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0),
+               MIN(sent_at)
+             FROM messages WHERE queue = ?1",
+            params![q.name, now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        Ok(QueueStats {
+            visible: visible as u64,
+            in_flight: in_flight as u64,
+            delayed: delayed as u64,
+            oldest_age_ms: oldest.map(|o| (now - o).max(0)).unwrap_or(0),
+        })
+    }
+
+    /// When the next invisible message of a queue becomes visible (epoch ms), if any.
+    pub fn next_visible_ms(&self, queue: &str) -> Result<Option<i64>, EngineError> {
+        let q = self.queue(queue)?;
+        let now = self.now_ms();
+        Ok(self.db().query_row(
+            "SELECT MIN(visible_at) FROM messages WHERE queue = ?1 AND visible_at > ?2",
+            params![q.name, now],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Every message of a queue, visible or not, without receiving it (for tests and tools).
+    pub fn peek(&self, queue: &str) -> Result<Vec<Received>, EngineError> {
+        let q = self.queue(queue)?;
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT id, body, attributes, sent_at, receive_count, first_receive, group_id FROM messages WHERE queue = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map(params![q.name], |r| {
+            Ok(Received {
+                message_id: r.get(0)?,
+                receipt_handle: String::new(),
+                body: r.get(1)?,
+                attributes: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                sent_at_ms: r.get(3)?,
+                receive_count: r.get(4)?,
+                first_receive_ms: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                group_id: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_message(
+    db: &Connection,
+    queue: &str,
+    id: &str,
+    body: &str,
+    attributes: &BTreeMap<String, Attribute>,
+    sent_at: i64,
+    visible_at: i64,
+    group: Option<&str>,
+) -> Result<(), EngineError> {
+    let attrs =
+        serde_json::to_string(attributes).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    db.prepare_cached("INSERT INTO messages (queue, id, body, attributes, sent_at, visible_at, group_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![queue, id, body, attrs, sent_at, visible_at, group])?;
+    Ok(())
+}

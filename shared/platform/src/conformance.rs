@@ -1,0 +1,508 @@
+//! The conformance suites every adapter passes: the embedded store's and the AWS SDK's (run
+//! against `moto_server`). One suite, so that the local stack cannot drift from AWS.
+//!
+//! Each suite panics with a message naming the broken rule. Keys are prefixed with `ns` so
+//! that runs can share a table.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use bazaar_contracts::envelope::Origin;
+use bazaar_contracts::inventory::{InventoryReserved, ReserveStock};
+use bazaar_contracts::{Actor, Envelope, Flags, Line, Sku};
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::item::{Condition, Key, Query, SortKey, Update, Write, item};
+use crate::ports::{CancelReason, PublishError, Publisher, Table, TableError};
+
+/// Runs every table check.
+pub async fn table_suite(table: &dyn Table, ns: &str) {
+    put_get_round_trips_every_type(table, ns).await;
+    conditional_put_refuses_a_second_create(table, ns).await;
+    update_adds_sets_removes_and_guards(table, ns).await;
+    delete_honours_its_condition(table, ns).await;
+    query_selects_by_sort_key_and_pages(table, ns).await;
+    transactions_are_all_or_nothing(table, ns).await;
+    invalid_requests_are_refused(table, ns).await;
+}
+
+fn k(ns: &str, pk: &str, sk: &str) -> Key {
+    Key::new(format!("{ns}#{pk}"), sk)
+}
+
+async fn put_get_round_trips_every_type(t: &dyn Table, ns: &str) {
+    let key = k(ns, "types", "1");
+    let attrs = json!({"s": "text", "n": 42, "neg": -7, "f": 1.5, "b": true, "null": null, "l": [1, "two", false], "m": {"a": {"b": "c"}}, "empty": ""});
+    t.put(item(&key, attrs.clone()), None).await.expect("put");
+    let got = t.get(&key).await.expect("get").expect("the item just put");
+    for (name, want) in attrs.as_object().unwrap() {
+        let have = got
+            .get(name)
+            .unwrap_or_else(|| panic!("attribute {name} lost"));
+        assert!(
+            crate::item::values_equal(have, want) || have == want,
+            "attribute {name}: want {want}, got {have}"
+        );
+    }
+    assert_eq!(got.get("pk"), Some(&json!(key.pk)));
+    assert!(
+        t.get(&k(ns, "types", "absent"))
+            .await
+            .expect("get absent")
+            .is_none(),
+        "a missing item reads as None"
+    );
+}
+
+async fn conditional_put_refuses_a_second_create(t: &dyn Table, ns: &str) {
+    let key = k(ns, "create", "1");
+    t.put(item(&key, json!({"v": 1})), Some(Condition::NotExists))
+        .await
+        .expect("first create");
+    let second = t
+        .put(item(&key, json!({"v": 2})), Some(Condition::NotExists))
+        .await;
+    assert!(
+        matches!(second, Err(TableError::ConditionFailed)),
+        "second create must fail its condition, got {second:?}"
+    );
+    let got = t.get(&key).await.unwrap().unwrap();
+    assert_eq!(got["v"], json!(1), "a failed put changes nothing");
+    t.put(
+        item(&key, json!({"v": 3})),
+        Some(Condition::Equals("v".into(), json!(1))),
+    )
+    .await
+    .expect("put guarded by equality");
+    let wrong = t
+        .put(
+            item(&key, json!({"v": 4})),
+            Some(Condition::Equals("v".into(), json!(1))),
+        )
+        .await;
+    assert!(
+        matches!(wrong, Err(TableError::ConditionFailed)),
+        "stale equality must fail, got {wrong:?}"
+    );
+}
+
+async fn update_adds_sets_removes_and_guards(t: &dyn Table, ns: &str) {
+    let key = k(ns, "stock", "1");
+    let created = t
+        .update(
+            &key,
+            Update::new().add("available", 5).set("owner", "merchant-1"),
+            None,
+        )
+        .await
+        .expect("update creates");
+    assert_eq!(created["available"], json!(5));
+    assert_eq!(created["owner"], json!("merchant-1"));
+    let after = t
+        .update(
+            &key,
+            Update::new().add("available", -3),
+            Some(Condition::AtLeast("available".into(), 3)),
+        )
+        .await
+        .expect("guarded decrement");
+    assert_eq!(after["available"], json!(2), "update returns the new item");
+    let oversell = t
+        .update(
+            &key,
+            Update::new().add("available", -3),
+            Some(Condition::AtLeast("available".into(), 3)),
+        )
+        .await;
+    assert!(
+        matches!(oversell, Err(TableError::ConditionFailed)),
+        "decrement below zero must fail, got {oversell:?}"
+    );
+    let removed = t
+        .update(&key, Update::new().remove("owner"), Some(Condition::Exists))
+        .await
+        .expect("remove");
+    assert!(!removed.contains_key("owner"));
+    let missing = t
+        .update(
+            &k(ns, "stock", "none"),
+            Update::new().set("x", 1),
+            Some(Condition::Exists),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(TableError::ConditionFailed)),
+        "update guarded by Exists must fail on a missing item, got {missing:?}"
+    );
+    let ok = t
+        .update(
+            &key,
+            Update::new().set("x", 1),
+            Some(Condition::And(vec![
+                Condition::AttributeExists("available".into()),
+                Condition::AttributeNotExists("owner".into()),
+            ])),
+        )
+        .await;
+    assert!(ok.is_ok(), "and of attribute conditions: {ok:?}");
+    let or = t
+        .update(
+            &key,
+            Update::new().set("x", 2),
+            Some(Condition::Or(vec![
+                Condition::Equals("x".into(), json!(9)),
+                Condition::LessThan("available".into(), 3),
+            ])),
+        )
+        .await;
+    assert!(or.is_ok(), "or of conditions: {or:?}");
+}
+
+async fn delete_honours_its_condition(t: &dyn Table, ns: &str) {
+    let key = k(ns, "del", "1");
+    t.put(item(&key, json!({"state": "open"})), None)
+        .await
+        .unwrap();
+    let refused = t
+        .delete(
+            &key,
+            Some(Condition::Equals("state".into(), json!("closed"))),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(TableError::ConditionFailed)),
+        "{refused:?}"
+    );
+    t.delete(&key, Some(Condition::Equals("state".into(), json!("open"))))
+        .await
+        .expect("guarded delete");
+    assert!(t.get(&key).await.unwrap().is_none());
+    t.delete(&key, None)
+        .await
+        .expect("deleting a missing item is fine");
+}
+
+async fn query_selects_by_sort_key_and_pages(t: &dyn Table, ns: &str) {
+    let pk = format!("{ns}#q");
+    for sk in ["a#1", "a#2", "a#3", "b#1", "b#2", "c"] {
+        t.put(item(&Key::new(pk.clone(), sk), json!({"v": sk})), None)
+            .await
+            .unwrap();
+    }
+    t.put(
+        item(&Key::new(format!("{ns}#other"), "a#1"), json!({})),
+        None,
+    )
+    .await
+    .unwrap();
+    let sks = |items: &[crate::item::Item]| {
+        items
+            .iter()
+            .map(|i| i["sk"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let q = |sk: SortKey| Query::partition(pk.clone()).sort_key(sk);
+    let cases: Vec<(SortKey, Vec<&str>)> = vec![
+        (SortKey::Any, vec!["a#1", "a#2", "a#3", "b#1", "b#2", "c"]),
+        (SortKey::Eq("b#1".into()), vec!["b#1"]),
+        (SortKey::BeginsWith("a#".into()), vec!["a#1", "a#2", "a#3"]),
+        (
+            SortKey::Between("a#2".into(), "b#1".into()),
+            vec!["a#2", "a#3", "b#1"],
+        ),
+        (SortKey::Lt("a#3".into()), vec!["a#1", "a#2"]),
+        (SortKey::Le("a#3".into()), vec!["a#1", "a#2", "a#3"]),
+        (SortKey::Gt("b#1".into()), vec!["b#2", "c"]),
+        (SortKey::Ge("b#1".into()), vec!["b#1", "b#2", "c"]),
+    ];
+    for (cond, want) in cases {
+        let page = t.query(q(cond.clone())).await.unwrap();
+        assert_eq!(sks(&page.items), want, "query {cond:?}");
+    }
+    let mut backwards = q(SortKey::BeginsWith("a#".into()));
+    backwards.forward = false;
+    assert_eq!(
+        sks(&t.query(backwards).await.unwrap().items),
+        ["a#3", "a#2", "a#1"],
+        "descending order"
+    );
+
+    let mut seen = Vec::new();
+    let mut start = None;
+    let mut pages = 0;
+    loop {
+        let page = t
+            .query(q(SortKey::Any).limit(4).start_after(start))
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 4, "a page holds at most the limit");
+        seen.extend(sks(&page.items));
+        pages += 1;
+        match page.last_sk {
+            Some(sk) => start = Some(sk),
+            None => break,
+        }
+        assert!(pages < 10, "paging must end");
+    }
+    assert_eq!(
+        seen,
+        ["a#1", "a#2", "a#3", "b#1", "b#2", "c"],
+        "paging returns every item once, in order"
+    );
+}
+
+async fn transactions_are_all_or_nothing(t: &dyn Table, ns: &str) {
+    let a = k(ns, "tx", "a");
+    let b = k(ns, "tx", "b");
+    t.put(item(&a, json!({"n": 1})), None).await.unwrap();
+    let failing = vec![
+        Write::Update {
+            key: a.clone(),
+            update: Update::new().add("n", 1),
+            condition: None,
+        },
+        Write::Put {
+            item: item(&b, json!({"n": 1})),
+            condition: None,
+        },
+        Write::Check {
+            key: a.clone(),
+            condition: Condition::Equals("n".into(), json!(99)),
+        },
+    ];
+    // The same key twice is refused; use a distinct key for the check.
+    let failing: Vec<Write> = failing
+        .into_iter()
+        .take(2)
+        .chain([Write::Check {
+            key: k(ns, "tx", "c"),
+            condition: Condition::Exists,
+        }])
+        .collect();
+    let err = t
+        .transact(failing)
+        .await
+        .expect_err("a failing check cancels the transaction");
+    match &err {
+        TableError::TransactionCanceled { reasons } => {
+            assert_eq!(reasons.len(), 3, "one reason per write: {reasons:?}");
+            assert_eq!(reasons[2], CancelReason::ConditionFailed, "{reasons:?}");
+            assert!(err.condition_failed_at(2) && !err.condition_failed_at(0));
+        }
+        other => panic!("expected TransactionCanceled, got {other:?}"),
+    }
+    assert_eq!(
+        t.get(&a).await.unwrap().unwrap()["n"],
+        json!(1),
+        "nothing of a cancelled transaction is applied"
+    );
+    assert!(
+        t.get(&b).await.unwrap().is_none(),
+        "nothing of a cancelled transaction is applied"
+    );
+
+    t.transact(vec![
+        Write::Update {
+            key: a.clone(),
+            update: Update::new().add("n", 1),
+            condition: Some(Condition::Equals("n".into(), json!(1))),
+        },
+        Write::Put {
+            item: item(&b, json!({"n": 1})),
+            condition: Some(Condition::NotExists),
+        },
+        Write::Delete {
+            key: k(ns, "tx", "gone"),
+            condition: None,
+        },
+    ])
+    .await
+    .expect("a transaction whose conditions hold");
+    assert_eq!(t.get(&a).await.unwrap().unwrap()["n"], json!(2));
+    assert!(t.get(&b).await.unwrap().is_some());
+}
+
+async fn invalid_requests_are_refused(t: &dyn Table, ns: &str) {
+    let too_many: Vec<Write> = (0..101)
+        .map(|i| Write::Put {
+            item: item(&k(ns, "many", &i.to_string()), json!({})),
+            condition: None,
+        })
+        .collect();
+    assert!(
+        matches!(t.transact(too_many).await, Err(TableError::Invalid(_))),
+        "more than 100 writes is invalid"
+    );
+    let a = k(ns, "dup", "a");
+    let twice = vec![
+        Write::Put {
+            item: item(&a, json!({})),
+            condition: None,
+        },
+        Write::Delete {
+            key: a.clone(),
+            condition: None,
+        },
+    ];
+    assert!(
+        matches!(t.transact(twice).await, Err(TableError::Invalid(_))),
+        "two writes to one key is invalid"
+    );
+    let key_change = t.update(&a, Update::new().set("sk", "x"), None).await;
+    assert!(
+        matches!(key_change, Err(TableError::Invalid(_))),
+        "updating the key is invalid: {key_change:?}"
+    );
+    let big = "x".repeat(401 * 1024);
+    let too_big = t
+        .put(item(&k(ns, "big", "1"), json!({ "data": big })), None)
+        .await;
+    assert!(
+        matches!(too_big, Err(TableError::Invalid(_))),
+        "an item over 400 KB is invalid: {too_big:?}"
+    );
+}
+
+/// Reads what a topic delivered, so that the publish suite can check routing. Each adapter's
+/// test provides one: a queue subscribed to every topic with raw delivery.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// Every envelope delivered so far for `topic` (a logical topic name: `order`, `tasks`).
+    async fn delivered(
+        &self,
+        topic: &str,
+    ) -> Vec<(Envelope, std::collections::BTreeMap<String, String>)>;
+}
+
+fn origin(id: String) -> Origin {
+    Origin {
+        id,
+        source: "bazaar/conformance".into(),
+        time: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        correlation_id: "conformance".into(),
+        causation_id: None,
+        traceparent: None,
+        actor: Actor::system(),
+        flags: Flags::default(),
+    }
+}
+
+/// Runs every publish check. `publisher` must know the topics `inventory` and `tasks`, and
+/// must not know `nosuchentity`.
+pub async fn publish_suite(publisher: &dyn Publisher, probe: &dyn Probe, ns: &str) {
+    let line = Line {
+        sku: Sku::parse("SKU-1").unwrap(),
+        quantity: 1,
+    };
+    let mut batch = Vec::new();
+    for i in 0..23 {
+        let order_id = format!("{ns}-{i}");
+        batch.push(
+            Envelope::wrap(
+                &InventoryReserved {
+                    order_id: order_id.clone(),
+                    items: vec![line.clone()],
+                },
+                origin(format!("{ns}-e-{i}")),
+            )
+            .unwrap(),
+        );
+        if i % 2 == 0 {
+            batch.push(
+                Envelope::wrap(
+                    &ReserveStock {
+                        order_id,
+                        items: vec![line.clone()],
+                    },
+                    origin(format!("{ns}-t-{i}")),
+                )
+                .unwrap(),
+            );
+        }
+    }
+    publisher
+        .publish(&batch)
+        .await
+        .expect("publish more than one batch across two topics");
+
+    let events: Vec<_> = probe
+        .delivered("inventory")
+        .await
+        .into_iter()
+        .filter(|(e, _)| e.id.starts_with(ns))
+        .collect();
+    let tasks: Vec<_> = probe
+        .delivered("tasks")
+        .await
+        .into_iter()
+        .filter(|(e, _)| e.id.starts_with(ns))
+        .collect();
+    let ids = |v: &[(Envelope, std::collections::BTreeMap<String, String>)]| {
+        v.iter().map(|(e, _)| e.id.clone()).collect::<BTreeSet<_>>()
+    };
+    let want_events: BTreeSet<_> = (0..23).map(|i| format!("{ns}-e-{i}")).collect();
+    let want_tasks: BTreeSet<_> = (0..23).step_by(2).map(|i| format!("{ns}-t-{i}")).collect();
+    assert_eq!(
+        ids(&events),
+        want_events,
+        "every event reaches the entity topic, once"
+    );
+    assert_eq!(events.len(), 23, "no event is delivered twice");
+    assert_eq!(
+        ids(&tasks),
+        want_tasks,
+        "every task reaches the tasks topic"
+    );
+    let (sample, attributes) = &tasks[0];
+    assert_eq!(
+        sample,
+        batch.iter().find(|e| e.id == sample.id).unwrap(),
+        "the envelope arrives unchanged"
+    );
+    assert_eq!(
+        attributes.get("type").map(String::as_str),
+        Some("inventory.stock.reserve"),
+        "message attributes carry the type"
+    );
+    assert_eq!(
+        attributes.get("target").map(String::as_str),
+        Some("inventory"),
+        "task attributes carry the target service"
+    );
+    assert_eq!(
+        attributes.get("id"),
+        Some(&sample.id),
+        "message attributes carry the envelope id"
+    );
+
+    let mut huge = Envelope::wrap(
+        &ReserveStock {
+            order_id: format!("{ns}-big"),
+            items: vec![line.clone()],
+        },
+        origin(format!("{ns}-big")),
+    )
+    .unwrap();
+    huge.data["padding"] = Value::String("x".repeat(260 * 1024));
+    let err = publisher
+        .publish(&[huge])
+        .await
+        .expect_err("a message over 256 KiB is refused");
+    assert!(matches!(err, PublishError::TooLarge { .. }), "{err:?}");
+
+    let mut stray = Envelope::wrap(
+        &InventoryReserved {
+            order_id: format!("{ns}-x"),
+            items: vec![line],
+        },
+        origin(format!("{ns}-x")),
+    )
+    .unwrap();
+    stray.message_type = "nosuchentity.happened".into();
+    let err = publisher
+        .publish(&[stray])
+        .await
+        .expect_err("an unknown topic is refused");
+    assert!(matches!(err, PublishError::UnknownTopic(_)), "{err:?}");
+}

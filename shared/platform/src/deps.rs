@@ -1,0 +1,52 @@
+//! What a function is given: its ports and its configuration. `main.rs` builds it from the
+//! AWS SDK (`bazaar_aws`), the local stack from the embedded store; the handlers cannot tell.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::faults::Faults;
+use crate::ids::Ids;
+use crate::ports::{DeadLetters, HandlerError, Publisher, Table};
+use crate::telemetry::MetricsSink;
+
+/// The ports and configuration of one function.
+#[derive(Clone)]
+pub struct Deps {
+    /// The function's name (`orders-saga`), used in logs, metrics, inbox records and as the
+    /// envelope `source`.
+    pub function: String,
+    /// The service's table, when the function has one.
+    pub table: Option<Arc<dyn Table>>,
+    /// Where outgoing messages go.
+    pub publisher: Arc<dyn Publisher>,
+    /// The function's DLQ, for messages that can never be processed.
+    pub dead_letters: Arc<dyn DeadLetters>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// New ids.
+    pub ids: Arc<dyn Ids>,
+    /// Injected crashes (none in production).
+    pub faults: Arc<dyn Faults>,
+    /// Where metrics go (EMF on stdout on Lambda).
+    pub metrics: Arc<dyn MetricsSink>,
+    /// The function's environment variables as the template sets them.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Deps {
+    /// The table, or a bug error when the function was deployed without one.
+    pub fn table(&self) -> Result<&dyn Table, HandlerError> {
+        self.table.as_deref().ok_or_else(|| {
+            HandlerError::bug(format!(
+                "{} has no table configured (TABLE_NAME)",
+                self.function
+            ))
+        })
+    }
+
+    /// A configuration value.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str)
+    }
+}

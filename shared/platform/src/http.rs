@@ -1,0 +1,824 @@
+//! The HTTP entry point: API Gateway HTTP API events (payload format 2.0) in, responses out.
+//!
+//! - Routing on method and path, with `{name}` path parameters; unknown paths are 404 and
+//!   known paths with another method 405, as problem documents.
+//! - Errors are `application/problem+json` (RFC 9457) with `type`, `title`, `status`, `detail`
+//!   and, for bad input, the `field` at fault. A handler never answers 5xx for bad input;
+//!   transient failures answer 503 with `Retry-After`.
+//! - Idempotency (BRIEF §4) for routes that declare it: the same `Idempotency-Key` with the
+//!   same request returns the original response; with a different request, 422; while the
+//!   first is still in progress, 409. The idempotency record, the state changes and the outbox
+//!   are committed in one transaction, so a retried request never has a second effect.
+//! - The caller: until real identity lands, callers name themselves with the development
+//!   header [`DEV_ACTOR_HEADER`] (`subject:role[,role]`); see README.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use base64::Engine;
+use bazaar_contracts::{Actor, Flags};
+use chrono::Duration;
+use http::{HeaderMap, HeaderValue, Method};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::deps::Deps;
+use crate::item::{Condition, Key, Update, Write, item};
+use crate::outbox;
+use crate::ports::{BoxError, ErrorClass, HandlerError, TableError};
+use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
+use crate::work::{Cause, Work};
+
+/// The development header naming the caller: `subject:role[,role]`, e.g. `customer-1:customer`.
+pub const DEV_ACTOR_HEADER: &str = "x-bazaar-dev-actor";
+/// The idempotency header of mutating requests.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// The largest request body accepted (messages caused by it must fit SNS's 256 KiB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::hours(24);
+/// How long a request holds its idempotency key before another may take it over (a crashed
+/// request must not block its key for a day).
+pub const IDEMPOTENCY_LOCK: Duration = Duration::seconds(60);
+
+/// An HTTP request as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The path, without query.
+    pub path: String,
+    /// Path parameters from the route pattern.
+    pub params: BTreeMap<String, String>,
+    /// Query parameters (the first value of each).
+    pub query: BTreeMap<String, String>,
+    /// Headers, names lowercase.
+    pub headers: HeaderMap,
+    /// The body, decoded from base64 when API Gateway encoded it.
+    pub body: Vec<u8>,
+    /// API Gateway's request id.
+    pub request_id: String,
+}
+
+impl Request {
+    /// The body as JSON of type `T`; a 400 problem naming the fault otherwise.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(None, "the request needs a JSON body"));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(None, format!("the body is not valid: {e}")))
+    }
+
+    /// A path parameter.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The caller named by the development header; 401 when absent or malformed.
+    pub fn actor(&self) -> Result<Actor, ApiError> {
+        let text = self.header(DEV_ACTOR_HEADER).ok_or_else(|| {
+            ApiError::unauthorized(format!(
+                "name yourself with the {DEV_ACTOR_HEADER} header: subject:role"
+            ))
+        })?;
+        parse_dev_actor(text).ok_or_else(|| {
+            ApiError::unauthorized(format!(
+                "{DEV_ACTOR_HEADER} must be subject:role[,role], got {text:?}"
+            ))
+        })
+    }
+}
+
+fn parse_dev_actor(text: &str) -> Option<Actor> {
+    let (subject, roles) = text.split_once(':')?;
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let roles: Vec<String> = roles.split(',').map(|r| r.trim().to_string()).collect();
+    (ok(subject.trim()) && roles.iter().all(|r| ok(r))).then(|| Actor {
+        subject: subject.trim().into(),
+        roles,
+    })
+}
+
+/// A response: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The JSON body (`null` for none).
+    pub body: Value,
+    /// The content type of the body.
+    pub content_type: String,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, body: impl Serialize) -> Response {
+        Response {
+            status,
+            headers: BTreeMap::new(),
+            body: serde_json::to_value(body).unwrap_or(Value::Null),
+            content_type: "application/json".into(),
+        }
+    }
+}
+
+/// A failed request, rendered as a problem document.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status code.
+    pub status: u16,
+    /// A short, stable title for the status.
+    pub title: &'static str,
+    /// What went wrong, for the caller.
+    pub detail: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+    /// For 503: when to retry, in seconds.
+    pub retry_after: Option<u32>,
+    /// The cause, logged but never shown to the caller.
+    pub source: Option<BoxError>,
+}
+
+impl ApiError {
+    fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            title,
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+    /// 400: the request is malformed; `field` names the part at fault.
+    pub fn bad_request(field: Option<&str>, detail: impl Into<String>) -> Self {
+        ApiError {
+            field: field.map(String::from),
+            ..Self::new(400, "Bad Request", detail)
+        }
+    }
+    /// 401: the caller is not identified.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(401, "Unauthorized", detail)
+    }
+    /// 403: the caller may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", detail)
+    }
+    /// 404: nothing there (or nothing the caller may see).
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "Not Found", detail)
+    }
+    /// 409: conflicts with the current state.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(409, "Conflict", detail)
+    }
+    /// 413: the body is too large.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(413, "Content Too Large", detail)
+    }
+    /// 422: well-formed but unacceptable; `field` names the part at fault.
+    pub fn unprocessable(field: Option<&str>, detail: impl Into<String>) -> Self {
+        ApiError {
+            field: field.map(String::from),
+            ..Self::new(422, "Unprocessable Content", detail)
+        }
+    }
+    /// 503: try again later.
+    pub fn unavailable(source: BoxError) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            source: Some(source),
+            ..Self::new(
+                503,
+                "Service Unavailable",
+                "a dependency is busy or down; retry shortly",
+            )
+        }
+    }
+    /// 500: a bug; the detail stays in the logs.
+    pub fn internal(source: BoxError) -> Self {
+        ApiError {
+            source: Some(source),
+            ..Self::new(
+                500,
+                "Internal Server Error",
+                "an unexpected error occurred; it has been logged",
+            )
+        }
+    }
+
+    /// The problem document.
+    pub fn to_response(&self) -> Response {
+        let mut body = json!({
+            "type": format!("https://bazaar.dev/problems/{}", self.status),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        });
+        if let Some(f) = &self.field {
+            body["field"] = json!(f);
+        }
+        let mut headers = BTreeMap::new();
+        if let Some(s) = self.retry_after {
+            headers.insert("retry-after".to_string(), s.to_string());
+        }
+        Response {
+            status: self.status,
+            headers,
+            body,
+            content_type: "application/problem+json".into(),
+        }
+    }
+}
+
+impl From<HandlerError> for ApiError {
+    fn from(e: HandlerError) -> Self {
+        match e {
+            HandlerError::Permanent { detail, .. } => ApiError::unprocessable(None, detail),
+            HandlerError::Transient(s) => ApiError::unavailable(s),
+            HandlerError::Bug(s) => ApiError::internal(s),
+        }
+    }
+}
+
+impl From<TableError> for ApiError {
+    fn from(e: TableError) -> Self {
+        HandlerError::from(e).into()
+    }
+}
+
+impl From<bazaar_contracts::ContractViolation> for ApiError {
+    fn from(e: bazaar_contracts::ContractViolation) -> Self {
+        ApiError::unprocessable(None, e.0)
+    }
+}
+
+/// Handles one route.
+#[async_trait]
+pub trait Route: Send + Sync {
+    /// Answers the request; state changes and messages go through `work` and are committed
+    /// by the platform after the handler returns.
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError>;
+}
+
+/// Whether a route takes an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Reads, and writes that are idempotent by nature without a key.
+    None,
+    /// The key is optional: honoured when given.
+    Optional,
+    /// The key is required: 400 without it.
+    Required,
+}
+
+struct RouteEntry {
+    method: Method,
+    pattern: Vec<Segment>,
+    template: String,
+    idempotency: Idempotency,
+    handler: Arc<dyn Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+fn parse_pattern(pattern: &str) -> Vec<Segment> {
+    pattern
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name.to_string()),
+                None => Segment::Literal(s.to_string()),
+            },
+        )
+        .collect()
+}
+
+fn match_path(pattern: &[Segment], path: &str) -> Option<BTreeMap<String, String>> {
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.len() != pattern.len() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    for (seg, part) in pattern.iter().zip(parts) {
+        match seg {
+            Segment::Literal(l) if l == part => {}
+            Segment::Literal(_) => return None,
+            Segment::Param(name) => {
+                params.insert(name.clone(), percent_decode(part, false));
+            }
+        }
+    }
+    Some(params)
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(if plus_is_space && bytes[i] == b'+' {
+            b' '
+        } else {
+            bytes[i]
+        });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(raw: &str) -> BTreeMap<String, String> {
+    let mut q = BTreeMap::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        q.entry(percent_decode(k, true))
+            .or_insert_with(|| percent_decode(v, true));
+    }
+    q
+}
+
+/// A function's HTTP routes.
+#[derive(Clone)]
+pub struct Api {
+    deps: Arc<Deps>,
+    routes: Arc<Vec<RouteEntry>>,
+}
+
+impl Api {
+    /// An API with no routes yet.
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Api {
+            deps,
+            routes: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Adds a route: `pattern` like `/orders/{id}`.
+    pub fn route(
+        mut self,
+        method: Method,
+        pattern: &str,
+        idempotency: Idempotency,
+        handler: Arc<dyn Route>,
+    ) -> Self {
+        let routes =
+            Arc::get_mut(&mut self.routes).expect("routes are added before the API is shared");
+        routes.push(RouteEntry {
+            method,
+            pattern: parse_pattern(pattern),
+            template: pattern.to_string(),
+            idempotency,
+            handler,
+        });
+        self
+    }
+
+    /// The routes as `METHOD /pattern`, for checking against the template.
+    pub fn route_keys(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.template))
+            .collect()
+    }
+
+    /// Answers one API Gateway event.
+    pub async fn handle_event(&self, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let started = Instant::now();
+        let request_id = event
+            .request_context
+            .request_id
+            .clone()
+            .unwrap_or_else(|| self.deps.ids.new_id());
+        let method = event.request_context.http.method.clone();
+        let path = event
+            .raw_path
+            .clone()
+            .or(event.request_context.http.path.clone())
+            .unwrap_or_else(|| "/".into());
+        let response =
+            match self.to_request(event, request_id.clone(), method.clone(), path.clone()) {
+                Ok((request, entry)) => self.answer(entry, request).await,
+                Err(e) => self.fail(&request_id, &format!("{method} {path}"), e),
+            };
+        let outcome = if response.status >= 500 {
+            Outcome::Failed
+        } else {
+            Outcome::Processed
+        };
+        self.deps.metrics.record(&MessageMetrics {
+            function: self.deps.function.clone(),
+            message_type: format!("{method} {path}"),
+            outcome,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            critical_time_ms: None,
+            at: self.deps.clock.now(),
+        });
+        to_lambda(response)
+    }
+
+    fn to_request(
+        &self,
+        event: ApiGatewayV2httpRequest,
+        request_id: String,
+        method: Method,
+        path: String,
+    ) -> Result<(Request, &RouteEntry), ApiError> {
+        let mut allowed = Vec::new();
+        let mut found = None;
+        for entry in self.routes.iter() {
+            if let Some(params) = match_path(&entry.pattern, &path) {
+                if entry.method == method {
+                    found = Some((entry, params));
+                    break;
+                }
+                allowed.push(entry.method.to_string());
+            }
+        }
+        let Some((entry, params)) = found else {
+            return Err(if allowed.is_empty() {
+                ApiError::not_found(format!("no route for {path}"))
+            } else {
+                ApiError::new(
+                    405,
+                    "Method Not Allowed",
+                    format!("{path} allows {}", allowed.join(", ")),
+                )
+            });
+        };
+        let raw = event.body.unwrap_or_default();
+        let body = if event.is_base64_encoded {
+            base64::engine::general_purpose::STANDARD
+                .decode(raw.as_bytes())
+                .map_err(|_| ApiError::bad_request(None, "the body is not valid base64"))?
+        } else {
+            raw.into_bytes()
+        };
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::too_large(format!(
+                "the body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
+                body.len()
+            )));
+        }
+        let query = parse_query(event.raw_query_string.as_deref().unwrap_or(""));
+        Ok((
+            Request {
+                method,
+                path,
+                params,
+                query,
+                headers: event.headers,
+                body,
+                request_id,
+            },
+            entry,
+        ))
+    }
+
+    async fn answer(&self, entry: &RouteEntry, request: Request) -> Response {
+        let route = format!("{} {}", entry.method, entry.template);
+        let key = request.header(IDEMPOTENCY_HEADER).map(str::to_string);
+        let result = match (entry.idempotency, key) {
+            (Idempotency::Required, None) => Err(ApiError::bad_request(
+                Some(IDEMPOTENCY_HEADER),
+                "this request needs an Idempotency-Key header (a unique value per intended operation)",
+            )),
+            (Idempotency::None, _) | (Idempotency::Optional, None) => {
+                self.run_plain(entry, &request).await
+            }
+            (_, Some(key)) => self.run_idempotent(entry, &request, &key).await,
+        };
+        match result {
+            Ok(r) => {
+                log_outcome(
+                    &LogFields {
+                        function: &self.deps.function,
+                        message_id: &request.request_id,
+                        message_type: &route,
+                        correlation_id: &request.request_id,
+                        causation_id: "",
+                    },
+                    Outcome::Processed,
+                    None,
+                );
+                r
+            }
+            Err(e) => self.fail(&request.request_id, &route, e),
+        }
+    }
+
+    fn fail(&self, request_id: &str, route: &str, e: ApiError) -> Response {
+        let fields = LogFields {
+            function: &self.deps.function,
+            message_id: request_id,
+            message_type: route,
+            correlation_id: request_id,
+            causation_id: "",
+        };
+        let outcome = if e.status >= 500 {
+            Outcome::Failed
+        } else {
+            Outcome::Processed
+        };
+        match &e.source {
+            Some(s) => log_outcome(&fields, outcome, Some(s.as_ref())),
+            None => log_outcome(&fields, outcome, None),
+        }
+        e.to_response()
+    }
+
+    fn cause(&self, request: &Request) -> Cause {
+        Cause {
+            id: request.request_id.clone(),
+            correlation_id: request.request_id.clone(),
+            actor: request.actor().unwrap_or_else(|_| Actor {
+                subject: "anonymous".into(),
+                roles: vec![],
+            }),
+            flags: Flags::default(),
+            traceparent: request.header("traceparent").map(String::from),
+        }
+    }
+
+    async fn run_plain(&self, entry: &RouteEntry, request: &Request) -> Result<Response, ApiError> {
+        let deps = &*self.deps;
+        let mut work = Work::new(deps, self.cause(request));
+        let response = entry.handler.handle(request, &mut work).await?;
+        if work.writes.is_empty() && work.outgoing.is_empty() {
+            return Ok(response);
+        }
+        let source = outbox::source_key(&format!("http:{}:{}", deps.function, request.request_id));
+        outbox::commit(
+            deps,
+            &source,
+            Vec::new(),
+            std::mem::take(&mut work.writes),
+            &work.outgoing,
+        )
+        .await
+        .map_err(commit_error)?;
+        outbox::dispatch(deps, &source, &work.outgoing, &request.request_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(response)
+    }
+
+    async fn run_idempotent(
+        &self,
+        entry: &RouteEntry,
+        request: &Request,
+        key: &str,
+    ) -> Result<Response, ApiError> {
+        let deps = &*self.deps;
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request(
+                Some(IDEMPOTENCY_HEADER),
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            ));
+        }
+        let table = deps.table().map_err(ApiError::from)?;
+        let subject = request
+            .actor()
+            .map(|a| a.subject)
+            .unwrap_or_else(|_| "anonymous".into());
+        let record_key = Key::new(format!("IDEM#{subject}#{key}"), deps.function.clone());
+        let fingerprint = fingerprint(request);
+        let now = deps.clock.now();
+        let claim = item(
+            &record_key,
+            json!({
+                "state": "in_progress",
+                "fingerprint": fingerprint,
+                "locked_until": (now + IDEMPOTENCY_LOCK).timestamp(),
+                "ttl": (now + IDEMPOTENCY_RETENTION).timestamp(),
+            }),
+        );
+        let free = Condition::Or(vec![
+            Condition::NotExists,
+            Condition::And(vec![
+                Condition::Equals("state".into(), json!("in_progress")),
+                Condition::LessThan("locked_until".into(), now.timestamp()),
+            ]),
+        ]);
+        match table.put(claim, Some(free)).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed) => {
+                let existing = table
+                    .get(&record_key)
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| {
+                        ApiError::conflict(
+                            "the request with this Idempotency-Key changed state; retry",
+                        )
+                    })?;
+                if existing.get("fingerprint").and_then(Value::as_str) != Some(fingerprint.as_str())
+                {
+                    return Err(ApiError::unprocessable(
+                        Some(IDEMPOTENCY_HEADER),
+                        "this Idempotency-Key was used for a different request",
+                    ));
+                }
+                if existing.get("state").and_then(Value::as_str) == Some("completed") {
+                    let mut stored: Response = serde_json::from_value(
+                        existing.get("response").cloned().unwrap_or(Value::Null),
+                    )
+                    .map_err(|e| ApiError::internal(Box::new(e)))?;
+                    stored
+                        .headers
+                        .insert("idempotent-replayed".into(), "true".into());
+                    return Ok(stored);
+                }
+                return Err(ApiError::conflict(
+                    "a request with this Idempotency-Key is still in progress",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+
+        let mut cause = self.cause(request);
+        cause.correlation_id = request.request_id.clone();
+        let mut work = Work::new(deps, cause);
+        let outcome = entry.handler.handle(request, &mut work).await;
+        let response = match outcome {
+            Ok(r) => r,
+            Err(e) if e.status < 500 => e.to_response(),
+            Err(e) => {
+                // Not the caller's fault: release the key so that a retry runs again.
+                let _ = table
+                    .delete(
+                        &record_key,
+                        Some(Condition::Equals("fingerprint".into(), json!(fingerprint))),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
+        let complete = Write::Update {
+            key: record_key.clone(),
+            update: Update::new()
+                .set("state", "completed")
+                .set(
+                    "response",
+                    serde_json::to_value(&response).unwrap_or(Value::Null),
+                )
+                .remove("locked_until"),
+            condition: Some(Condition::Equals("fingerprint".into(), json!(fingerprint))),
+        };
+        let source = outbox::source_key(&format!("http:{}:{}:{}", deps.function, subject, key));
+        let writes = if response.status < 400 {
+            std::mem::take(&mut work.writes)
+        } else {
+            Vec::new()
+        };
+        let outgoing = if response.status < 400 {
+            std::mem::take(&mut work.outgoing)
+        } else {
+            Vec::new()
+        };
+        if let Err(e) = outbox::commit(deps, &source, vec![complete], writes, &outgoing).await {
+            let _ = table
+                .delete(
+                    &record_key,
+                    Some(Condition::Equals("state".into(), json!("in_progress"))),
+                )
+                .await;
+            return Err(commit_error(e));
+        }
+        outbox::dispatch(deps, &source, &outgoing, &request.request_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(response)
+    }
+}
+
+fn commit_error(e: TableError) -> ApiError {
+    match e.class() {
+        ErrorClass::Bug => ApiError::internal(Box::new(e)),
+        _ => ApiError::unavailable(Box::new(e)),
+    }
+}
+
+/// What makes two requests "the same" for idempotency: method, path and body.
+fn fingerprint(request: &Request) -> String {
+    let mut h = Sha256::new();
+    h.update(request.method.as_str().as_bytes());
+    h.update(b" ");
+    h.update(request.path.as_bytes());
+    h.update(b"\n");
+    h.update(&request.body);
+    hex::encode(h.finalize())
+}
+
+fn to_lambda(r: Response) -> ApiGatewayV2httpResponse {
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(r.status);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(&r.content_type)
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    for (k, v) in &r.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    out.headers = headers;
+    out.body = if r.body.is_null() {
+        None
+    } else {
+        Some(Body::Text(r.body.to_string()))
+    };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_literal_and_parameter_segments() {
+        let p = parse_pattern("/orders/{id}");
+        assert_eq!(match_path(&p, "/orders/o-1").unwrap()["id"], "o-1");
+        assert_eq!(match_path(&p, "/orders/a%20b").unwrap()["id"], "a b");
+        assert!(match_path(&p, "/orders").is_none());
+        assert!(match_path(&p, "/orders/1/x").is_none());
+        assert!(match_path(&p, "/other/1").is_none());
+    }
+
+    #[test]
+    fn the_dev_actor_header_names_subject_and_roles() {
+        assert_eq!(
+            parse_dev_actor("customer-1:customer"),
+            Some(Actor::new("customer-1", &["customer"]))
+        );
+        assert_eq!(
+            parse_dev_actor("op:operator,customer"),
+            Some(Actor::new("op", &["operator", "customer"]))
+        );
+        assert_eq!(parse_dev_actor("nobody"), None);
+        assert_eq!(parse_dev_actor(":customer"), None);
+        assert_eq!(parse_dev_actor("a b:customer"), None);
+    }
+
+    #[test]
+    fn query_strings_are_decoded() {
+        let q = parse_query("q=red+mug&category=home%2Fkitchen&q=second");
+        assert_eq!(q["q"], "red mug");
+        assert_eq!(q["category"], "home/kitchen");
+    }
+
+    #[test]
+    fn a_problem_document_names_the_field() {
+        let r = ApiError::bad_request(Some("items"), "must not be empty").to_response();
+        assert_eq!(r.status, 400);
+        assert_eq!(r.content_type, "application/problem+json");
+        assert_eq!(r.body["field"], "items");
+        assert_eq!(r.body["status"], 400);
+    }
+}

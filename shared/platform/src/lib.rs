@@ -1,0 +1,36 @@
+//! The platform under every Bazaar function: what Powertools gives other languages and what
+//! NServiceBus gives .NET, for Rust on Lambda.
+//!
+//! Layout:
+//! - [`ports`]: the small traits the handlers use (table, publish, dead letters, clock, ids)
+//!   and their error types, typed by who must act. Adapters live elsewhere: `bazaar-aws` (the
+//!   AWS SDK) and `bazaar-embedded` (the local stack); both pass [`conformance`].
+//! - [`item`]: the item model of tables and the one implementation of condition and update
+//!   semantics that the embedded store uses (DynamoDB's own rules, restated).
+//! - [`work`]: the unit of work a handler fills (state changes and messages to send).
+//! - [`outbox`]: inbox + outbox in one transaction, dispatch after commit, the sweeper.
+//! - [`sqs`], [`http`], [`schedule`]: the Lambda entry points, and [`function`] which picks
+//!   the right one from the shape of the event, so a function can have several triggers.
+//! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format.
+//! - [`faults`]: named points where tests inject crashes.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod conformance;
+pub mod deps;
+pub mod faults;
+pub mod function;
+pub mod http;
+pub mod ids;
+pub mod item;
+pub mod outbox;
+pub mod ports;
+pub mod schedule;
+pub mod sqs;
+pub mod telemetry;
+pub mod work;
+
+pub use deps::Deps;
+pub use function::{Function, LambdaFunction};
+pub use ports::{ErrorClass, HandlerError};
+pub use work::Work;

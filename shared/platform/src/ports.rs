@@ -1,0 +1,318 @@
+//! The ports handlers and the platform use. Each is small and named for what it does; the
+//! adapters are named for their technology (`bazaar_aws::DynamoTable`,
+//! `bazaar_embedded::EmbeddedTable`, ...).
+//!
+//! Errors are typed by who must act:
+//! - the caller (a 4xx answer, or a permanent message failure that goes to the DLQ at once),
+//! - a retry (transient: throttling, conflicts, a dependency down; SQS redelivers),
+//! - a human (a bug or a misconfiguration: logged with its cause chain, retried, and parked
+//!   by the queue's redrive policy if it persists).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bazaar_contracts::{ContractViolation, DecodeError, Envelope, EnvelopeError};
+
+use crate::item::{Condition, Item, Key, Page, Query, Update, Write};
+
+/// A boxed error cause, kept whole so that logs show the chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// DynamoDB's limit of writes in one `TransactWriteItems`.
+pub const MAX_TRANSACTION_WRITES: usize = 100;
+
+/// A service's table: one partition key `pk`, one sort key `sk` (see [`crate::item`]).
+#[async_trait]
+pub trait Table: Send + Sync {
+    /// Reads one item (strongly consistent).
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError>;
+    /// Creates or replaces an item if the condition holds.
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError>;
+    /// Changes an item if the condition holds, returning the new item.
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError>;
+    /// Deletes an item if the condition holds.
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError>;
+    /// Reads one page of one partition.
+    async fn query(&self, query: Query) -> Result<Page, TableError>;
+    /// Applies up to [`MAX_TRANSACTION_WRITES`] writes, all or none. At most one write per key.
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError>;
+}
+
+/// Why one write of a cancelled transaction failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelReason {
+    /// This write was fine; another one failed.
+    None,
+    /// Its condition did not hold.
+    ConditionFailed,
+    /// Another transaction was writing the same item.
+    Conflict,
+    /// Anything else DynamoDB reported (throttling, size, ...).
+    Other(String),
+}
+
+/// What went wrong with a table operation.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A condition did not hold (single-item operation).
+    #[error("the condition did not hold")]
+    ConditionFailed,
+    /// A transaction was cancelled; one reason per write, in order.
+    #[error("transaction cancelled: {reasons:?}")]
+    TransactionCanceled {
+        /// Why each write failed (or [`CancelReason::None`]).
+        reasons: Vec<CancelReason>,
+    },
+    /// Too many requests; retry later.
+    #[error("throttled by the table")]
+    Throttled,
+    /// A request the table refuses as malformed: a bug in the caller.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The table could not be reached or failed.
+    #[error("table unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl TableError {
+    /// True when a transaction failed because of the condition of write `index` (and not for
+    /// another reason): the state it guarded changed.
+    pub fn condition_failed_at(&self, index: usize) -> bool {
+        match self {
+            TableError::TransactionCanceled { reasons } => {
+                reasons.get(index) == Some(&CancelReason::ConditionFailed)
+            }
+            _ => false,
+        }
+    }
+
+    /// Who must act.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            TableError::ConditionFailed
+            | TableError::TransactionCanceled { .. }
+            | TableError::Throttled
+            | TableError::Unavailable(_) => ErrorClass::Transient,
+            TableError::Invalid(_) => ErrorClass::Bug,
+        }
+    }
+}
+
+/// Publishes envelopes: events to their entity's topic, tasks to the `tasks` topic.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes every envelope (in batches of at most 10 per topic, as SNS allows). On error
+    /// some may have been published: the caller publishes all again, and consumers deduplicate
+    /// on the envelope id.
+    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError>;
+}
+
+/// SNS's message size limit (256 KiB, body plus attributes).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// SNS `PublishBatch` and SQS `SendMessageBatch` take at most 10 entries.
+pub const MAX_BATCH: usize = 10;
+
+/// What went wrong publishing.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The message is over [`MAX_MESSAGE_BYTES`]; it can never be published.
+    #[error("message {id} is {bytes} bytes, over the 256 KiB limit")]
+    TooLarge {
+        /// The envelope id.
+        id: String,
+        /// Its size.
+        bytes: usize,
+    },
+    /// No topic is configured for the message's topic name: a deployment mistake.
+    #[error("no topic configured for {0:?} (set TOPIC_ARN_{upper})", upper = .0.to_uppercase())]
+    UnknownTopic(String),
+    /// Some entries failed; retry.
+    #[error("{failed} of {total} messages were not published")]
+    Partial {
+        /// How many failed.
+        failed: usize,
+        /// How many were sent.
+        total: usize,
+    },
+    /// The topic service could not be reached or failed.
+    #[error("topic service unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl PublishError {
+    /// Who must act.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            PublishError::Partial { .. } | PublishError::Unavailable(_) => ErrorClass::Transient,
+            PublishError::TooLarge { .. } | PublishError::UnknownTopic(_) => ErrorClass::Bug,
+        }
+    }
+}
+
+/// The function's dead-letter queue, where permanent failures are parked on first receive.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Sends the original body with its attributes and the reason to the DLQ.
+    async fn park(&self, letter: DeadLetter) -> Result<(), PublishError>;
+}
+
+/// A message parked with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The original SQS body, unchanged, so that a replay sends exactly what was received.
+    pub body: String,
+    /// Message attributes: the original ones plus `bazaar.reason`, `bazaar.detail`,
+    /// `bazaar.function`, `bazaar.source-queue`.
+    pub attributes: BTreeMap<String, String>,
+    /// For FIFO DLQs: the message group of the original.
+    pub group_id: Option<String>,
+}
+
+/// Who must act on a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The input is wrong and always will be: answer 4xx, or park the message now.
+    Permanent,
+    /// Retrying later may succeed.
+    Transient,
+    /// A bug or misconfiguration: log it whole, retry, and let redrive park it if it persists.
+    Bug,
+}
+
+/// A handler's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The message or request is wrong; a short machine-readable reason and a detail.
+    #[error("{reason}: {detail}")]
+    Permanent {
+        /// Machine-readable reason (`contract-violation`, `unknown-type`, ...).
+        reason: String,
+        /// Human-readable detail naming what is wrong.
+        detail: String,
+    },
+    /// Try again later.
+    #[error("transient failure")]
+    Transient(#[source] BoxError),
+    /// Unexpected.
+    #[error("unexpected failure")]
+    Bug(#[source] BoxError),
+}
+
+impl HandlerError {
+    /// A permanent failure.
+    pub fn permanent(reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        HandlerError::Permanent {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A bug, described in words.
+    pub fn bug(detail: impl Into<String>) -> Self {
+        HandlerError::Bug(detail.into().into())
+    }
+
+    /// Who must act.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HandlerError::Permanent { .. } => ErrorClass::Permanent,
+            HandlerError::Transient(_) => ErrorClass::Transient,
+            HandlerError::Bug(_) => ErrorClass::Bug,
+        }
+    }
+}
+
+impl From<TableError> for HandlerError {
+    fn from(e: TableError) -> Self {
+        match e.class() {
+            ErrorClass::Bug => HandlerError::Bug(Box::new(e)),
+            _ => HandlerError::Transient(Box::new(e)),
+        }
+    }
+}
+
+impl From<PublishError> for HandlerError {
+    fn from(e: PublishError) -> Self {
+        match e.class() {
+            ErrorClass::Bug => HandlerError::Bug(Box::new(e)),
+            _ => HandlerError::Transient(Box::new(e)),
+        }
+    }
+}
+
+impl From<DecodeError> for HandlerError {
+    fn from(e: DecodeError) -> Self {
+        HandlerError::permanent(e.reason(), e.to_string())
+    }
+}
+
+impl From<ContractViolation> for HandlerError {
+    fn from(e: ContractViolation) -> Self {
+        HandlerError::permanent("contract-violation", e.0)
+    }
+}
+
+impl From<EnvelopeError> for HandlerError {
+    fn from(e: EnvelopeError) -> Self {
+        match e {
+            EnvelopeError::Malformed(d) => HandlerError::permanent("malformed", d),
+            EnvelopeError::Invalid(d) => HandlerError::permanent("invalid-envelope", d),
+        }
+    }
+}
+
+/// Topic ARNs by logical topic name, read from the function's environment: the template sets
+/// `TOPIC_ARN_<NAME>` (e.g. `TOPIC_ARN_ORDER`, `TOPIC_ARN_TASKS`) for each topic the
+/// function may publish to, and its policy allows exactly those.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topics(pub BTreeMap<String, String>);
+
+impl Topics {
+    /// The prefix of the topic environment variables.
+    pub const ENV_PREFIX: &'static str = "TOPIC_ARN_";
+
+    /// Reads `TOPIC_ARN_*` variables.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Topics {
+        Topics(
+            env.iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix(Self::ENV_PREFIX)
+                        .map(|name| (name.to_lowercase(), v.clone()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The ARN of a logical topic.
+    pub fn arn(&self, topic: &str) -> Result<&str, PublishError> {
+        self.0
+            .get(topic)
+            .map(String::as_str)
+            .ok_or_else(|| PublishError::UnknownTopic(topic.to_string()))
+    }
+}
+
+/// Checks an envelope against SNS's size limit before any request is made. Returns its JSON.
+pub fn encode_for_publish(
+    envelope: &Envelope,
+) -> Result<(String, BTreeMap<String, String>), PublishError> {
+    let body = envelope.to_json();
+    let attributes = envelope.attributes();
+    let bytes = body.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + "String".len())
+            .sum::<usize>();
+    if bytes > MAX_MESSAGE_BYTES {
+        return Err(PublishError::TooLarge {
+            id: envelope.id.clone(),
+            bytes,
+        });
+    }
+    Ok((body, attributes))
+}

@@ -1,0 +1,370 @@
+//! The SQS entry point: a batch in, a partial batch response out.
+//!
+//! For each record:
+//! 1. read the body (raw delivery, or an SNS notification whose `Message` is the envelope);
+//! 2. read the envelope and find the handler for its type, decode and validate the payload.
+//!    Any failure here is *permanent*: the record is parked in the function's DLQ with reason
+//!    attributes and acknowledged, on its first receive;
+//! 3. if the inbox says the envelope was processed, re-send what its outbox still holds and
+//!    acknowledge (a duplicate has no second effect);
+//! 4. run the handler, commit inbox + state + outbox in one transaction, publish, acknowledge.
+//!    A conflict re-runs the handler on fresh reads (a few times); other failures are
+//!    *transient* and reported as item failures, so SQS redelivers and, after
+//!    `maxReceiveCount`, redrives to the DLQ.
+//!
+//! A panic in one record is caught and reported as that record's failure only. On a FIFO
+//! queue the records are processed in order and processing stops at the first failure: that
+//! record and all after it are reported, so that order within a message group holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bazaar_contracts::{Envelope, Message};
+use futures::FutureExt;
+use serde_json::Value;
+
+use crate::deps::Deps;
+use crate::faults::FaultPoint;
+use crate::outbox;
+use crate::ports::{DeadLetter, HandlerError, TableError};
+use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
+use crate::work::{Cause, Work};
+
+/// How many times a unit of work is re-run on fresh reads when its transaction conflicts,
+/// before the record is left for SQS to redeliver.
+pub const CONFLICT_ATTEMPTS: usize = 4;
+
+/// Handles one message type. A function implements it once per type it consumes.
+#[async_trait]
+pub trait Handle<M: Message>: Send + Sync {
+    /// Decides what to change and what to send; reads through `work.table()`, writes and
+    /// sends through `work`. It may run more than once for one message when its transaction
+    /// conflicts, so it must not have effects outside `work`.
+    async fn handle(&self, message: M, work: &mut Work<'_>) -> Result<(), HandlerError>;
+}
+
+/// A handler with its message type erased, so that one consumer holds many.
+#[async_trait]
+trait Erased: Send + Sync {
+    async fn run(&self, envelope: &Envelope, deps: &Deps) -> Result<(), HandlerError>;
+}
+
+struct Typed<M, H> {
+    handler: Arc<H>,
+    _message: PhantomData<fn() -> M>,
+}
+
+#[async_trait]
+impl<M: Message, H: Handle<M> + 'static> Erased for Typed<M, H> {
+    async fn run(&self, envelope: &Envelope, deps: &Deps) -> Result<(), HandlerError> {
+        let message: M = envelope.decode()?;
+        let table = deps.table()?;
+        let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
+        if table
+            .get(&outbox::inbox_key(&deps.function, &envelope.id))
+            .await?
+            .is_some()
+        {
+            outbox::redispatch(deps, &source).await?;
+            return Ok(());
+        }
+        let mut work = Work::new(deps, Cause::of(envelope));
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            work.reset();
+            self.handler
+                .handle(message.clone_for_retry()?, &mut work)
+                .await?;
+            let guard = vec![outbox::inbox_write(
+                &deps.function,
+                envelope,
+                deps.clock.now(),
+            )];
+            let writes = std::mem::take(&mut work.writes);
+            match outbox::commit(deps, &source, guard, writes, &work.outgoing).await {
+                Ok(()) => {
+                    outbox::dispatch(deps, &source, &work.outgoing, &envelope.id).await?;
+                    return Ok(());
+                }
+                Err(e) if e.condition_failed_at(0) => {
+                    // Another delivery of the same message committed first: it is processed.
+                    outbox::redispatch(deps, &source).await?;
+                    return Ok(());
+                }
+                Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
+                    if attempt < CONFLICT_ATTEMPTS =>
+                {
+                    tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "conflict; re-running on fresh reads");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HandlerError::Transient(
+            "the unit of work kept conflicting".into(),
+        ))
+    }
+}
+
+/// Re-running a handler needs the message again; contracts are plain data, so a JSON round
+/// trip is a faithful copy without requiring `Clone` of every contract.
+trait CloneForRetry: Sized {
+    fn clone_for_retry(&self) -> Result<Self, HandlerError>;
+}
+
+impl<M: Message> CloneForRetry for M {
+    fn clone_for_retry(&self) -> Result<Self, HandlerError> {
+        let value = serde_json::to_value(self).map_err(|e| HandlerError::bug(e.to_string()))?;
+        serde_json::from_value(value).map_err(|e| HandlerError::bug(e.to_string()))
+    }
+}
+
+/// A function's SQS consumer: the handlers of the message types it subscribes to.
+#[derive(Clone)]
+pub struct Consumer {
+    deps: Arc<Deps>,
+    handlers: HashMap<&'static str, Arc<dyn Erased>>,
+}
+
+/// The result of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordResult {
+    Done,
+    Parked,
+    Retry,
+}
+
+impl Consumer {
+    /// A consumer with no handlers yet.
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Consumer {
+            deps,
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Adds the handler of message type `M`.
+    pub fn on<M: Message, H: Handle<M> + 'static>(mut self, handler: Arc<H>) -> Self {
+        self.handlers.insert(
+            M::TYPE,
+            Arc::new(Typed::<M, H> {
+                handler,
+                _message: PhantomData,
+            }),
+        );
+        self
+    }
+
+    /// The message types this consumer handles (the local stack checks them against the
+    /// template's filter policies).
+    pub fn message_types(&self) -> Vec<&'static str> {
+        let mut t: Vec<_> = self.handlers.keys().copied().collect();
+        t.sort();
+        t
+    }
+
+    /// Processes a batch and reports the records to retry.
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let fifo = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.as_deref())
+            .is_some_and(|arn| arn.ends_with(".fifo"));
+        let mut failures = Vec::new();
+        let mut stop = false;
+        for record in &event.records {
+            if stop {
+                failures.push(failure(record));
+                continue;
+            }
+            let result = AssertUnwindSafe(self.process(record)).catch_unwind().await.unwrap_or_else(|panic| {
+                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+                tracing::error!(function = %self.deps.function, sqs_message_id = ?record.message_id, panic = %what, outcome = "failed", "handler panicked");
+                RecordResult::Retry
+            });
+            if result == RecordResult::Retry {
+                failures.push(failure(record));
+                stop = fifo;
+            }
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        response
+    }
+
+    async fn process(&self, record: &SqsMessage) -> RecordResult {
+        let started = Instant::now();
+        let deps = &*self.deps;
+        let body = record.body.as_deref().unwrap_or("");
+        let envelope = match envelope_of(body) {
+            Ok(e) => e,
+            Err(e) => return self.park(record, None, &e, started).await,
+        };
+        let fields = LogFields {
+            function: &deps.function,
+            message_id: &envelope.id,
+            message_type: &envelope.message_type,
+            correlation_id: &envelope.correlation_id,
+            causation_id: envelope.causation_id.as_deref().unwrap_or(""),
+        };
+        let Some(handler) = self.handlers.get(envelope.message_type.as_str()) else {
+            let e = HandlerError::permanent(
+                "unknown-type",
+                format!(
+                    "{} does not handle {:?}",
+                    deps.function, envelope.message_type
+                ),
+            );
+            return self.park(record, Some(&envelope), &e, started).await;
+        };
+        match handler.run(&envelope, deps).await {
+            Ok(()) => {
+                deps.faults
+                    .at(FaultPoint::AfterPublish, &deps.function, &envelope.id);
+                log_outcome(&fields, Outcome::Processed, None);
+                self.measure(
+                    &envelope.message_type,
+                    Outcome::Processed,
+                    started,
+                    Some(&envelope),
+                );
+                RecordResult::Done
+            }
+            Err(e @ HandlerError::Permanent { .. }) => {
+                self.park(record, Some(&envelope), &e, started).await
+            }
+            Err(e) => {
+                log_outcome(&fields, Outcome::Failed, Some(&e));
+                self.measure(
+                    &envelope.message_type,
+                    Outcome::Failed,
+                    started,
+                    Some(&envelope),
+                );
+                RecordResult::Retry
+            }
+        }
+    }
+
+    async fn park(
+        &self,
+        record: &SqsMessage,
+        envelope: Option<&Envelope>,
+        error: &HandlerError,
+        started: Instant,
+    ) -> RecordResult {
+        let deps = &*self.deps;
+        let (reason, detail) = match error {
+            HandlerError::Permanent { reason, detail } => (reason.as_str(), detail.as_str()),
+            _ => ("unexpected", ""),
+        };
+        let mut attributes: BTreeMap<String, String> = record
+            .message_attributes
+            .iter()
+            .filter_map(|(k, v)| v.string_value.clone().map(|s| (k.clone(), s)))
+            .collect();
+        attributes.insert("bazaar.reason".into(), reason.into());
+        attributes.insert("bazaar.detail".into(), truncate(detail, 1024));
+        attributes.insert("bazaar.function".into(), deps.function.clone());
+        if let Some(arn) = &record.event_source_arn {
+            attributes.insert("bazaar.source-queue".into(), arn.clone());
+        }
+        if let Some(e) = envelope {
+            attributes.insert("type".into(), e.message_type.clone());
+            attributes.insert("id".into(), e.id.clone());
+            attributes.insert("correlation_id".into(), e.correlation_id.clone());
+        }
+        let letter = DeadLetter {
+            body: record.body.clone().unwrap_or_default(),
+            attributes,
+            group_id: record.attributes.get("MessageGroupId").cloned(),
+        };
+        let message_type = envelope
+            .map(|e| e.message_type.as_str())
+            .unwrap_or("unknown");
+        let fields = LogFields {
+            function: &deps.function,
+            message_id: envelope
+                .map(|e| e.id.as_str())
+                .or(record.message_id.as_deref())
+                .unwrap_or(""),
+            message_type,
+            correlation_id: envelope.map(|e| e.correlation_id.as_str()).unwrap_or(""),
+            causation_id: envelope
+                .and_then(|e| e.causation_id.as_deref())
+                .unwrap_or(""),
+        };
+        match deps.dead_letters.park(letter).await {
+            Ok(()) => {
+                log_outcome(&fields, Outcome::Parked, Some(error));
+                self.measure(message_type, Outcome::Parked, started, envelope);
+                RecordResult::Parked
+            }
+            Err(e) => {
+                // Never drop: if the DLQ cannot take it, SQS keeps it and redrive parks it.
+                log_outcome(&fields, Outcome::Failed, Some(&e));
+                self.measure(message_type, Outcome::Failed, started, envelope);
+                RecordResult::Retry
+            }
+        }
+    }
+
+    fn measure(
+        &self,
+        message_type: &str,
+        outcome: Outcome,
+        started: Instant,
+        envelope: Option<&Envelope>,
+    ) {
+        let now = self.deps.clock.now();
+        self.deps.metrics.record(&MessageMetrics {
+            function: self.deps.function.clone(),
+            message_type: message_type.to_string(),
+            outcome,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            critical_time_ms: envelope
+                .map(|e| (now - e.time).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+            at: now,
+        });
+    }
+}
+
+fn failure(record: &SqsMessage) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = record.message_id.clone().unwrap_or_default();
+    f
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Reads the envelope from an SQS body: the body itself (raw message delivery), or the
+/// `Message` of an SNS notification (delivery without raw mode).
+pub fn envelope_of(body: &str) -> Result<Envelope, HandlerError> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| HandlerError::permanent("malformed", format!("body is not JSON: {e}")))?;
+    let is_notification = value.get("Type").and_then(Value::as_str) == Some("Notification")
+        && value.get("TopicArn").is_some();
+    if is_notification {
+        let inner = value
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                HandlerError::permanent("malformed", "SNS notification without a Message")
+            })?;
+        return Ok(Envelope::from_json(inner)?);
+    }
+    serde_json::from_value::<Envelope>(value)
+        .map_err(|e| HandlerError::permanent("malformed", format!("body is not an envelope: {e}")))
+}

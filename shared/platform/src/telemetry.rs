@@ -1,0 +1,247 @@
+//! Logs and metrics.
+//!
+//! Logs are JSON, one line per processed message or request, with `function`, `message_id`,
+//! `type`, `correlation_id` and `causation_id` as fields (see [`log_outcome`]). Metrics use
+//! CloudWatch's Embedded Metric Format: a JSON line on stdout that CloudWatch Logs turns into
+//! metrics without an API call ([`emf_line`]).
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// What happened to one message or request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Handled (or recognised as a duplicate and acknowledged).
+    Processed,
+    /// Not handled; left for a retry.
+    Failed,
+    /// Sent to the DLQ with its reason.
+    Parked,
+}
+
+impl Outcome {
+    /// The metric and log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Failed => "failed",
+            Outcome::Parked => "parked",
+        }
+    }
+}
+
+/// The measurements of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageMetrics {
+    /// The function.
+    pub function: String,
+    /// The message type (or `unknown` when the envelope could not be read).
+    pub message_type: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Handling time in milliseconds.
+    pub duration_ms: f64,
+    /// From the envelope's `time` to the end of processing, in milliseconds: how stale the
+    /// system is for this flow.
+    pub critical_time_ms: Option<f64>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Where metrics go.
+pub trait MetricsSink: Send + Sync {
+    /// Records the measurements of one message.
+    fn record(&self, metrics: &MessageMetrics);
+}
+
+/// Prints EMF lines on stdout, where Lambda sends them to CloudWatch Logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EmfStdout;
+
+impl MetricsSink for EmfStdout {
+    fn record(&self, metrics: &MessageMetrics) {
+        println!("{}", emf_line(metrics));
+    }
+}
+
+/// Keeps metrics in memory, for tests and for the local stack's summary.
+#[derive(Debug, Default)]
+pub struct CollectedMetrics(Mutex<Vec<MessageMetrics>>);
+
+impl CollectedMetrics {
+    /// Everything recorded so far.
+    pub fn all(&self) -> Vec<MessageMetrics> {
+        self.0.lock().expect("metrics lock").clone()
+    }
+
+    /// How many messages of a function had an outcome.
+    pub fn count(&self, function: &str, outcome: Outcome) -> usize {
+        self.0
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .filter(|m| m.function == function && m.outcome == outcome)
+            .count()
+    }
+}
+
+impl MetricsSink for CollectedMetrics {
+    fn record(&self, metrics: &MessageMetrics) {
+        self.0.lock().expect("metrics lock").push(metrics.clone());
+    }
+}
+
+/// The EMF JSON line for one message: namespace `Bazaar`, dimensions function and type.
+pub fn emf_line(m: &MessageMetrics) -> String {
+    let mut metrics = vec![
+        json!({"Name": m.outcome.as_str(), "Unit": "Count"}),
+        json!({"Name": "duration", "Unit": "Milliseconds"}),
+    ];
+    if m.critical_time_ms.is_some() {
+        metrics.push(json!({"Name": "critical_time", "Unit": "Milliseconds"}));
+    }
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": m.at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "Bazaar",
+                "Dimensions": [["function", "type"]],
+                "Metrics": metrics,
+            }],
+        },
+        "function": m.function,
+        "type": m.message_type,
+        m.outcome.as_str(): 1,
+        "duration": m.duration_ms,
+    });
+    if let Some(ct) = m.critical_time_ms {
+        line["critical_time"] = json!(ct);
+    }
+    line.to_string()
+}
+
+/// The identifying fields of one log line.
+#[derive(Debug, Clone, Default)]
+pub struct LogFields<'a> {
+    /// The function.
+    pub function: &'a str,
+    /// The envelope id (or the request id for HTTP).
+    pub message_id: &'a str,
+    /// The message type, or the route for HTTP.
+    pub message_type: &'a str,
+    /// The flow.
+    pub correlation_id: &'a str,
+    /// What caused it.
+    pub causation_id: &'a str,
+}
+
+/// Logs the outcome of one message as one JSON line (info for success, warn for parked,
+/// error for failures, with the error's cause chain).
+pub fn log_outcome(
+    f: &LogFields<'_>,
+    outcome: Outcome,
+    detail: Option<&(dyn std::error::Error + 'static)>,
+) {
+    let chain = detail.map(error_chain).unwrap_or_default();
+    match outcome {
+        Outcome::Processed => tracing::info!(
+            function = f.function,
+            message_id = f.message_id,
+            r#type = f.message_type,
+            correlation_id = f.correlation_id,
+            causation_id = f.causation_id,
+            outcome = "processed"
+        ),
+        Outcome::Parked => tracing::warn!(
+            function = f.function,
+            message_id = f.message_id,
+            r#type = f.message_type,
+            correlation_id = f.correlation_id,
+            causation_id = f.causation_id,
+            outcome = "parked",
+            error = chain
+        ),
+        Outcome::Failed => tracing::error!(
+            function = f.function,
+            message_id = f.message_id,
+            r#type = f.message_type,
+            correlation_id = f.correlation_id,
+            causation_id = f.causation_id,
+            outcome = "failed",
+            error = chain
+        ),
+    }
+}
+
+/// An error and its sources, joined with `: `.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Installs JSON logging for a Lambda function (level from `RUST_LOG`, default `info`).
+pub fn init_json_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Installs readable logging for the local stack and tools.
+pub fn init_readable_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .compact()
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_declares_its_metrics_and_carries_their_values() {
+        let m = MessageMetrics {
+            function: "orders-saga".into(),
+            message_type: "order.placed".into(),
+            outcome: Outcome::Parked,
+            duration_ms: 1.5,
+            critical_time_ms: Some(20.0),
+            at: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        };
+
+        let line: serde_json::Value = serde_json::from_str(&emf_line(&m)).unwrap();
+
+        let declared = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], "Bazaar");
+        let names: Vec<_> = declared["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["parked", "duration", "critical_time"]);
+        assert_eq!(line["parked"], 1);
+        assert_eq!(line["critical_time"], 20.0);
+        assert_eq!(line["_aws"]["Timestamp"], 1_767_225_600_000i64);
+    }
+}
