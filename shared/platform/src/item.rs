@@ -181,6 +181,9 @@ impl Update {
         if self.attributes().any(|a| a == PK || a == SK) {
             return Err("an update cannot change the key attributes pk and sk".into());
         }
+        if self.set.is_empty() && self.add.is_empty() && self.remove.is_empty() {
+            return Err("an update needs at least one change".into());
+        }
         let mut item = current.cloned().unwrap_or_else(|| item(key, Value::Null));
         for (name, value) in &self.set {
             item.insert(name.clone(), value.clone());

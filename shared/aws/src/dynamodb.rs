@@ -1,0 +1,499 @@
+//! The table port on DynamoDB.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update as DynamoUpdate,
+};
+use bazaar_platform::item::{
+    Condition, Item, Key, MAX_ITEM_BYTES, PK, Page, Query, SK, SortKey, Update, Write, size_of,
+};
+use bazaar_platform::ports::{CancelReason, MAX_TRANSACTION_WRITES, Table, TableError};
+use serde_json::{Map, Number, Value};
+
+/// A service table on DynamoDB (key schema `pk` + `sk`, both strings).
+#[derive(Clone, Debug)]
+pub struct DynamoTable {
+    client: Client,
+    name: String,
+}
+
+impl DynamoTable {
+    /// The table `name`, reached through `client`.
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        DynamoTable {
+            client,
+            name: name.into(),
+        }
+    }
+}
+
+/// JSON to DynamoDB: strings, numbers, booleans, null, lists and maps.
+pub fn to_attribute(v: &Value) -> AttributeValue {
+    match v {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(a) => AttributeValue::L(a.iter().map(to_attribute).collect()),
+        Value::Object(m) => AttributeValue::M(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_attribute(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// DynamoDB to JSON. Sets and binaries, which Bazaar never writes, read as lists and base64.
+pub fn from_attribute(a: &AttributeValue) -> Value {
+    match a {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::N(n) => parse_number(n),
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::L(l) => Value::Array(l.iter().map(from_attribute).collect()),
+        AttributeValue::M(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), from_attribute(v)))
+                .collect(),
+        ),
+        AttributeValue::Ss(s) => Value::Array(s.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ns(n) => Value::Array(n.iter().map(|n| parse_number(n)).collect()),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+fn parse_number(n: &str) -> Value {
+    if let Ok(i) = n.parse::<i64>() {
+        return Value::Number(i.into());
+    }
+    if let Ok(u) = n.parse::<u64>() {
+        return Value::Number(u.into());
+    }
+    n.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(n.to_string()))
+}
+
+fn to_item(item: &Item) -> HashMap<String, AttributeValue> {
+    item.iter()
+        .map(|(k, v)| (k.clone(), to_attribute(v)))
+        .collect()
+}
+
+fn from_item(item: &HashMap<String, AttributeValue>) -> Item {
+    item.iter()
+        .map(|(k, v)| (k.clone(), from_attribute(v)))
+        .collect::<Map<_, _>>()
+}
+
+fn key_of(key: &Key) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PK.to_string(), AttributeValue::S(key.pk.clone())),
+        (SK.to_string(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+/// Placeholders of one expression: `#nN` for names and `:vN` for values, so that any
+/// attribute name (reserved words included) is safe.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn name(&mut self, attribute: &str) -> String {
+        if let Some((p, _)) = self.names.iter().find(|(_, n)| n.as_str() == attribute) {
+            return p.clone();
+        }
+        let p = format!("#n{}", self.names.len());
+        self.names.insert(p.clone(), attribute.to_string());
+        p
+    }
+
+    fn value(&mut self, v: AttributeValue) -> String {
+        let p = format!(":v{}", self.values.len());
+        self.values.insert(p.clone(), v);
+        p
+    }
+
+    fn condition(&mut self, c: &Condition) -> String {
+        match c {
+            Condition::Exists => format!("attribute_exists({})", self.name(PK)),
+            Condition::NotExists => format!("attribute_not_exists({})", self.name(PK)),
+            Condition::AttributeExists(a) => format!("attribute_exists({})", self.name(a)),
+            Condition::AttributeNotExists(a) => format!("attribute_not_exists({})", self.name(a)),
+            Condition::Equals(a, v) => {
+                format!("{} = {}", self.name(a), self.value(to_attribute(v)))
+            }
+            Condition::AtLeast(a, n) => format!(
+                "{} >= {}",
+                self.name(a),
+                self.value(AttributeValue::N(n.to_string()))
+            ),
+            Condition::LessThan(a, n) => format!(
+                "{} < {}",
+                self.name(a),
+                self.value(AttributeValue::N(n.to_string()))
+            ),
+            Condition::And(cs) if cs.is_empty() => self.condition(&Condition::Or(vec![
+                Condition::Exists,
+                Condition::NotExists,
+            ])),
+            Condition::Or(cs) if cs.is_empty() => self.condition(&Condition::And(vec![
+                Condition::Exists,
+                Condition::NotExists,
+            ])),
+            Condition::And(cs) => cs
+                .iter()
+                .map(|c| format!("({})", self.condition(c)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            Condition::Or(cs) => cs
+                .iter()
+                .map(|c| format!("({})", self.condition(c)))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        }
+    }
+
+    fn update(&mut self, u: &Update) -> String {
+        let mut parts = Vec::new();
+        if !u.set.is_empty() {
+            let s: Vec<_> = u
+                .set
+                .iter()
+                .map(|(a, v)| format!("{} = {}", self.name(a), self.value(to_attribute(v))))
+                .collect();
+            parts.push(format!("SET {}", s.join(", ")));
+        }
+        if !u.add.is_empty() {
+            let s: Vec<_> = u
+                .add
+                .iter()
+                .map(|(a, n)| {
+                    format!(
+                        "{} {}",
+                        self.name(a),
+                        self.value(AttributeValue::N(n.to_string()))
+                    )
+                })
+                .collect();
+            parts.push(format!("ADD {}", s.join(", ")));
+        }
+        if !u.remove.is_empty() {
+            let s: Vec<_> = u.remove.iter().map(|a| self.name(a)).collect();
+            parts.push(format!("REMOVE {}", s.join(", ")));
+        }
+        parts.join(" ")
+    }
+
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+/// Maps an SDK error, whatever the operation, by its error code.
+fn map_error<E, R>(err: SdkError<E, R>) -> TableError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_string);
+    match code.as_deref() {
+        Some("ConditionalCheckFailedException") => TableError::ConditionFailed,
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TransactionInProgressException",
+        ) => TableError::Throttled,
+        Some("ValidationException" | "ResourceNotFoundException" | "SerializationException") => {
+            TableError::Invalid(err.message().unwrap_or("invalid request").to_string())
+        }
+        Some("TransactionCanceledException") => TableError::TransactionCanceled {
+            reasons: Vec::new(),
+        },
+        _ => TableError::Unavailable(Box::new(err)),
+    }
+}
+
+fn check_item(item: &Item) -> Result<(), TableError> {
+    Key::of(item).ok_or_else(|| {
+        TableError::Invalid(format!("an item needs string attributes {PK} and {SK}"))
+    })?;
+    if size_of(item) > MAX_ITEM_BYTES {
+        return Err(TableError::Invalid(format!(
+            "item size {} exceeds DynamoDB's 400 KB",
+            size_of(item)
+        )));
+    }
+    Ok(())
+}
+
+fn check_update(u: &Update) -> Result<(), TableError> {
+    if u.attributes().any(|a| a == PK || a == SK) {
+        return Err(TableError::Invalid(
+            "an update cannot change the key attributes pk and sk".into(),
+        ));
+    }
+    if u.set.is_empty() && u.add.is_empty() && u.remove.is_empty() {
+        return Err(TableError::Invalid(
+            "an update needs at least one change".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> TableError {
+    TableError::Invalid(e.to_string())
+}
+
+#[async_trait]
+impl Table for DynamoTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key_of(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(out.item().map(from_item))
+    }
+
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        check_item(&item)?;
+        let mut e = Expr::default();
+        let cond = condition.map(|c| e.condition(&c));
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(to_item(&item)))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        check_update(&update)?;
+        let mut e = Expr::default();
+        let expression = e.update(&update);
+        let cond = condition.map(|c| e.condition(&c));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_of(key)))
+            .update_expression(expression)
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(out.attributes().map(from_item).unwrap_or_default())
+    }
+
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        let mut e = Expr::default();
+        let cond = condition.map(|c| e.condition(&c));
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key_of(key)))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        let mut e = Expr::default();
+        let pk = format!(
+            "{} = {}",
+            e.name(PK),
+            e.value(AttributeValue::S(query.pk.clone()))
+        );
+        let s = |e: &mut Expr, v: &str| e.value(AttributeValue::S(v.to_string()));
+        let skn = e.name(SK);
+        let sk = match &query.sort_key {
+            SortKey::Any => None,
+            SortKey::Eq(v) => Some(format!("{skn} = {}", s(&mut e, v))),
+            SortKey::BeginsWith(v) => Some(format!("begins_with({skn}, {})", s(&mut e, v))),
+            SortKey::Between(a, b) => {
+                let a = s(&mut e, a);
+                Some(format!("{skn} BETWEEN {a} AND {}", s(&mut e, b)))
+            }
+            SortKey::Lt(v) => Some(format!("{skn} < {}", s(&mut e, v))),
+            SortKey::Le(v) => Some(format!("{skn} <= {}", s(&mut e, v))),
+            SortKey::Gt(v) => Some(format!("{skn} > {}", s(&mut e, v))),
+            SortKey::Ge(v) => Some(format!("{skn} >= {}", s(&mut e, v))),
+        };
+        if sk.is_none() {
+            e.names.retain(|_, n| n != SK);
+        }
+        let expression = match sk {
+            Some(sk) => format!("{pk} AND {sk}"),
+            None => pk,
+        };
+        let start = query
+            .start_after
+            .as_ref()
+            .map(|sk| key_of(&Key::new(query.pk.clone(), sk.clone())));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression(expression)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .consistent_read(true)
+            .scan_index_forward(query.forward)
+            .set_limit(query.limit.map(|l| l as i32))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(map_error)?;
+        let last_sk = out
+            .last_evaluated_key()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok(Page {
+            items: out.items().iter().map(from_item).collect(),
+            last_sk,
+        })
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
+            return Err(TableError::Invalid(format!(
+                "a transaction takes 1 to {MAX_TRANSACTION_WRITES} writes, got {}",
+                writes.len()
+            )));
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut items = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let key = w
+                .key()
+                .ok_or_else(|| TableError::Invalid("every write needs a key".into()))?;
+            if !keys.insert(key) {
+                return Err(TableError::Invalid(
+                    "a transaction cannot include two writes to the same item".into(),
+                ));
+            }
+            let mut e = Expr::default();
+            let item = match w {
+                Write::Put { item, condition } => {
+                    check_item(item)?;
+                    let cond = condition.as_ref().map(|c| e.condition(c));
+                    let put = Put::builder()
+                        .table_name(&self.name)
+                        .set_item(Some(to_item(item)))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                Write::Update {
+                    key,
+                    update,
+                    condition,
+                } => {
+                    check_update(update)?;
+                    let expression = e.update(update);
+                    let cond = condition.as_ref().map(|c| e.condition(c));
+                    let upd = DynamoUpdate::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key_of(key)))
+                        .update_expression(expression)
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().update(upd).build()
+                }
+                Write::Delete { key, condition } => {
+                    let cond = condition.as_ref().map(|c| e.condition(c));
+                    let del = Delete::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key_of(key)))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().delete(del).build()
+                }
+                Write::Check { key, condition } => {
+                    let cond = e.condition(condition);
+                    let check = ConditionCheck::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key_of(key)))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().condition_check(check).build()
+                }
+            };
+            items.push(item);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
+                    let reasons = e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| match r.code() {
+                            None | Some("None") => CancelReason::None,
+                            Some("ConditionalCheckFailed") => CancelReason::ConditionFailed,
+                            Some("TransactionConflict") => CancelReason::Conflict,
+                            Some(other) => CancelReason::Other(other.to_string()),
+                        })
+                        .collect();
+                    return Err(TableError::TransactionCanceled { reasons });
+                }
+                Err(map_error(err))
+            }
+        }
+    }
+}
