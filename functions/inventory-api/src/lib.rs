@@ -1,1 +1,93 @@
+//! `inventory-api`: `PUT /inventory/{sku}` sets how many units of a sku can be reserved. The
+//! first merchant to stock a sku owns it; other merchants get 403. Its schedule trigger
+//! sweeps the outbox.
+#![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::Sku;
+use bazaar_inventory::Stock;
+use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::item::{Condition, Key, Update, parse};
+use bazaar_platform::schedule::OutboxSweeper;
+use bazaar_platform::{Deps, Function, Work};
+use http::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The most units one sku may hold.
+pub const MAX_AVAILABLE: i64 = 1_000_000_000;
+
+/// The key of a sku's stock record.
+pub fn stock_key(sku: &Sku) -> Key {
+    bazaar_inventory::keys::stock(sku).into()
+}
+
+/// Builds the function with its triggers.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let api = Api::new(deps.clone()).route(
+        Method::PUT,
+        "/inventory/{sku}",
+        Idempotency::Optional,
+        Arc::new(SetStock),
+    );
+    Function::new(deps)
+        .http(api)
+        .schedule(Arc::new(OutboxSweeper))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStockBody {
+    available: i64,
+}
+
+/// `PUT /inventory/{sku}`.
+struct SetStock;
+
+#[async_trait]
+impl Route for SetStock {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = request.actor()?;
+        if !actor.has_role("merchant") {
+            return Err(ApiError::forbidden("only merchants set stock"));
+        }
+        let sku = Sku::parse(request.param("sku"))
+            .map_err(|v| ApiError::bad_request(Some("sku"), v.0))?;
+        let body: SetStockBody = request.json()?;
+        if !(0..=MAX_AVAILABLE).contains(&body.available) {
+            return Err(ApiError::unprocessable(
+                Some("available"),
+                format!("available must be 0 to {MAX_AVAILABLE}"),
+            ));
+        }
+        let key = stock_key(&sku);
+        let current: Option<Stock> = work.table()?.get(&key).await?.map(parse).transpose()?;
+        if let Some(stock) = &current
+            && stock.owner != actor.subject
+        {
+            return Err(ApiError::forbidden(format!(
+                "sku {sku} belongs to another merchant"
+            )));
+        }
+        let owned = Condition::Or(vec![
+            Condition::NotExists,
+            Condition::Equals("owner".into(), json!(actor.subject)),
+        ]);
+        work.update(
+            key,
+            Update::new()
+                .set("sku", sku.as_str())
+                .set("owner", actor.subject.as_str())
+                .set("available", body.available)
+                .add("reserved", 0),
+            Some(owned),
+        );
+        let reserved = current.map(|s| s.reserved).unwrap_or(0);
+        Ok(Response::json(
+            200,
+            json!({ "sku": sku, "available": body.available, "reserved": reserved }),
+        ))
+    }
+}

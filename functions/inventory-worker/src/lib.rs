@@ -1,1 +1,120 @@
+//! `inventory-worker`: handles `inventory.stock.reserve`. Reserves every line of an order or
+//! none, with conditional writes that never let `available` go below zero (a concurrent
+//! reservation makes the transaction fail and the platform re-runs the decision on fresh
+//! reads). Answers `inventory.reserved` or `inventory.rejected`; a repeated request for the
+//! same order gets the same answer again and holds nothing more.
+#![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::inventory::{
+    InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
+};
+use bazaar_contracts::{Line, Sku};
+use bazaar_inventory::{Reservation, Stock};
+use bazaar_platform::item::{Condition, Key, Update, parse, record};
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::{Deps, Function, HandlerError, Work};
+use serde::{Deserialize, Serialize};
+
+/// The key of a sku's stock record (shared with `inventory-api`).
+pub fn stock_key(sku: &Sku) -> Key {
+    bazaar_inventory::keys::stock(sku).into()
+}
+
+/// The key of an order's reservation record.
+pub fn reservation_key(order_id: &str) -> Key {
+    bazaar_inventory::keys::reservation(order_id).into()
+}
+
+/// Builds the function with its SQS trigger.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Reserve));
+    Function::new(deps).sqs(consumer)
+}
+
+/// What inventory remembers of an order's reservation request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReservationRecord {
+    /// The order.
+    pub order_id: String,
+    /// `reserved` or `rejected`.
+    pub state: String,
+    /// The lines held (reserved) or asked for (rejected).
+    pub items: Vec<Line>,
+    /// The skus short of stock (rejected).
+    #[serde(default)]
+    pub short_skus: Vec<Sku>,
+}
+
+/// The handler of `inventory.stock.reserve`.
+pub struct Reserve;
+
+#[async_trait]
+impl Handle<ReserveStock> for Reserve {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let table = work.table()?;
+        if let Some(existing) = table.get(&reservation_key(&task.order_id)).await? {
+            let existing: ReservationRecord = parse(existing)?;
+            return answer(work, &existing);
+        }
+        let mut lines = Vec::with_capacity(task.items.len());
+        for line in &task.items {
+            let stock: Option<Stock> = table
+                .get(&stock_key(&line.sku))
+                .await?
+                .map(parse)
+                .transpose()?;
+            lines.push((line.clone(), stock));
+        }
+        let record_of = |state: &str, short: Vec<Sku>| ReservationRecord {
+            order_id: task.order_id.clone(),
+            state: state.into(),
+            items: task.items.clone(),
+            short_skus: short,
+        };
+        let outcome = match bazaar_inventory::decide(&lines) {
+            Reservation::Reserve => {
+                for (line, _) in &lines {
+                    let q = i64::from(line.quantity);
+                    work.update(
+                        stock_key(&line.sku),
+                        Update::new().add("available", -q).add("reserved", q),
+                        Some(Condition::AtLeast("available".into(), q)),
+                    );
+                }
+                record_of("reserved", Vec::new())
+            }
+            Reservation::Reject { short } => record_of("rejected", short),
+        };
+        work.put(
+            record(&reservation_key(&task.order_id), &outcome),
+            Some(Condition::NotExists),
+        );
+        answer(work, &outcome)
+    }
+}
+
+fn answer(work: &mut Work<'_>, r: &ReservationRecord) -> Result<(), HandlerError> {
+    if r.state == "reserved" {
+        work.send(&InventoryReserved {
+            order_id: r.order_id.clone(),
+            items: r.items.clone(),
+        })
+    } else {
+        work.send(&InventoryRejected {
+            order_id: r.order_id.clone(),
+            reason: RejectReason::OutOfStock,
+            short_skus: r.short_skus.clone(),
+        })
+    }
+}
+
+/// Reads a sku's stock (for tests and tools).
+pub async fn stock_of(
+    table: &dyn bazaar_platform::ports::Table,
+    sku: &Sku,
+) -> Result<Option<Stock>, HandlerError> {
+    table.get(&stock_key(sku)).await?.map(parse).transpose()
+}

@@ -1,1 +1,145 @@
+//! `orders-api`: `POST /orders` places an order (idempotent, emits `order.placed`);
+//! `GET /orders/{id}` shows it to its customer or an operator. Its schedule trigger sweeps the
+//! outbox for messages a crashed request left behind.
+#![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::items::{Line, validate_lines};
+use bazaar_contracts::orders::OrderPlaced;
+use bazaar_orders::{Order, Status};
+use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::item::{Condition, Key, parse, record};
+use bazaar_platform::schedule::OutboxSweeper;
+use bazaar_platform::{Deps, Function, Work};
+use chrono::Duration;
+use http::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The default time an order has to reach a final state (configurable with
+/// `ORDER_DEADLINE_SECONDS`).
+pub const DEFAULT_DEADLINE: Duration = Duration::minutes(15);
+
+/// The key of an order's record.
+pub fn order_key(order_id: &str) -> Key {
+    bazaar_orders::keys::order(order_id).into()
+}
+
+/// Builds the function with its triggers.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let api = Api::new(deps.clone())
+        .route(
+            Method::POST,
+            "/orders",
+            Idempotency::Required,
+            Arc::new(PlaceOrder),
+        )
+        .route(
+            Method::GET,
+            "/orders/{id}",
+            Idempotency::None,
+            Arc::new(GetOrder),
+        );
+    Function::new(deps)
+        .http(api)
+        .schedule(Arc::new(OutboxSweeper))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceOrderBody {
+    items: Vec<Line>,
+    payment: Payment,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payment {
+    token: String,
+}
+
+/// `POST /orders`.
+struct PlaceOrder;
+
+#[async_trait]
+impl Route for PlaceOrder {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = request.actor()?;
+        if !actor.has_role("customer") {
+            return Err(ApiError::forbidden("only customers place orders"));
+        }
+        let body: PlaceOrderBody = request.json()?;
+        validate_lines("items", &body.items)
+            .map_err(|v| ApiError::unprocessable(Some("items"), v.0))?;
+        let token = body.payment.token.trim();
+        if token.is_empty() || token.len() > 64 {
+            return Err(ApiError::unprocessable(
+                Some("payment.token"),
+                "payment.token must be 1 to 64 characters",
+            ));
+        }
+        let deadline_seconds = work
+            .deps()
+            .var("ORDER_DEADLINE_SECONDS")
+            .and_then(|s| s.parse().ok())
+            .map(Duration::seconds)
+            .unwrap_or(DEFAULT_DEADLINE);
+        let now = work.now();
+        let order = Order::place(
+            work.new_id(),
+            actor.subject.clone(),
+            body.items,
+            token.to_string(),
+            now,
+            now + deadline_seconds,
+        );
+        work.put(
+            record(&order_key(&order.order_id), &order),
+            Some(Condition::NotExists),
+        );
+        work.send(&OrderPlaced {
+            order_id: order.order_id.clone(),
+            customer: order.customer.clone(),
+            items: order.items.clone(),
+            deadline: Some(order.deadline),
+        })?;
+        Ok(Response::json(
+            202,
+            json!({ "order_id": order.order_id, "status": Status::Pending }),
+        ))
+    }
+}
+
+/// `GET /orders/{id}`.
+struct GetOrder;
+
+#[async_trait]
+impl Route for GetOrder {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = request.actor()?;
+        let id = request.param("id");
+        let not_found = || ApiError::not_found(format!("no order {id}"));
+        let Some(item) = work.table()?.get(&order_key(id)).await? else {
+            return Err(not_found());
+        };
+        let order: Order = parse(item)?;
+        if !order.visible_to(&actor.subject, actor.has_role("operator")) {
+            // Another customer's order does not exist, as far as this caller can tell.
+            return Err(not_found());
+        }
+        Ok(Response::json(
+            200,
+            json!({
+                "order_id": order.order_id,
+                "customer": order.customer,
+                "status": order.status,
+                "cancel_reason": order.cancel_reason,
+                "items": order.items,
+                "placed_at": order.placed_at,
+                "deadline": order.deadline,
+            }),
+        ))
+    }
+}

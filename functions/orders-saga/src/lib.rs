@@ -1,1 +1,104 @@
+//! `orders-saga`: orchestrates an order through its participants. On `order.placed` it asks
+//! inventory to reserve (`inventory.stock.reserve`); on `inventory.reserved` /
+//! `inventory.rejected` it moves the order by the transition table of `bazaar_orders::decide`.
+#![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
+use bazaar_contracts::orders::OrderPlaced;
+use bazaar_orders::{Decision, Order, SagaInput, Status};
+use bazaar_platform::item::{Condition, Key, Update, parse};
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::{Deps, Function, HandlerError, Work};
+use serde_json::json;
+
+/// The key of an order's record (one service, one table: shared with `orders-api`).
+pub fn order_key(order_id: &str) -> Key {
+    bazaar_orders::keys::order(order_id).into()
+}
+
+/// Builds the function with its SQS trigger.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let saga = Arc::new(Saga);
+    let consumer = Consumer::new(deps.clone())
+        .on::<OrderPlaced, _>(saga.clone())
+        .on::<InventoryReserved, _>(saga.clone())
+        .on::<InventoryRejected, _>(saga);
+    Function::new(deps).sqs(consumer)
+}
+
+/// The saga's handlers.
+pub struct Saga;
+
+async fn load(work: &Work<'_>, order_id: &str) -> Result<Order, HandlerError> {
+    let item = work.table()?.get(&order_key(order_id)).await?;
+    // orders-api commits the order before it publishes order.placed, so a missing order is
+    // not a timing issue: the message names an order this service never had.
+    let item = item
+        .ok_or_else(|| HandlerError::permanent("unknown-order", format!("no order {order_id}")))?;
+    parse(item)
+}
+
+fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) {
+    match bazaar_orders::decide(order.status, input) {
+        Decision::Move(status, reason) => {
+            let mut update = Update::new()
+                .set("status", json!(status))
+                .set("updated_at", json!(work.now()));
+            if let Some(r) = reason {
+                update = update.set("cancel_reason", json!(r));
+            }
+            // Guarded by the status read, so that a concurrent transition re-runs this one.
+            work.update(
+                order_key(&order.order_id),
+                update,
+                Some(Condition::Equals("status".into(), json!(order.status))),
+            );
+        }
+        Decision::Ignore(why) => {
+            tracing::info!(order_id = %order.order_id, status = ?order.status, input = ?input, why, "saga input ignored")
+        }
+    }
+}
+
+#[async_trait]
+impl Handle<OrderPlaced> for Saga {
+    async fn handle(&self, placed: OrderPlaced, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let order = load(work, &placed.order_id).await?;
+        if order.status != Status::Pending {
+            return Ok(());
+        }
+        work.send(&ReserveStock {
+            order_id: order.order_id.clone(),
+            items: order.items.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Handle<InventoryReserved> for Saga {
+    async fn handle(
+        &self,
+        reserved: InventoryReserved,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &reserved.order_id).await?;
+        transition(work, &order, SagaInput::Reserved);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handle<InventoryRejected> for Saga {
+    async fn handle(
+        &self,
+        rejected: InventoryRejected,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &rejected.order_id).await?;
+        transition(work, &order, SagaInput::Rejected);
+        Ok(())
+    }
+}

@@ -22,3 +22,6 @@ pub use bootstrap::{aws_deps, load_config, run};
 pub use dynamodb::DynamoTable;
 pub use sns::SnsPublisher;
 pub use sqs::SqsDeadLetters;
+
+/// The error a function's `main` returns.
+pub use lambda_runtime::Error;

@@ -151,12 +151,21 @@ struct Config {
     tables: HashSet<String>,
 }
 
+/// Delivery as SQS may do it on a bad day, for tests: standard queues get every message
+/// `1 + duplicates` times and hand out visible messages in a seeded random order.
+#[derive(Debug, Default)]
+struct Chaos {
+    duplicates: u32,
+    shuffle: Option<rand::rngs::SmallRng>,
+}
+
 /// The embedded services.
 pub struct Engine {
     db: Mutex<Connection>,
     clock: Arc<dyn Clock>,
     config: RwLock<Config>,
     changed: tokio::sync::Notify,
+    chaos: Mutex<Chaos>,
 }
 
 const SCHEMA: &str = "
@@ -219,7 +228,18 @@ impl Engine {
             clock,
             config: RwLock::new(Config::default()),
             changed: tokio::sync::Notify::new(),
+            chaos: Mutex::new(Chaos::default()),
         }))
+    }
+
+    /// Makes standard queues deliver every message sent from now on `1 + duplicates` times,
+    /// and hand out visible messages in an order drawn from `seed` instead of send order (what
+    /// SQS's at-least-once, best-effort-order delivery allows). FIFO queues are unaffected.
+    pub fn set_chaos(&self, duplicates: u32, seed: Option<u64>) {
+        use rand::SeedableRng;
+        let mut chaos = self.chaos.lock().expect("chaos lock");
+        chaos.duplicates = duplicates;
+        chaos.shuffle = seed.map(rand::rngs::SmallRng::seed_from_u64);
     }
 
     /// The engine's clock.
@@ -474,16 +494,25 @@ impl Engine {
             )?;
             insert_message(&db, &q.name, &id, body, &attributes, now, now, Some(group))?;
         } else {
-            insert_message(
-                &db,
-                &q.name,
-                &id,
-                body,
-                &attributes,
-                now,
-                now + i64::from(q.delay) * 1000,
-                group_id,
-            )?;
+            let copies = 1 + self.chaos.lock().expect("chaos lock").duplicates;
+            for copy in 0..copies {
+                let copy_id = if copy == 0 {
+                    id.clone()
+                } else {
+                    uuid::Uuid::new_v4().to_string()
+                };
+                let visible_at = now + i64::from(q.delay) * 1000;
+                insert_message(
+                    &db,
+                    &q.name,
+                    &copy_id,
+                    body,
+                    &attributes,
+                    now,
+                    visible_at,
+                    group_id,
+                )?;
+            }
         }
         drop(db);
         self.changed.notify_waiters();
@@ -526,10 +555,16 @@ impl Engine {
                     r.get::<_, Option<String>>(8)?,
                 ))
             })?;
+            let mut all: Vec<_> = rows.collect::<Result<_, _>>()?;
+            if !q.fifo()
+                && let Some(rng) = self.chaos.lock().expect("chaos lock").shuffle.as_mut()
+            {
+                use rand::seq::SliceRandom;
+                all.shuffle(rng);
+            }
             let mut blocked_groups: HashSet<String> = HashSet::new();
             let mut picked = Vec::new();
-            for row in rows {
-                let row = row?;
+            for row in all {
                 let (seq, _, _, _, _, visible_at, receive_count, _, ref group) = row;
                 let visible = visible_at <= now;
                 if q.fifo() {

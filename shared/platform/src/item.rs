@@ -354,3 +354,21 @@ impl Write {
         }
     }
 }
+
+/// Stores a serializable record under a key (its fields become the item's attributes).
+pub fn record<T: serde::Serialize>(key: &Key, value: &T) -> Item {
+    item(key, serde_json::to_value(value).unwrap_or(Value::Null))
+}
+
+/// Reads a record back from an item; the key attributes and unknown attributes are ignored.
+/// An unreadable record is a bug (the service wrote it), never the caller's fault.
+pub fn parse<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, crate::ports::HandlerError> {
+    serde_json::from_value(Value::Object(item))
+        .map_err(|e| crate::ports::HandlerError::bug(format!("stored record unreadable: {e}")))
+}
+
+impl From<(String, String)> for Key {
+    fn from((pk, sk): (String, String)) -> Key {
+        Key { pk, sk }
+    }
+}

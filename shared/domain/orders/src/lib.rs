@@ -1,1 +1,180 @@
+//! The orders service's domain: orders and the saga's state machine. Free of AWS and Lambda
+//! types; the functions map it to table items and messages.
+#![forbid(unsafe_code)]
 
+use bazaar_contracts::Line;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where an order is in its life. Final states are `Confirmed` and `Cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Placed; stock not yet reserved.
+    Pending,
+    /// Stock reserved; payment not yet taken.
+    Reserved,
+    /// Paid; not yet confirmed.
+    Paid,
+    /// Final: the customer gets the goods.
+    Confirmed,
+    /// Final: nothing is held nor charged.
+    Cancelled,
+}
+
+impl Status {
+    /// True for `Confirmed` and `Cancelled`.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Confirmed | Status::Cancelled)
+    }
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Inventory could not reserve every line.
+    OutOfStock,
+    /// The payment provider declined.
+    PaymentDeclined,
+    /// The order did not progress before its deadline.
+    Timeout,
+}
+
+/// An order as the orders service keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// The id.
+    pub order_id: String,
+    /// The customer's subject.
+    pub customer: String,
+    /// What was ordered.
+    pub items: Vec<Line>,
+    /// The payment provider's card token (never logged, never in events).
+    pub payment_token: String,
+    /// Where the order is.
+    pub status: Status,
+    /// Set when cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<CancelReason>,
+    /// When it was placed.
+    pub placed_at: DateTime<Utc>,
+    /// When it is cancelled if not final.
+    pub deadline: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// A new pending order.
+    pub fn place(
+        order_id: String,
+        customer: String,
+        items: Vec<Line>,
+        payment_token: String,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Order {
+        Order {
+            order_id,
+            customer,
+            items,
+            payment_token,
+            status: Status::Pending,
+            cancel_reason: None,
+            placed_at: now,
+            deadline,
+            updated_at: now,
+        }
+    }
+
+    /// Whether `subject` may see this order: its customer, or an operator.
+    pub fn visible_to(&self, subject: &str, is_operator: bool) -> bool {
+        is_operator || self.customer == subject
+    }
+}
+
+/// What the saga learns from the participants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaInput {
+    /// Inventory reserved every line.
+    Reserved,
+    /// Inventory could not.
+    Rejected,
+}
+
+/// What the saga does with an input in a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Move to a new status (with a reason when cancelling).
+    Move(Status, Option<CancelReason>),
+    /// Nothing to do: a late or repeated answer. The reason is logged.
+    Ignore(&'static str),
+}
+
+/// The saga's transition table: every state × input pair is decided here and nowhere else.
+pub fn decide(status: Status, input: SagaInput) -> Decision {
+    match (status, input) {
+        (Status::Pending, SagaInput::Reserved) => Decision::Move(Status::Reserved, None),
+        (Status::Pending, SagaInput::Rejected) => {
+            Decision::Move(Status::Cancelled, Some(CancelReason::OutOfStock))
+        }
+        (Status::Reserved | Status::Paid | Status::Confirmed, SagaInput::Reserved) => {
+            Decision::Ignore("already reserved")
+        }
+        (Status::Reserved | Status::Paid | Status::Confirmed, SagaInput::Rejected) => {
+            Decision::Ignore("a rejection after a reservation cannot happen for one order; ignored")
+        }
+        (Status::Cancelled, _) => Decision::Ignore("the order is cancelled"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_order_moves_on_the_inventory_answer() {
+        assert_eq!(
+            decide(Status::Pending, SagaInput::Reserved),
+            Decision::Move(Status::Reserved, None)
+        );
+        assert_eq!(
+            decide(Status::Pending, SagaInput::Rejected),
+            Decision::Move(Status::Cancelled, Some(CancelReason::OutOfStock))
+        );
+    }
+
+    #[test]
+    fn late_and_repeated_answers_change_nothing() {
+        for status in [
+            Status::Reserved,
+            Status::Paid,
+            Status::Confirmed,
+            Status::Cancelled,
+        ] {
+            for input in [SagaInput::Reserved, SagaInput::Rejected] {
+                assert!(
+                    matches!(decide(status, input), Decision::Ignore(_)),
+                    "{status:?} x {input:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn final_states_are_confirmed_and_cancelled() {
+        assert!(Status::Confirmed.is_final() && Status::Cancelled.is_final());
+        assert!(
+            !Status::Pending.is_final() && !Status::Reserved.is_final() && !Status::Paid.is_final()
+        );
+    }
+}
+
+/// Where the orders service keeps its records in its table (partition key, sort key).
+pub mod keys {
+    /// An order's record.
+    pub fn order(order_id: &str) -> (String, String) {
+        (format!("ORDER#{order_id}"), "ORDER".to_string())
+    }
+}

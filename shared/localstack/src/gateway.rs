@@ -1,0 +1,325 @@
+//! The API Gateway HTTP API emulator: matches a request to the template's routes, invokes the
+//! function with a payload format 2.0 event, and turns its response back into HTTP, as API
+//! Gateway does (including its own `{"message":"Not Found"}` for unknown routes and
+//! `{"message":"Internal Server Error"}` when the function fails).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bazaar_embedded::engine::ACCOUNT;
+use serde_json::{Value, json};
+
+use crate::stack::Stack;
+
+/// An HTTP request as the emulator receives it.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    /// Method, uppercase.
+    pub method: String,
+    /// Path, starting with `/`.
+    pub path: String,
+    /// Raw query string, without `?`.
+    pub query: String,
+    /// Headers (names are lowercased on the way in).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A request with a JSON body.
+    pub fn json(method: &str, path: &str, body: &Value) -> Self {
+        HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            ..Default::default()
+        }
+    }
+
+    /// A request without a body.
+    pub fn get(path: &str) -> Self {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_lowercase(), value.into()));
+        self
+    }
+}
+
+/// The emulator's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn message(status: u16, message: &str) -> Self {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: json!({ "message": message }).to_string().into_bytes(),
+        }
+    }
+}
+
+fn matches(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let pat: Vec<&str> = pattern
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut params = Vec::new();
+    for (i, seg) in pat.iter().enumerate() {
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+            if i >= parts.len() {
+                return None;
+            }
+            params.push((name.to_string(), parts[i..].join("/")));
+            return Some(params);
+        }
+        let part = parts.get(i)?;
+        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => params.push((name.to_string(), part.to_string())),
+            None if seg == part => {}
+            None => return None,
+        }
+    }
+    (pat.len() == parts.len()).then_some(params)
+}
+
+impl Stack {
+    /// Answers one HTTP request through the template's routes.
+    pub async fn http(&self, request: HttpRequest) -> HttpResponse {
+        let method = request.method.to_uppercase();
+        let Some((route, params)) = self.routes().iter().find_map(|r| {
+            (r.method == method || r.method == "ANY")
+                .then(|| matches(&r.path, &request.path).map(|p| (r, p)))
+                .flatten()
+        }) else {
+            return HttpResponse::message(404, "Not Found");
+        };
+        let now = self.engine().clock().now();
+        let route_key = format!("{} {}", route.method, route.path);
+        let mut headers = serde_json::Map::new();
+        for (k, v) in &request.headers {
+            let k = k.to_lowercase();
+            let joined = match headers.get(&k).and_then(Value::as_str) {
+                Some(prev) => format!("{prev},{v}"),
+                None => v.clone(),
+            };
+            headers.insert(k, json!(joined));
+        }
+        let (body, is_base64) = match std::str::from_utf8(&request.body) {
+            Ok(text) => (text.to_string(), false),
+            Err(_) => (
+                base64::engine::general_purpose::STANDARD.encode(&request.body),
+                true,
+            ),
+        };
+        let mut query = serde_json::Map::new();
+        for pair in request.query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            query.entry(k.to_string()).or_insert(json!(v));
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": request.path,
+            "rawQueryString": request.query,
+            "headers": headers,
+            "requestContext": {
+                "accountId": ACCOUNT,
+                "apiId": "local",
+                "domainName": "127.0.0.1",
+                "domainPrefix": "127",
+                "http": { "method": method, "path": request.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent").cloned().unwrap_or(json!("")) },
+                "requestId": self.new_id(),
+                "routeKey": route_key,
+                "stage": "$default",
+                "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+                "timeEpoch": now.timestamp_millis(),
+            },
+            "isBase64Encoded": is_base64,
+        });
+        if !query.is_empty() {
+            event["queryStringParameters"] = Value::Object(query);
+        }
+        if !params.is_empty() {
+            event["pathParameters"] =
+                Value::Object(params.into_iter().map(|(k, v)| (k, json!(v))).collect());
+        }
+        if !request.body.is_empty() {
+            event["body"] = json!(body);
+        }
+        match self.invoke(&route.function, event).await {
+            Ok(response) => from_lambda(&response),
+            Err(e) => {
+                tracing::error!(route = %route_key, error = %e, "the function failed; answering 500 as API Gateway does");
+                HttpResponse::message(500, "Internal Server Error")
+            }
+        }
+    }
+}
+
+/// Turns a function's payload 2.0 response into HTTP.
+fn from_lambda(response: &Value) -> HttpResponse {
+    let Some(status) = response.get("statusCode").and_then(Value::as_u64) else {
+        // API Gateway's inference for a response without statusCode: 200 with the JSON.
+        return HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: response.to_string().into_bytes(),
+        };
+    };
+    let mut headers: Vec<(String, String)> = response
+        .get("headers")
+        .and_then(Value::as_object)
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(multi) = response.get("multiValueHeaders").and_then(Value::as_object) {
+        for (k, vs) in multi {
+            for v in vs.as_array().into_iter().flatten() {
+                headers.push((k.clone(), v.as_str().unwrap_or_default().to_string()));
+            }
+        }
+    }
+    let text = response.get("body").and_then(Value::as_str).unwrap_or("");
+    let body = if response
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_default()
+    } else {
+        text.as_bytes().to_vec()
+    };
+    HttpResponse {
+        status: status as u16,
+        headers,
+        body,
+    }
+}
+
+/// Serves the emulator on `addr` until `stop` completes.
+pub async fn serve(
+    stack: Arc<Stack>,
+    addr: SocketAddr,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::body::{Body, to_bytes};
+    use axum::extract::State;
+    use axum::http::{Request, Response};
+
+    async fn handle(State(stack): State<Arc<Stack>>, request: Request<Body>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        // API Gateway's payload limit is 10 MB; the functions enforce their own lower limits.
+        let body = match to_bytes(body, 10 * 1024 * 1024).await {
+            Ok(b) => b.to_vec(),
+            Err(_) => {
+                let r = HttpResponse::message(413, "Request Entity Too Large");
+                return Response::builder()
+                    .status(r.status)
+                    .body(Body::from(r.body))
+                    .expect("a valid response");
+            }
+        };
+        let req = HttpRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        };
+        let started = std::time::Instant::now();
+        let res = stack.http(req.clone()).await;
+        tracing::info!(target: "gateway", "{} {} -> {} ({:.1} ms)", req.method, req.path, res.status, started.elapsed().as_secs_f64() * 1000.0);
+        let mut builder = Response::builder().status(res.status);
+        for (k, v) in &res.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder
+            .body(Body::from(res.body))
+            .unwrap_or_else(|_| Response::new(Body::from("bad response headers")))
+    }
+
+    let app = axum::Router::new().fallback(handle).with_state(stack);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn route_patterns_bind_parameters() {
+        assert_eq!(
+            matches("/orders/{id}", "/orders/o-1"),
+            Some(vec![("id".into(), "o-1".into())])
+        );
+        assert_eq!(matches("/orders", "/orders"), Some(vec![]));
+        assert_eq!(matches("/orders", "/orders/1"), None);
+        assert_eq!(
+            matches("/files/{path+}", "/files/a/b"),
+            Some(vec![("path".into(), "a/b".into())])
+        );
+    }
+}

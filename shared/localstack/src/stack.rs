@@ -1,0 +1,596 @@
+//! The running stack: resources created in the engine, functions built with embedded ports,
+//! event source mappings, schedules and HTTP routes.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use bazaar_embedded::engine::{ACCOUNT, REGION, queue_arn};
+use bazaar_embedded::{
+    EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedTable, Engine, Received, Subscription,
+};
+use bazaar_platform::clock::{Clock, ManualClock};
+use bazaar_platform::faults::{Faults, NoFaults};
+use bazaar_platform::ids::{Ids, RandomIds};
+use bazaar_platform::ports::Topics;
+use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
+use bazaar_platform::{Deps, Function, LambdaFunction};
+use chrono::{DateTime, Duration, Utc};
+use futures::FutureExt;
+use serde_json::{Value, json};
+
+use crate::schedule::Schedule;
+use crate::template::{EventDef, StackModel};
+use crate::{Constructor, registry};
+
+/// What a stack is built with besides its template.
+pub struct StackOptions {
+    /// The engine holding the stack's data (its clock is the stack's clock).
+    pub engine: Arc<Engine>,
+    /// Set when the engine's clock is simulated: enables [`Stack::settle`] and
+    /// [`Stack::run_for`].
+    pub manual_clock: Option<Arc<ManualClock>>,
+    /// Ids for every function.
+    pub ids: Arc<dyn Ids>,
+    /// Injected crashes.
+    pub faults: Arc<dyn Faults>,
+    /// Where the functions' metrics go.
+    pub metrics: Arc<dyn MetricsSink>,
+    /// The functions by binary name (normally [`registry`]).
+    pub constructors: BTreeMap<&'static str, Constructor>,
+}
+
+impl StackOptions {
+    /// A stack on the system clock with the given engine.
+    pub fn live(engine: Arc<Engine>) -> Self {
+        StackOptions {
+            engine,
+            manual_clock: None,
+            ids: Arc::new(RandomIds),
+            faults: Arc::new(NoFaults),
+            metrics: Arc::new(CollectedMetrics::default()),
+            constructors: registry(),
+        }
+    }
+
+    /// An in-memory stack on a simulated clock, for tests.
+    pub fn simulated(faults: Arc<dyn Faults>, metrics: Arc<dyn MetricsSink>) -> Self {
+        let clock = Arc::new(ManualClock::at_epoch());
+        let engine = Engine::in_memory(clock.clone()).expect("an in-memory engine");
+        StackOptions {
+            engine,
+            manual_clock: Some(clock),
+            ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
+            faults,
+            metrics,
+            constructors: registry(),
+        }
+    }
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvokeError {
+    /// No such function in the template.
+    #[error("no function {0:?} in the template")]
+    UnknownFunction(String),
+    /// The function returned an error (Lambda's "function error").
+    #[error("function error: {0}")]
+    Failed(String),
+    /// The function panicked (on Lambda: the runtime reports it as an error).
+    #[error("function panicked: {0}")]
+    Panicked(String),
+}
+
+struct Esm {
+    function: String,
+    queue: String,
+    batch_size: usize,
+    window_ms: i64,
+    report_failures: bool,
+    window_started: Mutex<Option<i64>>,
+}
+
+struct ScheduleState {
+    function: String,
+    rule: String,
+    schedule: Schedule,
+    next: Mutex<DateTime<Utc>>,
+}
+
+/// An HTTP route of the template.
+#[derive(Debug, Clone)]
+pub struct RouteDef {
+    /// Method, uppercase, or `ANY`.
+    pub method: String,
+    /// Path pattern.
+    pub path: String,
+    /// The function's logical id.
+    pub function: String,
+}
+
+/// The running stack.
+pub struct Stack {
+    engine: Arc<Engine>,
+    model: StackModel,
+    functions: BTreeMap<String, Arc<Function>>,
+    esms: Vec<Esm>,
+    routes: Vec<RouteDef>,
+    schedules: Vec<ScheduleState>,
+    manual_clock: Option<Arc<ManualClock>>,
+    ids: Arc<dyn Ids>,
+}
+
+/// What went wrong building the stack.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The template names something the stack cannot run.
+    #[error("{0}")]
+    Template(String),
+    /// The engine refused a resource.
+    #[error("creating {resource}: {source}")]
+    Engine {
+        /// The resource.
+        resource: String,
+        /// Why.
+        #[source]
+        source: bazaar_embedded::EngineError,
+    },
+}
+
+impl Stack {
+    /// Creates the template's resources in the engine and builds every function.
+    pub fn build(model: StackModel, options: StackOptions) -> Result<Arc<Stack>, BuildError> {
+        let engine = options.engine.clone();
+        let engine_err = |resource: &str| {
+            let resource = resource.to_string();
+            move |source| BuildError::Engine {
+                resource: resource.clone(),
+                source,
+            }
+        };
+        for name in model.topics.values() {
+            engine.create_topic(name);
+        }
+        for name in model.tables.values() {
+            engine.create_table(name);
+        }
+        // Dead-letter queues first, so that redrive targets exist.
+        let mut queues: Vec<_> = model.queues.iter().collect();
+        queues.sort_by_key(|(_, q)| q.redrive.is_some());
+        for (id, q) in queues {
+            if let Some(r) = &q.redrive
+                && !model.queues.values().any(|d| d.name == r.dead_letter_queue)
+            {
+                return Err(BuildError::Template(format!(
+                    "{id}.RedrivePolicy: no queue named {}",
+                    r.dead_letter_queue
+                )));
+            }
+            engine.create_queue(q.clone()).map_err(engine_err(id))?;
+        }
+        for s in &model.subscriptions {
+            engine
+                .subscribe(
+                    &s.topic,
+                    Subscription {
+                        queue: s.queue.clone(),
+                        filter_policy: s.filter_policy.clone(),
+                        scope: s.scope,
+                        raw: s.raw,
+                    },
+                )
+                .map_err(engine_err(&s.logical_id))?;
+        }
+
+        let mut functions = BTreeMap::new();
+        let mut esms = Vec::new();
+        let mut routes = Vec::new();
+        let mut schedules = Vec::new();
+        let now = engine.clock().now();
+        for (id, def) in &model.functions {
+            let constructor = options
+                .constructors
+                .get(def.binary.as_str())
+                .ok_or_else(|| {
+                    BuildError::Template(format!(
+                        "{id}: no crate builds the binary {:?}",
+                        def.binary
+                    ))
+                })?;
+            let env = def.environment.clone();
+            let deps = Deps {
+                function: env
+                    .get("BAZAAR_FUNCTION")
+                    .cloned()
+                    .unwrap_or_else(|| def.binary.clone()),
+                table: env
+                    .get("TABLE_NAME")
+                    .map(|t| Arc::new(EmbeddedTable::new(engine.clone(), t.clone())) as _),
+                publisher: Arc::new(EmbeddedPublisher::new(
+                    engine.clone(),
+                    Topics::from_env(&env),
+                )),
+                dead_letters: Arc::new(EmbeddedDeadLetters::new(
+                    engine.clone(),
+                    env.get("DLQ_URL").cloned(),
+                )),
+                clock: engine.clock().clone(),
+                ids: options.ids.clone(),
+                faults: options.faults.clone(),
+                metrics: options.metrics.clone(),
+                env,
+            };
+            functions.insert(id.clone(), Arc::new(constructor(Arc::new(deps))));
+            for (name, event) in &def.events {
+                match event {
+                    EventDef::Http { method, path } => routes.push(RouteDef {
+                        method: method.clone(),
+                        path: path.clone(),
+                        function: id.clone(),
+                    }),
+                    EventDef::Sqs {
+                        queue,
+                        batch_size,
+                        batching_window,
+                        report_batch_item_failures,
+                    } => {
+                        engine
+                            .queue(queue)
+                            .map_err(engine_err(&format!("{id}.Events.{name}")))?;
+                        esms.push(Esm {
+                            function: id.clone(),
+                            queue: queue.clone(),
+                            batch_size: (*batch_size).max(1) as usize,
+                            window_ms: i64::from(*batching_window) * 1000,
+                            report_failures: *report_batch_item_failures,
+                            window_started: Mutex::new(None),
+                        });
+                    }
+                    EventDef::Schedule {
+                        expression,
+                        enabled,
+                    } => {
+                        let schedule = Schedule::parse(expression).map_err(|e| {
+                            BuildError::Template(format!("{id}.Events.{name}: {e}"))
+                        })?;
+                        if *enabled {
+                            let next = schedule
+                                .next_after(now)
+                                .unwrap_or(now + Duration::days(3650));
+                            schedules.push(ScheduleState {
+                                function: id.clone(),
+                                rule: format!("{id}-{name}"),
+                                schedule,
+                                next: Mutex::new(next),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Arc::new(Stack {
+            engine,
+            model,
+            functions,
+            esms,
+            routes,
+            schedules,
+            manual_clock: options.manual_clock,
+            ids: options.ids,
+        }))
+    }
+
+    /// The engine (queues, topics, tables).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The template's model.
+    pub fn model(&self) -> &StackModel {
+        &self.model
+    }
+
+    /// The HTTP routes.
+    pub fn routes(&self) -> &[RouteDef] {
+        &self.routes
+    }
+
+    /// The physical name of a resource by its logical id (queue, topic or table).
+    pub fn name_of(&self, logical_id: &str) -> Option<String> {
+        self.model
+            .queues
+            .get(logical_id)
+            .map(|q| q.name.clone())
+            .or_else(|| self.model.topics.get(logical_id).cloned())
+            .or_else(|| self.model.tables.get(logical_id).cloned())
+    }
+
+    /// A function's table, as its handlers see it.
+    pub fn table_of(&self, function: &str) -> Option<Arc<dyn bazaar_platform::ports::Table>> {
+        self.functions
+            .get(function)
+            .and_then(|f| f.deps().table.clone())
+    }
+
+    /// A new id from the stack's id source.
+    pub fn new_id(&self) -> String {
+        self.ids.new_id()
+    }
+
+    /// Invokes a function with an event, as Lambda would. A panic is caught and reported as
+    /// the invocation's error.
+    pub async fn invoke(&self, function: &str, payload: Value) -> Result<Value, InvokeError> {
+        let f = self
+            .functions
+            .get(function)
+            .ok_or_else(|| InvokeError::UnknownFunction(function.into()))?
+            .clone();
+        match AssertUnwindSafe(f.invoke(payload)).catch_unwind().await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(InvokeError::Failed(e.to_string())),
+            Err(panic) => Err(InvokeError::Panicked(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// Polls every event source mapping once; returns how many messages were handed to
+    /// functions.
+    pub async fn poll_all(&self) -> usize {
+        let mut n = 0;
+        for esm in &self.esms {
+            n += self.poll(esm).await;
+        }
+        n
+    }
+
+    async fn poll(&self, esm: &Esm) -> usize {
+        let Ok(stats) = self.engine.stats(&esm.queue) else {
+            return 0;
+        };
+        let now = self.engine.clock().now().timestamp_millis();
+        {
+            let mut started = esm.window_started.lock().expect("esm lock");
+            if stats.visible == 0 {
+                *started = None;
+                return 0;
+            }
+            if esm.window_ms > 0 && (stats.visible as usize) < esm.batch_size {
+                let since = *started.get_or_insert(now);
+                if now - since < esm.window_ms {
+                    return 0;
+                }
+            }
+            *started = None;
+        }
+        let mut batch: Vec<Received> = Vec::new();
+        while batch.len() < esm.batch_size {
+            let want = (esm.batch_size - batch.len()).min(10);
+            match self.engine.receive(&esm.queue, want, None) {
+                Ok(got) if got.is_empty() => break,
+                Ok(got) => batch.extend(got),
+                Err(e) => {
+                    tracing::error!(queue = %esm.queue, error = %e, "receive failed");
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            return 0;
+        }
+        let event = sqs_event(&esm.queue, &batch);
+        let outcome = self.invoke(&esm.function, event).await;
+        let failed: Vec<String> = match &outcome {
+            Ok(response) if esm.report_failures => {
+                let ids: Vec<String> = response
+                    .get("batchItemFailures")
+                    .and_then(Value::as_array)
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(|x| {
+                                x.get("itemIdentifier")
+                                    .and_then(Value::as_str)
+                                    .map(String::from)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // As on Lambda: an unknown or empty identifier fails the whole batch.
+                if ids
+                    .iter()
+                    .any(|id| id.is_empty() || !batch.iter().any(|m| &m.message_id == id))
+                {
+                    batch.iter().map(|m| m.message_id.clone()).collect()
+                } else {
+                    ids
+                }
+            }
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::error!(function = %esm.function, queue = %esm.queue, error = %e, "invocation failed; the whole batch will be retried");
+                batch.iter().map(|m| m.message_id.clone()).collect()
+            }
+        };
+        for m in &batch {
+            if !failed.contains(&m.message_id) {
+                let _ = self.engine.delete(&esm.queue, &m.receipt_handle);
+            }
+        }
+        batch.len()
+    }
+
+    /// Fires every schedule that is due; returns how many fired.
+    pub async fn fire_due_schedules(&self) -> usize {
+        let now = self.engine.clock().now();
+        let mut fired = 0;
+        for s in &self.schedules {
+            let due = {
+                let mut next = s.next.lock().expect("schedule lock");
+                if *next > now {
+                    false
+                } else {
+                    *next = s
+                        .schedule
+                        .next_after(now)
+                        .unwrap_or(now + Duration::days(3650));
+                    true
+                }
+            };
+            if due {
+                fired += 1;
+                let event = json!({
+                    "version": "0",
+                    "id": self.ids.new_id(),
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT,
+                    "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "region": REGION,
+                    "resources": [format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{}", s.rule)],
+                    "detail": {},
+                });
+                if let Err(e) = self.invoke(&s.function, event).await {
+                    tracing::error!(function = %s.function, rule = %s.rule, error = %e, "scheduled invocation failed");
+                }
+            }
+        }
+        fired
+    }
+
+    /// The next moment a queue message becomes visible or a batching window closes.
+    fn next_wakeup_ms(&self) -> Option<i64> {
+        let mut next: Option<i64> = None;
+        let mut consider = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
+        for esm in &self.esms {
+            if let Ok(Some(t)) = self.engine.next_visible_ms(&esm.queue) {
+                consider(t);
+            }
+            if let Some(s) = *esm.window_started.lock().expect("esm lock") {
+                consider(s + esm.window_ms);
+            }
+        }
+        next
+    }
+
+    fn next_schedule(&self) -> Option<DateTime<Utc>> {
+        self.schedules
+            .iter()
+            .map(|s| *s.next.lock().expect("schedule lock"))
+            .min()
+    }
+
+    fn manual(&self) -> &ManualClock {
+        self.manual_clock
+            .as_deref()
+            .expect("this needs a stack on a simulated clock (StackOptions::simulated)")
+    }
+
+    /// Delivers every message until no queue with a trigger holds one, moving the simulated
+    /// clock past visibility timeouts and batching windows as needed. Schedules do not fire.
+    /// Panics if the stack does not come to rest (a message that is retried forever).
+    pub async fn settle(&self) {
+        let clock = self.manual();
+        for _ in 0..1_000_000 {
+            if self.poll_all().await > 0 {
+                continue;
+            }
+            match self.next_wakeup_ms() {
+                Some(t) => {
+                    clock.advance_to(DateTime::from_timestamp_millis(t).expect("a valid time"))
+                }
+                None => return,
+            }
+        }
+        panic!("the stack did not settle: some message is retried forever");
+    }
+
+    /// Runs the stack for `duration` of simulated time: delivers messages and fires schedules
+    /// as their times come.
+    pub async fn run_for(&self, duration: Duration) {
+        let clock = self.manual();
+        let target = clock.now() + duration;
+        loop {
+            if self.poll_all().await > 0 || self.fire_due_schedules().await > 0 {
+                continue;
+            }
+            let next_msg = self
+                .next_wakeup_ms()
+                .and_then(DateTime::from_timestamp_millis);
+            let next = [next_msg, self.next_schedule()].into_iter().flatten().min();
+            match next {
+                Some(t) if t <= target => clock.advance_to(t),
+                _ => {
+                    clock.advance_to(target);
+                    while self.poll_all().await > 0 || self.fire_due_schedules().await > 0 {}
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs on the system clock until the future `stop` completes: polls the queues when
+    /// messages arrive or become visible, fires schedules on time.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let worked = self.poll_all().await + self.fire_due_schedules().await;
+            if worked > 0 {
+                continue;
+            }
+            let now = self.engine.clock().now();
+            let next = [
+                self.next_wakeup_ms()
+                    .and_then(DateTime::from_timestamp_millis),
+                self.next_schedule(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let wait = next
+                .map(|t| (t - now).to_std().unwrap_or_default())
+                .unwrap_or(std::time::Duration::from_secs(1))
+                .min(std::time::Duration::from_secs(1));
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.engine.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// The Lambda SQS event for a batch of received messages.
+pub fn sqs_event(queue: &str, batch: &[Received]) -> Value {
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|m| {
+            let mut attributes = json!({
+                "ApproximateReceiveCount": m.receive_count.to_string(),
+                "SentTimestamp": m.sent_at_ms.to_string(),
+                "SenderId": ACCOUNT,
+                "ApproximateFirstReceiveTimestamp": m.first_receive_ms.to_string(),
+            });
+            if let Some(g) = &m.group_id {
+                attributes["MessageGroupId"] = json!(g);
+            }
+            let message_attributes: serde_json::Map<String, Value> =
+                m.attributes.iter().map(|(k, a)| (k.clone(), json!({"stringValue": a.value, "stringListValues": [], "binaryListValues": [], "dataType": a.data_type}))).collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": message_attributes,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn(queue),
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}

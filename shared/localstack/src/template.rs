@@ -1,0 +1,700 @@
+//! Reads `template.yaml` into the model the local stack runs: topics, queues, subscriptions,
+//! tables and functions with their events, every intrinsic (`Ref`, `Fn::GetAtt`, `Fn::Sub`,
+//! `Fn::Join`) resolved to local names, ARNs and URLs.
+//!
+//! Only what the stack runs is read; anything it does not understand in a property it needs is
+//! an error naming the resource and the property, never a silent default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bazaar_embedded::engine::{ACCOUNT, REGION, queue_arn, queue_url, topic_arn};
+use bazaar_embedded::filter::Scope;
+use bazaar_embedded::{QueueConfig, Redrive};
+use serde_yaml::Value;
+
+/// What can be wrong with a template.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The file could not be read or parsed.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A resource or property the stack needs is missing or malformed.
+    #[error("{resource}.{property}: {reason}")]
+    Invalid {
+        /// The resource's logical id.
+        resource: String,
+        /// The property.
+        property: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(resource: &str, property: &str, reason: impl Into<String>) -> TemplateError {
+    TemplateError::Invalid {
+        resource: resource.into(),
+        property: property.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A function event the stack emulates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventDef {
+    /// An HTTP API route.
+    Http {
+        /// The method, uppercase (`ANY` allowed).
+        method: String,
+        /// The path pattern (`/orders/{id}`).
+        path: String,
+    },
+    /// An SQS event source mapping.
+    Sqs {
+        /// The queue's name.
+        queue: String,
+        /// Records per invocation.
+        batch_size: u32,
+        /// Seconds to wait for a full batch.
+        batching_window: u32,
+        /// Whether the function reports partial batch failures.
+        report_batch_item_failures: bool,
+    },
+    /// An EventBridge schedule.
+    Schedule {
+        /// `rate(...)` or `cron(...)`.
+        expression: String,
+        /// Disabled schedules never fire.
+        enabled: bool,
+    },
+}
+
+/// A function of the template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDef {
+    /// The logical id (`OrdersApiFunction`).
+    pub logical_id: String,
+    /// The binary (the crate) that implements it (`orders-api`).
+    pub binary: String,
+    /// The function's environment, globals included, resolved.
+    pub environment: BTreeMap<String, String>,
+    /// Seconds.
+    pub timeout: u32,
+    /// Its events.
+    pub events: Vec<(String, EventDef)>,
+}
+
+/// A subscription of a queue to a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionDef {
+    /// The logical id.
+    pub logical_id: String,
+    /// The topic's name.
+    pub topic: String,
+    /// The queue's name.
+    pub queue: String,
+    /// The filter policy.
+    pub filter_policy: Option<serde_json::Value>,
+    /// What the policy is matched against.
+    pub scope: Scope,
+    /// Raw message delivery.
+    pub raw: bool,
+}
+
+/// Everything the stack runs.
+#[derive(Debug, Clone, Default)]
+pub struct StackModel {
+    /// Topic names by logical id.
+    pub topics: BTreeMap<String, String>,
+    /// Queues by logical id.
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Subscriptions.
+    pub subscriptions: Vec<SubscriptionDef>,
+    /// Table names by logical id.
+    pub tables: BTreeMap<String, String>,
+    /// Functions by logical id.
+    pub functions: BTreeMap<String, FunctionDef>,
+}
+
+struct Resolver<'a> {
+    resources: &'a serde_yaml::Mapping,
+    parameters: BTreeMap<String, String>,
+    stack_name: String,
+}
+
+fn tag_name(t: &serde_yaml::value::TaggedValue) -> String {
+    t.tag.to_string().trim_start_matches('!').to_string()
+}
+
+impl Resolver<'_> {
+    fn resource(&self, id: &str) -> Option<&Value> {
+        self.resources.get(id)
+    }
+
+    fn kind(&self, id: &str) -> Option<&str> {
+        self.resource(id)?.get("Type")?.as_str()
+    }
+
+    fn prop(&self, id: &str, name: &str) -> Option<&Value> {
+        self.resource(id)?.get("Properties")?.get(name)
+    }
+
+    /// The physical name of a named resource: its name property, or `<stack>-<LogicalId>`.
+    fn physical_name(&self, id: &str, at: &str) -> Result<String, TemplateError> {
+        let prop = match self.kind(id) {
+            Some("AWS::SNS::Topic") => "TopicName",
+            Some("AWS::SQS::Queue") => "QueueName",
+            Some("AWS::DynamoDB::Table") => "TableName",
+            Some("AWS::Serverless::Function") => "FunctionName",
+            _ => return Ok(format!("{}-{id}", self.stack_name)),
+        };
+        match self.prop(id, prop) {
+            Some(v) => self.string(v, id, prop),
+            None => {
+                let fifo = self
+                    .prop(id, "FifoQueue")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Ok(format!(
+                    "{}-{id}{}",
+                    self.stack_name,
+                    if fifo { ".fifo" } else { "" }
+                ))
+            }
+        }
+        .map_err(|e| match e {
+            TemplateError::Invalid { reason, .. } => invalid(at, prop, reason),
+            other => other,
+        })
+    }
+
+    fn reference(&self, id: &str, at: &str, prop: &str) -> Result<String, TemplateError> {
+        if let Some(v) = self.parameters.get(id) {
+            return Ok(v.clone());
+        }
+        match id {
+            "AWS::Region" => return Ok(REGION.into()),
+            "AWS::AccountId" => return Ok(ACCOUNT.into()),
+            "AWS::StackName" => return Ok(self.stack_name.clone()),
+            "AWS::URLSuffix" => return Ok("localhost".into()),
+            "AWS::Partition" => return Ok("aws".into()),
+            _ => {}
+        }
+        let name = || self.physical_name(id, at);
+        match self.kind(id) {
+            Some("AWS::SNS::Topic") => Ok(topic_arn(&name()?)),
+            Some("AWS::SQS::Queue") => Ok(queue_url(&name()?)),
+            Some("AWS::DynamoDB::Table") | Some("AWS::Serverless::Function") => name(),
+            Some(_) => Ok(format!("local-{id}")),
+            None => Err(invalid(
+                at,
+                prop,
+                format!("Ref to unknown parameter or resource {id:?}"),
+            )),
+        }
+    }
+
+    fn attribute(
+        &self,
+        id: &str,
+        attr: &str,
+        at: &str,
+        prop: &str,
+    ) -> Result<String, TemplateError> {
+        let name = self.physical_name(id, at)?;
+        match (self.kind(id), attr) {
+            (Some("AWS::SQS::Queue"), "Arn") => Ok(queue_arn(&name)),
+            (Some("AWS::SQS::Queue"), "QueueUrl") => Ok(queue_url(&name)),
+            (Some("AWS::SQS::Queue"), "QueueName") => Ok(name),
+            (Some("AWS::SNS::Topic"), "TopicArn") => Ok(topic_arn(&name)),
+            (Some("AWS::SNS::Topic"), "TopicName") => Ok(name),
+            (Some("AWS::DynamoDB::Table"), "Arn") => {
+                Ok(format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"))
+            }
+            (Some("AWS::Serverless::Function"), "Arn") => {
+                Ok(format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"))
+            }
+            (None, _) => Err(invalid(
+                at,
+                prop,
+                format!("GetAtt of unknown resource {id:?}"),
+            )),
+            (Some(kind), _) => Err(invalid(
+                at,
+                prop,
+                format!("GetAtt {attr} of {kind} is not supported locally"),
+            )),
+        }
+    }
+
+    fn sub(
+        &self,
+        text: &str,
+        vars: &BTreeMap<String, String>,
+        at: &str,
+        prop: &str,
+    ) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| invalid(at, prop, format!("unclosed ${{ in {text:?}")))?;
+            let var = &after[..end];
+            let value = if let Some(v) = vars.get(var) {
+                v.clone()
+            } else if let Some((id, attr)) = var.split_once('.') {
+                self.attribute(id, attr, at, prop)?
+            } else {
+                self.reference(var, at, prop)?
+            };
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Resolves a value that must end up a string.
+    fn string(&self, v: &Value, at: &str, prop: &str) -> Result<String, TemplateError> {
+        match self.resolve(v, at, prop)? {
+            serde_json::Value::String(s) => Ok(s),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            serde_json::Value::Bool(b) => Ok(b.to_string()),
+            other => Err(invalid(at, prop, format!("expected a string, got {other}"))),
+        }
+    }
+
+    fn intrinsic(
+        &self,
+        name: &str,
+        arg: &Value,
+        at: &str,
+        prop: &str,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let s = |v: &Value| self.string(v, at, prop);
+        Ok(serde_json::Value::String(match name {
+            "Ref" => self.reference(&s(arg)?, at, prop)?,
+            "GetAtt" | "Fn::GetAtt" => {
+                let (id, attr) = match arg {
+                    Value::Sequence(parts) if parts.len() == 2 => (s(&parts[0])?, s(&parts[1])?),
+                    other => {
+                        let text = s(other)?;
+                        let (a, b) = text.split_once('.').ok_or_else(|| {
+                            invalid(
+                                at,
+                                prop,
+                                format!("GetAtt {text:?} needs Resource.Attribute"),
+                            )
+                        })?;
+                        (a.to_string(), b.to_string())
+                    }
+                };
+                self.attribute(&id, &attr, at, prop)?
+            }
+            "Sub" | "Fn::Sub" => match arg {
+                Value::Sequence(parts) if parts.len() == 2 => {
+                    let mut vars = BTreeMap::new();
+                    if let Value::Mapping(m) = &parts[1] {
+                        for (k, v) in m {
+                            vars.insert(k.as_str().unwrap_or_default().to_string(), s(v)?);
+                        }
+                    }
+                    self.sub(&s(&parts[0])?, &vars, at, prop)?
+                }
+                other => self.sub(&s(other)?, &BTreeMap::new(), at, prop)?,
+            },
+            "Join" | "Fn::Join" => match arg {
+                Value::Sequence(parts) if parts.len() == 2 => {
+                    let sep = s(&parts[0])?;
+                    let items = match self.resolve(&parts[1], at, prop)? {
+                        serde_json::Value::Array(a) => a
+                            .into_iter()
+                            .map(|v| {
+                                v.as_str()
+                                    .map(String::from)
+                                    .unwrap_or_else(|| v.to_string())
+                            })
+                            .collect::<Vec<_>>(),
+                        other => {
+                            return Err(invalid(
+                                at,
+                                prop,
+                                format!("Join needs a list, got {other}"),
+                            ));
+                        }
+                    };
+                    items.join(&sep)
+                }
+                _ => return Err(invalid(at, prop, "Join takes [separator, list]")),
+            },
+            other => {
+                return Err(invalid(
+                    at,
+                    prop,
+                    format!("intrinsic {other} is not supported locally"),
+                ));
+            }
+        }))
+    }
+
+    /// Resolves intrinsics anywhere in a value, giving plain JSON.
+    fn resolve(&self, v: &Value, at: &str, prop: &str) -> Result<serde_json::Value, TemplateError> {
+        Ok(match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Number(n) => serde_json::to_value(n).unwrap_or(serde_json::Value::Null),
+            Value::String(s) => serde_json::Value::String(s.clone()),
+            Value::Sequence(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.resolve(i, at, prop))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Tagged(t) => return self.intrinsic(&tag_name(t), &t.value, at, prop),
+            Value::Mapping(m) => {
+                if m.len() == 1 {
+                    let (k, arg) = m.iter().next().expect("one entry");
+                    if let Some(k) = k.as_str().filter(|k| *k == "Ref" || k.starts_with("Fn::")) {
+                        return self.intrinsic(k, arg, at, prop);
+                    }
+                }
+                let mut out = serde_json::Map::new();
+                for (k, val) in m {
+                    out.insert(
+                        k.as_str().unwrap_or_default().to_string(),
+                        self.resolve(val, at, prop)?,
+                    );
+                }
+                serde_json::Value::Object(out)
+            }
+        })
+    }
+}
+
+fn as_u32(v: &serde_json::Value) -> Option<u32> {
+    v.as_u64()
+        .map(|n| n as u32)
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn as_bool(v: &serde_json::Value) -> Option<bool> {
+    v.as_bool()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl StackModel {
+    /// Reads a template file. `parameters` override the template's defaults.
+    pub fn load(
+        path: &Path,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<StackModel, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Unreadable {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, parameters).map_err(|e| match e {
+            TemplateError::Unreadable { reason, .. } => TemplateError::Unreadable {
+                path: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Reads a template from its text.
+    pub fn parse(
+        text: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<StackModel, TemplateError> {
+        let doc: Value = serde_yaml::from_str(text).map_err(|e| TemplateError::Unreadable {
+            path: "template".into(),
+            reason: e.to_string(),
+        })?;
+        let empty = serde_yaml::Mapping::new();
+        let resources = doc
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .unwrap_or(&empty);
+        let mut parameters = BTreeMap::new();
+        if let Some(Value::Mapping(ps)) = doc.get("Parameters") {
+            for (k, p) in ps {
+                let name = k.as_str().unwrap_or_default().to_string();
+                let default = p.get("Default").map(|d| match d {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                });
+                if let Some(v) = overrides.get(&name).cloned().or(default) {
+                    parameters.insert(name, v);
+                } else {
+                    return Err(invalid(
+                        "Parameters",
+                        &name,
+                        "no default and no value given",
+                    ));
+                }
+            }
+        }
+        let r = Resolver {
+            resources,
+            parameters,
+            stack_name: "bazaar".into(),
+        };
+        let globals = doc.get("Globals").and_then(|g| g.get("Function"));
+        let mut model = StackModel::default();
+
+        for (k, res) in resources {
+            let id = k.as_str().unwrap_or_default();
+            let kind = res.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+            let get = |name: &str| -> Result<Option<serde_json::Value>, TemplateError> {
+                props.get(name).map(|v| r.resolve(v, id, name)).transpose()
+            };
+            match kind {
+                "AWS::SNS::Topic" => {
+                    model.topics.insert(id.into(), r.physical_name(id, id)?);
+                }
+                "AWS::DynamoDB::Table" => {
+                    model.tables.insert(id.into(), r.physical_name(id, id)?);
+                }
+                "AWS::SQS::Queue" => {
+                    let mut q = QueueConfig::new(r.physical_name(id, id)?);
+                    if let Some(v) = get("VisibilityTimeout")? {
+                        q.visibility_timeout = as_u32(&v).ok_or_else(|| {
+                            invalid(id, "VisibilityTimeout", "must be a number of seconds")
+                        })?;
+                    }
+                    if let Some(v) = get("DelaySeconds")? {
+                        q.delay = as_u32(&v).ok_or_else(|| {
+                            invalid(id, "DelaySeconds", "must be a number of seconds")
+                        })?;
+                    }
+                    if let Some(v) = get("ContentBasedDeduplication")? {
+                        q.content_based_deduplication = as_bool(&v).unwrap_or(false);
+                    }
+                    if let Some(v) = get("RedrivePolicy")? {
+                        let v = match v {
+                            serde_json::Value::String(s) => serde_json::from_str(&s)
+                                .map_err(|e| invalid(id, "RedrivePolicy", e.to_string()))?,
+                            other => other,
+                        };
+                        let arn = v
+                            .get("deadLetterTargetArn")
+                            .and_then(|a| a.as_str())
+                            .ok_or_else(|| {
+                                invalid(id, "RedrivePolicy", "deadLetterTargetArn is required")
+                            })?;
+                        let max = v.get("maxReceiveCount").and_then(as_u32).ok_or_else(|| {
+                            invalid(id, "RedrivePolicy", "maxReceiveCount is required")
+                        })?;
+                        q.redrive = Some(Redrive {
+                            dead_letter_queue: bazaar_embedded::engine::name_of(arn).to_string(),
+                            max_receive_count: max,
+                        });
+                    }
+                    model.queues.insert(id.into(), q);
+                }
+                "AWS::SNS::Subscription" => {
+                    let protocol = get("Protocol")?
+                        .and_then(|p| p.as_str().map(String::from))
+                        .unwrap_or_default();
+                    if protocol != "sqs" {
+                        return Err(invalid(
+                            id,
+                            "Protocol",
+                            format!("only sqs subscriptions run locally, got {protocol:?}"),
+                        ));
+                    }
+                    let topic = get("TopicArn")?
+                        .and_then(|v| v.as_str().map(String::from))
+                        .ok_or_else(|| invalid(id, "TopicArn", "required"))?;
+                    let queue = get("Endpoint")?
+                        .and_then(|v| v.as_str().map(String::from))
+                        .ok_or_else(|| invalid(id, "Endpoint", "required"))?;
+                    let filter_policy = match get("FilterPolicy")? {
+                        Some(serde_json::Value::String(s)) => Some(
+                            serde_json::from_str(&s)
+                                .map_err(|e| invalid(id, "FilterPolicy", e.to_string()))?,
+                        ),
+                        other => other,
+                    };
+                    if let Some(p) = &filter_policy {
+                        bazaar_embedded::filter::validate(p)
+                            .map_err(|e| invalid(id, "FilterPolicy", e))?;
+                    }
+                    let scope = match get("FilterPolicyScope")?.as_ref().and_then(|s| s.as_str()) {
+                        None | Some("MessageAttributes") => Scope::MessageAttributes,
+                        Some("MessageBody") => Scope::MessageBody,
+                        Some(other) => {
+                            return Err(invalid(
+                                id,
+                                "FilterPolicyScope",
+                                format!("unknown scope {other:?}"),
+                            ));
+                        }
+                    };
+                    let raw = get("RawMessageDelivery")?
+                        .as_ref()
+                        .and_then(as_bool)
+                        .unwrap_or(false);
+                    model.subscriptions.push(SubscriptionDef {
+                        logical_id: id.into(),
+                        topic: bazaar_embedded::engine::name_of(&topic).to_string(),
+                        queue: bazaar_embedded::engine::name_of(&queue).to_string(),
+                        filter_policy,
+                        scope,
+                        raw,
+                    });
+                }
+                "AWS::Serverless::Function" => {
+                    let binary = res
+                        .get("Metadata")
+                        .and_then(|m| m.get("BuildProperties"))
+                        .and_then(|b| b.get("Binary"))
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            invalid(
+                                id,
+                                "Metadata.BuildProperties.Binary",
+                                "names the crate's binary; required",
+                            )
+                        })?
+                        .to_string();
+                    let mut environment = BTreeMap::new();
+                    for source in [
+                        globals.and_then(|g| g.get("Environment")),
+                        props.get("Environment"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        if let Some(serde_json::Value::Object(vars)) =
+                            r.resolve(source, id, "Environment")?.get("Variables")
+                        {
+                            for (k, v) in vars {
+                                environment.insert(
+                                    k.clone(),
+                                    v.as_str()
+                                        .map(String::from)
+                                        .unwrap_or_else(|| v.to_string()),
+                                );
+                            }
+                        }
+                    }
+                    let timeout = props
+                        .get("Timeout")
+                        .or_else(|| globals.and_then(|g| g.get("Timeout")))
+                        .map(|v| r.resolve(v, id, "Timeout"))
+                        .transpose()?
+                        .and_then(|v| as_u32(&v))
+                        .unwrap_or(3);
+                    let mut events = Vec::new();
+                    if let Some(Value::Mapping(evs)) = props.get("Events") {
+                        for (ek, ev) in evs {
+                            let ename = ek.as_str().unwrap_or_default().to_string();
+                            let at = format!("{id}.Events.{ename}");
+                            let etype = ev.get("Type").and_then(Value::as_str).unwrap_or_default();
+                            let ep = r.resolve(
+                                ev.get("Properties").unwrap_or(&Value::Null),
+                                &at,
+                                "Properties",
+                            )?;
+                            let event = match etype {
+                                "HttpApi" => EventDef::Http {
+                                    method: ep
+                                        .get("Method")
+                                        .and_then(|m| m.as_str())
+                                        .unwrap_or("ANY")
+                                        .to_uppercase(),
+                                    path: ep
+                                        .get("Path")
+                                        .and_then(|m| m.as_str())
+                                        .ok_or_else(|| invalid(&at, "Path", "required locally"))?
+                                        .to_string(),
+                                },
+                                "SQS" => EventDef::Sqs {
+                                    queue: bazaar_embedded::engine::name_of(
+                                        ep.get("Queue")
+                                            .and_then(|q| q.as_str())
+                                            .ok_or_else(|| invalid(&at, "Queue", "required"))?,
+                                    )
+                                    .to_string(),
+                                    batch_size: ep.get("BatchSize").and_then(as_u32).unwrap_or(10),
+                                    batching_window: ep
+                                        .get("MaximumBatchingWindowInSeconds")
+                                        .and_then(as_u32)
+                                        .unwrap_or(0),
+                                    report_batch_item_failures: ep
+                                        .get("FunctionResponseTypes")
+                                        .and_then(|t| t.as_array())
+                                        .is_some_and(|t| {
+                                            t.iter().any(|x| x == "ReportBatchItemFailures")
+                                        }),
+                                },
+                                "Schedule" | "ScheduleV2" => EventDef::Schedule {
+                                    expression: ep
+                                        .get("Schedule")
+                                        .or_else(|| ep.get("ScheduleExpression"))
+                                        .and_then(|s| s.as_str())
+                                        .ok_or_else(|| invalid(&at, "Schedule", "required"))?
+                                        .to_string(),
+                                    enabled: ep.get("Enabled").and_then(as_bool).unwrap_or(true)
+                                        && ep
+                                            .get("State")
+                                            .and_then(|s| s.as_str())
+                                            .is_none_or(|s| s == "ENABLED"),
+                                },
+                                other => {
+                                    return Err(invalid(
+                                        &at,
+                                        "Type",
+                                        format!("event type {other} does not run locally"),
+                                    ));
+                                }
+                            };
+                            events.push((ename, event));
+                        }
+                    }
+                    model.functions.insert(
+                        id.into(),
+                        FunctionDef {
+                            logical_id: id.into(),
+                            binary,
+                            environment,
+                            timeout,
+                            events,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        for s in &model.subscriptions {
+            if !model.topics.values().any(|t| t == &s.topic) {
+                return Err(invalid(
+                    &s.logical_id,
+                    "TopicArn",
+                    format!("no topic named {}", s.topic),
+                ));
+            }
+            if !model.queues.values().any(|q| q.name == s.queue) {
+                return Err(invalid(
+                    &s.logical_id,
+                    "Endpoint",
+                    format!("no queue named {}", s.queue),
+                ));
+            }
+        }
+        Ok(model)
+    }
+}

@@ -1,0 +1,111 @@
+//! The local stack on the repository's template, in memory, on a simulated clock.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bazaar_localstack::faults::ScriptedFaults;
+use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
+use bazaar_localstack::{Stack, StackModel, StackOptions};
+use bazaar_platform::telemetry::CollectedMetrics;
+use serde_json::{Value, json};
+
+pub const MERCHANT: &str = "merchant-1:merchant";
+pub const OPERATOR: &str = "operator:operator";
+
+pub fn template() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
+}
+
+pub struct TestStack {
+    pub stack: Arc<Stack>,
+    pub faults: Arc<ScriptedFaults>,
+    pub metrics: Arc<CollectedMetrics>,
+}
+
+pub fn stack() -> TestStack {
+    let faults = Arc::new(ScriptedFaults::new());
+    let metrics = Arc::new(CollectedMetrics::default());
+    let model = StackModel::load(&template(), &BTreeMap::new()).expect("the template loads");
+    let stack = Stack::build(
+        model,
+        StackOptions::simulated(faults.clone(), metrics.clone()),
+    )
+    .expect("the stack builds");
+    TestStack {
+        stack,
+        faults,
+        metrics,
+    }
+}
+
+impl TestStack {
+    pub async fn set_stock(&self, sku: &str, available: i64) {
+        let r = self
+            .stack
+            .http(
+                HttpRequest::json(
+                    "PUT",
+                    &format!("/inventory/{sku}"),
+                    &json!({ "available": available }),
+                )
+                .header("x-bazaar-dev-actor", MERCHANT),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "set stock: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    pub async fn place(&self, customer: &str, key: &str, items: Value) -> HttpResponse {
+        let body = json!({ "items": items, "payment": { "token": "tok_ok" } });
+        self.stack
+            .http(
+                HttpRequest::json("POST", "/orders", &body)
+                    .header("x-bazaar-dev-actor", &format!("{customer}:customer"))
+                    .header("idempotency-key", key),
+            )
+            .await
+    }
+
+    pub async fn order(&self, id: &str) -> Value {
+        let r = self
+            .stack
+            .http(HttpRequest::get(&format!("/orders/{id}")).header("x-bazaar-dev-actor", OPERATOR))
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "get order {id}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    pub fn queue(&self, logical_id: &str) -> String {
+        self.stack
+            .name_of(logical_id)
+            .unwrap_or_else(|| panic!("no resource {logical_id}"))
+    }
+
+    /// The stock record of a sku, read from inventory's table.
+    pub async fn stock(&self, sku: &str) -> (i64, i64) {
+        let table = self.stack.table_of("InventoryWorkerFunction").unwrap();
+        let item = table
+            .get(&bazaar_platform::item::Key::new(
+                format!("SKU#{sku}"),
+                "STOCK",
+            ))
+            .await
+            .unwrap()
+            .expect("stock exists");
+        (
+            item["available"].as_i64().unwrap(),
+            item["reserved"].as_i64().unwrap(),
+        )
+    }
+}

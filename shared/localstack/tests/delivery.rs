@@ -1,0 +1,277 @@
+//! Delivery guarantees on the local stack: poison messages are parked on their first
+//! receive, crashes lose nothing, the batching window and redrive behave as on AWS.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bazaar_embedded::filter::Attribute;
+use bazaar_platform::faults::FaultPoint;
+use bazaar_platform::item::{Key, Query, SortKey};
+use bazaar_platform::telemetry::Outcome;
+use chrono::Duration;
+use common::stack;
+use serde_json::json;
+
+fn attrs() -> BTreeMap<String, Attribute> {
+    BTreeMap::new()
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_parked_on_its_first_receive_and_its_batch_mates_are_processed() {
+    let s = stack();
+    s.set_stock("MUG-01", 1).await;
+    let saga_queue = s.queue("OrdersSagaQueue");
+    let order = s
+        .place(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await
+        .json();
+    s.stack
+        .engine()
+        .send(&saga_queue, "this is not json", attrs(), None, None)
+        .unwrap();
+    let mut unknown = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(
+            common::template()
+                .with_file_name("events")
+                .join("orders-saga.sqs.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap()["Records"][0]["body"]
+        .as_str()
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap())
+        .unwrap();
+    unknown["type"] = json!("parcel.shipped");
+    s.stack
+        .engine()
+        .send(&saga_queue, &unknown.to_string(), attrs(), None, None)
+        .unwrap();
+
+    s.stack.settle().await;
+
+    let dead = s.stack.engine().peek(&s.queue("OrdersSagaDLQ")).unwrap();
+    let mut reasons: Vec<_> = dead
+        .iter()
+        .map(|m| m.attributes["bazaar.reason"].value.clone())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["malformed", "unknown-type"]);
+    assert!(
+        dead.iter()
+            .all(|m| m.attributes["bazaar.function"].value == "orders-saga")
+    );
+    assert!(
+        dead.iter().any(|m| m.body == "this is not json"),
+        "the original body is kept for replay"
+    );
+    assert_eq!(
+        s.metrics.count("orders-saga", Outcome::Failed),
+        0,
+        "parked at once, never retried"
+    );
+    assert_eq!(s.metrics.count("orders-saga", Outcome::Parked), 2);
+    assert_eq!(
+        s.order(order["order_id"].as_str().unwrap()).await["status"],
+        "reserved",
+        "the batch-mate was processed"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_publish_is_repaired_by_the_redelivery_with_the_same_envelope_id()
+ {
+    let s = stack();
+    s.set_stock("MUG-01", 1).await;
+    s.faults.crash("orders-saga", FaultPoint::AfterCommit, 1);
+    let order_id = s
+        .place(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await
+        .json()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Deliver order.placed once (after the batching window): the saga commits, then crashes.
+    s.stack.run_for(Duration::seconds(1)).await;
+    assert_eq!(s.faults.crashed().len(), 1, "the crash happened");
+    let orders = s.stack.table_of("OrdersSagaFunction").unwrap();
+    let outbox = orders
+        .query(Query::partition("OUTBOX"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(outbox.len(), 1, "the task waits in the outbox");
+    let stored =
+        bazaar_contracts::Envelope::from_json(outbox[0]["envelope"].as_str().unwrap()).unwrap();
+    assert_eq!(stored.message_type, "inventory.stock.reserve");
+
+    s.stack.settle().await;
+
+    assert_eq!(s.order(&order_id).await["status"], "reserved");
+    let inventory = s.stack.table_of("InventoryWorkerFunction").unwrap();
+    assert!(
+        inventory
+            .get(&Key::new(
+                format!("INBOX#{}", stored.id),
+                "inventory-worker"
+            ))
+            .await
+            .unwrap()
+            .is_some(),
+        "inventory processed the stored envelope, same id"
+    );
+    assert_eq!(
+        s.metrics.count("inventory-worker", Outcome::Processed),
+        1,
+        "and only once"
+    );
+    assert!(
+        orders
+            .query(Query::partition("OUTBOX"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the outbox is empty again"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_publish_of_a_request_is_repaired_by_the_sweeper() {
+    let s = stack();
+    s.set_stock("MUG-01", 1).await;
+    s.faults.crash("orders-api", FaultPoint::AfterCommit, 1);
+    let items = json!([{ "sku": "MUG-01", "quantity": 1 }]);
+
+    let crashed = s.place("customer-1", "k", items.clone()).await;
+    assert_eq!(crashed.status, 500, "the client sees API Gateway's 500");
+    let orders = s.stack.table_of("OrdersApiFunction").unwrap();
+    let outbox = orders
+        .query(Query::partition("OUTBOX").sort_key(SortKey::Any))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(outbox.len(), 1);
+    let stored =
+        bazaar_contracts::Envelope::from_json(outbox[0]["envelope"].as_str().unwrap()).unwrap();
+    assert!(
+        s.stack
+            .engine()
+            .peek(&s.queue("OrdersSagaQueue"))
+            .unwrap()
+            .is_empty(),
+        "nothing was published"
+    );
+
+    // The client retries with its key: the order exists, so it gets the stored answer.
+    let retried = s.place("customer-1", "k", items).await;
+    assert_eq!(retried.status, 202);
+    assert_eq!(
+        retried.json()["order_id"].as_str(),
+        stored.data["order_id"].as_str()
+    );
+
+    // The sweeper runs every minute and publishes what is older than its grace period.
+    s.stack.run_for(Duration::minutes(3)).await;
+    s.stack.settle().await;
+
+    assert_eq!(
+        s.order(stored.data["order_id"].as_str().unwrap()).await["status"],
+        "reserved"
+    );
+    let saga = s.stack.table_of("OrdersSagaFunction").unwrap();
+    assert!(
+        saga.get(&Key::new(format!("INBOX#{}", stored.id), "orders-saga"))
+            .await
+            .unwrap()
+            .is_some(),
+        "the saga got the stored envelope, same id"
+    );
+}
+
+#[tokio::test]
+async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
+    let s = stack();
+    let queue = s.queue("InventoryWorkerQueue");
+    for _ in 0..3 {
+        s.stack
+            .engine()
+            .send(&queue, "not json", attrs(), None, None)
+            .unwrap();
+    }
+    assert_eq!(
+        s.stack.poll_all().await,
+        0,
+        "3 of 10 and the 1 s window is open: wait"
+    );
+    s.stack.run_for(Duration::milliseconds(999)).await;
+    assert_eq!(
+        s.stack.engine().stats(&queue).unwrap().visible,
+        3,
+        "still waiting just before the window closes"
+    );
+    s.stack.run_for(Duration::milliseconds(1)).await;
+    assert_eq!(
+        s.stack.engine().stats(&queue).unwrap().visible,
+        0,
+        "one invocation took all three when the window closed"
+    );
+    assert_eq!(s.metrics.count("inventory-worker", Outcome::Parked), 3);
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_redriven_after_max_receive_count_and_had_one_effect() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    s.faults
+        .crash("inventory-worker", FaultPoint::AfterPublish, 100);
+    let order_id = s
+        .place(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 2 }]),
+        )
+        .await
+        .json()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    s.stack.settle().await;
+
+    assert_eq!(
+        s.faults.crashed().len(),
+        5,
+        "received 5 times (maxReceiveCount), then redriven"
+    );
+    let dead = s
+        .stack
+        .engine()
+        .peek(&s.queue("InventoryWorkerDLQ"))
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        !dead[0].attributes.contains_key("bazaar.reason"),
+        "redriven by SQS, not parked by the function"
+    );
+    assert_eq!(dead[0].receive_count, 5);
+    assert_eq!(
+        s.stock("MUG-01").await,
+        (3, 2),
+        "reserved once despite five deliveries"
+    );
+    assert_eq!(
+        s.order(&order_id).await["status"],
+        "reserved",
+        "the first delivery's answer was published"
+    );
+}

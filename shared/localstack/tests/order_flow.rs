@@ -1,0 +1,130 @@
+//! The first slice of the order flow on the local stack: placing orders reserves stock
+//! exactly, whatever the delivery does.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::stack;
+use serde_json::json;
+
+async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String, usize> {
+    let s = stack();
+    s.set_stock("MUG-01", 150).await;
+    if let Some(seed) = chaos {
+        s.stack.engine().set_chaos(1, Some(seed));
+    }
+
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let r = s
+            .place(
+                &format!("customer-{}", i % 7),
+                &format!("key-{i}"),
+                json!([{ "sku": "MUG-01", "quantity": 1 }]),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            202,
+            "order {i}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["status"], "pending");
+        ids.push(r.json()["order_id"].as_str().unwrap().to_string());
+    }
+    s.stack.settle().await;
+
+    let mut statuses = BTreeMap::new();
+    for id in &ids {
+        let order = s.order(id).await;
+        let key = match order["cancel_reason"].as_str() {
+            Some(reason) => format!("{}:{reason}", order["status"].as_str().unwrap()),
+            None => order["status"].as_str().unwrap().to_string(),
+        };
+        *statuses.entry(key).or_default() += 1;
+    }
+    let (available, reserved) = s.stock("MUG-01").await;
+    assert_eq!(
+        (available, reserved),
+        (0, 150),
+        "exactly 150 units reserved, none oversold"
+    );
+    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ"] {
+        assert!(
+            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
+            "{dlq} stays empty"
+        );
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn two_hundred_orders_against_150_units_reserve_exactly_150() {
+    let statuses = two_hundred_orders_for_150_units(None).await;
+    assert_eq!(
+        statuses,
+        BTreeMap::from([
+            ("cancelled:out_of_stock".to_string(), 50),
+            ("reserved".to_string(), 150)
+        ])
+    );
+}
+
+#[tokio::test]
+async fn every_message_delivered_twice_in_shuffled_order_gives_the_same_result() {
+    for seed in [7, 42] {
+        let statuses = two_hundred_orders_for_150_units(Some(seed)).await;
+        assert_eq!(
+            statuses,
+            BTreeMap::from([
+                ("cancelled:out_of_stock".to_string(), 50),
+                ("reserved".to_string(), 150)
+            ]),
+            "seed {seed}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_order_for_several_skus_reserves_all_or_nothing() {
+    let s = stack();
+    s.set_stock("A", 5).await;
+    s.set_stock("B", 1).await;
+    let ok = s
+        .place(
+            "customer-1",
+            "k1",
+            json!([{ "sku": "A", "quantity": 2 }, { "sku": "B", "quantity": 1 }]),
+        )
+        .await
+        .json();
+    let short = s
+        .place(
+            "customer-1",
+            "k2",
+            json!([{ "sku": "A", "quantity": 2 }, { "sku": "B", "quantity": 1 }]),
+        )
+        .await
+        .json();
+    s.stack.settle().await;
+
+    assert_eq!(
+        s.order(ok["order_id"].as_str().unwrap()).await["status"],
+        "reserved"
+    );
+    let cancelled = s.order(short["order_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["cancel_reason"].as_str()
+        ),
+        (Some("cancelled"), Some("out_of_stock"))
+    );
+    assert_eq!(
+        s.stock("A").await,
+        (3, 2),
+        "the rejected order holds nothing of A"
+    );
+    assert_eq!(s.stock("B").await, (0, 1));
+}
