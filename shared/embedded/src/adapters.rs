@@ -354,3 +354,34 @@ impl DeadLetters for EmbeddedDeadLetters {
         Ok(())
     }
 }
+
+/// Builds a function's ports on the engine from its environment (`TABLE_NAME`,
+/// `TOPIC_ARN_<NAME>`, `DLQ_URL`), as `bazaar_aws::aws_deps` does on AWS.
+pub fn deps(
+    engine: &Arc<Engine>,
+    function: &str,
+    env: BTreeMap<String, String>,
+    ids: Arc<dyn bazaar_platform::ids::Ids>,
+    faults: Arc<dyn bazaar_platform::faults::Faults>,
+    metrics: Arc<dyn bazaar_platform::telemetry::MetricsSink>,
+) -> bazaar_platform::Deps {
+    bazaar_platform::Deps {
+        function: function.to_string(),
+        table: env
+            .get("TABLE_NAME")
+            .map(|t| Arc::new(EmbeddedTable::new(engine.clone(), t.clone())) as _),
+        publisher: Arc::new(EmbeddedPublisher::new(
+            engine.clone(),
+            Topics::from_env(&env),
+        )),
+        dead_letters: Arc::new(EmbeddedDeadLetters::new(
+            engine.clone(),
+            env.get("DLQ_URL").cloned(),
+        )),
+        clock: engine.clock().clone(),
+        ids,
+        faults,
+        metrics,
+        env,
+    }
+}

@@ -13,6 +13,7 @@
 pub mod adapters;
 pub mod engine;
 pub mod filter;
+pub mod testing;
 
-pub use adapters::{EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedTable};
+pub use adapters::{EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedTable, deps};
 pub use engine::{Engine, EngineError, QueueConfig, QueueStats, Received, Redrive, Subscription};

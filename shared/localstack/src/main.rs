@@ -1,1 +1,216 @@
-fn main() {}
+//! `bazaar-local`: the local stack's command line (`scripts/dev`, `scripts/invoke`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bazaar_embedded::Engine;
+use bazaar_localstack::gateway::{self, HttpRequest};
+use bazaar_localstack::{Stack, StackModel, StackOptions};
+use bazaar_platform::clock::SystemClock;
+use bazaar_platform::telemetry;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "bazaar-local",
+    about = "Runs Bazaar's template.yaml locally: no Docker, no AWS account."
+)]
+struct Cli {
+    /// The SAM template to run.
+    #[arg(long, global = true, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Where the stack keeps its data (a SQLite file inside).
+    #[arg(long, global = true, default_value = ".bazaar")]
+    data_dir: PathBuf,
+    /// Keep data in memory only (gone when the process ends).
+    #[arg(long, global = true)]
+    in_memory: bool,
+    /// Template parameter overrides, as Name=Value.
+    #[arg(long = "parameter", global = true, value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every function of the template, with the API on 127.0.0.1:PORT.
+    ///
+    /// Example: bazaar-local dev --port 3000
+    Dev {
+        /// The API Gateway emulator's port.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Do not create the demo stock.
+        #[arg(long)]
+        no_seed: bool,
+    },
+    /// Invokes one function with one event file and prints its response (what
+    /// `sam local invoke` does, without Docker).
+    ///
+    /// Example: bazaar-local invoke OrdersApiFunction events/orders-api.post-orders.json
+    Invoke {
+        /// The function's logical id in the template.
+        function: String,
+        /// A JSON event file (see events/).
+        event: PathBuf,
+    },
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Arc<Stack>> {
+    let mut params = BTreeMap::new();
+    for p in &cli.parameters {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--parameter takes NAME=VALUE, got {p:?}"))?;
+        params.insert(k.to_string(), v.to_string());
+    }
+    let model = StackModel::load(&cli.template, &params)
+        .with_context(|| format!("reading {}", cli.template.display()))?;
+    let clock = Arc::new(SystemClock);
+    let engine = if cli.in_memory {
+        Engine::in_memory(clock)?
+    } else {
+        let path = cli.data_dir.join("local.sqlite");
+        Engine::open(&path, clock).with_context(|| format!("opening {}", path.display()))?
+    };
+    Ok(Stack::build(model, StackOptions::live(engine))?)
+}
+
+/// Demo stock of `merchant-1`, created once (kept as the merchant changes it afterwards).
+const DEMO_STOCK: [(&str, i64); 3] = [("MUG-01", 100), ("TEE-01", 50), ("POSTER-01", 3)];
+
+async fn seed(stack: &Stack) -> anyhow::Result<()> {
+    let Some(table) = stack.table_of("InventoryApiFunction") else {
+        return Ok(());
+    };
+    for (sku, available) in DEMO_STOCK {
+        if table
+            .get(&bazaar_platform::item::Key::new(
+                format!("SKU#{sku}"),
+                "STOCK",
+            ))
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let r = stack
+            .http(
+                HttpRequest::json(
+                    "PUT",
+                    &format!("/inventory/{sku}"),
+                    &json!({ "available": available }),
+                )
+                .header("x-bazaar-dev-actor", "merchant-1:merchant"),
+            )
+            .await;
+        if r.status != 200 {
+            bail!(
+                "seeding {sku} failed: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_welcome(stack: &Stack, port: u16, data: &str) {
+    let base = format!("http://127.0.0.1:{port}");
+    println!();
+    println!(
+        "Bazaar local stack is up: {} functions, {} queues, {} topics, {} tables; data in {data}",
+        stack.model().functions.len(),
+        stack.model().queues.len(),
+        stack.model().topics.len(),
+        stack.model().tables.len()
+    );
+    println!("Routes:");
+    for r in stack.routes() {
+        println!("  {:<6} {base}{}  -> {}", r.method, r.path, r.function);
+    }
+    println!();
+    println!(
+        "Callers name themselves with the development header x-bazaar-dev-actor: <subject>:<role>."
+    );
+    println!("Demo stock of merchant-1: MUG-01 (100), TEE-01 (50), POSTER-01 (3). Try:");
+    println!();
+    println!("  # place an order as customer-1 (answers 202 with its order_id)");
+    println!(
+        "  curl -s -X POST {base}/orders -H 'x-bazaar-dev-actor: customer-1:customer' -H 'idempotency-key: first-order' -H 'content-type: application/json' -d '{{\"items\":[{{\"sku\":\"MUG-01\",\"quantity\":1}}],\"payment\":{{\"token\":\"tok_ok\"}}}}'"
+    );
+    println!();
+    println!("  # see it move from pending to reserved (put the order_id in)");
+    println!("  curl -s {base}/orders/ORDER_ID -H 'x-bazaar-dev-actor: customer-1:customer'");
+    println!();
+    println!("  # as merchant-1, set the stock of a sku");
+    println!(
+        "  curl -s -X PUT {base}/inventory/MUG-01 -H 'x-bazaar-dev-actor: merchant-1:merchant' -H 'content-type: application/json' -d '{{\"available\":25}}'"
+    );
+    println!();
+    println!(
+        "Ctrl-C stops the stack; the data stays for the next start (delete .bazaar/ to start afresh)."
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_readable_logs();
+    match &cli.command {
+        Command::Dev { port, no_seed } => {
+            let stack = load(&cli)?;
+            if !no_seed {
+                seed(&stack).await?;
+            }
+            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+            let data = if cli.in_memory {
+                "memory".to_string()
+            } else {
+                cli.data_dir.join("local.sqlite").display().to_string()
+            };
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let server = tokio::spawn(gateway::serve(
+                stack.clone(),
+                addr,
+                stopped(stop_rx.clone()),
+            ));
+            let runner = tokio::spawn(stack.clone().run(stopped(stop_rx)));
+            print_welcome(&stack, *port, &data);
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => println!("\nstopping"),
+                r = server => {
+                    match r {
+                        Ok(Err(e)) => bail!("the API emulator could not serve on {addr}: {e} (is the port taken? try --port)"),
+                        other => bail!("the API emulator stopped: {other:?}"),
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+            let _ = runner.await;
+            Ok(())
+        }
+        Command::Invoke { function, event } => {
+            let stack = load(&cli)?;
+            let text = std::fs::read_to_string(event)
+                .with_context(|| format!("reading {}", event.display()))?;
+            let payload: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", event.display()))?;
+            match stack.invoke(function, payload).await {
+                Ok(response) => {
+                    println!("{}", serde_json::to_string_pretty(&response)?);
+                    Ok(())
+                }
+                Err(e) => bail!("{function}: {e}"),
+            }
+        }
+    }
+}

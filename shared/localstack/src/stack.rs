@@ -6,15 +6,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use bazaar_embedded::engine::{ACCOUNT, REGION, queue_arn};
-use bazaar_embedded::{
-    EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedTable, Engine, Received, Subscription,
-};
+use bazaar_embedded::{Engine, Received, Subscription};
 use bazaar_platform::clock::{Clock, ManualClock};
 use bazaar_platform::faults::{Faults, NoFaults};
 use bazaar_platform::ids::{Ids, RandomIds};
-use bazaar_platform::ports::Topics;
 use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
-use bazaar_platform::{Deps, Function, LambdaFunction};
+use bazaar_platform::{Function, LambdaFunction};
 use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -199,28 +196,18 @@ impl Stack {
                     ))
                 })?;
             let env = def.environment.clone();
-            let deps = Deps {
-                function: env
-                    .get("BAZAAR_FUNCTION")
-                    .cloned()
-                    .unwrap_or_else(|| def.binary.clone()),
-                table: env
-                    .get("TABLE_NAME")
-                    .map(|t| Arc::new(EmbeddedTable::new(engine.clone(), t.clone())) as _),
-                publisher: Arc::new(EmbeddedPublisher::new(
-                    engine.clone(),
-                    Topics::from_env(&env),
-                )),
-                dead_letters: Arc::new(EmbeddedDeadLetters::new(
-                    engine.clone(),
-                    env.get("DLQ_URL").cloned(),
-                )),
-                clock: engine.clock().clone(),
-                ids: options.ids.clone(),
-                faults: options.faults.clone(),
-                metrics: options.metrics.clone(),
+            let function = env
+                .get("BAZAAR_FUNCTION")
+                .cloned()
+                .unwrap_or_else(|| def.binary.clone());
+            let deps = bazaar_embedded::deps(
+                &engine,
+                &function,
                 env,
-            };
+                options.ids.clone(),
+                options.faults.clone(),
+                options.metrics.clone(),
+            );
             functions.insert(id.clone(), Arc::new(constructor(Arc::new(deps))));
             for (name, event) in &def.events {
                 match event {

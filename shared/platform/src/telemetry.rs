@@ -201,13 +201,17 @@ pub fn init_json_logs() {
         .try_init();
 }
 
-/// Installs readable logging for the local stack and tools.
+/// Installs readable logging for the local stack and tools, on stderr so that a command's
+/// output stays clean on stdout.
 pub fn init_readable_logs() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .compact()
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .try_init();
 }

@@ -1,0 +1,84 @@
+//! inventory-worker on the sample events of events/.
+
+use bazaar_contracts::Sku;
+use bazaar_embedded::testing::{Fixture, event};
+use bazaar_platform::LambdaFunction;
+use bazaar_platform::item::item;
+use serde_json::json;
+
+async fn stock(deps: &bazaar_platform::Deps, available: i64) {
+    let sku = Sku::parse("MUG-01").unwrap();
+    deps.table().unwrap().put(item(&inventory_worker::stock_key(&sku), json!({ "sku": "MUG-01", "owner": "merchant-1", "available": available, "reserved": 0 })), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sample_task_reserves_once_even_when_delivered_twice() {
+    let world = Fixture::new();
+    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    stock(&deps, 5).await;
+    let function = inventory_worker::function(deps.clone());
+
+    function
+        .invoke(event("inventory-worker.sqs.json"))
+        .await
+        .unwrap();
+    let again = function
+        .invoke(event("inventory-worker.sqs.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(again["batchItemFailures"], json!([]));
+    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.available, s.reserved), (3, 2));
+    let sent = world.sent("inventory");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message_type, "inventory.reserved");
+}
+
+#[tokio::test]
+async fn the_sample_task_is_rejected_when_stock_is_short() {
+    let world = Fixture::new();
+    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    stock(&deps, 1).await;
+    let function = inventory_worker::function(deps.clone());
+
+    function
+        .invoke(event("inventory-worker.sqs.json"))
+        .await
+        .unwrap();
+
+    let sent = world.sent("inventory");
+    assert_eq!(sent[0].message_type, "inventory.rejected");
+    assert_eq!(sent[0].data["short_skus"], json!(["MUG-01"]));
+    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.available, s.reserved), (1, 0), "nothing held");
+}
+
+#[tokio::test]
+async fn a_task_breaking_its_contract_is_parked_not_retried() {
+    let world = Fixture::new();
+    let function = inventory_worker::function(world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory"],
+    ));
+    let mut e = event("inventory-worker.sqs.json");
+    let mut body: serde_json::Value =
+        serde_json::from_str(e["Records"][0]["body"].as_str().unwrap()).unwrap();
+    body["data"]["items"] = json!([]);
+    e["Records"][0]["body"] = json!(body.to_string());
+
+    let response = function.invoke(e).await.unwrap();
+
+    assert_eq!(response["batchItemFailures"], json!([]));
+    assert_eq!(
+        world.parked("inventory-worker")[0].attributes["bazaar.reason"].value,
+        "contract-violation"
+    );
+}

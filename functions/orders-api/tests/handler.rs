@@ -1,0 +1,60 @@
+//! orders-api on the sample events of events/.
+
+use bazaar_embedded::testing::{Fixture, event};
+use bazaar_platform::LambdaFunction;
+
+#[tokio::test]
+async fn the_sample_post_places_an_order_and_emits_order_placed() {
+    let world = Fixture::new();
+    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]));
+
+    let response = function
+        .invoke(event("orders-api.post-orders.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(response["statusCode"], 202);
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let sent = world.sent("order");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message_type, "order.placed");
+    assert_eq!(sent[0].data["order_id"], body["order_id"]);
+    assert_eq!(
+        sent[0].actor.subject, "customer-1",
+        "the actor travels in the envelope"
+    );
+    assert_eq!(
+        sent[0].correlation_id, "JKJaXmPLvHcESHA=",
+        "the flow is correlated by the request id"
+    );
+}
+
+#[tokio::test]
+async fn the_sample_get_of_an_unknown_order_is_a_404_problem() {
+    let world = Fixture::new();
+    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]));
+
+    let response = function
+        .invoke(event("orders-api.get-order.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(response["statusCode"], 404);
+    assert_eq!(
+        response["headers"]["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduled_event_runs_the_outbox_sweeper() {
+    let world = Fixture::new();
+    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]));
+    assert_eq!(
+        function
+            .invoke(event("orders-api.schedule.json"))
+            .await
+            .unwrap(),
+        serde_json::Value::Null
+    );
+}

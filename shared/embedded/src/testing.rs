@@ -1,0 +1,118 @@
+//! A fixture for handler tests: one function's ports on an in-memory engine, with every
+//! resource its environment names created, and probes on what it sends and parks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bazaar_contracts::Envelope;
+use bazaar_platform::Deps;
+use bazaar_platform::clock::ManualClock;
+use bazaar_platform::faults::NoFaults;
+use bazaar_platform::ids::SequentialIds;
+use bazaar_platform::telemetry::CollectedMetrics;
+
+use crate::engine::{Engine, Received, name_of, queue_url, topic_arn};
+use crate::filter::Scope;
+use crate::{QueueConfig, Subscription, deps};
+
+/// A function's world in memory.
+pub struct Fixture {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Its simulated clock.
+    pub clock: Arc<ManualClock>,
+    /// Metrics the function recorded.
+    pub metrics: Arc<CollectedMetrics>,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fixture {
+    /// An empty world at 2026-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        let clock = Arc::new(ManualClock::at_epoch());
+        let engine = Engine::in_memory(clock.clone()).expect("an in-memory engine");
+        Fixture {
+            engine,
+            clock,
+            metrics: Arc::new(CollectedMetrics::default()),
+        }
+    }
+
+    /// The ports of `function` with a table (`table`, when given), the `topics` it publishes
+    /// to (each with a probe queue) and a DLQ; the same environment variables the template
+    /// sets.
+    pub fn deps(&self, function: &str, table: Option<&str>, topics: &[&str]) -> Arc<Deps> {
+        let mut env = BTreeMap::new();
+        if let Some(t) = table {
+            self.engine.create_table(t);
+            env.insert("TABLE_NAME".to_string(), t.to_string());
+        }
+        for topic in topics {
+            self.engine.create_topic(topic);
+            let probe = format!("probe-{topic}");
+            self.engine
+                .create_queue(QueueConfig::new(&probe))
+                .expect("probe queue");
+            self.engine
+                .subscribe(
+                    topic,
+                    Subscription {
+                        queue: probe,
+                        filter_policy: None,
+                        scope: Scope::MessageAttributes,
+                        raw: true,
+                    },
+                )
+                .expect("probe subscription");
+            env.insert(
+                format!("TOPIC_ARN_{}", topic.to_uppercase()),
+                topic_arn(topic),
+            );
+        }
+        let dlq = format!("{function}-dlq");
+        self.engine
+            .create_queue(QueueConfig::new(&dlq))
+            .expect("dlq");
+        env.insert("DLQ_URL".to_string(), queue_url(&dlq));
+        Arc::new(deps(
+            &self.engine,
+            function,
+            env,
+            Arc::new(SequentialIds::new(0xf1)),
+            Arc::new(NoFaults),
+            self.metrics.clone(),
+        ))
+    }
+
+    /// Every envelope published to `topic` so far.
+    pub fn sent(&self, topic: &str) -> Vec<Envelope> {
+        self.engine
+            .peek(&format!("probe-{topic}"))
+            .expect("probe queue")
+            .into_iter()
+            .map(|m| Envelope::from_json(&m.body).expect("an envelope"))
+            .collect()
+    }
+
+    /// Every message `function` parked in its DLQ.
+    pub fn parked(&self, function: &str) -> Vec<Received> {
+        self.engine
+            .peek(name_of(&format!("{function}-dlq")))
+            .expect("dlq")
+    }
+}
+
+/// Reads an event file of the repository's `events/` folder.
+pub fn event(name: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
