@@ -124,3 +124,192 @@ async fn the_sns_publisher_passes_the_publish_suite() {
     )
     .await;
 }
+
+struct AwsMessaging {
+    sns: aws_sdk_sns::Client,
+    sqs: aws_sdk_sqs::Client,
+    urls: std::sync::Mutex<BTreeMap<String, String>>,
+    topics: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl AwsMessaging {
+    fn url(&self, name: &str) -> String {
+        self.urls.lock().unwrap()[name].clone()
+    }
+    async fn arn(&self, name: &str) -> String {
+        let url = self.url(name);
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone()
+    }
+}
+
+#[async_trait]
+impl conformance::Messaging for AwsMessaging {
+    async fn create_queue(
+        &self,
+        name: &str,
+        visibility_timeout: u32,
+        redrive: Option<(&str, u32)>,
+    ) {
+        let mut req = self.sqs.create_queue().queue_name(name).attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout.to_string(),
+        );
+        if let Some((dlq, max)) = redrive {
+            let policy = serde_json::json!({ "deadLetterTargetArn": self.arn(dlq).await, "maxReceiveCount": max }).to_string();
+            req = req.attributes(QueueAttributeName::RedrivePolicy, policy);
+        }
+        let url = req.send().await.unwrap().queue_url().unwrap().to_string();
+        self.urls.lock().unwrap().insert(name.into(), url);
+    }
+    async fn create_topic(&self, name: &str) {
+        let arn = self
+            .sns
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .unwrap()
+            .topic_arn()
+            .unwrap()
+            .to_string();
+        self.topics.lock().unwrap().insert(name.into(), arn);
+    }
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        filter_policy: Option<serde_json::Value>,
+        raw: bool,
+    ) {
+        let topic_arn = self.topics.lock().unwrap()[topic].clone();
+        let mut req = self
+            .sns
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(self.arn(queue).await)
+            .attributes("RawMessageDelivery", raw.to_string());
+        if let Some(p) = filter_policy {
+            req = req.attributes("FilterPolicy", p.to_string());
+        }
+        req.send().await.unwrap();
+    }
+    async fn publish(
+        &self,
+        topic: &str,
+        body: &str,
+        strings: &[(&str, &str)],
+        numbers: &[(&str, &str)],
+    ) {
+        use aws_sdk_sns::types::MessageAttributeValue;
+        let topic_arn = self.topics.lock().unwrap()[topic].clone();
+        let mut req = self.sns.publish().topic_arn(topic_arn).message(body);
+        for (k, v) in strings {
+            req = req.message_attributes(
+                *k,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(*v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        for (k, v) in numbers {
+            req = req.message_attributes(
+                *k,
+                MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value(*v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        req.send().await.unwrap();
+    }
+    async fn send(&self, queue: &str, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(self.url(queue))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    async fn receive(&self, queue: &str, max: u32) -> Vec<conformance::Delivered> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(self.url(queue))
+            .max_number_of_messages(max as i32)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .unwrap();
+        out.messages()
+            .iter()
+            .map(|m| conformance::Delivered {
+                body: m.body().unwrap_or_default().to_string(),
+                receipt: m.receipt_handle().unwrap_or_default().to_string(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0),
+                attributes: m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|(k, v)| {
+                                v.string_value().map(|s| (k.clone(), s.to_string()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+    async fn delete(&self, queue: &str, receipt: &str) {
+        self.sqs
+            .delete_message()
+            .queue_url(self.url(queue))
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .unwrap();
+    }
+    async fn change_visibility(&self, queue: &str, receipt: &str, seconds: u32) {
+        self.sqs
+            .change_message_visibility()
+            .queue_url(self.url(queue))
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds as i32)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sqs_and_sns_pass_the_messaging_suite() {
+    let Some(endpoint) = testing::endpoint() else {
+        return;
+    };
+    let config = testing::config(&endpoint);
+    let m = AwsMessaging {
+        sns: aws_sdk_sns::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        urls: Default::default(),
+        topics: Default::default(),
+    };
+    conformance::messaging_suite(&m, &testing::unique("msg")).await;
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::Envelope;
 use bazaar_embedded::engine::{queue_url, topic_arn};
-use bazaar_embedded::filter::Scope;
+use bazaar_embedded::filter::{Attribute, Scope};
 use bazaar_embedded::{EmbeddedPublisher, EmbeddedTable, Engine, QueueConfig, Subscription};
 use bazaar_platform::clock::ManualClock;
 use bazaar_platform::conformance::{self, Probe};
@@ -79,4 +79,102 @@ async fn the_embedded_publisher_passes_the_publish_suite() {
     env.insert("TOPIC_ARN_NOSUCHENTITY_NOT".into(), queue_url("x"));
     let publisher = EmbeddedPublisher::new(engine.clone(), Topics::from_env(&env));
     conformance::publish_suite(&publisher, &QueueProbe(engine), "pub").await;
+}
+
+struct EngineMessaging(Arc<Engine>);
+
+#[async_trait]
+impl conformance::Messaging for EngineMessaging {
+    async fn create_queue(
+        &self,
+        name: &str,
+        visibility_timeout: u32,
+        redrive: Option<(&str, u32)>,
+    ) {
+        let mut q = QueueConfig::new(name);
+        q.visibility_timeout = visibility_timeout;
+        q.redrive = redrive.map(|(dlq, max)| bazaar_embedded::Redrive {
+            dead_letter_queue: dlq.into(),
+            max_receive_count: max,
+        });
+        self.0.create_queue(q).unwrap();
+    }
+    async fn create_topic(&self, name: &str) {
+        self.0.create_topic(name);
+    }
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        filter_policy: Option<serde_json::Value>,
+        raw: bool,
+    ) {
+        self.0
+            .subscribe(
+                topic,
+                Subscription {
+                    queue: queue.into(),
+                    filter_policy,
+                    scope: Scope::MessageAttributes,
+                    raw,
+                },
+            )
+            .unwrap();
+    }
+    async fn publish(
+        &self,
+        topic: &str,
+        body: &str,
+        strings: &[(&str, &str)],
+        numbers: &[(&str, &str)],
+    ) {
+        let mut attrs: BTreeMap<String, Attribute> = strings
+            .iter()
+            .map(|(k, v)| (k.to_string(), Attribute::string(*v)))
+            .collect();
+        attrs.extend(numbers.iter().map(|(k, v)| {
+            (
+                k.to_string(),
+                Attribute {
+                    data_type: "Number".into(),
+                    value: v.to_string(),
+                },
+            )
+        }));
+        self.0.publish(topic, body, &attrs).unwrap();
+    }
+    async fn send(&self, queue: &str, body: &str) {
+        self.0
+            .send(queue, body, BTreeMap::new(), None, None)
+            .unwrap();
+    }
+    async fn receive(&self, queue: &str, max: u32) -> Vec<conformance::Delivered> {
+        self.0
+            .receive(queue, max as usize, None)
+            .unwrap()
+            .into_iter()
+            .map(|m| conformance::Delivered {
+                body: m.body,
+                receipt: m.receipt_handle,
+                receive_count: m.receive_count,
+                attributes: m
+                    .attributes
+                    .into_iter()
+                    .map(|(k, a)| (k, a.value))
+                    .collect(),
+            })
+            .collect()
+    }
+    async fn delete(&self, queue: &str, receipt: &str) {
+        self.0.delete(queue, receipt).unwrap();
+    }
+    async fn change_visibility(&self, queue: &str, receipt: &str, seconds: u32) {
+        self.0.change_visibility(queue, receipt, seconds).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_engine_passes_the_messaging_suite() {
+    let engine = Engine::in_memory(Arc::new(ManualClock::at_epoch())).unwrap();
+    conformance::messaging_suite(&EngineMessaging(engine), "msg").await;
 }

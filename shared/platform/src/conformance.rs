@@ -506,3 +506,203 @@ pub async fn publish_suite(publisher: &dyn Publisher, probe: &dyn Probe, ns: &st
         .expect_err("an unknown topic is refused");
     assert!(matches!(err, PublishError::UnknownTopic(_)), "{err:?}");
 }
+
+/// A message as a queue hands it out, for the messaging suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The body.
+    pub body: String,
+    /// The receipt handle.
+    pub receipt: String,
+    /// How many times it was received.
+    pub receive_count: u32,
+    /// String message attributes.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// The SQS and SNS operations the messaging suite needs, over the embedded engine or the
+/// AWS SDK. Names are plain names; implementations map them to URLs and ARNs.
+#[async_trait]
+pub trait Messaging: Send + Sync {
+    /// Creates a standard queue with a visibility timeout and, optionally, a redrive policy to
+    /// `dlq` after `max_receive` receives.
+    async fn create_queue(&self, name: &str, visibility_timeout: u32, redrive: Option<(&str, u32)>);
+    /// Creates a topic.
+    async fn create_topic(&self, name: &str);
+    /// Subscribes a queue to a topic.
+    async fn subscribe(&self, topic: &str, queue: &str, filter_policy: Option<Value>, raw: bool);
+    /// Publishes with string attributes and number attributes.
+    async fn publish(
+        &self,
+        topic: &str,
+        body: &str,
+        strings: &[(&str, &str)],
+        numbers: &[(&str, &str)],
+    );
+    /// Sends straight to a queue.
+    async fn send(&self, queue: &str, body: &str);
+    /// Receives up to `max` messages (no long polling).
+    async fn receive(&self, queue: &str, max: u32) -> Vec<Delivered>;
+    /// Deletes by receipt handle.
+    async fn delete(&self, queue: &str, receipt: &str);
+    /// Changes a received message's visibility timeout.
+    async fn change_visibility(&self, queue: &str, receipt: &str, seconds: u32);
+}
+
+/// Runs every messaging check: visibility timeout, receive counts and redrive, deletion,
+/// filter policies and raw versus wrapped delivery. No check waits for time to pass: a
+/// visibility timeout is ended with `ChangeMessageVisibility(0)`, as a consumer would.
+pub async fn messaging_suite(m: &dyn Messaging, ns: &str) {
+    visibility_and_receive_counts(m, ns).await;
+    redrive_after_max_receive_count(m, ns).await;
+    filter_policies_select_subscribers(m, ns).await;
+}
+
+async fn visibility_and_receive_counts(m: &dyn Messaging, ns: &str) {
+    let q = format!("{ns}-vis");
+    m.create_queue(&q, 30, None).await;
+    m.send(&q, "hello").await;
+    let first = m.receive(&q, 10).await;
+    assert_eq!(first.len(), 1, "a sent message is received");
+    assert_eq!(first[0].receive_count, 1);
+    assert!(
+        m.receive(&q, 10).await.is_empty(),
+        "a received message is invisible for its visibility timeout"
+    );
+    m.change_visibility(&q, &first[0].receipt, 0).await;
+    let second = m.receive(&q, 10).await;
+    assert_eq!(second.len(), 1, "visible again once its visibility ends");
+    assert_eq!(second[0].receive_count, 2, "each receive counts");
+    m.delete(&q, &second[0].receipt).await;
+    assert!(
+        m.receive(&q, 10).await.is_empty(),
+        "a deleted message is gone"
+    );
+}
+
+async fn redrive_after_max_receive_count(m: &dyn Messaging, ns: &str) {
+    let dlq = format!("{ns}-dlq");
+    let q = format!("{ns}-src");
+    m.create_queue(&dlq, 30, None).await;
+    m.create_queue(&q, 30, Some((&dlq, 2))).await;
+    m.send(&q, "poison").await;
+    for n in 1..=2 {
+        let got = m.receive(&q, 10).await;
+        assert_eq!(got.len(), 1, "receive {n} of maxReceiveCount 2 delivers");
+        m.change_visibility(&q, &got[0].receipt, 0).await;
+    }
+    assert!(
+        m.receive(&q, 10).await.is_empty(),
+        "the third receive moves it to the DLQ instead"
+    );
+    let dead = m.receive(&dlq, 10).await;
+    assert_eq!(dead.len(), 1, "the message is in the DLQ");
+    assert_eq!(dead[0].body, "poison");
+}
+
+async fn filter_policies_select_subscribers(m: &dyn Messaging, ns: &str) {
+    let topic = format!("{ns}-topic");
+    m.create_topic(&topic).await;
+    let subs: Vec<(&str, Option<Value>, bool)> = vec![
+        (
+            "exact",
+            Some(serde_json::json!({"type": ["order.placed", "order.cancelled"]})),
+            true,
+        ),
+        (
+            "prefix",
+            Some(serde_json::json!({"type": [{"prefix": "inventory."}]})),
+            true,
+        ),
+        (
+            "butnot",
+            Some(serde_json::json!({"type": [{"anything-but": ["order.placed"]}]})),
+            true,
+        ),
+        (
+            "exists",
+            Some(serde_json::json!({"flag": [{"exists": true}]})),
+            true,
+        ),
+        (
+            "numeric",
+            Some(serde_json::json!({"amount": [{"numeric": [">", 100, "<=", 200]}]})),
+            true,
+        ),
+        ("all", None, false),
+    ];
+    for (name, policy, raw) in &subs {
+        let q = format!("{ns}-{name}");
+        m.create_queue(&q, 30, None).await;
+        m.subscribe(&topic, &q, policy.clone(), *raw).await;
+    }
+    m.publish(&topic, "m1", &[("type", "order.placed")], &[])
+        .await;
+    m.publish(
+        &topic,
+        "m2",
+        &[("type", "inventory.reserved"), ("flag", "x")],
+        &[],
+    )
+    .await;
+    m.publish(
+        &topic,
+        "m3",
+        &[("type", "order.cancelled")],
+        &[("amount", "150")],
+    )
+    .await;
+    m.publish(
+        &topic,
+        "m4",
+        &[("type", "payment.captured")],
+        &[("amount", "250")],
+    )
+    .await;
+
+    let want: [(&str, &[&str]); 5] = [
+        ("exact", &["m1", "m3"]),
+        ("prefix", &["m2"]),
+        ("butnot", &["m2", "m3", "m4"]),
+        ("exists", &["m2"]),
+        ("numeric", &["m3"]),
+    ];
+    for (name, bodies) in want {
+        let mut got: Vec<String> = drain(m, &format!("{ns}-{name}"))
+            .await
+            .into_iter()
+            .map(|d| d.body)
+            .collect();
+        got.sort();
+        assert_eq!(got, bodies, "subscription {name}");
+    }
+    let all = drain(m, &format!("{ns}-all")).await;
+    assert_eq!(all.len(), 4, "no policy: every message");
+    let wrapped: Value = serde_json::from_str(&all[0].body)
+        .expect("a non-raw delivery is the SNS notification JSON");
+    assert_eq!(wrapped["Type"], "Notification");
+    assert!(
+        wrapped["Message"]
+            .as_str()
+            .is_some_and(|b| b.starts_with('m')),
+        "the notification carries the message"
+    );
+    assert!(
+        wrapped["MessageAttributes"]["type"]["Value"].is_string(),
+        "and its attributes"
+    );
+}
+
+async fn drain(m: &dyn Messaging, queue: &str) -> Vec<Delivered> {
+    let mut out = Vec::new();
+    loop {
+        let got = m.receive(queue, 10).await;
+        if got.is_empty() {
+            return out;
+        }
+        for d in got {
+            m.delete(queue, &d.receipt).await;
+            out.push(d);
+        }
+    }
+}
