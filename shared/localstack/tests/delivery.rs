@@ -275,3 +275,39 @@ async fn a_message_that_keeps_failing_is_redriven_after_max_receive_count_and_ha
         "the first delivery's answer was published"
     );
 }
+
+#[tokio::test]
+async fn a_function_error_fails_the_whole_batch_as_on_lambda() {
+    // A build of inventory-worker that lost its SQS trigger: every invocation is an error.
+    let faults = std::sync::Arc::new(bazaar_localstack::faults::ScriptedFaults::new());
+    let metrics = std::sync::Arc::new(bazaar_platform::telemetry::CollectedMetrics::default());
+    let mut options = bazaar_localstack::StackOptions::simulated(faults, metrics);
+    options.constructors.insert("inventory-worker", |deps| {
+        bazaar_platform::Function::new(deps)
+    });
+    let model = bazaar_localstack::StackModel::load(&common::template(), &BTreeMap::new()).unwrap();
+    let stack = bazaar_localstack::Stack::build(model, options).unwrap();
+    let queue = stack.name_of("InventoryWorkerQueue").unwrap();
+    for body in ["a", "b", "c"] {
+        stack
+            .engine()
+            .send(&queue, body, attrs(), None, None)
+            .unwrap();
+    }
+
+    stack.settle().await;
+
+    let dead = stack
+        .engine()
+        .peek(&stack.name_of("InventoryWorkerDLQ").unwrap())
+        .unwrap();
+    assert_eq!(
+        dead.len(),
+        3,
+        "no record of a failed invocation is deleted; all are redriven"
+    );
+    assert!(
+        dead.iter()
+            .all(|m| m.receive_count == 5 && !m.attributes.contains_key("bazaar.reason"))
+    );
+}

@@ -241,3 +241,49 @@ async fn unknown_routes_answer_as_api_gateway_does() {
         (404, json!({ "message": "Not Found" }))
     );
 }
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_a_405_problem_from_the_function() {
+    let s = stack();
+    // The template routes only GET /orders/{id}; API Gateway answers 404 for other methods
+    // there, and the function itself answers 405 if a catch-all route ever sends one.
+    let r = s
+        .stack
+        .http(HttpRequest {
+            method: "DELETE".into(),
+            path: "/orders/x".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.status, 404);
+    let function = s.stack.invoke("OrdersApiFunction", {
+        let mut e = bazaar_embedded::testing::event("orders-api.get-order.json");
+        e["requestContext"]["http"]["method"] = json!("DELETE");
+        e
+    });
+    let response = function.await.unwrap();
+    assert_eq!(response["statusCode"], 405);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_a_base64_body_is_decoded() {
+    let s = stack();
+    let huge = json!({ "items": [{ "sku": "MUG-01", "quantity": 1 }], "payment": { "token": "x".repeat(300 * 1024) } });
+    let r = s
+        .stack
+        .http(
+            HttpRequest::json("POST", "/orders", &huge)
+                .header("x-bazaar-dev-actor", "customer-1:customer")
+                .header("idempotency-key", "big"),
+        )
+        .await;
+    assert_eq!(r.status, 413);
+
+    let mut e = bazaar_embedded::testing::event("orders-api.post-orders.json");
+    use base64::Engine as _;
+    e["body"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(e["body"].as_str().unwrap()));
+    e["isBase64Encoded"] = json!(true);
+    let response = s.stack.invoke("OrdersApiFunction", e).await.unwrap();
+    assert_eq!(response["statusCode"], 202, "{response}");
+}

@@ -1,0 +1,167 @@
+//! The platform's SQS entry point on embedded ports: one bad record never fails its
+//! batch-mates, a panic is contained to its record, transient failures are reported for
+//! retry, and a FIFO batch stops at its first failure.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::envelope::Origin;
+use bazaar_contracts::inventory::ReserveStock;
+use bazaar_contracts::{Actor, Envelope, Flags, Line, Sku};
+use bazaar_embedded::engine::Received;
+use bazaar_embedded::testing::Fixture;
+use bazaar_platform::item::{Key, item};
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::telemetry::Outcome;
+use bazaar_platform::{HandlerError, Work};
+use serde_json::json;
+
+/// Records the order id in the table, except for ids that ask it to misbehave.
+struct Picky;
+
+#[async_trait]
+impl Handle<ReserveStock> for Picky {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        match task.order_id.as_str() {
+            "panic" => panic!("a bug in one record"),
+            "busy" => Err(HandlerError::Transient("the dependency is down".into())),
+            id => {
+                work.put(item(&Key::new(format!("DONE#{id}"), "x"), json!({})), None);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn envelope(order_id: &str) -> String {
+    let origin = Origin {
+        id: format!("env-{order_id}"),
+        source: "bazaar/test".into(),
+        time: chrono::Utc::now(),
+        correlation_id: "c".into(),
+        causation_id: None,
+        traceparent: None,
+        actor: Actor::system(),
+        flags: Flags::default(),
+    };
+    Envelope::wrap(
+        &ReserveStock {
+            order_id: order_id.into(),
+            items: vec![Line {
+                sku: Sku::parse("A").unwrap(),
+                quantity: 1,
+            }],
+        },
+        origin,
+    )
+    .unwrap()
+    .to_json()
+}
+
+fn batch(queue_arn: &str, bodies: &[String]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| json!({"messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": b, "attributes": {"MessageGroupId": "g"}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": "local"}))
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn failed(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+async fn done(deps: &bazaar_platform::Deps, id: &str) -> bool {
+    deps.table()
+        .unwrap()
+        .get(&Key::new(format!("DONE#{id}"), "x"))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_panic_and_a_transient_failure_are_reported_for_their_records_only() {
+    let world = Fixture::new();
+    let deps = world.deps("worker", Some("t"), &[]);
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Picky));
+    let bodies = [
+        envelope("a"),
+        envelope("panic"),
+        envelope("b"),
+        envelope("busy"),
+        "{not json".to_string(),
+        envelope("c"),
+    ];
+
+    let response = consumer
+        .handle_batch(batch("arn:aws:sqs:local:000000000000:q", &bodies))
+        .await;
+
+    assert_eq!(
+        failed(&response),
+        ["m1", "m3"],
+        "the panic and the transient failure are retried; the rest are not"
+    );
+    for id in ["a", "b", "c"] {
+        assert!(
+            done(&deps, id).await,
+            "{id} processed despite its batch-mates"
+        );
+    }
+    let parked: Vec<Received> = world.parked("worker");
+    assert_eq!(
+        parked.len(),
+        1,
+        "the malformed record is parked, not retried"
+    );
+    assert_eq!(parked[0].attributes["bazaar.reason"].value, "malformed");
+    assert_eq!(
+        world.metrics.count("worker", Outcome::Failed),
+        1,
+        "the transient failure is measured (a panic is logged)"
+    );
+}
+
+#[tokio::test]
+async fn a_fifo_batch_stops_at_its_first_failure() {
+    let world = Fixture::new();
+    let deps = world.deps("worker", Some("t"), &[]);
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Picky));
+    let bodies = [
+        envelope("a"),
+        envelope("busy"),
+        envelope("b"),
+        envelope("c"),
+    ];
+
+    let response = consumer
+        .handle_batch(batch("arn:aws:sqs:local:000000000000:q.fifo", &bodies))
+        .await;
+
+    assert_eq!(
+        failed(&response),
+        ["m1", "m2", "m3"],
+        "the failure and everything after it are retried, in order"
+    );
+    assert!(done(&deps, "a").await);
+    assert!(!done(&deps, "b").await, "nothing after the failure ran");
+}
+
+#[tokio::test]
+async fn an_envelope_from_a_wrapped_sns_notification_is_read() {
+    let world = Fixture::new();
+    let deps = world.deps("worker", Some("t"), &[]);
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Picky));
+    let wrapped = json!({"Type": "Notification", "MessageId": "x", "TopicArn": "arn:aws:sns:local:000000000000:tasks", "Message": envelope("w")}).to_string();
+
+    let response = consumer
+        .handle_batch(batch("arn:aws:sqs:local:000000000000:q", &[wrapped]))
+        .await;
+
+    assert!(failed(&response).is_empty());
+    assert!(done(&deps, "w").await);
+}

@@ -1,0 +1,48 @@
+//! `bazaar queues` on an in-memory engine with the repository's template.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bazaar_embedded::Engine;
+use bazaar_localstack::StackModel;
+use bazaar_platform::clock::ManualClock;
+use chrono::Duration;
+
+#[test]
+fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
+    let clock = Arc::new(ManualClock::at_epoch());
+    let engine = Engine::in_memory(clock.clone()).unwrap();
+    let model = StackModel::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    for q in model.queues.values() {
+        engine.create_queue(q.clone()).unwrap();
+    }
+    let saga = &model.queues["OrdersSagaQueue"].name;
+    let dlq = &model.queues["OrdersSagaDLQ"].name;
+    engine.send(saga, "a", BTreeMap::new(), None, None).unwrap();
+    engine.send(saga, "b", BTreeMap::new(), None, None).unwrap();
+    engine.receive(saga, 1, None).unwrap();
+    engine
+        .send(dlq, "dead", BTreeMap::new(), None, None)
+        .unwrap();
+    clock.advance(Duration::seconds(42));
+
+    let rows = bazaar_toolbelt::queues(&model, &engine).unwrap();
+
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.logical_id.as_str())
+            .collect::<Vec<_>>(),
+        ["InventoryWorkerQueue", "OrdersSagaQueue"]
+    );
+    let row = &rows[1];
+    assert_eq!(
+        (row.visible, row.in_flight, row.oldest_age_s, row.dlq_depth),
+        (1, 1, 42, 1)
+    );
+    assert!(bazaar_toolbelt::render_table(&rows).contains("needs attention"));
+    assert_eq!(bazaar_toolbelt::render_json(&rows)[1]["dlq_depth"], 1);
+}
