@@ -88,6 +88,8 @@ async fn a_panic_and_a_transient_failure_are_reported_for_their_records_only() {
     let world = Fixture::new();
     let deps = world.deps("worker", Some("t"), &[]);
     let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Picky));
+    let mut future = serde_json::from_str::<serde_json::Value>(&envelope("v9")).unwrap();
+    future["dataversion"] = json!(9);
     let bodies = [
         envelope("a"),
         envelope("panic"),
@@ -95,6 +97,7 @@ async fn a_panic_and_a_transient_failure_are_reported_for_their_records_only() {
         envelope("busy"),
         "{not json".to_string(),
         envelope("c"),
+        future.to_string(),
     ];
 
     let response = consumer
@@ -113,12 +116,15 @@ async fn a_panic_and_a_transient_failure_are_reported_for_their_records_only() {
         );
     }
     let parked: Vec<Received> = world.parked("worker");
+    let reasons: Vec<_> = parked
+        .iter()
+        .map(|m| m.attributes["bazaar.reason"].value.as_str())
+        .collect();
     assert_eq!(
-        parked.len(),
-        1,
-        "the malformed record is parked, not retried"
+        reasons,
+        ["malformed", "unknown-version"],
+        "bad records are parked, not retried"
     );
-    assert_eq!(parked[0].attributes["bazaar.reason"].value, "malformed");
     assert_eq!(
         world.metrics.count("worker", Outcome::Failed),
         1,
