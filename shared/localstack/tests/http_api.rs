@@ -140,6 +140,33 @@ async fn bad_input_is_a_4xx_problem_naming_the_field() {
             assert_eq!(r.json()["field"], f, "{items}");
         }
     }
+    let missing = s
+        .stack
+        .http(
+            HttpRequest::json(
+                "POST",
+                "/orders",
+                &json!({ "items": [{ "sku": "MUG-01", "quantity": 1 }] }),
+            )
+            .header("x-bazaar-dev-actor", "customer-1:customer")
+            .header("idempotency-key", "m"),
+        )
+        .await;
+    assert_eq!(
+        (missing.status, missing.json()["field"].as_str()),
+        (400, Some("payment"))
+    );
+    let wrong_type = s
+        .place(
+            "customer-1",
+            "w",
+            json!([{ "sku": "MUG-01", "quantity": "two" }]),
+        )
+        .await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.json()["field"].as_str()),
+        (400, Some("items[0].quantity"))
+    );
     let not_json = s
         .stack
         .http(

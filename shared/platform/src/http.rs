@@ -67,13 +67,18 @@ pub struct Request {
 }
 
 impl Request {
-    /// The body as JSON of type `T`; a 400 problem naming the fault otherwise.
+    /// The body as JSON of type `T`; otherwise a 400 problem whose `field` names the part at
+    /// fault (`items[0].quantity`, `payment.token`).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {
             return Err(ApiError::bad_request(None, "the request needs a JSON body"));
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(None, format!("the body is not valid: {e}")))
+        let mut de = serde_json::Deserializer::from_slice(&self.body);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = field_of(&e);
+            let detail = e.into_inner().to_string();
+            ApiError::bad_request(field.as_deref(), format!("the body is not valid: {detail}"))
+        })
     }
 
     /// A path parameter.
@@ -98,6 +103,26 @@ impl Request {
                 "{DEV_ACTOR_HEADER} must be subject:role[,role], got {text:?}"
             ))
         })
+    }
+}
+
+/// The JSON path of a deserialization error, with the missing field's name appended when a
+/// field is missing; `None` when the body is not JSON at all.
+fn field_of(e: &serde_path_to_error::Error<serde_json::Error>) -> Option<String> {
+    if e.inner().is_syntax() || e.inner().is_eof() {
+        return None;
+    }
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let message = e.inner().to_string();
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next());
+    match (path.is_empty(), missing) {
+        (true, Some(f)) => Some(f.to_string()),
+        (false, Some(f)) => Some(format!("{path}.{f}")),
+        (false, None) => Some(path),
+        (true, None) => None,
     }
 }
 
