@@ -9,9 +9,10 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update as DynamoUpdate,
 };
 use bazaar_platform::item::{
-    Condition, Item, Key, MAX_ITEM_BYTES, PK, Page, Query, SK, SortKey, Update, Write, size_of,
+    Condition, Item, Key, PK, Page, Query, SK, SortKey, Update, Write, validate_item,
+    validate_transaction,
 };
-use bazaar_platform::ports::{CancelReason, MAX_TRANSACTION_WRITES, Table, TableError};
+use bazaar_platform::ports::{CancelReason, Table, TableError};
 use serde_json::{Map, Number, Value};
 
 /// A service table on DynamoDB (key schema `pk` + `sk`, both strings).
@@ -228,31 +229,14 @@ where
     }
 }
 
+/// The table's own checks, made before a request is sent (so the error is the same as the
+/// embedded store's, and no request is wasted).
 fn check_item(item: &Item) -> Result<(), TableError> {
-    Key::of(item).ok_or_else(|| {
-        TableError::Invalid(format!("an item needs string attributes {PK} and {SK}"))
-    })?;
-    if size_of(item) > MAX_ITEM_BYTES {
-        return Err(TableError::Invalid(format!(
-            "item size {} exceeds DynamoDB's 400 KB",
-            size_of(item)
-        )));
-    }
-    Ok(())
+    validate_item(item).map(|_| ()).map_err(TableError::Invalid)
 }
 
 fn check_update(u: &Update) -> Result<(), TableError> {
-    if u.attributes().any(|a| a == PK || a == SK) {
-        return Err(TableError::Invalid(
-            "an update cannot change the key attributes pk and sk".into(),
-        ));
-    }
-    if u.set.is_empty() && u.add.is_empty() && u.remove.is_empty() {
-        return Err(TableError::Invalid(
-            "an update needs at least one change".into(),
-        ));
-    }
-    Ok(())
+    u.validate().map_err(TableError::Invalid)
 }
 
 fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> TableError {
@@ -392,27 +376,12 @@ impl Table for DynamoTable {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
-        if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(TableError::Invalid(format!(
-                "a transaction takes 1 to {MAX_TRANSACTION_WRITES} writes, got {}",
-                writes.len()
-            )));
-        }
-        let mut keys = std::collections::HashSet::new();
+        validate_transaction(&writes).map_err(TableError::Invalid)?;
         let mut items = Vec::with_capacity(writes.len());
         for w in &writes {
-            let key = w
-                .key()
-                .ok_or_else(|| TableError::Invalid("every write needs a key".into()))?;
-            if !keys.insert(key) {
-                return Err(TableError::Invalid(
-                    "a transaction cannot include two writes to the same item".into(),
-                ));
-            }
             let mut e = Expr::default();
             let item = match w {
                 Write::Put { item, condition } => {
-                    check_item(item)?;
                     let cond = condition.as_ref().map(|c| e.condition(c));
                     let put = Put::builder()
                         .table_name(&self.name)
@@ -429,7 +398,6 @@ impl Table for DynamoTable {
                     update,
                     condition,
                 } => {
-                    check_update(update)?;
                     let expression = e.update(update);
                     let cond = condition.as_ref().map(|c| e.condition(c));
                     let upd = DynamoUpdate::builder()

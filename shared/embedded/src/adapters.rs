@@ -6,11 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::Envelope;
 use bazaar_platform::item::{
-    Item, Key, MAX_ITEM_BYTES, PK, Page, Query, SK, Update, Write, size_of,
+    Item, Key, Page, Query, SK, Update, Write, validate_item, validate_transaction,
 };
 use bazaar_platform::ports::{
-    CancelReason, DeadLetter, DeadLetters, MAX_BATCH, MAX_TRANSACTION_WRITES, PublishError,
-    Publisher, Table, TableError, Topics, encode_for_publish,
+    CancelReason, DeadLetter, DeadLetters, MAX_BATCH, PublishError, Publisher, Table, TableError,
+    Topics, encode_for_publish,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -80,23 +80,8 @@ fn remove(db: &Connection, table: &str, key: &Key) -> Result<(), TableError> {
     Ok(())
 }
 
-/// The checks DynamoDB makes on every item written: string keys, at most 400 KB.
 fn check_item(item: &Item) -> Result<Key, TableError> {
-    let key = Key::of(item).ok_or_else(|| {
-        TableError::Invalid(format!("an item needs string attributes {PK} and {SK}"))
-    })?;
-    if key.pk.is_empty() || key.sk.is_empty() {
-        return Err(TableError::Invalid(
-            "key attributes must not be empty strings".into(),
-        ));
-    }
-    if size_of(item) > MAX_ITEM_BYTES {
-        return Err(TableError::Invalid(format!(
-            "item size {} exceeds DynamoDB's 400 KB",
-            size_of(item)
-        )));
-    }
-    Ok(key)
+    validate_item(item).map_err(TableError::Invalid)
 }
 
 fn apply_update(key: &Key, update: &Update, current: Option<&Item>) -> Result<Item, TableError> {
@@ -210,26 +195,7 @@ impl Table for EmbeddedTable {
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
         self.engine.check_table(&self.name).map_err(store_error)?;
-        if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(TableError::Invalid(format!(
-                "a transaction takes 1 to {MAX_TRANSACTION_WRITES} writes, got {}",
-                writes.len()
-            )));
-        }
-        let mut keys = std::collections::HashSet::new();
-        for w in &writes {
-            let key = w
-                .key()
-                .ok_or_else(|| TableError::Invalid("every write needs a key".into()))?;
-            if !keys.insert(key) {
-                return Err(TableError::Invalid(
-                    "a transaction cannot include two writes to the same item".into(),
-                ));
-            }
-            if let Write::Put { item, .. } = w {
-                check_item(item)?;
-            }
-        }
+        validate_transaction(&writes).map_err(TableError::Invalid)?;
         let mut db = self.engine.db();
         let tx = db.transaction().map_err(sql_error)?;
         let mut reasons = Vec::with_capacity(writes.len());

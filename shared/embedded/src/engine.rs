@@ -380,16 +380,7 @@ impl Engine {
                 kind: "topic",
                 name: topic.to_string(),
             })?;
-        let size = body.len()
-            + attributes
-                .iter()
-                .map(|(k, a)| k.len() + a.data_type.len() + a.value.len())
-                .sum::<usize>();
-        if size > MAX_MESSAGE_BYTES {
-            return Err(EngineError::Invalid(format!(
-                "message is {size} bytes, over SNS's 256 KiB"
-            )));
-        }
+        check_size(body, attributes, "SNS")?;
         let message_id = uuid::Uuid::new_v4().to_string();
         for sub in subs {
             if let Some(policy) = &sub.filter_policy
@@ -437,16 +428,7 @@ impl Engine {
         dedup_id: Option<&str>,
     ) -> Result<String, EngineError> {
         let q = self.queue(queue)?;
-        let size = body.len()
-            + attributes
-                .iter()
-                .map(|(k, a)| k.len() + a.data_type.len() + a.value.len())
-                .sum::<usize>();
-        if size > MAX_MESSAGE_BYTES {
-            return Err(EngineError::Invalid(format!(
-                "message is {size} bytes, over SQS's 256 KiB"
-            )));
-        }
+        check_size(body, &attributes, "SQS")?;
         if body.is_empty() {
             return Err(EngineError::Invalid(
                 "the message body must not be empty".into(),
@@ -724,6 +706,25 @@ impl Engine {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// SNS and SQS count the body and every attribute's name, type and value against 256 KiB.
+fn check_size(
+    body: &str,
+    attributes: &BTreeMap<String, Attribute>,
+    service: &str,
+) -> Result<(), EngineError> {
+    let size = body.len()
+        + attributes
+            .iter()
+            .map(|(k, a)| k.len() + a.data_type.len() + a.value.len())
+            .sum::<usize>();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(EngineError::Invalid(format!(
+            "message is {size} bytes, over {service}'s 256 KiB"
+        )));
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -175,15 +175,21 @@ impl Update {
             .chain(self.remove.iter().map(String::as_str))
     }
 
-    /// Applies the update to the current item, returning the new one. Fails when an `add`
-    /// targets a non-numeric attribute, or the update touches the key.
-    pub fn apply(&self, key: &Key, current: Option<&Item>) -> Result<Item, String> {
+    /// DynamoDB's checks on an update: at least one change, and none to the key.
+    pub fn validate(&self) -> Result<(), String> {
         if self.attributes().any(|a| a == PK || a == SK) {
             return Err("an update cannot change the key attributes pk and sk".into());
         }
         if self.set.is_empty() && self.add.is_empty() && self.remove.is_empty() {
             return Err("an update needs at least one change".into());
         }
+        Ok(())
+    }
+
+    /// Applies the update to the current item, returning the new one. Fails when an `add`
+    /// targets a non-numeric attribute, or the update touches the key.
+    pub fn apply(&self, key: &Key, current: Option<&Item>) -> Result<Item, String> {
+        self.validate()?;
         let mut item = current.cloned().unwrap_or_else(|| item(key, Value::Null));
         for (name, value) in &self.set {
             item.insert(name.clone(), value.clone());
@@ -371,4 +377,46 @@ impl From<(String, String)> for Key {
     fn from((pk, sk): (String, String)) -> Key {
         Key { pk, sk }
     }
+}
+
+/// DynamoDB's checks on an item written: non-empty string keys, at most 400 KB. Returns its key.
+pub fn validate_item(item: &Item) -> Result<Key, String> {
+    let key =
+        Key::of(item).ok_or_else(|| format!("an item needs string attributes {PK} and {SK}"))?;
+    if key.pk.is_empty() || key.sk.is_empty() {
+        return Err("key attributes must not be empty strings".into());
+    }
+    if size_of(item) > MAX_ITEM_BYTES {
+        return Err(format!(
+            "item size {} exceeds DynamoDB's 400 KB",
+            size_of(item)
+        ));
+    }
+    Ok(key)
+}
+
+/// DynamoDB's checks on a transaction: 1 to 100 writes, at most one per item, each valid.
+pub fn validate_transaction(writes: &[Write]) -> Result<(), String> {
+    let max = crate::ports::MAX_TRANSACTION_WRITES;
+    if writes.is_empty() || writes.len() > max {
+        return Err(format!(
+            "a transaction takes 1 to {max} writes, got {}",
+            writes.len()
+        ));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for w in writes {
+        let key = match w {
+            Write::Put { item, .. } => validate_item(item)?,
+            Write::Update { key, update, .. } => {
+                update.validate()?;
+                key.clone()
+            }
+            Write::Delete { key, .. } | Write::Check { key, .. } => key.clone(),
+        };
+        if !keys.insert(key) {
+            return Err("a transaction cannot include two writes to the same item".into());
+        }
+    }
+    Ok(())
 }
