@@ -2,7 +2,8 @@
 //! none, with conditional writes that never let `available` go below zero (a concurrent
 //! reservation makes the transaction fail and the platform re-runs the decision on fresh
 //! reads). Answers `inventory.reserved` or `inventory.rejected`; a repeated request for the
-//! same order gets the same answer again and holds nothing more.
+//! same order gets the same answer again and holds nothing more. On `order.cancelled` it gives
+//! back what the order holds.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use bazaar_contracts::inventory::{
     InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
 };
+use bazaar_contracts::orders::OrderCancelled;
 use bazaar_contracts::{Line, Sku};
 use bazaar_inventory::{Reservation, Stock};
 use bazaar_platform::item::{Condition, Key, Update, parse, record};
@@ -30,7 +32,9 @@ pub fn reservation_key(order_id: &str) -> Key {
 
 /// Builds the function with its SQS trigger.
 pub fn function(deps: Arc<Deps>) -> Function {
-    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Reserve));
+    let consumer = Consumer::new(deps.clone())
+        .on::<ReserveStock, _>(Arc::new(Reserve))
+        .on::<OrderCancelled, _>(Arc::new(Release));
     Function::new(deps).sqs(consumer)
 }
 
@@ -108,6 +112,53 @@ fn answer(work: &mut Work<'_>, r: &ReservationRecord) -> Result<(), HandlerError
             reason: RejectReason::OutOfStock,
             short_skus: r.short_skus.clone(),
         })
+    }
+}
+
+/// The handler of `order.cancelled`: gives back what the order holds. If the cancellation
+/// arrives before the reservation request (delivery is unordered), it leaves a `cancelled`
+/// record so that the late request is refused and holds nothing.
+pub struct Release;
+
+#[async_trait]
+impl Handle<OrderCancelled> for Release {
+    async fn handle(
+        &self,
+        cancelled: OrderCancelled,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let key = reservation_key(&cancelled.order_id);
+        let existing: Option<ReservationRecord> =
+            work.table()?.get(&key).await?.map(parse).transpose()?;
+        match existing {
+            None => {
+                let tombstone = ReservationRecord {
+                    order_id: cancelled.order_id.clone(),
+                    state: "cancelled".into(),
+                    items: cancelled.items.clone(),
+                    short_skus: Vec::new(),
+                };
+                work.put(record(&key, &tombstone), Some(Condition::NotExists));
+            }
+            Some(r) if r.state == "reserved" => {
+                for line in &r.items {
+                    let q = i64::from(line.quantity);
+                    work.update(
+                        stock_key(&line.sku),
+                        Update::new().add("available", q).add("reserved", -q),
+                        Some(Condition::AtLeast("reserved".into(), q)),
+                    );
+                }
+                work.update(
+                    key,
+                    Update::new().set("state", "released"),
+                    Some(Condition::Equals("state".into(), "reserved".into())),
+                );
+            }
+            // Rejected, already released or already cancelled: nothing is held.
+            Some(_) => {}
+        }
+        Ok(())
     }
 }
 

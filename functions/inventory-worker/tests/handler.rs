@@ -82,3 +82,70 @@ async fn a_task_breaking_its_contract_is_parked_not_retried() {
         "contract-violation"
     );
 }
+
+#[tokio::test]
+async fn a_cancellation_gives_back_what_the_order_holds_once() {
+    let world = Fixture::new();
+    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    stock(&deps, 5).await;
+    let function = inventory_worker::function(deps.clone());
+    function
+        .invoke(event("inventory-worker.sqs.json"))
+        .await
+        .unwrap();
+
+    function
+        .invoke(event("inventory-worker.order-cancelled.sqs.json"))
+        .await
+        .unwrap();
+    let mut again = event("inventory-worker.order-cancelled.sqs.json");
+    let mut body: serde_json::Value =
+        serde_json::from_str(again["Records"][0]["body"].as_str().unwrap()).unwrap();
+    body["id"] = json!("another-delivery-with-a-new-id");
+    again["Records"][0]["body"] = json!(body.to_string());
+    function.invoke(again).await.unwrap();
+
+    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.available, s.reserved),
+        (5, 0),
+        "released once, even for a re-sent cancellation"
+    );
+}
+
+#[tokio::test]
+async fn a_cancellation_before_the_reservation_request_makes_it_hold_nothing() {
+    let world = Fixture::new();
+    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    stock(&deps, 5).await;
+    let function = inventory_worker::function(deps.clone());
+
+    function
+        .invoke(event("inventory-worker.order-cancelled.sqs.json"))
+        .await
+        .unwrap();
+    function
+        .invoke(event("inventory-worker.sqs.json"))
+        .await
+        .unwrap();
+
+    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.available, s.reserved),
+        (5, 0),
+        "nothing held for a cancelled order"
+    );
+    let sent = world.sent("inventory");
+    assert_eq!(
+        sent.iter()
+            .map(|e| e.message_type.as_str())
+            .collect::<Vec<_>>(),
+        ["inventory.rejected"]
+    );
+}

@@ -99,6 +99,13 @@ impl Route for PlaceOrder {
             record(&order_key(&order.order_id), &order),
             Some(Condition::NotExists),
         );
+        // The deadline entry lets orders-timeouts find the order when its time is up.
+        let deadline_key: Key =
+            bazaar_orders::keys::deadline(order.deadline, &order.order_id).into();
+        work.put(
+            bazaar_platform::item::item(&deadline_key, json!({ "order_id": order.order_id })),
+            None,
+        );
         work.send(&OrderPlaced {
             order_id: order.order_id.clone(),
             customer: order.customer.clone(),

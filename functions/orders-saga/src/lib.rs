@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
-use bazaar_contracts::orders::OrderPlaced;
-use bazaar_orders::{Decision, Order, SagaInput, Status};
+use bazaar_contracts::orders::{CancellationReason, ExpireOrder, OrderCancelled, OrderPlaced};
+use bazaar_orders::{CancelReason, Decision, Order, SagaInput, Status};
 use bazaar_platform::item::{Condition, Key, Update, parse};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
@@ -25,7 +25,8 @@ pub fn function(deps: Arc<Deps>) -> Function {
     let consumer = Consumer::new(deps.clone())
         .on::<OrderPlaced, _>(saga.clone())
         .on::<InventoryReserved, _>(saga.clone())
-        .on::<InventoryRejected, _>(saga);
+        .on::<InventoryRejected, _>(saga.clone())
+        .on::<ExpireOrder, _>(saga);
     Function::new(deps).sqs(consumer)
 }
 
@@ -41,9 +42,28 @@ async fn load(work: &Work<'_>, order_id: &str) -> Result<Order, HandlerError> {
     parse(item)
 }
 
-fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) {
+fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) -> Result<(), HandlerError> {
     match bazaar_orders::decide(order.status, input) {
         Decision::Move(status, reason) => {
+            if status.is_final() {
+                // A final order needs no timeout any more.
+                work.delete(
+                    bazaar_orders::keys::deadline(order.deadline, &order.order_id).into(),
+                    None,
+                );
+            }
+            if let (Status::Cancelled, Some(reason)) = (status, reason) {
+                work.send(&OrderCancelled {
+                    order_id: order.order_id.clone(),
+                    customer: order.customer.clone(),
+                    reason: match reason {
+                        CancelReason::OutOfStock => CancellationReason::OutOfStock,
+                        CancelReason::PaymentDeclined => CancellationReason::PaymentDeclined,
+                        CancelReason::Timeout => CancellationReason::Timeout,
+                    },
+                    items: order.items.clone(),
+                })?;
+            }
             let mut update = Update::new()
                 .set("status", json!(status))
                 .set("updated_at", json!(work.now()));
@@ -60,6 +80,15 @@ fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) {
         Decision::Ignore(why) => {
             tracing::info!(order_id = %order.order_id, status = ?order.status, input = ?input, why, "saga input ignored")
         }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Handle<ExpireOrder> for Saga {
+    async fn handle(&self, expire: ExpireOrder, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let order = load(work, &expire.order_id).await?;
+        transition(work, &order, SagaInput::DeadlinePassed)
     }
 }
 
@@ -85,8 +114,7 @@ impl Handle<InventoryReserved> for Saga {
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
         let order = load(work, &reserved.order_id).await?;
-        transition(work, &order, SagaInput::Reserved);
-        Ok(())
+        transition(work, &order, SagaInput::Reserved)
     }
 }
 
@@ -98,7 +126,6 @@ impl Handle<InventoryRejected> for Saga {
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
         let order = load(work, &rejected.order_id).await?;
-        transition(work, &order, SagaInput::Rejected);
-        Ok(())
+        transition(work, &order, SagaInput::Rejected)
     }
 }

@@ -59,3 +59,53 @@ pub fn validate_order_id(id: &str) -> Result<(), ContractViolation> {
     }
     Ok(())
 }
+
+/// Why an order was cancelled, as consumers of `order.cancelled` read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationReason {
+    /// Inventory could not reserve every line.
+    OutOfStock,
+    /// The payment provider declined.
+    PaymentDeclined,
+    /// The order did not reach a final state before its deadline.
+    Timeout,
+}
+
+/// `order.cancelled`: the order is final and nothing may stay held or charged for it.
+/// Inventory releases what it reserved for the order (or refuses to reserve later).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: String,
+    /// The customer's subject.
+    pub customer: String,
+    /// Why.
+    pub reason: CancellationReason,
+    /// What the order asked for.
+    pub items: Vec<Line>,
+}
+
+crate::event!(OrderCancelled, "order.cancelled", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        validate_lines("items", &self.items)
+    }
+});
+
+/// Task `orders.order.expire`: the order's deadline passed. Sent by `orders-timeouts` to the
+/// saga, which alone decides what that means in the order's state (cancel it, or nothing if it
+/// is already final).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpireOrder {
+    /// The order.
+    pub order_id: String,
+    /// The deadline that passed.
+    pub deadline: DateTime<Utc>,
+}
+
+crate::task!(ExpireOrder, "orders.order.expire", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)
+    }
+});

@@ -31,6 +31,7 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
     BTreeMap::from([
         ("orders-api", orders_api::function as Constructor),
         ("orders-saga", orders_saga::function as Constructor),
+        ("orders-timeouts", orders_timeouts::function as Constructor),
         ("inventory-api", inventory_api::function as Constructor),
         (
             "inventory-worker",

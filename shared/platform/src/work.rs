@@ -142,4 +142,19 @@ impl<'a> Work<'a> {
         self.writes.clear();
         self.outgoing.clear();
     }
+
+    /// Commits the collected writes and messages in one transaction and publishes the messages,
+    /// for work that no message or request triggered (scheduled jobs). `scope` names the work
+    /// uniquely (`timeout:<order id>`): the outbox keys its records by it, and the sweeper
+    /// publishes them if this process dies between commit and publish.
+    pub async fn commit(mut self, scope: &str) -> Result<(), HandlerError> {
+        if self.writes.is_empty() && self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let deps = self.deps;
+        let source = crate::outbox::source_key(&format!("job:{}:{scope}", deps.function));
+        let writes = std::mem::take(&mut self.writes);
+        crate::outbox::commit(deps, &source, Vec::new(), writes, &self.outgoing).await?;
+        crate::outbox::dispatch(deps, &source, &self.outgoing, scope).await
+    }
 }

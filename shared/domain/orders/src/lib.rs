@@ -94,13 +94,35 @@ impl Order {
     }
 }
 
-/// What the saga learns from the participants.
+/// What the saga learns: answers of the participants, and the passing of the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SagaInput {
     /// Inventory reserved every line.
     Reserved,
     /// Inventory could not.
     Rejected,
+    /// The order's deadline passed.
+    DeadlinePassed,
+}
+
+impl SagaInput {
+    /// Every input, for exhaustive tests.
+    pub const ALL: [SagaInput; 3] = [
+        SagaInput::Reserved,
+        SagaInput::Rejected,
+        SagaInput::DeadlinePassed,
+    ];
+}
+
+impl Status {
+    /// Every status, for exhaustive tests.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Reserved,
+        Status::Paid,
+        Status::Confirmed,
+        Status::Cancelled,
+    ];
 }
 
 /// What the saga does with an input in a state.
@@ -125,7 +147,40 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
         (Status::Reserved | Status::Paid | Status::Confirmed, SagaInput::Rejected) => {
             Decision::Ignore("a rejection after a reservation cannot happen for one order; ignored")
         }
+        (Status::Pending | Status::Reserved | Status::Paid, SagaInput::DeadlinePassed) => {
+            Decision::Move(Status::Cancelled, Some(CancelReason::Timeout))
+        }
+        (Status::Confirmed, SagaInput::DeadlinePassed) => {
+            Decision::Ignore("the order is confirmed")
+        }
         (Status::Cancelled, _) => Decision::Ignore("the order is cancelled"),
+    }
+}
+
+/// Where the orders service keeps its records in its table (partition key, sort key).
+pub mod keys {
+    use chrono::{DateTime, Utc};
+
+    /// An order's record.
+    pub fn order(order_id: &str) -> (String, String) {
+        (format!("ORDER#{order_id}"), "ORDER".to_string())
+    }
+
+    /// The partition of deadline entries, sorted by deadline: `orders-timeouts` reads the due
+    /// ones with one range query.
+    pub const DEADLINES: &str = "DEADLINE";
+
+    /// The fixed-width text of a moment, ordered as text as the moments are in time.
+    pub fn moment(at: DateTime<Utc>) -> String {
+        at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    /// An order's deadline entry.
+    pub fn deadline(deadline: DateTime<Utc>, order_id: &str) -> (String, String) {
+        (
+            DEADLINES.to_string(),
+            format!("{}#{order_id}", moment(deadline)),
+        )
     }
 }
 
@@ -163,18 +218,61 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_deadline_cancels_every_order_not_yet_final() {
+        for status in Status::ALL {
+            let d = decide(status, SagaInput::DeadlinePassed);
+            if status.is_final() {
+                assert!(matches!(d, Decision::Ignore(_)), "{status:?}");
+            } else {
+                assert_eq!(
+                    d,
+                    Decision::Move(Status::Cancelled, Some(CancelReason::Timeout)),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_state_and_input_has_a_decision_and_final_states_never_move() {
+        for status in Status::ALL {
+            for input in SagaInput::ALL {
+                let d = std::panic::catch_unwind(|| decide(status, input))
+                    .unwrap_or_else(|_| panic!("{status:?} x {input:?} panicked"));
+                if status.is_final() {
+                    assert!(
+                        matches!(d, Decision::Ignore(_)),
+                        "a final order never moves: {status:?} x {input:?}"
+                    );
+                }
+                if let Decision::Move(to, reason) = d {
+                    assert_eq!(
+                        to == Status::Cancelled,
+                        reason.is_some(),
+                        "a cancellation, and only it, has a reason: {status:?} x {input:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deadline_keys_sort_as_their_moments() {
+        let a = chrono::DateTime::parse_from_rfc3339("2026-01-01T09:59:59.5Z")
+            .unwrap()
+            .to_utc();
+        let b = chrono::DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert!(keys::deadline(a, "z").1 < keys::deadline(b, "a").1);
+        assert!(keys::deadline(a, "x").1 < keys::moment(b));
+    }
+
+    #[test]
     fn final_states_are_confirmed_and_cancelled() {
         assert!(Status::Confirmed.is_final() && Status::Cancelled.is_final());
         assert!(
             !Status::Pending.is_final() && !Status::Reserved.is_final() && !Status::Paid.is_final()
         );
-    }
-}
-
-/// Where the orders service keeps its records in its table (partition key, sort key).
-pub mod keys {
-    /// An order's record.
-    pub fn order(order_id: &str) -> (String, String) {
-        (format!("ORDER#{order_id}"), "ORDER".to_string())
     }
 }

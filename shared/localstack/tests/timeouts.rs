@@ -1,0 +1,92 @@
+//! Deadlines on the local stack: an order that does not reach a final state in time is
+//! cancelled with reason `timeout` and its stock released; a final order is left alone.
+
+mod common;
+
+use bazaar_platform::item::Query;
+use chrono::Duration;
+use common::stack;
+use serde_json::json;
+
+#[tokio::test]
+async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    let held = s
+        .place(
+            "customer-1",
+            "k1",
+            json!([{ "sku": "MUG-01", "quantity": 2 }]),
+        )
+        .await
+        .json()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rejected = s
+        .place(
+            "customer-2",
+            "k2",
+            json!([{ "sku": "MUG-01", "quantity": 9 }]),
+        )
+        .await
+        .json()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.stack.settle().await;
+    assert_eq!(s.order(&held).await["status"], "reserved");
+    assert_eq!(s.stock("MUG-01").await, (3, 2));
+
+    // Nothing moves the reserved order on (payments come later): its 15 minutes run out.
+    s.stack.run_for(Duration::minutes(14)).await;
+    assert_eq!(
+        s.order(&held).await["status"],
+        "reserved",
+        "not before the deadline"
+    );
+    s.stack.run_for(Duration::minutes(2)).await;
+    s.stack.settle().await;
+
+    let order = s.order(&held).await;
+    assert_eq!(
+        (order["status"].as_str(), order["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("timeout"))
+    );
+    assert_eq!(
+        s.stock("MUG-01").await,
+        (5, 0),
+        "the reservation is given back"
+    );
+    let other = s.order(&rejected).await;
+    assert_eq!(
+        other["cancel_reason"], "out_of_stock",
+        "a final order keeps its outcome"
+    );
+    let orders = s.stack.table_of("OrdersTimeoutsFunction").unwrap();
+    assert!(
+        orders
+            .query(Query::partition("DEADLINE"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no deadline is left behind"
+    );
+    let expired = s
+        .metrics
+        .all()
+        .iter()
+        .filter(|m| m.function == "orders-saga" && m.message_type == "orders.order.expire")
+        .count();
+    assert_eq!(
+        expired, 1,
+        "only the order still open was expired: a final order's deadline is removed"
+    );
+    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ"] {
+        assert!(
+            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
+            "{dlq} stays empty"
+        );
+    }
+}
