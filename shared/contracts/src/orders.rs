@@ -109,3 +109,21 @@ crate::task!(ExpireOrder, "orders.order.expire", version 1, {
         validate_order_id(&self.order_id)
     }
 });
+
+/// `order.confirmed`: the order is final and paid; inventory commits what it reserved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderConfirmed {
+    /// The order.
+    pub order_id: String,
+    /// The customer's subject.
+    pub customer: String,
+    /// What was ordered.
+    pub items: Vec<Line>,
+}
+
+crate::event!(OrderConfirmed, "order.confirmed", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        validate_lines("items", &self.items)
+    }
+});

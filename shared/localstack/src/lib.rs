@@ -37,5 +37,6 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
             "inventory-worker",
             inventory_worker::function as Constructor,
         ),
+        ("notifier", notifier::function as Constructor),
     ])
 }

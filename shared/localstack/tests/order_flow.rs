@@ -50,7 +50,19 @@ async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String
         (0, 150),
         "exactly 150 units reserved, none oversold"
     );
-    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ"] {
+    let notifications = s.stack.table_of("NotifierFunction").unwrap();
+    let mut notified = 0;
+    for c in 0..7 {
+        notified += notifier::notifications_of(notifications.as_ref(), &format!("customer-{c}"))
+            .await
+            .unwrap()
+            .len();
+    }
+    assert_eq!(
+        notified, 50,
+        "one notification per cancelled order, whatever the duplicates"
+    );
+    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
         assert!(
             s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
             "{dlq} stays empty"

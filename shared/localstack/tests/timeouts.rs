@@ -83,7 +83,21 @@ async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
         expired, 1,
         "only the order still open was expired: a final order's deadline is removed"
     );
-    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ"] {
+    let notifications = s.stack.table_of("NotifierFunction").unwrap();
+    for (customer, order_id) in [("customer-1", &held), ("customer-2", &rejected)] {
+        let notes = notifier::notifications_of(notifications.as_ref(), customer)
+            .await
+            .unwrap();
+        assert_eq!(
+            notes
+                .iter()
+                .map(|n| (n.order_id.as_str(), n.outcome.as_str()))
+                .collect::<Vec<_>>(),
+            [(order_id.as_str(), "cancelled")],
+            "one notification per final order"
+        );
+    }
+    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
         assert!(
             s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
             "{dlq} stays empty"

@@ -36,13 +36,17 @@ fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
         rows.iter()
             .map(|r| r.logical_id.as_str())
             .collect::<Vec<_>>(),
-        ["InventoryWorkerQueue", "OrdersSagaQueue"]
+        ["InventoryWorkerQueue", "NotifierQueue", "OrdersSagaQueue"],
+        "every queue with a redrive policy, not the DLQs themselves"
     );
-    let row = &rows[1];
+    let row = rows
+        .iter()
+        .find(|r| r.logical_id == "OrdersSagaQueue")
+        .unwrap();
     assert_eq!(
         (row.visible, row.in_flight, row.oldest_age_s, row.dlq_depth),
         (1, 1, 42, 1)
     );
     assert!(bazaar_toolbelt::render_table(&rows).contains("needs attention"));
-    assert_eq!(bazaar_toolbelt::render_json(&rows)[1]["dlq_depth"], 1);
+    assert_eq!(bazaar_toolbelt::render_json(&rows)[2]["dlq_depth"], 1);
 }

@@ -1,0 +1,116 @@
+//! `notifier`: tells a customer how their order ended. On `order.confirmed` and
+//! `order.cancelled` it records the message the customer would receive, once per order and
+//! outcome: the record's key is the order and the outcome, written only if absent, in the same
+//! transaction as the inbox record. A re-sent event (even with a new envelope id) therefore
+//! never notifies twice.
+//!
+//! The record is the delivery channel for now (the local adapter of the brief): an external
+//! channel (e-mail, SMS) would read these records, with the record key as its idempotency key.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::orders::{CancellationReason, OrderCancelled, OrderConfirmed};
+use bazaar_platform::item::{Condition, Key, Query, SortKey, parse, record};
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::{Deps, Function, HandlerError, Work};
+use serde::{Deserialize, Serialize};
+
+/// Builds the function with its SQS trigger.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let notifier = Arc::new(Notifier);
+    let consumer = Consumer::new(deps.clone())
+        .on::<OrderConfirmed, _>(notifier.clone())
+        .on::<OrderCancelled, _>(notifier);
+    Function::new(deps).sqs(consumer)
+}
+
+/// A message to a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The customer's subject.
+    pub customer: String,
+    /// The order it is about.
+    pub order_id: String,
+    /// `confirmed` or `cancelled`.
+    pub outcome: String,
+    /// The text the customer reads.
+    pub text: String,
+    /// When it was recorded (RFC 3339).
+    pub at: String,
+}
+
+/// Where a notification is recorded: one per order and outcome, listed by customer.
+pub fn notification_key(customer: &str, order_id: &str, outcome: &str) -> Key {
+    Key::new(
+        format!("CUSTOMER#{customer}"),
+        format!("NOTE#{order_id}#{outcome}"),
+    )
+}
+
+/// Every notification of a customer (for tests and tools).
+pub async fn notifications_of(
+    table: &dyn bazaar_platform::ports::Table,
+    customer: &str,
+) -> Result<Vec<Notification>, HandlerError> {
+    let page = table
+        .query(
+            Query::partition(format!("CUSTOMER#{customer}"))
+                .sort_key(SortKey::BeginsWith("NOTE#".into())),
+        )
+        .await?;
+    page.items.into_iter().map(parse).collect()
+}
+
+/// The handlers.
+pub struct Notifier;
+
+async fn notify(
+    work: &mut Work<'_>,
+    customer: &str,
+    order_id: &str,
+    outcome: &str,
+    text: String,
+) -> Result<(), HandlerError> {
+    let key = notification_key(customer, order_id, outcome);
+    if work.table()?.get(&key).await?.is_some() {
+        return Ok(());
+    }
+    let note = Notification {
+        customer: customer.into(),
+        order_id: order_id.into(),
+        outcome: outcome.into(),
+        text,
+        at: work.now().to_rfc3339(),
+    };
+    work.put(record(&key, &note), Some(Condition::NotExists));
+    Ok(())
+}
+
+#[async_trait]
+impl Handle<OrderConfirmed> for Notifier {
+    async fn handle(&self, e: OrderConfirmed, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let text = format!(
+            "Good news: your order {} is confirmed and on its way.",
+            e.order_id
+        );
+        notify(work, &e.customer, &e.order_id, "confirmed", text).await
+    }
+}
+
+#[async_trait]
+impl Handle<OrderCancelled> for Notifier {
+    async fn handle(&self, e: OrderCancelled, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let why = match e.reason {
+            CancellationReason::OutOfStock => "some items are out of stock",
+            CancellationReason::PaymentDeclined => "the payment was declined",
+            CancellationReason::Timeout => "it could not be completed in time",
+        };
+        let text = format!(
+            "Your order {} was cancelled because {why}. You have not been charged.",
+            e.order_id
+        );
+        notify(work, &e.customer, &e.order_id, "cancelled", text).await
+    }
+}
