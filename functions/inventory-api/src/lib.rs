@@ -81,7 +81,8 @@ impl Route for SetStock {
                 .set("sku", sku.as_str())
                 .set("owner", actor.subject.as_str())
                 .set("available", body.available)
-                .add("reserved", 0),
+                .add("reserved", 0)
+                .add("committed", 0),
             Some(owned),
         );
         let reserved = current.map(|s| s.reserved).unwrap_or(0);

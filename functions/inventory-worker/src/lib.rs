@@ -3,7 +3,7 @@
 //! reservation makes the transaction fail and the platform re-runs the decision on fresh
 //! reads). Answers `inventory.reserved` or `inventory.rejected`; a repeated request for the
 //! same order gets the same answer again and holds nothing more. On `order.cancelled` it gives
-//! back what the order holds.
+//! back what the order holds; on `order.confirmed` what the order holds is sold.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bazaar_contracts::inventory::{
     InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
 };
-use bazaar_contracts::orders::OrderCancelled;
+use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
 use bazaar_contracts::{Line, Sku};
 use bazaar_inventory::{Reservation, Stock};
 use bazaar_platform::item::{Condition, Key, Update, parse, record};
@@ -34,7 +34,8 @@ pub fn reservation_key(order_id: &str) -> Key {
 pub fn function(deps: Arc<Deps>) -> Function {
     let consumer = Consumer::new(deps.clone())
         .on::<ReserveStock, _>(Arc::new(Reserve))
-        .on::<OrderCancelled, _>(Arc::new(Release));
+        .on::<OrderCancelled, _>(Arc::new(Release))
+        .on::<OrderConfirmed, _>(Arc::new(Commit));
     Function::new(deps).sqs(consumer)
 }
 
@@ -159,6 +160,57 @@ impl Handle<OrderCancelled> for Release {
             Some(_) => {}
         }
         Ok(())
+    }
+}
+
+/// The handler of `order.confirmed`: what the order holds is sold (`reserved` becomes
+/// `committed`), once.
+pub struct Commit;
+
+#[async_trait]
+impl Handle<OrderConfirmed> for Commit {
+    async fn handle(
+        &self,
+        confirmed: OrderConfirmed,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let key = reservation_key(&confirmed.order_id);
+        let existing: Option<ReservationRecord> =
+            work.table()?.get(&key).await?.map(parse).transpose()?;
+        match existing.as_ref().map(|r| r.state.as_str()) {
+            Some("reserved") => {
+                for line in &existing.as_ref().expect("matched Some").items {
+                    let q = i64::from(line.quantity);
+                    work.update(
+                        stock_key(&line.sku),
+                        Update::new().add("reserved", -q).add("committed", q),
+                        Some(Condition::AtLeast("reserved".into(), q)),
+                    );
+                }
+                work.update(
+                    key,
+                    Update::new().set("state", "committed"),
+                    Some(Condition::Equals("state".into(), "reserved".into())),
+                );
+                Ok(())
+            }
+            Some("committed") => Ok(()),
+            // The saga confirms only reserved orders: anything else needs a person.
+            Some(other) => Err(HandlerError::permanent(
+                "conflicting-outcome",
+                format!(
+                    "order {} was confirmed but its reservation is {other}",
+                    confirmed.order_id
+                ),
+            )),
+            None => Err(HandlerError::permanent(
+                "unknown-reservation",
+                format!(
+                    "order {} was confirmed but inventory never reserved it",
+                    confirmed.order_id
+                ),
+            )),
+        }
     }
 }
 

@@ -149,3 +149,62 @@ async fn a_cancellation_before_the_reservation_request_makes_it_hold_nothing() {
         ["inventory.rejected"]
     );
 }
+
+#[tokio::test]
+async fn a_confirmation_sells_what_the_order_holds_once() {
+    let world = Fixture::new();
+    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    stock(&deps, 5).await;
+    let function = inventory_worker::function(deps.clone());
+    function
+        .invoke(event("inventory-worker.sqs.json"))
+        .await
+        .unwrap();
+
+    let confirmed = |id: &str| {
+        let mut e = event("inventory-worker.order-cancelled.sqs.json");
+        let mut body: serde_json::Value =
+            serde_json::from_str(e["Records"][0]["body"].as_str().unwrap()).unwrap();
+        body["id"] = json!(id);
+        body["type"] = json!("order.confirmed");
+        body["data"] = json!({ "order_id": "o-sample", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 2 }] });
+        e["Records"][0]["body"] = json!(body.to_string());
+        e
+    };
+    function.invoke(confirmed("c-1")).await.unwrap();
+    function.invoke(confirmed("c-2")).await.unwrap();
+
+    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.available, s.reserved, s.committed),
+        (3, 0, 2),
+        "sold once; stock is conserved"
+    );
+    assert!(world.parked("inventory-worker").is_empty());
+}
+
+#[tokio::test]
+async fn a_confirmation_without_a_reservation_is_parked_for_a_person() {
+    let world = Fixture::new();
+    let function = inventory_worker::function(world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory"],
+    ));
+    let mut e = event("inventory-worker.order-cancelled.sqs.json");
+    let mut body: serde_json::Value =
+        serde_json::from_str(e["Records"][0]["body"].as_str().unwrap()).unwrap();
+    body["type"] = json!("order.confirmed");
+    body["data"] = json!({ "order_id": "o-ghost", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 1 }] });
+    e["Records"][0]["body"] = json!(body.to_string());
+
+    function.invoke(e).await.unwrap();
+
+    assert_eq!(
+        world.parked("inventory-worker")[0].attributes["bazaar.reason"].value,
+        "unknown-reservation"
+    );
+}

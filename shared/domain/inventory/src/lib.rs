@@ -17,6 +17,10 @@ pub struct Stock {
     /// Units held for orders not yet final.
     #[serde(default)]
     pub reserved: i64,
+    /// Units sold: held for orders that were confirmed. `available + reserved + committed` only
+    /// changes when a merchant sets the stock.
+    #[serde(default)]
+    pub committed: i64,
 }
 
 /// The outcome of a reservation request.
@@ -67,6 +71,7 @@ mod tests {
             owner: "m".into(),
             available,
             reserved: 0,
+            committed: 0,
         })
     }
 
