@@ -23,6 +23,7 @@ pub mod function;
 pub mod http;
 pub mod ids;
 pub mod item;
+pub mod jwt;
 pub mod outbox;
 pub mod ports;
 pub mod schedule;

@@ -1,0 +1,330 @@
+//! JSON Web Tokens as Bazaar issues and checks them: RS256 signatures (what API Gateway's JWT
+//! authorizer accepts) with a `kid` naming the key in the issuer's JWKS.
+//!
+//! [`validate`] is what every handler runs, whatever the edge already checked, so that a
+//! misconfigured route cannot open a hole. It accepts exactly one algorithm (`RS256`; `none`
+//! and the HMAC family are refused, which closes the algorithm-confusion attacks), finds the
+//! key by `kid` in the JWKS it is given (it never follows `jku` or `x5u`), and checks `exp`,
+//! `nbf`, `iss` and `aud`, with numeric dates only. Tokens over 8 KB are refused before any
+//! parsing.
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use bazaar_contracts::Actor;
+
+/// The only signature algorithm accepted.
+pub const ALGORITHM: &str = "RS256";
+/// The largest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: i64 = 30;
+
+/// A public key in JWK form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type: `RSA`.
+    pub kty: String,
+    /// The key id tokens name in their header.
+    pub kid: String,
+    /// Algorithm: `RS256`.
+    pub alg: String,
+    /// Use: `sig`.
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Modulus, base64url.
+    pub n: String,
+    /// Public exponent, base64url.
+    pub e: String,
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwks {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// What a token must have been issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// The `iss` claim.
+    pub issuer: String,
+    /// A value the `aud` claim must hold.
+    pub audience: String,
+}
+
+/// The claims Bazaar puts in a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: the user name.
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Roles granted.
+    pub roles: Vec<String>,
+    /// Issued at (epoch seconds).
+    pub iat: i64,
+    /// Not before (epoch seconds).
+    pub nbf: i64,
+    /// Expires at (epoch seconds).
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+}
+
+impl Claims {
+    /// The actor the token speaks for.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            subject: self.sub.clone(),
+            roles: self.roles.clone(),
+        }
+    }
+}
+
+/// Why a token was refused. Every variant is a 401 for the caller; the variant is for logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    /// Over [`MAX_TOKEN_BYTES`].
+    #[error("the token is larger than 8 KB")]
+    TooLarge,
+    /// Not three base64url parts of JSON.
+    #[error("the token is malformed: {0}")]
+    Malformed(&'static str),
+    /// An algorithm other than RS256 (including `none` and HMAC).
+    #[error("algorithm {0:?} is not accepted")]
+    Algorithm(String),
+    /// No key with that `kid` in the JWKS.
+    #[error("unknown signing key {0:?}")]
+    UnknownKey(String),
+    /// The signature does not verify.
+    #[error("the signature does not verify")]
+    Signature,
+    /// Past `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Before `nbf`.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// Another issuer.
+    #[error("the token was issued by another issuer")]
+    Issuer,
+    /// Not for this audience.
+    #[error("the token is for another audience")]
+    Audience,
+    /// A claim is missing or of the wrong type (dates must be numbers).
+    #[error("claim {0} is missing or invalid")]
+    Claim(&'static str),
+}
+
+fn part(text: &str) -> Result<Vec<u8>, JwtError> {
+    B64.decode(text)
+        .map_err(|_| JwtError::Malformed("a part is not base64url"))
+}
+
+/// Checks a token against the issuer's keys; returns its claims.
+pub fn validate(
+    token: &str,
+    jwks: &Jwks,
+    expect: &Expect,
+    now: DateTime<Utc>,
+) -> Result<Claims, JwtError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed("a token has three parts"));
+    };
+    let header: Value = serde_json::from_slice(&part(h)?)
+        .map_err(|_| JwtError::Malformed("the header is not JSON"))?;
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    if alg != ALGORITHM {
+        return Err(JwtError::Algorithm(alg.to_string()));
+    }
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(JwtError::Claim("kid"))?;
+    let jwk = jwks
+        .keys
+        .iter()
+        .find(|k| k.kid == kid && k.kty == "RSA")
+        .ok_or_else(|| JwtError::UnknownKey(kid.to_string()))?;
+    let (n, e) = (part(&jwk.n)?, part(&jwk.e)?);
+    let key = PublicKeyComponents {
+        n: n.as_slice(),
+        e: e.as_slice(),
+    };
+    let signature = part(s)?;
+    key.verify(
+        &RSA_PKCS1_2048_8192_SHA256,
+        format!("{h}.{p}").as_bytes(),
+        &signature,
+    )
+    .map_err(|_| JwtError::Signature)?;
+
+    let claims: Value = serde_json::from_slice(&part(p)?)
+        .map_err(|_| JwtError::Malformed("the payload is not JSON"))?;
+    let number = |name: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_i64)
+            .ok_or(JwtError::Claim(name))
+    };
+    let string = |name: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .ok_or(JwtError::Claim(name))
+    };
+    let t = now.timestamp();
+    let exp = number("exp")?;
+    if t > exp + LEEWAY_SECONDS {
+        return Err(JwtError::Expired);
+    }
+    let nbf = match claims.get("nbf") {
+        None => number("iat").unwrap_or(0),
+        Some(_) => number("nbf")?,
+    };
+    if t + LEEWAY_SECONDS < nbf {
+        return Err(JwtError::NotYetValid);
+    }
+    if string("iss")? != expect.issuer {
+        return Err(JwtError::Issuer);
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => *a == expect.audience,
+        Some(Value::Array(list)) => list
+            .iter()
+            .any(|a| a.as_str() == Some(expect.audience.as_str())),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(JwtError::Audience);
+    }
+    let roles = match claims.get("roles") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|r| r.as_str().map(String::from).ok_or(JwtError::Claim("roles")))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+        Some(_) => return Err(JwtError::Claim("roles")),
+    };
+    Ok(Claims {
+        iss: expect.issuer.clone(),
+        sub: string("sub")?,
+        aud: expect.audience.clone(),
+        roles,
+        iat: number("iat").unwrap_or(nbf),
+        nbf,
+        exp,
+        jti: string("jti").unwrap_or_default(),
+    })
+}
+
+/// A private signing key with its id.
+pub struct SigningKey {
+    kid: String,
+    pair: KeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signing key: {0}")]
+pub struct KeyError(pub String);
+
+impl SigningKey {
+    /// A new 2048-bit RSA key.
+    pub fn generate(kid: impl Into<String>) -> Result<Self, KeyError> {
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| KeyError(e.to_string()))?;
+        Ok(SigningKey {
+            kid: kid.into(),
+            pair,
+        })
+    }
+
+    /// A key from its PKCS#8 DER form.
+    pub fn from_pkcs8(kid: impl Into<String>, der: &[u8]) -> Result<Self, KeyError> {
+        let pair = KeyPair::from_pkcs8(der).map_err(|e| KeyError(e.to_string()))?;
+        Ok(SigningKey {
+            kid: kid.into(),
+            pair,
+        })
+    }
+
+    /// The PKCS#8 DER form, for storage (a secret: keep it encrypted at rest, never log it).
+    pub fn to_pkcs8(&self) -> Result<Vec<u8>, KeyError> {
+        Ok(self
+            .pair
+            .as_der()
+            .map_err(|e| KeyError(e.to_string()))?
+            .as_ref()
+            .to_vec())
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public half as a JWK.
+    pub fn jwk(&self) -> Jwk {
+        let public = self.pair.public_key();
+        Jwk {
+            kty: "RSA".into(),
+            kid: self.kid.clone(),
+            alg: ALGORITHM.into(),
+            use_: "sig".into(),
+            n: B64.encode(public.modulus().big_endian_without_leading_zero()),
+            e: B64.encode(public.exponent().big_endian_without_leading_zero()),
+        }
+    }
+
+    /// Signs claims into a compact token.
+    pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
+        let header = serde_json::json!({ "alg": ALGORITHM, "typ": "JWT", "kid": self.kid });
+        self.sign_parts(
+            &header,
+            &serde_json::to_value(claims).map_err(|e| KeyError(e.to_string()))?,
+        )
+    }
+
+    /// Signs any header and payload with RS256, whatever they say: for tests that forge
+    /// tokens, never for issuing them.
+    pub fn sign_parts(&self, header: &Value, payload: &Value) -> Result<String, KeyError> {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(payload.to_string())
+        );
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature)
+            .map_err(|e| KeyError(e.to_string()))?;
+        Ok(format!("{input}.{}", B64.encode(signature)))
+    }
+}

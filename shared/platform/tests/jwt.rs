@@ -1,0 +1,192 @@
+//! Every way to forge or misuse a token is refused.
+
+use std::sync::OnceLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bazaar_platform::jwt::{Claims, Expect, Jwks, JwtError, SigningKey, validate};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+fn keys() -> &'static (SigningKey, SigningKey) {
+    static KEYS: OnceLock<(SigningKey, SigningKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            SigningKey::generate("k1").unwrap(),
+            SigningKey::generate("k1").unwrap(),
+        )
+    })
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+fn expect() -> Expect {
+    Expect {
+        issuer: "https://identity.bazaar.local".into(),
+        audience: "bazaar-api".into(),
+    }
+}
+
+fn jwks() -> Jwks {
+    Jwks {
+        keys: vec![keys().0.jwk()],
+    }
+}
+
+fn claims() -> Value {
+    let t = now().timestamp();
+    json!({ "iss": "https://identity.bazaar.local", "sub": "customer-1", "aud": "bazaar-api", "roles": ["customer"], "iat": t, "nbf": t, "exp": t + 900, "jti": "j1" })
+}
+
+fn header() -> Value {
+    json!({ "alg": "RS256", "typ": "JWT", "kid": "k1" })
+}
+
+fn signed(header: Value, payload: Value) -> String {
+    keys().0.sign_parts(&header, &payload).unwrap()
+}
+
+fn check(token: &str) -> Result<Claims, JwtError> {
+    validate(token, &jwks(), &expect(), now())
+}
+
+#[test]
+fn a_token_signed_by_the_issuer_is_accepted_and_names_its_actor() {
+    let c = check(&signed(header(), claims())).unwrap();
+    assert_eq!(
+        c.actor(),
+        bazaar_contracts::Actor::new("customer-1", &["customer"])
+    );
+    let issued = keys().0.sign(&c).unwrap();
+    assert_eq!(check(&issued).unwrap(), c, "sign and validate agree");
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let token = format!(
+        "{}.{}.",
+        B64.encode(json!({"alg": "none", "kid": "k1"}).to_string()),
+        B64.encode(claims().to_string())
+    );
+    assert_eq!(check(&token), Err(JwtError::Algorithm("none".into())));
+}
+
+#[test]
+fn an_hmac_token_keyed_with_the_public_key_is_refused() {
+    // The algorithm-confusion attack: HS256 with the RSA public key as the shared secret.
+    use aws_lc_rs::hmac;
+    let input = format!(
+        "{}.{}",
+        B64.encode(json!({"alg": "HS256", "kid": "k1"}).to_string()),
+        B64.encode(claims().to_string())
+    );
+    let secret = B64.decode(&keys().0.jwk().n).unwrap();
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        input.as_bytes(),
+    );
+    let token = format!("{input}.{}", B64.encode(tag.as_ref()));
+    assert_eq!(check(&token), Err(JwtError::Algorithm("HS256".into())));
+}
+
+#[test]
+fn a_token_signed_with_another_key_under_the_same_kid_is_refused() {
+    let token = keys().1.sign_parts(&header(), &claims()).unwrap();
+    assert_eq!(check(&token), Err(JwtError::Signature));
+}
+
+#[test]
+fn an_unknown_kid_is_refused_and_jku_is_never_followed() {
+    let mut h = header();
+    h["kid"] = json!("k9");
+    assert_eq!(
+        check(&signed(h, claims())),
+        Err(JwtError::UnknownKey("k9".into()))
+    );
+    let mut h = header();
+    h["kid"] = json!("attacker");
+    h["jku"] = json!("https://attacker.example/jwks.json");
+    h["x5u"] = json!("https://attacker.example/cert.pem");
+    assert_eq!(
+        check(&signed(h, claims())),
+        Err(JwtError::UnknownKey("attacker".into()))
+    );
+}
+
+#[test]
+fn expired_and_not_yet_valid_tokens_are_refused_beyond_the_leeway() {
+    let mut c = claims();
+    c["exp"] = json!(now().timestamp() - 31);
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Expired));
+    let mut c = claims();
+    c["exp"] = json!(now().timestamp() - 10);
+    assert!(
+        check(&signed(header(), c)).is_ok(),
+        "30 s of skew are tolerated"
+    );
+    let mut c = claims();
+    c["nbf"] = json!((now() + Duration::minutes(5)).timestamp());
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::NotYetValid));
+}
+
+#[test]
+fn another_issuer_or_audience_is_refused() {
+    let mut c = claims();
+    c["iss"] = json!("https://evil.example");
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Issuer));
+    let mut c = claims();
+    c["aud"] = json!("another-api");
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Audience));
+    let mut c = claims();
+    c["aud"] = json!(["another-api", "bazaar-api"]);
+    assert!(
+        check(&signed(header(), c)).is_ok(),
+        "an audience list containing ours is fine"
+    );
+}
+
+#[test]
+fn a_tampered_payload_is_refused() {
+    let token = signed(header(), claims());
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut c = claims();
+    c["roles"] = json!(["operator"]);
+    let forged = format!("{}.{}.{}", parts[0], B64.encode(c.to_string()), parts[2]);
+    assert_eq!(check(&forged), Err(JwtError::Signature));
+}
+
+#[test]
+fn dates_must_be_numbers() {
+    let mut c = claims();
+    c["exp"] = json!("9999999999");
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Claim("exp")));
+    let mut c = claims();
+    c["nbf"] = json!("0");
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Claim("nbf")));
+}
+
+#[test]
+fn oversized_and_malformed_tokens_are_refused_before_parsing() {
+    let mut c = claims();
+    c["padding"] = json!("x".repeat(9000));
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::TooLarge));
+    assert!(matches!(check("not-a-token"), Err(JwtError::Malformed(_))));
+    assert!(matches!(check("a.b.c.d"), Err(JwtError::Malformed(_))));
+    assert!(matches!(check("!!.??.**"), Err(JwtError::Malformed(_))));
+}
+
+#[test]
+fn a_key_survives_storage() {
+    let der = keys().0.to_pkcs8().unwrap();
+    let back = SigningKey::from_pkcs8("k1", &der).unwrap();
+    assert_eq!(back.jwk(), keys().0.jwk());
+    assert!(check(&back.sign_parts(&header(), &claims()).unwrap()).is_ok());
+    assert!(
+        !format!("{back:?}").contains(&B64.encode(&der)),
+        "Debug never shows the private key"
+    );
+}
