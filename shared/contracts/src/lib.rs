@@ -28,3 +28,4 @@ pub use envelope::{Actor, Envelope, EnvelopeError, Flags};
 pub use items::{Line, Sku};
 pub use message::{ContractViolation, DecodeError, Kind, Message};
 pub use money::{Currency, Money};
+pub mod identity;

@@ -47,7 +47,21 @@ impl Fixture {
     /// to (each with a probe queue) and a DLQ; the same environment variables the template
     /// sets.
     pub fn deps(&self, function: &str, table: Option<&str>, topics: &[&str]) -> Arc<Deps> {
-        let mut env = BTreeMap::new();
+        self.deps_with_env(function, table, topics, &[])
+    }
+
+    /// [`Fixture::deps`] with more environment variables (`ISSUER`, ...).
+    pub fn deps_with_env(
+        &self,
+        function: &str,
+        table: Option<&str>,
+        topics: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Arc<Deps> {
+        let mut env: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         if let Some(t) = table {
             self.engine.create_table(t);
             env.insert("TABLE_NAME".to_string(), t.to_string());

@@ -29,6 +29,7 @@ pub type Constructor = fn(Arc<Deps>) -> Function;
 /// `Metadata.BuildProperties.Binary`).
 pub fn registry() -> BTreeMap<&'static str, Constructor> {
     BTreeMap::from([
+        ("identity-api", identity_api::function as Constructor),
         ("orders-api", orders_api::function as Constructor),
         ("orders-saga", orders_saga::function as Constructor),
         ("orders-timeouts", orders_timeouts::function as Constructor),

@@ -84,7 +84,23 @@ fn load(cli: &Cli) -> anyhow::Result<Arc<Stack>> {
 /// Demo stock of `merchant-1`, created once (kept as the merchant changes it afterwards).
 const DEMO_STOCK: [(&str, i64); 3] = [("MUG-01", 100), ("TEE-01", 50), ("POSTER-01", 3)];
 
+/// Demo users of the local stack (never of a deployed stage), all with [`DEMO_PASSWORD`].
+const DEMO_USERS: [(&str, &str); 5] = [
+    ("merchant-1", "merchant"),
+    ("merchant-2", "merchant"),
+    ("customer-1", "customer"),
+    ("customer-2", "customer"),
+    ("operator", "operator"),
+];
+/// The demo users' password.
+const DEMO_PASSWORD: &str = "bazaar-local";
+
 async fn seed(stack: &Stack) -> anyhow::Result<()> {
+    if let Some(identity) = stack.table_of("IdentityApiFunction") {
+        for (user, role) in DEMO_USERS {
+            identity_api::ensure_user(identity.as_ref(), user, DEMO_PASSWORD, &[role]).await?;
+        }
+    }
     let Some(table) = stack.table_of("InventoryApiFunction") else {
         return Ok(());
     };
@@ -134,6 +150,16 @@ fn print_welcome(stack: &Stack, port: u16, data: &str) {
     for r in stack.routes() {
         println!("  {:<6} {base}{}  -> {}", r.method, r.path, r.function);
     }
+    println!();
+    println!(
+        "Demo users (password {DEMO_PASSWORD}): merchant-1, merchant-2, customer-1, customer-2, operator."
+    );
+    println!(
+        "Get a token (the routes below still take the development header; tokens replace it next):"
+    );
+    println!(
+        "  curl -s -X POST {base}/auth/token -H 'content-type: application/json' -d '{{\"username\":\"customer-1\",\"password\":\"{DEMO_PASSWORD}\"}}'"
+    );
     println!();
     println!(
         "Callers name themselves with the development header x-bazaar-dev-actor: <subject>:<role>."

@@ -1,0 +1,215 @@
+//! identity-api on the sample events of events/.
+
+use std::sync::Arc;
+
+use bazaar_embedded::testing::{Fixture, event};
+use bazaar_platform::jwt::{Expect, Jwks, validate};
+use bazaar_platform::{Deps, LambdaFunction};
+use chrono::Duration;
+use serde_json::{Value, json};
+
+const ISSUER: &str = "https://api.bazaar.test";
+
+fn world() -> (Fixture, Arc<Deps>) {
+    let world = Fixture::new();
+    let deps = world.deps_with_env(
+        "identity-api",
+        Some("identity"),
+        &["user"],
+        &[("ISSUER", ISSUER)],
+    );
+    (world, deps)
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+async fn jwks(function: &impl LambdaFunction) -> Jwks {
+    serde_json::from_value(body(
+        &function
+            .invoke(event("identity-api.get-jwks.json"))
+            .await
+            .unwrap(),
+    ))
+    .unwrap()
+}
+
+fn login(username: &str, password: &str) -> Value {
+    let mut e = event("identity-api.post-token.json");
+    e["body"] = json!(json!({ "username": username, "password": password }).to_string());
+    e
+}
+
+#[tokio::test]
+async fn a_user_gets_a_token_that_the_published_keys_verify() {
+    let (world, deps) = world();
+    identity_api::ensure_user(
+        deps.table().unwrap(),
+        "customer-1",
+        "bazaar-local",
+        &["customer"],
+    )
+    .await
+    .unwrap();
+    let function = identity_api::function(deps);
+
+    let response = function
+        .invoke(event("identity-api.post-token.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response["headers"]["cache-control"], "no-store");
+    let token = body(&response);
+    assert_eq!(
+        (token["token_type"].as_str(), token["expires_in"].as_i64()),
+        (Some("Bearer"), Some(900))
+    );
+    let claims = validate(
+        token["access_token"].as_str().unwrap(),
+        &jwks(&function).await,
+        &Expect {
+            issuer: ISSUER.into(),
+            audience: "bazaar-api".into(),
+        },
+        bazaar_platform::clock::Clock::now(world.clock.as_ref()),
+    )
+    .unwrap();
+    assert_eq!(
+        claims.actor(),
+        bazaar_contracts::Actor::new("customer-1", &["customer"])
+    );
+    let authed = world.sent("user");
+    assert_eq!(authed.len(), 1);
+    assert_eq!(
+        (
+            authed[0].message_type.as_str(),
+            authed[0].data["subject"].as_str()
+        ),
+        ("user.authed", Some("customer-1"))
+    );
+    assert!(
+        !authed[0].to_json().contains("bazaar-local"),
+        "no secret travels"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
+    let (world, deps) = world();
+    identity_api::ensure_user(
+        deps.table().unwrap(),
+        "customer-1",
+        "bazaar-local",
+        &["customer"],
+    )
+    .await
+    .unwrap();
+    let function = identity_api::function(deps);
+
+    let wrong = function.invoke(login("customer-1", "guess")).await.unwrap();
+    let unknown = function.invoke(login("nobody", "guess")).await.unwrap();
+
+    assert_eq!(wrong["statusCode"], 401);
+    assert_eq!(unknown["statusCode"], 401);
+    assert_eq!(body(&wrong)["detail"], body(&unknown)["detail"]);
+    assert!(world.sent("user").is_empty());
+}
+
+#[tokio::test]
+async fn malformed_credentials_are_400_naming_the_field() {
+    let (_world, deps) = world();
+    let function = identity_api::function(deps);
+    let mut e = event("identity-api.post-token.json");
+    e["body"] = json!(json!({ "username": "customer-1" }).to_string());
+    let r = function.invoke(e).await.unwrap();
+    assert_eq!(
+        (r["statusCode"].as_i64(), body(&r)["field"].as_str()),
+        (Some(400), Some("password"))
+    );
+}
+
+#[tokio::test]
+async fn keys_rotate_and_the_old_key_stays_published_until_its_tokens_expire() {
+    let (world, deps) = world();
+    identity_api::ensure_user(
+        deps.table().unwrap(),
+        "customer-1",
+        "bazaar-local",
+        &["customer"],
+    )
+    .await
+    .unwrap();
+    let function = identity_api::function(deps);
+    let kid_of = |r: &Value| {
+        use base64::Engine;
+        let header = body(r)["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_string();
+        serde_json::from_slice::<Value>(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let first = kid_of(
+        &function
+            .invoke(login("customer-1", "bazaar-local"))
+            .await
+            .unwrap(),
+    );
+    world
+        .clock
+        .advance(identity_api::KEY_LIFETIME + Duration::seconds(1));
+    let second = kid_of(
+        &function
+            .invoke(login("customer-1", "bazaar-local"))
+            .await
+            .unwrap(),
+    );
+
+    assert_ne!(
+        first, second,
+        "a new key signs after the old one's lifetime"
+    );
+    let kids = |j: Jwks| j.keys.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+    let published = kids(jwks(&function).await);
+    assert!(
+        published.contains(&first) && published.contains(&second),
+        "both published while old tokens live: {published:?}"
+    );
+    world.clock.advance(identity_api::DEFAULT_TOKEN_TTL);
+    assert_eq!(
+        kids(jwks(&function).await),
+        [second],
+        "the old key goes once its last token expired"
+    );
+}
+
+#[tokio::test]
+async fn discovery_names_the_issuer_and_its_keys() {
+    let (_world, deps) = world();
+    let function = identity_api::function(deps);
+    let mut e = event("identity-api.get-jwks.json");
+    e["rawPath"] = json!("/.well-known/openid-configuration");
+    let config = body(&function.invoke(e).await.unwrap());
+    assert_eq!(config["issuer"], ISSUER);
+    assert_eq!(
+        config["jwks_uri"],
+        format!("{ISSUER}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        config["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+}
