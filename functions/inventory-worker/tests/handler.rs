@@ -1,7 +1,7 @@
 //! inventory-worker on the sample events of events/.
 
 use bazaar_contracts::Sku;
-use bazaar_embedded::testing::{Fixture, event};
+use bazaar_embedded::testing::{Fixture, event, with_envelope};
 use bazaar_platform::LambdaFunction;
 use bazaar_platform::item::item;
 use serde_json::json;
@@ -68,11 +68,9 @@ async fn a_task_breaking_its_contract_is_parked_not_retried() {
         Some("inventory"),
         &["inventory"],
     ));
-    let mut e = event("inventory-worker.sqs.json");
-    let mut body: serde_json::Value =
-        serde_json::from_str(e["Records"][0]["body"].as_str().unwrap()).unwrap();
-    body["data"]["items"] = json!([]);
-    e["Records"][0]["body"] = json!(body.to_string());
+    let e = with_envelope(event("inventory-worker.sqs.json"), |env| {
+        env["data"]["items"] = json!([])
+    });
 
     let response = function.invoke(e).await.unwrap();
 
@@ -98,11 +96,9 @@ async fn a_cancellation_gives_back_what_the_order_holds_once() {
         .invoke(event("inventory-worker.order-cancelled.sqs.json"))
         .await
         .unwrap();
-    let mut again = event("inventory-worker.order-cancelled.sqs.json");
-    let mut body: serde_json::Value =
-        serde_json::from_str(again["Records"][0]["body"].as_str().unwrap()).unwrap();
-    body["id"] = json!("another-delivery-with-a-new-id");
-    again["Records"][0]["body"] = json!(body.to_string());
+    let again = with_envelope(event("inventory-worker.order-cancelled.sqs.json"), |env| {
+        env["id"] = json!("another-delivery-with-a-new-id")
+    });
     function.invoke(again).await.unwrap();
 
     let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
@@ -162,14 +158,11 @@ async fn a_confirmation_sells_what_the_order_holds_once() {
         .unwrap();
 
     let confirmed = |id: &str| {
-        let mut e = event("inventory-worker.order-cancelled.sqs.json");
-        let mut body: serde_json::Value =
-            serde_json::from_str(e["Records"][0]["body"].as_str().unwrap()).unwrap();
-        body["id"] = json!(id);
-        body["type"] = json!("order.confirmed");
-        body["data"] = json!({ "order_id": "o-sample", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 2 }] });
-        e["Records"][0]["body"] = json!(body.to_string());
-        e
+        with_envelope(event("inventory-worker.order-cancelled.sqs.json"), |env| {
+            env["id"] = json!(id);
+            env["type"] = json!("order.confirmed");
+            env["data"] = json!({ "order_id": "o-sample", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 2 }] });
+        })
     };
     function.invoke(confirmed("c-1")).await.unwrap();
     function.invoke(confirmed("c-2")).await.unwrap();
@@ -194,12 +187,10 @@ async fn a_confirmation_without_a_reservation_is_parked_for_a_person() {
         Some("inventory"),
         &["inventory"],
     ));
-    let mut e = event("inventory-worker.order-cancelled.sqs.json");
-    let mut body: serde_json::Value =
-        serde_json::from_str(e["Records"][0]["body"].as_str().unwrap()).unwrap();
-    body["type"] = json!("order.confirmed");
-    body["data"] = json!({ "order_id": "o-ghost", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 1 }] });
-    e["Records"][0]["body"] = json!(body.to_string());
+    let e = with_envelope(event("inventory-worker.order-cancelled.sqs.json"), |env| {
+        env["type"] = json!("order.confirmed");
+        env["data"] = json!({ "order_id": "o-ghost", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 1 }] });
+    });
 
     function.invoke(e).await.unwrap();
 

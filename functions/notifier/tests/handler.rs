@@ -1,6 +1,6 @@
 //! notifier on the sample events of events/.
 
-use bazaar_embedded::testing::{Fixture, event};
+use bazaar_embedded::testing::{Fixture, event, with_envelope};
 use bazaar_platform::LambdaFunction;
 use serde_json::json;
 
@@ -11,11 +11,9 @@ async fn a_cancellation_is_notified_once_even_when_re_sent_with_a_new_id() {
     let function = notifier::function(deps.clone());
 
     function.invoke(event("notifier.sqs.json")).await.unwrap();
-    let mut resent = event("notifier.sqs.json");
-    let mut body: serde_json::Value =
-        serde_json::from_str(resent["Records"][0]["body"].as_str().unwrap()).unwrap();
-    body["id"] = json!("a-new-envelope-for-the-same-fact");
-    resent["Records"][0]["body"] = json!(body.to_string());
+    let resent = with_envelope(event("notifier.sqs.json"), |env| {
+        env["id"] = json!("a-new-envelope-for-the-same-fact")
+    });
     let response = function.invoke(resent).await.unwrap();
 
     assert_eq!(response["batchItemFailures"], json!([]));

@@ -130,3 +130,19 @@ pub fn event(name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
+
+/// A copy of an SQS event whose first record's envelope is changed by `edit` (a new id, another
+/// type, other data), for tests that need a variation of a sample event.
+pub fn with_envelope(
+    mut event: serde_json::Value,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> serde_json::Value {
+    let body = event["Records"][0]["body"]
+        .as_str()
+        .expect("an SQS event with a body");
+    let mut envelope: serde_json::Value =
+        serde_json::from_str(body).expect("the body is an envelope");
+    edit(&mut envelope);
+    event["Records"][0]["body"] = serde_json::Value::String(envelope.to_string());
+    event
+}
