@@ -72,6 +72,21 @@ impl TestStack {
             .await
     }
 
+    /// Places an order that must be accepted (202); returns its id.
+    pub async fn placed(&self, customer: &str, key: &str, items: Value) -> String {
+        let r = self.place(customer, key, items).await;
+        assert_eq!(
+            r.status,
+            202,
+            "placing an order: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["order_id"]
+            .as_str()
+            .expect("an order id")
+            .to_string()
+    }
+
     pub async fn order(&self, id: &str) -> Value {
         let r = self
             .stack

@@ -89,16 +89,12 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_redelivery_with_t
     s.set_stock("MUG-01", 1).await;
     s.faults.crash("orders-saga", FaultPoint::AfterCommit, 1);
     let order_id = s
-        .place(
+        .placed(
             "customer-1",
             "k",
             json!([{ "sku": "MUG-01", "quantity": 1 }]),
         )
-        .await
-        .json()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
 
     // Deliver order.placed once (after the batching window): the saga commits, then crashes.
     s.stack.run_for(Duration::seconds(1)).await;
@@ -235,16 +231,12 @@ async fn a_message_that_keeps_failing_is_redriven_after_max_receive_count_and_ha
     s.faults
         .crash("inventory-worker", FaultPoint::AfterPublish, 100);
     let order_id = s
-        .place(
+        .placed(
             "customer-1",
             "k",
             json!([{ "sku": "MUG-01", "quantity": 2 }]),
         )
-        .await
-        .json()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
 
     s.stack.settle().await;
 

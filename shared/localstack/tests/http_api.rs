@@ -187,16 +187,12 @@ async fn bad_input_is_a_4xx_problem_naming_the_field() {
 async fn a_customer_sees_only_their_own_orders() {
     let s = stack();
     let id = s
-        .place(
+        .placed(
             "customer-1",
             "k",
             json!([{ "sku": "MUG-01", "quantity": 1 }]),
         )
-        .await
-        .json()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
     let get =
         |who: &str| HttpRequest::get(&format!("/orders/{id}")).header("x-bazaar-dev-actor", who);
 

@@ -13,27 +13,19 @@ async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
     let s = stack();
     s.set_stock("MUG-01", 5).await;
     let held = s
-        .place(
+        .placed(
             "customer-1",
             "k1",
             json!([{ "sku": "MUG-01", "quantity": 2 }]),
         )
-        .await
-        .json()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
     let rejected = s
-        .place(
+        .placed(
             "customer-2",
             "k2",
             json!([{ "sku": "MUG-01", "quantity": 9 }]),
         )
-        .await
-        .json()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
     s.stack.settle().await;
     assert_eq!(s.order(&held).await["status"], "reserved");
     assert_eq!(s.stock("MUG-01").await, (3, 2));
