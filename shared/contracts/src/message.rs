@@ -15,7 +15,9 @@ pub enum Kind {
 
 /// A typed message contract. Implement it with [`crate::event!`] or [`crate::task!`], which
 /// check the name at compile time.
-pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
+/// Contracts are plain data: `Clone` lets a consumer re-run its handler on the same message
+/// when its transaction conflicts.
+pub trait Message: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The message type, such as `order.placed`.
     const TYPE: &'static str;
     /// The current version; producers always write it.
@@ -104,7 +106,7 @@ impl DecodeError {
 /// in braces.
 ///
 /// ```
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct ParcelShipped { parcel_id: String }
 /// bazaar_contracts::event!(ParcelShipped, "parcel.shipped", version 1);
 /// ```
@@ -112,7 +114,7 @@ impl DecodeError {
 /// A name that is not past tense does not compile:
 ///
 /// ```compile_fail
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct ParcelShip { parcel_id: String }
 /// bazaar_contracts::event!(ParcelShip, "parcel.ship", version 1);
 /// ```
@@ -133,13 +135,13 @@ macro_rules! event {
 /// `<service>.<entity>.<request>`.
 ///
 /// ```
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct ShipParcel { parcel_id: String }
 /// bazaar_contracts::task!(ShipParcel, "shipping.parcel.ship", version 1);
 /// ```
 ///
 /// ```compile_fail
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct ShipParcel { parcel_id: String }
 /// bazaar_contracts::task!(ShipParcel, "parcel.ship", version 1);
 /// ```

@@ -76,9 +76,7 @@ impl<M: Message, H: Handle<M> + 'static> Erased for Typed<M, H> {
         let mut work = Work::new(deps, Cause::of(envelope));
         for attempt in 1..=CONFLICT_ATTEMPTS {
             work.reset();
-            self.handler
-                .handle(message.clone_for_retry()?, &mut work)
-                .await?;
+            self.handler.handle(message.clone(), &mut work).await?;
             let guard = vec![outbox::inbox_write(
                 &deps.function,
                 envelope,
@@ -106,19 +104,6 @@ impl<M: Message, H: Handle<M> + 'static> Erased for Typed<M, H> {
         Err(HandlerError::Transient(
             "the unit of work kept conflicting".into(),
         ))
-    }
-}
-
-/// Re-running a handler needs the message again; contracts are plain data, so a JSON round
-/// trip is a faithful copy without requiring `Clone` of every contract.
-trait CloneForRetry: Sized {
-    fn clone_for_retry(&self) -> Result<Self, HandlerError>;
-}
-
-impl<M: Message> CloneForRetry for M {
-    fn clone_for_retry(&self) -> Result<Self, HandlerError> {
-        let value = serde_json::to_value(self).map_err(|e| HandlerError::bug(e.to_string()))?;
-        serde_json::from_value(value).map_err(|e| HandlerError::bug(e.to_string()))
     }
 }
 
