@@ -23,6 +23,7 @@ pub mod message;
 pub mod money;
 pub mod names;
 pub mod orders;
+pub mod payments;
 
 pub use envelope::{Actor, Envelope, EnvelopeError, Flags};
 pub use items::{Line, Sku};

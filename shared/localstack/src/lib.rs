@@ -39,5 +39,9 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
             inventory_worker::function as Constructor,
         ),
         ("notifier", notifier::function as Constructor),
+        (
+            "payments-webhook",
+            payments_webhook::function as Constructor,
+        ),
     ])
 }

@@ -69,7 +69,7 @@ fn load(cli: &Cli) -> anyhow::Result<Arc<Stack>> {
             .with_context(|| format!("--parameter takes NAME=VALUE, got {p:?}"))?;
         params.insert(k.to_string(), v.to_string());
     }
-    let model = StackModel::load(&cli.template, &params)
+    let model = StackModel::load_local(&cli.template, &params)
         .with_context(|| format!("reading {}", cli.template.display()))?;
     let clock = Arc::new(SystemClock);
     let engine = if cli.in_memory {

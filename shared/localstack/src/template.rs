@@ -390,7 +390,25 @@ fn as_bool(v: &serde_json::Value) -> Option<bool> {
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
+/// Values the local stack gives to parameters that a deployment must supply (secrets): fixed,
+/// documented, and good for the local stack only.
+pub const LOCAL_PARAMETERS: [(&str, &str); 1] = [("PaymentsWebhookSecret", "local-webhook-secret")];
+
 impl StackModel {
+    /// Reads a template for the local stack: [`LOCAL_PARAMETERS`] fill the secrets a
+    /// deployment would supply, and `parameters` override anything.
+    pub fn load_local(
+        path: &Path,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<StackModel, TemplateError> {
+        let mut all: BTreeMap<String, String> = LOCAL_PARAMETERS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self::load(path, &all)
+    }
+
     /// Reads a template file. `parameters` override the template's defaults.
     pub fn load(
         path: &Path,

@@ -27,7 +27,7 @@ pub struct TestStack {
 pub fn stack() -> TestStack {
     let faults = Arc::new(ScriptedFaults::new());
     let metrics = Arc::new(CollectedMetrics::default());
-    let model = StackModel::load(&template(), &BTreeMap::new()).expect("the template loads");
+    let model = StackModel::load_local(&template(), &BTreeMap::new()).expect("the template loads");
     let stack = Stack::build(
         model,
         StackOptions::simulated(faults.clone(), metrics.clone()),

@@ -277,7 +277,8 @@ async fn a_function_error_fails_the_whole_batch_as_on_lambda() {
     options.constructors.insert("inventory-worker", |deps| {
         bazaar_platform::Function::new(deps)
     });
-    let model = bazaar_localstack::StackModel::load(&common::template(), &BTreeMap::new()).unwrap();
+    let model =
+        bazaar_localstack::StackModel::load_local(&common::template(), &BTreeMap::new()).unwrap();
     let stack = bazaar_localstack::Stack::build(model, options).unwrap();
     let queue = stack.name_of("InventoryWorkerQueue").unwrap();
     for body in ["a", "b", "c"] {

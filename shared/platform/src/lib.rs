@@ -29,6 +29,7 @@ pub mod ports;
 pub mod schedule;
 pub mod sqs;
 pub mod telemetry;
+pub mod webhook;
 pub mod work;
 
 pub use deps::Deps;

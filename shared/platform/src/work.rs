@@ -116,8 +116,17 @@ impl<'a> Work<'a> {
     /// Sends a message once the work is committed. Its envelope is caused by the incoming
     /// message and carries the flow's correlation id, actor and flags.
     pub fn send<M: Message>(&mut self, message: &M) -> Result<(), HandlerError> {
+        let envelope = self.envelope(message, self.deps.ids.new_id())?;
+        self.outgoing.push(envelope);
+        Ok(())
+    }
+
+    /// Wraps a message as this work would send it, with the given envelope id: for an edge
+    /// that publishes at once without a table (a webhook), and derives the id from the
+    /// caller's own event id so that a repeated call is deduplicated downstream.
+    pub fn envelope<M: Message>(&self, message: &M, id: String) -> Result<Envelope, HandlerError> {
         let origin = Origin {
-            id: self.deps.ids.new_id(),
+            id,
             source: format!("bazaar/{}", self.deps.function),
             time: self.now(),
             correlation_id: self.cause.correlation_id.clone(),
@@ -126,10 +135,8 @@ impl<'a> Work<'a> {
             actor: self.cause.actor.clone(),
             flags: self.cause.flags.clone(),
         };
-        let envelope = Envelope::wrap(message, origin)
-            .map_err(|e| HandlerError::bug(format!("{} would break its contract: {e}", M::TYPE)))?;
-        self.outgoing.push(envelope);
-        Ok(())
+        Envelope::wrap(message, origin)
+            .map_err(|e| HandlerError::bug(format!("{} would break its contract: {e}", M::TYPE)))
     }
 
     /// The messages collected so far.

@@ -41,7 +41,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let model = StackModel::load(&cli.template, &BTreeMap::new())
+    let model = StackModel::load_local(&cli.template, &BTreeMap::new())
         .with_context(|| format!("reading {}", cli.template.display()))?;
     let path = cli.data_dir.join("local.sqlite");
     if !path.exists() {

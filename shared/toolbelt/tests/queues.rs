@@ -12,7 +12,7 @@ use chrono::Duration;
 fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
     let clock = Arc::new(ManualClock::at_epoch());
     let engine = Engine::in_memory(clock.clone()).unwrap();
-    let model = StackModel::load(
+    let model = StackModel::load_local(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
         &BTreeMap::new(),
     )

@@ -1,0 +1,125 @@
+//! `payments-webhook`: `POST /webhooks/payments`, the payment provider's callback. It checks
+//! the HMAC signature and its timestamp (401 for unsigned, wrongly signed, stale or replayed
+//! calls), persists nothing, and proxies the notification to SNS as `payment.captured` or
+//! `payment.declined`, answering 202.
+//!
+//! The envelope id is derived from the provider's event id, so a notification delivered twice
+//! (the provider retries until it gets a 2xx) becomes the same envelope, which consumers
+//! deduplicate. If publishing fails the answer is 503, and the provider retries.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
+use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::webhook;
+use bazaar_platform::{Deps, Function, HandlerError, Work};
+use http::Method;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// The header carrying the provider's signature.
+pub const SIGNATURE_HEADER: &str = "x-payments-signature";
+
+/// Builds the function with its route.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let api = Api::new(deps.clone()).route(
+        Method::POST,
+        "/webhooks/payments",
+        Idempotency::None,
+        Arc::new(Notification),
+    );
+    Function::new(deps).http(api)
+}
+
+/// What the provider tells.
+#[derive(Deserialize)]
+struct ProviderEvent {
+    /// The provider's event id, unique per notification.
+    id: String,
+    /// `payment.succeeded` or `payment.failed`.
+    #[serde(rename = "type")]
+    kind: String,
+    payment_id: String,
+    order_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A UUID-shaped id derived from the provider's event id.
+fn envelope_id(provider_event: &str) -> String {
+    let d = Sha256::digest(format!("payments-webhook:{provider_event}").as_bytes());
+    let h = hex::encode(&d[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `POST /webhooks/payments`.
+struct Notification;
+
+#[async_trait]
+impl Route for Notification {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let secret = work
+            .deps()
+            .var("WEBHOOK_SECRET")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::internal(HandlerError::bug("WEBHOOK_SECRET is not set").into())
+            })?;
+        webhook::verify(
+            secret.as_bytes(),
+            request.header(SIGNATURE_HEADER),
+            &request.body,
+            work.now(),
+        )
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let event: ProviderEvent = request.json()?;
+        let id = envelope_id(&event.id);
+        let envelope = match event.kind.as_str() {
+            "payment.succeeded" => work.envelope(
+                &PaymentCaptured {
+                    order_id: event.order_id,
+                    payment_id: event.payment_id,
+                    amount: None,
+                },
+                id,
+            ),
+            "payment.failed" => work.envelope(
+                &PaymentDeclined {
+                    order_id: event.order_id,
+                    payment_id: event.payment_id,
+                    reason: event.reason,
+                },
+                id,
+            ),
+            other => {
+                return Err(ApiError::unprocessable(
+                    Some("type"),
+                    format!("unknown notification type {other:?}"),
+                ));
+            }
+        }
+        .map_err(|e| match e {
+            HandlerError::Bug(_) => ApiError::unprocessable(
+                None,
+                "the notification does not make a valid payment event",
+            ),
+            other => other.into(),
+        })?;
+        work.deps()
+            .publisher
+            .publish(std::slice::from_ref(&envelope))
+            .await
+            .map_err(HandlerError::from)?;
+        Ok(Response::json(202, json!({ "accepted": envelope.id })))
+    }
+}
