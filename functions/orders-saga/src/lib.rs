@@ -1,13 +1,19 @@
-//! `orders-saga`: orchestrates an order through its participants. On `order.placed` it asks
-//! inventory to reserve (`inventory.stock.reserve`); on `inventory.reserved` /
-//! `inventory.rejected` it moves the order by the transition table of `bazaar_orders::decide`.
+//! `orders-saga`: orchestrates an order through its participants, moving it only by the
+//! transition table of `bazaar_orders::decide`. On `order.placed` it asks inventory to reserve
+//! (`inventory.stock.reserve`); once reserved it asks payments to charge
+//! (`payments.payment.charge`); a capture confirms the order (`order.confirmed`), a decline,
+//! a rejection or a passed deadline (`orders.order.expire`) cancels it (`order.cancelled`); a
+//! capture for an order already cancelled is refunded (`payments.payment.refund`).
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
-use bazaar_contracts::orders::{CancellationReason, ExpireOrder, OrderCancelled, OrderPlaced};
+use bazaar_contracts::orders::{
+    CancellationReason, ExpireOrder, OrderCancelled, OrderConfirmed, OrderPlaced,
+};
+use bazaar_contracts::payments::{ChargePayment, PaymentCaptured, PaymentDeclined, RefundPayment};
 use bazaar_orders::{CancelReason, Decision, Order, SagaInput, Status};
 use bazaar_platform::item::{Condition, Key, Update, parse};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -26,7 +32,9 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .on::<OrderPlaced, _>(saga.clone())
         .on::<InventoryReserved, _>(saga.clone())
         .on::<InventoryRejected, _>(saga.clone())
-        .on::<ExpireOrder, _>(saga);
+        .on::<ExpireOrder, _>(saga.clone())
+        .on::<PaymentCaptured, _>(saga.clone())
+        .on::<PaymentDeclined, _>(saga);
     Function::new(deps).sqs(consumer)
 }
 
@@ -42,28 +50,16 @@ async fn load(work: &Work<'_>, order_id: &str) -> Result<Order, HandlerError> {
     parse(item)
 }
 
-fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) -> Result<(), HandlerError> {
+/// Applies the transition table's decision: the status change (guarded by the status read)
+/// and the messages that go with it. `payment_id` names the capture for a refund.
+fn transition(
+    work: &mut Work<'_>,
+    order: &Order,
+    input: SagaInput,
+    payment_id: Option<&str>,
+) -> Result<(), HandlerError> {
     match bazaar_orders::decide(order.status, input) {
         Decision::Move(status, reason) => {
-            if status.is_final() {
-                // A final order needs no timeout any more.
-                work.delete(
-                    bazaar_orders::keys::deadline(order.deadline, &order.order_id).into(),
-                    None,
-                );
-            }
-            if let (Status::Cancelled, Some(reason)) = (status, reason) {
-                work.send(&OrderCancelled {
-                    order_id: order.order_id.clone(),
-                    customer: order.customer.clone(),
-                    reason: match reason {
-                        CancelReason::OutOfStock => CancellationReason::OutOfStock,
-                        CancelReason::PaymentDeclined => CancellationReason::PaymentDeclined,
-                        CancelReason::Timeout => CancellationReason::Timeout,
-                    },
-                    items: order.items.clone(),
-                })?;
-            }
             let mut update = Update::new()
                 .set("status", json!(status))
                 .set("updated_at", json!(work.now()));
@@ -76,6 +72,46 @@ fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) -> Result<()
                 update,
                 Some(Condition::Equals("status".into(), json!(order.status))),
             );
+            if status.is_final() {
+                // A final order needs no timeout any more.
+                work.delete(
+                    bazaar_orders::keys::deadline(order.deadline, &order.order_id).into(),
+                    None,
+                );
+            }
+            match (status, reason) {
+                (Status::Reserved, _) => work.send(&ChargePayment {
+                    order_id: order.order_id.clone(),
+                    customer: order.customer.clone(),
+                    payment_token: order.payment_token.clone(),
+                    amount: None,
+                })?,
+                (Status::Confirmed, _) => work.send(&OrderConfirmed {
+                    order_id: order.order_id.clone(),
+                    customer: order.customer.clone(),
+                    items: order.items.clone(),
+                })?,
+                (Status::Cancelled, Some(reason)) => work.send(&OrderCancelled {
+                    order_id: order.order_id.clone(),
+                    customer: order.customer.clone(),
+                    reason: match reason {
+                        CancelReason::OutOfStock => CancellationReason::OutOfStock,
+                        CancelReason::PaymentDeclined => CancellationReason::PaymentDeclined,
+                        CancelReason::Timeout => CancellationReason::Timeout,
+                    },
+                    items: order.items.clone(),
+                })?,
+                _ => {}
+            }
+        }
+        Decision::Refund => {
+            let payment_id =
+                payment_id.ok_or_else(|| HandlerError::bug("a refund needs the payment id"))?;
+            tracing::warn!(order_id = %order.order_id, payment_id, "money captured for a cancelled order: refunding");
+            work.send(&RefundPayment {
+                order_id: order.order_id.clone(),
+                payment_id: payment_id.to_string(),
+            })?;
         }
         Decision::Ignore(why) => {
             tracing::info!(order_id = %order.order_id, status = ?order.status, input = ?input, why, "saga input ignored")
@@ -85,10 +121,44 @@ fn transition(work: &mut Work<'_>, order: &Order, input: SagaInput) -> Result<()
 }
 
 #[async_trait]
+impl Handle<PaymentCaptured> for Saga {
+    async fn handle(
+        &self,
+        captured: PaymentCaptured,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &captured.order_id).await?;
+        transition(
+            work,
+            &order,
+            SagaInput::PaymentCaptured,
+            Some(&captured.payment_id),
+        )
+    }
+}
+
+#[async_trait]
+impl Handle<PaymentDeclined> for Saga {
+    async fn handle(
+        &self,
+        declined: PaymentDeclined,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &declined.order_id).await?;
+        transition(
+            work,
+            &order,
+            SagaInput::PaymentDeclined,
+            Some(&declined.payment_id),
+        )
+    }
+}
+
+#[async_trait]
 impl Handle<ExpireOrder> for Saga {
     async fn handle(&self, expire: ExpireOrder, work: &mut Work<'_>) -> Result<(), HandlerError> {
         let order = load(work, &expire.order_id).await?;
-        transition(work, &order, SagaInput::DeadlinePassed)
+        transition(work, &order, SagaInput::DeadlinePassed, None)
     }
 }
 
@@ -114,7 +184,7 @@ impl Handle<InventoryReserved> for Saga {
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
         let order = load(work, &reserved.order_id).await?;
-        transition(work, &order, SagaInput::Reserved)
+        transition(work, &order, SagaInput::Reserved, None)
     }
 }
 
@@ -126,6 +196,6 @@ impl Handle<InventoryRejected> for Saga {
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
         let order = load(work, &rejected.order_id).await?;
-        transition(work, &order, SagaInput::Rejected)
+        transition(work, &order, SagaInput::Rejected, None)
     }
 }

@@ -51,3 +51,45 @@ crate::event!(PaymentDeclined, "payment.declined", version 1, {
         validate_payment_id(&self.payment_id)
     }
 });
+
+/// Task `payments.payment.charge`: take the money for an order. The order id is the provider's
+/// idempotency key, so a repeated request never charges twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChargePayment {
+    /// The order to charge for.
+    pub order_id: String,
+    /// The customer.
+    pub customer: String,
+    /// The provider's card token (`tok_ok`, `tok_declined`, `tok_async` with the fake provider).
+    pub payment_token: String,
+    /// The amount, once orders price their items (absent until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+}
+
+crate::task!(ChargePayment, "payments.payment.charge", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        if self.payment_token.is_empty() || self.payment_token.len() > 64 {
+            return Err(ContractViolation::new("payment_token must be 1 to 64 characters"));
+        }
+        Ok(())
+    }
+});
+
+/// Task `payments.payment.refund`: give back a captured payment (a capture that arrived after
+/// the order was cancelled is never kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundPayment {
+    /// The order.
+    pub order_id: String,
+    /// The provider's payment id to refund.
+    pub payment_id: String,
+}
+
+crate::task!(RefundPayment, "payments.payment.refund", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        validate_payment_id(&self.payment_id)
+    }
+});

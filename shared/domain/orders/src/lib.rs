@@ -103,14 +103,20 @@ pub enum SagaInput {
     Rejected,
     /// The order's deadline passed.
     DeadlinePassed,
+    /// The payment provider took the money.
+    PaymentCaptured,
+    /// The payment provider refused.
+    PaymentDeclined,
 }
 
 impl SagaInput {
     /// Every input, for exhaustive tests.
-    pub const ALL: [SagaInput; 3] = [
+    pub const ALL: [SagaInput; 5] = [
         SagaInput::Reserved,
         SagaInput::Rejected,
         SagaInput::DeadlinePassed,
+        SagaInput::PaymentCaptured,
+        SagaInput::PaymentDeclined,
     ];
 }
 
@@ -130,30 +136,40 @@ impl Status {
 pub enum Decision {
     /// Move to a new status (with a reason when cancelling).
     Move(Status, Option<CancelReason>),
+    /// Give the money back: it was captured for an order that is already cancelled.
+    Refund,
     /// Nothing to do: a late or repeated answer. The reason is logged.
     Ignore(&'static str),
 }
 
 /// The saga's transition table: every state × input pair is decided here and nowhere else.
 pub fn decide(status: Status, input: SagaInput) -> Decision {
+    use SagaInput as I;
+    use Status as S;
     match (status, input) {
-        (Status::Pending, SagaInput::Reserved) => Decision::Move(Status::Reserved, None),
-        (Status::Pending, SagaInput::Rejected) => {
-            Decision::Move(Status::Cancelled, Some(CancelReason::OutOfStock))
-        }
-        (Status::Reserved | Status::Paid | Status::Confirmed, SagaInput::Reserved) => {
-            Decision::Ignore("already reserved")
-        }
-        (Status::Reserved | Status::Paid | Status::Confirmed, SagaInput::Rejected) => {
+        (S::Pending, I::Reserved) => Decision::Move(S::Reserved, None),
+        (S::Pending, I::Rejected) => Decision::Move(S::Cancelled, Some(CancelReason::OutOfStock)),
+        (S::Reserved | S::Paid | S::Confirmed, I::Reserved) => Decision::Ignore("already reserved"),
+        (S::Reserved | S::Paid | S::Confirmed, I::Rejected) => {
             Decision::Ignore("a rejection after a reservation cannot happen for one order; ignored")
         }
-        (Status::Pending | Status::Reserved | Status::Paid, SagaInput::DeadlinePassed) => {
-            Decision::Move(Status::Cancelled, Some(CancelReason::Timeout))
+        (S::Pending | S::Reserved | S::Paid, I::DeadlinePassed) => {
+            Decision::Move(S::Cancelled, Some(CancelReason::Timeout))
         }
-        (Status::Confirmed, SagaInput::DeadlinePassed) => {
-            Decision::Ignore("the order is confirmed")
+        (S::Confirmed, I::DeadlinePassed) => Decision::Ignore("the order is confirmed"),
+        (S::Reserved | S::Paid, I::PaymentCaptured) => Decision::Move(S::Confirmed, None),
+        (S::Reserved | S::Paid, I::PaymentDeclined) => {
+            Decision::Move(S::Cancelled, Some(CancelReason::PaymentDeclined))
         }
-        (Status::Cancelled, _) => Decision::Ignore("the order is cancelled"),
+        (S::Pending, I::PaymentCaptured | I::PaymentDeclined) => Decision::Ignore(
+            "a payment answer before the reservation cannot happen: the charge is asked for once reserved",
+        ),
+        (S::Confirmed, I::PaymentCaptured) => Decision::Ignore("already confirmed"),
+        (S::Confirmed, I::PaymentDeclined) => {
+            Decision::Ignore("a decline after a capture: the capture stands")
+        }
+        (S::Cancelled, I::PaymentCaptured) => Decision::Refund,
+        (S::Cancelled, _) => Decision::Ignore("the order is cancelled"),
     }
 }
 
@@ -241,7 +257,7 @@ mod tests {
                     .unwrap_or_else(|_| panic!("{status:?} x {input:?} panicked"));
                 if status.is_final() {
                     assert!(
-                        matches!(d, Decision::Ignore(_)),
+                        !matches!(d, Decision::Move(..)),
                         "a final order never moves: {status:?} x {input:?}"
                     );
                 }
@@ -252,8 +268,32 @@ mod tests {
                         "a cancellation, and only it, has a reason: {status:?} x {input:?}"
                     );
                 }
+                if d == Decision::Refund {
+                    assert_eq!(
+                        (status, input),
+                        (Status::Cancelled, SagaInput::PaymentCaptured),
+                        "refunds only a capture after cancellation"
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn payment_answers_end_a_reserved_order() {
+        assert_eq!(
+            decide(Status::Reserved, SagaInput::PaymentCaptured),
+            Decision::Move(Status::Confirmed, None)
+        );
+        assert_eq!(
+            decide(Status::Reserved, SagaInput::PaymentDeclined),
+            Decision::Move(Status::Cancelled, Some(CancelReason::PaymentDeclined))
+        );
+        assert_eq!(
+            decide(Status::Cancelled, SagaInput::PaymentCaptured),
+            Decision::Refund,
+            "money for a cancelled order is never kept"
+        );
     }
 
     #[test]
