@@ -218,6 +218,11 @@ async fn current_key(work: &Work<'_>) -> Result<SigningKey, HandlerError> {
             record
         }
     };
+    stored_key(record)
+}
+
+/// A signing key back from its stored record.
+fn stored_key(record: KeyRecord) -> Result<SigningKey, HandlerError> {
     let der = B64
         .decode(&record.pkcs8)
         .map_err(|e| HandlerError::bug(format!("stored key unreadable: {e}")))?;
@@ -234,14 +239,7 @@ pub async fn published_keys(
     let mut out = Jwks::default();
     for k in keys(table).await? {
         if k.active_until + token_ttl.num_seconds() > now.timestamp() {
-            let der = B64
-                .decode(&k.pkcs8)
-                .map_err(|e| HandlerError::bug(format!("stored key unreadable: {e}")))?;
-            out.keys.push(
-                SigningKey::from_pkcs8(k.kid, &der)
-                    .map_err(|e| HandlerError::bug(e.to_string()))?
-                    .jwk(),
-            );
+            out.keys.push(stored_key(k)?.jwk());
         }
     }
     Ok(out)

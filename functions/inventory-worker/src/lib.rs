@@ -142,25 +142,32 @@ impl Handle<OrderCancelled> for Release {
                 work.put(record(&key, &tombstone), Some(Condition::NotExists));
             }
             Some(r) if r.state == "reserved" => {
-                for line in &r.items {
-                    let q = i64::from(line.quantity);
-                    work.update(
-                        stock_key(&line.sku),
-                        Update::new().add("available", q).add("reserved", -q),
-                        Some(Condition::AtLeast("reserved".into(), q)),
-                    );
-                }
-                work.update(
-                    key,
-                    Update::new().set("state", "released"),
-                    Some(Condition::Equals("state".into(), "reserved".into())),
-                );
+                settle_reservation(work, &r, "available", "released")
             }
             // Rejected, already released or already cancelled: nothing is held.
             Some(_) => {}
         }
         Ok(())
     }
+}
+
+/// Ends a reservation: every held unit moves from `reserved` to `to` (`available` when
+/// released, `committed` when sold) and the record takes `state`, both guarded so that it
+/// happens once.
+fn settle_reservation(work: &mut Work<'_>, r: &ReservationRecord, to: &str, state: &str) {
+    for line in &r.items {
+        let q = i64::from(line.quantity);
+        work.update(
+            stock_key(&line.sku),
+            Update::new().add(to, q).add("reserved", -q),
+            Some(Condition::AtLeast("reserved".into(), q)),
+        );
+    }
+    work.update(
+        reservation_key(&r.order_id),
+        Update::new().set("state", state),
+        Some(Condition::Equals("state".into(), "reserved".into())),
+    );
 }
 
 /// The handler of `order.confirmed`: what the order holds is sold (`reserved` becomes
@@ -174,23 +181,19 @@ impl Handle<OrderConfirmed> for Commit {
         confirmed: OrderConfirmed,
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
-        let key = reservation_key(&confirmed.order_id);
-        let existing: Option<ReservationRecord> =
-            work.table()?.get(&key).await?.map(parse).transpose()?;
+        let existing: Option<ReservationRecord> = work
+            .table()?
+            .get(&reservation_key(&confirmed.order_id))
+            .await?
+            .map(parse)
+            .transpose()?;
         match existing.as_ref().map(|r| r.state.as_str()) {
             Some("reserved") => {
-                for line in &existing.as_ref().expect("matched Some").items {
-                    let q = i64::from(line.quantity);
-                    work.update(
-                        stock_key(&line.sku),
-                        Update::new().add("reserved", -q).add("committed", q),
-                        Some(Condition::AtLeast("reserved".into(), q)),
-                    );
-                }
-                work.update(
-                    key,
-                    Update::new().set("state", "committed"),
-                    Some(Condition::Equals("state".into(), "reserved".into())),
+                settle_reservation(
+                    work,
+                    existing.as_ref().expect("matched Some"),
+                    "committed",
+                    "committed",
                 );
                 Ok(())
             }
