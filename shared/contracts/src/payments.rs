@@ -93,3 +93,23 @@ crate::task!(RefundPayment, "payments.payment.refund", version 1, {
         validate_payment_id(&self.payment_id)
     }
 });
+
+/// `payment.refunded`: a captured payment was given back (a capture that came after its order
+/// was cancelled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    /// The order.
+    pub order_id: String,
+    /// The payment refunded.
+    pub payment_id: String,
+    /// The provider's refund id.
+    pub refund_id: String,
+}
+
+crate::event!(PaymentRefunded, "payment.refunded", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        validate_payment_id(&self.payment_id)?;
+        validate_payment_id(&self.refund_id)
+    }
+});

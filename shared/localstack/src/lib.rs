@@ -22,26 +22,26 @@ use std::sync::Arc;
 
 use bazaar_platform::{Deps, Function};
 
-/// Builds a function from its dependencies: what each function crate exports as `function`.
-pub type Constructor = fn(Arc<Deps>) -> Function;
+/// Builds a function from its dependencies: what each function crate exports as `function`,
+/// or a closure that gives it more (the fake payment provider, in process).
+pub type Constructor = Arc<dyn Fn(Arc<Deps>) -> Function + Send + Sync>;
+
+fn constructor(f: fn(Arc<Deps>) -> Function) -> Constructor {
+    Arc::new(f)
+}
 
 /// Every function of this repository, by binary name (the template's
 /// `Metadata.BuildProperties.Binary`).
 pub fn registry() -> BTreeMap<&'static str, Constructor> {
     BTreeMap::from([
-        ("identity-api", identity_api::function as Constructor),
-        ("orders-api", orders_api::function as Constructor),
-        ("orders-saga", orders_saga::function as Constructor),
-        ("orders-timeouts", orders_timeouts::function as Constructor),
-        ("inventory-api", inventory_api::function as Constructor),
-        (
-            "inventory-worker",
-            inventory_worker::function as Constructor,
-        ),
-        ("notifier", notifier::function as Constructor),
-        (
-            "payments-webhook",
-            payments_webhook::function as Constructor,
-        ),
+        ("identity-api", constructor(identity_api::function)),
+        ("orders-api", constructor(orders_api::function)),
+        ("orders-saga", constructor(orders_saga::function)),
+        ("orders-timeouts", constructor(orders_timeouts::function)),
+        ("inventory-api", constructor(inventory_api::function)),
+        ("inventory-worker", constructor(inventory_worker::function)),
+        ("notifier", constructor(notifier::function)),
+        ("payments-webhook", constructor(payments_webhook::function)),
+        ("payments-worker", constructor(payments_worker::function)),
     ])
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bazaar_embedded::Engine;
+use bazaar_fake_provider::FakeProvider;
 use bazaar_localstack::gateway::{self, HttpRequest};
+use bazaar_localstack::template::LOCAL_PARAMETERS;
 use bazaar_localstack::{Stack, StackModel, StackOptions};
 use bazaar_platform::clock::SystemClock;
 use bazaar_platform::telemetry;
@@ -48,6 +50,9 @@ enum Command {
         /// Do not create the demo stock.
         #[arg(long)]
         no_seed: bool,
+        /// The fake payment provider's port (its API and its switches, see the README).
+        #[arg(long, default_value_t = 3001)]
+        provider_port: u16,
     },
     /// Invokes one function with one event file and prints its response (what
     /// `sam local invoke` does, without Docker).
@@ -61,7 +66,41 @@ enum Command {
     },
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Arc<Stack>> {
+/// The fake payment provider, listening, and where the payments worker finds it.
+struct Provider {
+    provider: Arc<FakeProvider>,
+    listener: tokio::net::TcpListener,
+    url: String,
+}
+
+/// Binds the fake provider on `port` (0: any free port), with the API key the template's
+/// parameters give the payments worker.
+async fn provider(cli: &Cli, port: u16) -> anyhow::Result<Provider> {
+    let params = parameters(cli)?;
+    let api_key = params
+        .get("PaymentProviderApiKey")
+        .cloned()
+        .or_else(|| {
+            LOCAL_PARAMETERS
+                .iter()
+                .find(|(k, _)| *k == "PaymentProviderApiKey")
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap_or_default();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .with_context(|| {
+            format!("the fake payment provider cannot listen on 127.0.0.1:{port} (is the port taken? try --provider-port)")
+        })?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok(Provider {
+        provider: Arc::new(FakeProvider::new(Arc::new(SystemClock)).with_api_key(api_key)),
+        listener,
+        url,
+    })
+}
+
+fn parameters(cli: &Cli) -> anyhow::Result<BTreeMap<String, String>> {
     let mut params = BTreeMap::new();
     for p in &cli.parameters {
         let (k, v) = p
@@ -69,6 +108,14 @@ fn load(cli: &Cli) -> anyhow::Result<Arc<Stack>> {
             .with_context(|| format!("--parameter takes NAME=VALUE, got {p:?}"))?;
         params.insert(k.to_string(), v.to_string());
     }
+    Ok(params)
+}
+
+fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
+    let mut params = parameters(cli)?;
+    params
+        .entry("PaymentProviderUrl".to_string())
+        .or_insert_with(|| provider.url.clone());
     let model = StackModel::load_local(&cli.template, &params)
         .with_context(|| format!("reading {}", cli.template.display()))?;
     let clock = Arc::new(SystemClock);
@@ -78,7 +125,10 @@ fn load(cli: &Cli) -> anyhow::Result<Arc<Stack>> {
         let path = cli.data_dir.join("local.sqlite");
         Engine::open(&path, clock).with_context(|| format!("opening {}", path.display()))?
     };
-    Ok(Stack::build(model, StackOptions::live(engine))?)
+    Ok(Stack::build(
+        model,
+        StackOptions::live(engine).with_provider(provider.provider.clone()),
+    )?)
 }
 
 /// Demo stock of `merchant-1`, created once (kept as the merchant changes it afterwards).
@@ -136,7 +186,7 @@ async fn seed(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_welcome(stack: &Stack, port: u16, data: &str) {
+fn print_welcome(stack: &Stack, port: u16, data: &str, provider: &str) {
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!(
@@ -180,6 +230,14 @@ fn print_welcome(stack: &Stack, port: u16, data: &str) {
     );
     println!();
     println!(
+        "The fake payment provider listens on {provider}: card tokens tok_ok, tok_declined, tok_async."
+    );
+    println!("  # make it slow or down (and back)");
+    println!(
+        "  curl -s -X PUT {provider}/v1/switches -d '{{\"down\":true}}'   # or {{\"slow\":true}}, {{}}"
+    );
+    println!();
+    println!(
         "Ctrl-C stops the stack; the data stays for the next start (delete .bazaar/ to start afresh)."
     );
 }
@@ -189,8 +247,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_readable_logs();
     match &cli.command {
-        Command::Dev { port, no_seed } => {
-            let stack = load(&cli)?;
+        Command::Dev {
+            port,
+            no_seed,
+            provider_port,
+        } => {
+            let provider = provider(&cli, *provider_port).await?;
+            let stack = load(&cli, &provider)?;
             if !no_seed {
                 seed(&stack).await?;
             }
@@ -209,8 +272,14 @@ async fn main() -> anyhow::Result<()> {
                 addr,
                 stopped(stop_rx.clone()),
             ));
+            let provider_url = provider.url.clone();
+            tokio::spawn(bazaar_fake_provider::serve(
+                provider.provider.clone(),
+                provider.listener,
+                stopped(stop_rx.clone()),
+            ));
             let runner = tokio::spawn(stack.clone().run(stopped(stop_rx)));
-            print_welcome(&stack, *port, &data);
+            print_welcome(&stack, *port, &data, &provider_url);
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => println!("\nstopping"),
                 r = server => {
@@ -225,7 +294,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Invoke { function, event } => {
-            let stack = load(&cli)?;
+            // The payments worker's provider: served for the invocation, on any free port.
+            let provider = provider(&cli, 0).await?;
+            let stack = load(&cli, &provider)?;
+            tokio::spawn(bazaar_fake_provider::serve(
+                provider.provider.clone(),
+                provider.listener,
+                std::future::pending(),
+            ));
             let text = std::fs::read_to_string(event)
                 .with_context(|| format!("reading {}", event.display()))?;
             let payload: serde_json::Value = serde_json::from_str(&text)

@@ -16,6 +16,10 @@ use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+use bazaar_fake_provider::FakeProvider;
+use bazaar_payments::RetryPolicy;
+
+use crate::gateway::HttpRequest;
 use crate::schedule::Schedule;
 use crate::template::{EventDef, StackModel};
 use crate::{Constructor, registry};
@@ -35,6 +39,8 @@ pub struct StackOptions {
     pub metrics: Arc<dyn MetricsSink>,
     /// The functions by binary name (normally [`registry`]).
     pub constructors: BTreeMap<&'static str, Constructor>,
+    /// The fake payment provider whose callbacks the stack delivers to the webhook route.
+    pub provider: Option<Arc<FakeProvider>>,
 }
 
 impl StackOptions {
@@ -47,20 +53,40 @@ impl StackOptions {
             faults: Arc::new(NoFaults),
             metrics: Arc::new(CollectedMetrics::default()),
             constructors: registry(),
+            provider: None,
         }
     }
 
-    /// An in-memory stack on a simulated clock, for tests.
+    /// Delivers `provider`'s callbacks (the provider itself is served over HTTP, where the
+    /// payments worker's `PROVIDER_URL` points).
+    pub fn with_provider(mut self, provider: Arc<FakeProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// An in-memory stack on a simulated clock, for tests. The fake payment provider runs in
+    /// process on the same clock, and the payments worker retries it without waiting (time is
+    /// simulated; a real wait would only slow the test).
     pub fn simulated(faults: Arc<dyn Faults>, metrics: Arc<dyn MetricsSink>) -> Self {
         let clock = Arc::new(ManualClock::at_epoch());
         let engine = Engine::in_memory(clock.clone()).expect("an in-memory engine");
+        let provider = Arc::new(FakeProvider::new(clock.clone()));
+        let mut constructors = registry();
+        let in_process = provider.clone();
+        constructors.insert(
+            "payments-worker",
+            Arc::new(move |deps| {
+                payments_worker::function_with(deps, in_process.clone(), RetryPolicy::immediate(3))
+            }),
+        );
         StackOptions {
             engine,
             manual_clock: Some(clock),
             ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
             faults,
             metrics,
-            constructors: registry(),
+            constructors,
+            provider: Some(provider),
         }
     }
 }
@@ -116,7 +142,13 @@ pub struct Stack {
     schedules: Vec<ScheduleState>,
     manual_clock: Option<Arc<ManualClock>>,
     ids: Arc<dyn Ids>,
+    provider: Option<Arc<FakeProvider>>,
+    /// Where the provider's callbacks go, and the secret they are signed with.
+    webhook: Option<(String, String)>,
 }
+
+/// The route of the payment provider's callbacks.
+const WEBHOOK_PATH: &str = "/webhooks/payments";
 
 /// What went wrong building the stack.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +288,12 @@ impl Stack {
                 }
             }
         }
+        let webhook = routes
+            .iter()
+            .find(|r| r.path == WEBHOOK_PATH)
+            .and_then(|r| model.functions.get(&r.function))
+            .and_then(|f| f.environment.get("WEBHOOK_SECRET"))
+            .map(|secret| (WEBHOOK_PATH.to_string(), secret.clone()));
         Ok(Arc::new(Stack {
             engine,
             model,
@@ -265,6 +303,8 @@ impl Stack {
             schedules,
             manual_clock: options.manual_clock,
             ids: options.ids,
+            provider: options.provider,
+            webhook,
         }))
     }
 
@@ -326,10 +366,45 @@ impl Stack {
         }
     }
 
-    /// Polls every event source mapping once; returns how many messages were handed to
-    /// functions.
+    /// The fake payment provider, when the stack runs one.
+    pub fn provider(&self) -> Option<&Arc<FakeProvider>> {
+        self.provider.as_ref()
+    }
+
+    /// Delivers the payment provider's due callbacks to the webhook route, signed as the
+    /// provider signs them; one that is not accepted is sent again later. Returns how many
+    /// were delivered.
+    pub async fn deliver_provider_callbacks(&self) -> usize {
+        let (Some(provider), Some((path, secret))) = (&self.provider, &self.webhook) else {
+            return 0;
+        };
+        let now = self.engine.clock().now();
+        let due = provider.take_due_callbacks(now);
+        let n = due.len();
+        for callback in due {
+            let signature =
+                bazaar_platform::webhook::sign(secret.as_bytes(), now.timestamp(), &callback.body);
+            let request = HttpRequest {
+                method: "POST".into(),
+                path: path.clone(),
+                body: callback.body.clone(),
+                ..Default::default()
+            }
+            .header("content-type", "application/json")
+            .header(payments_webhook::SIGNATURE_HEADER, &signature);
+            let response = self.http(request).await;
+            if !(200..300).contains(&response.status) {
+                tracing::warn!(status = response.status, event = %callback.notification.id, "the payment callback was not accepted; it will be sent again");
+                provider.retry_callback(callback);
+            }
+        }
+        n
+    }
+
+    /// Polls every event source mapping once, after delivering the payment provider's due
+    /// callbacks; returns how many messages and callbacks were handed to functions.
     pub async fn poll_all(&self) -> usize {
-        let mut n = 0;
+        let mut n = self.deliver_provider_callbacks().await;
         for esm in &self.esms {
             n += self.poll(esm).await;
         }
@@ -460,6 +535,11 @@ impl Stack {
             if let Some(s) = *esm.window_started.lock().expect("esm lock") {
                 consider(s + esm.window_ms);
             }
+        }
+        if self.webhook.is_some()
+            && let Some(t) = self.provider.as_ref().and_then(|p| p.next_callback_at())
+        {
+            consider(t.timestamp_millis());
         }
         next
     }

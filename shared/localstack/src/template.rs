@@ -392,7 +392,11 @@ fn as_bool(v: &serde_json::Value) -> Option<bool> {
 
 /// Values the local stack gives to parameters that a deployment must supply (secrets): fixed,
 /// documented, and good for the local stack only.
-pub const LOCAL_PARAMETERS: [(&str, &str); 1] = [("PaymentsWebhookSecret", "local-webhook-secret")];
+pub const LOCAL_PARAMETERS: [(&str, &str); 3] = [
+    ("PaymentsWebhookSecret", "local-webhook-secret"),
+    ("PaymentProviderUrl", "http://127.0.0.1:3001"),
+    ("PaymentProviderApiKey", "sk_local_fake_provider"),
+];
 
 impl StackModel {
     /// Reads a template for the local stack: [`LOCAL_PARAMETERS`] fill the secrets a

@@ -41,6 +41,22 @@ pub fn stack() -> TestStack {
 }
 
 impl TestStack {
+    /// The stack's fake payment provider.
+    pub fn provider(&self) -> &bazaar_fake_provider::FakeProvider {
+        self.stack
+            .provider()
+            .expect("a simulated stack runs the fake provider")
+    }
+
+    /// Takes the payment provider down: charges stay on their queue, orders stay reserved.
+    pub fn provider_down(&self) {
+        self.provider()
+            .set_switches(bazaar_fake_provider::Switches {
+                down: true,
+                ..Default::default()
+            });
+    }
+
     pub async fn set_stock(&self, sku: &str, available: i64) {
         let r = self
             .stack
@@ -62,7 +78,18 @@ impl TestStack {
     }
 
     pub async fn place(&self, customer: &str, key: &str, items: Value) -> HttpResponse {
-        let body = json!({ "items": items, "payment": { "token": "tok_ok" } });
+        self.place_paying(customer, key, items, "tok_ok").await
+    }
+
+    /// Places an order paid with the given card token.
+    pub async fn place_paying(
+        &self,
+        customer: &str,
+        key: &str,
+        items: Value,
+        token: &str,
+    ) -> HttpResponse {
+        let body = json!({ "items": items, "payment": { "token": token } });
         self.stack
             .http(
                 HttpRequest::json("POST", "/orders", &body)
@@ -74,7 +101,18 @@ impl TestStack {
 
     /// Places an order that must be accepted (202); returns its id.
     pub async fn placed(&self, customer: &str, key: &str, items: Value) -> String {
-        let r = self.place(customer, key, items).await;
+        self.placed_paying(customer, key, items, "tok_ok").await
+    }
+
+    /// Places an order paid with `token` that must be accepted (202); returns its id.
+    pub async fn placed_paying(
+        &self,
+        customer: &str,
+        key: &str,
+        items: Value,
+        token: &str,
+    ) -> String {
+        let r = self.place_paying(customer, key, items, token).await;
         assert_eq!(
             r.status,
             202,
@@ -108,6 +146,21 @@ impl TestStack {
     }
 
     /// The stock record of a sku, read from inventory's table.
+    /// Units of a sku sold for good (committed by confirmed orders).
+    pub async fn committed(&self, sku: &str) -> i64 {
+        let table = self.stack.table_of("InventoryWorkerFunction").unwrap();
+        let item = table
+            .get(&bazaar_platform::item::Key::new(
+                format!("SKU#{sku}"),
+                "STOCK",
+            ))
+            .await
+            .unwrap()
+            .expect("stock exists");
+        item["committed"].as_i64().unwrap_or(0)
+    }
+
+    /// `(available, reserved)` units of a sku.
     pub async fn stock(&self, sku: &str) -> (i64, i64) {
         let table = self.stack.table_of("InventoryWorkerFunction").unwrap();
         let item = table

@@ -77,8 +77,8 @@ async fn a_malformed_body_is_parked_on_its_first_receive_and_its_batch_mates_are
     assert_eq!(s.metrics.count("orders-saga", Outcome::Parked), 2);
     assert_eq!(
         s.order(order["order_id"].as_str().unwrap()).await["status"],
-        "reserved",
-        "the batch-mate was processed"
+        "confirmed",
+        "the batch-mate was processed (and the flow went on)"
     );
 }
 
@@ -112,7 +112,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_redelivery_with_t
 
     s.stack.settle().await;
 
-    assert_eq!(s.order(&order_id).await["status"], "reserved");
+    assert_eq!(s.order(&order_id).await["status"], "confirmed");
     let inventory = s.stack.table_of("InventoryWorkerFunction").unwrap();
     assert!(
         inventory
@@ -127,8 +127,8 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_redelivery_with_t
     );
     assert_eq!(
         s.metrics.count("inventory-worker", Outcome::Processed),
-        1,
-        "and only once"
+        2,
+        "and only once: one reservation, then one commit on order.confirmed"
     );
     assert!(
         orders
@@ -182,7 +182,7 @@ async fn a_crash_between_commit_and_publish_of_a_request_is_repaired_by_the_swee
 
     assert_eq!(
         s.order(stored.data["order_id"].as_str().unwrap()).await["status"],
-        "reserved"
+        "confirmed"
     );
     let saga = s.stack.table_of("OrdersSagaFunction").unwrap();
     assert!(
@@ -228,6 +228,8 @@ async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
 async fn a_message_that_keeps_failing_is_redriven_after_max_receive_count_and_had_one_effect() {
     let s = stack();
     s.set_stock("MUG-01", 5).await;
+    // The provider is down, so the order stays reserved and inventory-worker sees one message.
+    s.provider_down();
     s.faults
         .crash("inventory-worker", FaultPoint::AfterPublish, 100);
     let order_id = s
@@ -274,9 +276,10 @@ async fn a_function_error_fails_the_whole_batch_as_on_lambda() {
     let faults = std::sync::Arc::new(bazaar_localstack::faults::ScriptedFaults::new());
     let metrics = std::sync::Arc::new(bazaar_platform::telemetry::CollectedMetrics::default());
     let mut options = bazaar_localstack::StackOptions::simulated(faults, metrics);
-    options.constructors.insert("inventory-worker", |deps| {
-        bazaar_platform::Function::new(deps)
-    });
+    options.constructors.insert(
+        "inventory-worker",
+        std::sync::Arc::new(bazaar_platform::Function::new),
+    );
     let model =
         bazaar_localstack::StackModel::load_local(&common::template(), &BTreeMap::new()).unwrap();
     let stack = bazaar_localstack::Stack::build(model, options).unwrap();

@@ -1,5 +1,5 @@
-//! The first slice of the order flow on the local stack: placing orders reserves stock
-//! exactly, whatever the delivery does.
+//! The order flow on the local stack with approved cards: placing orders reserves and then
+//! commits stock exactly, whatever the delivery does.
 
 mod common;
 
@@ -44,11 +44,10 @@ async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String
         };
         *statuses.entry(key).or_default() += 1;
     }
-    let (available, reserved) = s.stock("MUG-01").await;
     assert_eq!(
-        (available, reserved),
-        (0, 150),
-        "exactly 150 units reserved, none oversold"
+        (s.stock("MUG-01").await, s.committed("MUG-01").await),
+        ((0, 0), 150),
+        "exactly 150 units sold, none oversold, nothing left held"
     );
     let notifications = s.stack.table_of("NotifierFunction").unwrap();
     let mut notified = 0;
@@ -59,10 +58,15 @@ async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String
             .len();
     }
     assert_eq!(
-        notified, 50,
-        "one notification per cancelled order, whatever the duplicates"
+        notified, 200,
+        "one notification per final order, whatever the duplicates"
     );
-    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
+    for dlq in [
+        "OrdersSagaDLQ",
+        "InventoryWorkerDLQ",
+        "NotifierDLQ",
+        "PaymentsWorkerDLQ",
+    ] {
         assert!(
             s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
             "{dlq} stays empty"
@@ -72,13 +76,13 @@ async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String
 }
 
 #[tokio::test]
-async fn two_hundred_orders_against_150_units_reserve_exactly_150() {
+async fn two_hundred_orders_against_150_units_confirm_exactly_150() {
     let statuses = two_hundred_orders_for_150_units(None).await;
     assert_eq!(
         statuses,
         BTreeMap::from([
             ("cancelled:out_of_stock".to_string(), 50),
-            ("reserved".to_string(), 150)
+            ("confirmed".to_string(), 150)
         ])
     );
 }
@@ -91,7 +95,7 @@ async fn every_message_delivered_twice_in_shuffled_order_gives_the_same_result()
             statuses,
             BTreeMap::from([
                 ("cancelled:out_of_stock".to_string(), 50),
-                ("reserved".to_string(), 150)
+                ("confirmed".to_string(), 150)
             ]),
             "seed {seed}"
         );
@@ -123,7 +127,7 @@ async fn an_order_for_several_skus_reserves_all_or_nothing() {
 
     assert_eq!(
         s.order(ok["order_id"].as_str().unwrap()).await["status"],
-        "reserved"
+        "confirmed"
     );
     let cancelled = s.order(short["order_id"].as_str().unwrap()).await;
     assert_eq!(
@@ -134,9 +138,9 @@ async fn an_order_for_several_skus_reserves_all_or_nothing() {
         (Some("cancelled"), Some("out_of_stock"))
     );
     assert_eq!(
-        s.stock("A").await,
-        (3, 2),
+        (s.stock("A").await, s.committed("A").await),
+        ((3, 0), 2),
         "the rejected order holds nothing of A"
     );
-    assert_eq!(s.stock("B").await, (0, 1));
+    assert_eq!((s.stock("B").await, s.committed("B").await), ((0, 0), 1));
 }

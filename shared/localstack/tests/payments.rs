@@ -1,116 +1,103 @@
-//! The payment step of the saga on the local stack, driven through the provider's signed
-//! callback: a capture confirms (inventory commits, the customer is told), a decline cancels
-//! (inventory releases), and a capture after a cancellation is refunded, never kept.
+//! The payment step of the saga on the local stack, with the fake provider in process: an
+//! approved card confirms (inventory commits, the customer is told), a declined one cancels
+//! (inventory releases), an asynchronous one confirms when the provider's signed callback
+//! arrives, and a capture after a cancellation is refunded, never kept.
 
 mod common;
 
-use bazaar_embedded::filter::Scope;
-use bazaar_embedded::{QueueConfig, Subscription};
+use bazaar_fake_provider::{DEFAULT_CALLBACK_DELAY, Switches};
 use bazaar_localstack::gateway::HttpRequest;
 use bazaar_platform::webhook::sign;
 use chrono::Duration;
 use common::{TestStack, stack};
 use serde_json::json;
 
-async fn provider_says(s: &TestStack, event_id: &str, kind: &str, order_id: &str) -> u16 {
-    let body = json!({ "id": event_id, "type": kind, "payment_id": format!("pay-{order_id}"), "order_id": order_id }).to_string();
-    let now = s.stack.engine().clock().now().timestamp();
-    let signature = sign(b"local-webhook-secret", now, body.as_bytes());
-    let request = HttpRequest {
-        method: "POST".into(),
-        path: "/webhooks/payments".into(),
-        body: body.into_bytes(),
-        ..Default::default()
-    }
-    .header("x-payments-signature", &signature);
-    s.stack.http(request).await.status
+fn mugs(n: i64) -> serde_json::Value {
+    json!([{ "sku": "MUG-01", "quantity": n }])
 }
 
-/// A probe on the tasks topic, for the tasks no function of the template consumes yet.
-fn probe_tasks(s: &TestStack, task: &str) -> String {
-    let probe = format!("probe-{task}");
-    s.stack
-        .engine()
-        .create_queue(QueueConfig::new(&probe))
-        .unwrap();
-    let tasks = s.stack.name_of("TasksTopic").unwrap();
-    s.stack
-        .engine()
-        .subscribe(
-            &tasks,
-            Subscription {
-                queue: probe.clone(),
-                filter_policy: Some(json!({ "type": [task] })),
-                scope: Scope::MessageAttributes,
-                raw: true,
-            },
-        )
-        .unwrap();
-    probe
+async fn notified(s: &TestStack, customer: &str) -> Vec<String> {
+    notifier::notifications_of(
+        s.stack.table_of("NotifierFunction").unwrap().as_ref(),
+        customer,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|n| n.outcome)
+    .collect()
 }
 
 #[tokio::test]
-async fn a_capture_confirms_the_order_commits_the_stock_and_tells_the_customer() {
+async fn an_approved_card_confirms_the_order_commits_the_stock_and_tells_the_customer() {
     let s = stack();
-    let charges = probe_tasks(&s, "payments.payment.charge");
     s.set_stock("MUG-01", 5).await;
-    let id = s
-        .placed(
-            "customer-1",
-            "k",
-            json!([{ "sku": "MUG-01", "quantity": 2 }]),
-        )
-        .await;
-    s.stack.settle().await;
-    let charge = s.stack.engine().peek(&charges).unwrap();
-    assert_eq!(charge.len(), 1, "a reserved order asks payments to charge");
-    assert!(charge[0].body.contains("tok_ok"));
-
-    assert_eq!(
-        provider_says(&s, "evt-1", "payment.succeeded", &id).await,
-        202
-    );
-    assert_eq!(
-        provider_says(&s, "evt-1", "payment.succeeded", &id).await,
-        202,
-        "the provider retries"
-    );
+    let id = s.placed_paying("customer-1", "k", mugs(2), "tok_ok").await;
     s.stack.settle().await;
 
     assert_eq!(s.order(&id).await["status"], "confirmed");
     assert_eq!(
-        s.stock("MUG-01").await,
-        (3, 0),
-        "nothing held any more: two units sold"
+        (s.stock("MUG-01").await, s.committed("MUG-01").await),
+        ((3, 0), 2)
     );
-    let notes = notifier::notifications_of(
-        s.stack.table_of("NotifierFunction").unwrap().as_ref(),
-        "customer-1",
-    )
-    .await
-    .unwrap();
+    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+    let ledger = s.provider().ledger();
+    assert_eq!(ledger.len(), 1);
     assert_eq!(
-        notes.iter().map(|n| n.outcome.as_str()).collect::<Vec<_>>(),
-        ["confirmed"]
+        (ledger[0].reference.as_str(), ledger[0].status.as_str()),
+        (id.as_str(), "succeeded")
     );
 }
 
 #[tokio::test]
-async fn a_decline_cancels_the_order_and_releases_the_stock() {
+async fn a_declined_card_cancels_the_order_and_releases_the_stock() {
     let s = stack();
     s.set_stock("MUG-01", 5).await;
     let id = s
-        .placed(
-            "customer-1",
-            "k",
-            json!([{ "sku": "MUG-01", "quantity": 2 }]),
-        )
+        .placed_paying("customer-1", "k", mugs(2), "tok_declined")
         .await;
     s.stack.settle().await;
 
-    assert_eq!(provider_says(&s, "evt-2", "payment.failed", &id).await, 202);
+    let order = s.order(&id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("payment_declined"))
+    );
+    assert_eq!(
+        (s.stock("MUG-01").await, s.committed("MUG-01").await),
+        ((5, 0), 0)
+    );
+    assert_eq!(notified(&s, "customer-1").await, ["cancelled"]);
+}
+
+#[tokio::test]
+async fn an_async_payment_confirms_when_the_providers_callback_arrives() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    let id = s
+        .placed_paying("customer-1", "k", mugs(1), "tok_async")
+        .await;
+    // Deliver everything but the callback: the order waits for the provider.
+    s.stack.run_for(Duration::seconds(4)).await;
+    assert_eq!(s.order(&id).await["status"], "reserved");
+    assert_eq!(s.provider().ledger()[0].status, "pending");
+
+    s.stack.run_for(DEFAULT_CALLBACK_DELAY).await;
     s.stack.settle().await;
 
+    assert_eq!(s.order(&id).await["status"], "confirmed");
+    assert_eq!(s.provider().ledger()[0].status, "succeeded");
+    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+}
+
+#[tokio::test]
+async fn an_async_decline_cancels_when_the_callback_arrives() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    let id = s
+        .placed_paying("customer-1", "k", mugs(1), "tok_async_declined")
+        .await;
+    s.stack.settle().await;
     let order = s.order(&id).await;
     assert_eq!(
         (order["status"].as_str(), order["cancel_reason"].as_str()),
@@ -122,24 +109,21 @@ async fn a_decline_cancels_the_order_and_releases_the_stock() {
 #[tokio::test]
 async fn a_capture_after_a_timeout_is_refunded_never_kept() {
     let s = stack();
-    let refunds = probe_tasks(&s, "payments.payment.refund");
     s.set_stock("MUG-01", 5).await;
-    let id = s
-        .placed(
-            "customer-1",
-            "k",
-            json!([{ "sku": "MUG-01", "quantity": 1 }]),
-        )
-        .await;
-    s.stack.settle().await;
-    s.stack.run_for(Duration::minutes(16)).await;
-    s.stack.settle().await;
+    // The provider is down: the charge waits on its queue while the deadline passes.
+    s.provider_down();
+    let id = s.placed("customer-1", "k", mugs(1)).await;
+    s.stack.run_for(Duration::minutes(17)).await;
     assert_eq!(s.order(&id).await["cancel_reason"], "timeout");
-
     assert_eq!(
-        provider_says(&s, "evt-3", "payment.succeeded", &id).await,
-        202
+        s.stock("MUG-01").await,
+        (5, 0),
+        "the timeout released the stock"
     );
+
+    // The provider comes back; the charge is redelivered and goes through...
+    s.provider().set_switches(Switches::default());
+    s.stack.run_for(Duration::minutes(10)).await;
     s.stack.settle().await;
 
     assert_eq!(
@@ -147,18 +131,52 @@ async fn a_capture_after_a_timeout_is_refunded_never_kept() {
         "cancelled",
         "a late capture does not revive the order"
     );
-    let refund: Vec<serde_json::Value> = s
-        .stack
-        .engine()
-        .peek(&refunds)
-        .unwrap()
-        .iter()
-        .map(|m| serde_json::from_str(&m.body).unwrap())
-        .collect();
-    assert_eq!(refund.len(), 1);
+    // ...and is given back.
+    let ledger = s.provider().ledger();
+    assert_eq!(ledger.len(), 1);
     assert_eq!(
-        refund[0]["data"],
-        json!({ "order_id": id, "payment_id": format!("pay-{id}") })
+        (ledger[0].status.as_str(), ledger[0].refunded),
+        ("succeeded", true),
+        "captured, then refunded"
     );
     assert_eq!(s.stock("MUG-01").await, (5, 0));
+    assert_eq!(notified(&s, "customer-1").await, ["cancelled"]);
+}
+
+#[tokio::test]
+async fn a_signed_callback_delivered_twice_has_one_effect() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    let id = s
+        .placed_paying("customer-1", "k", mugs(1), "tok_async")
+        .await;
+    // One batching window per hop: placed, reserve, reserved, charge.
+    s.stack.run_for(Duration::seconds(4)).await;
+    let payment = s.provider().ledger()[0].payment_id.clone();
+
+    // The provider's retry of the same notification, sent by hand before the real one.
+    let body = json!({ "id": "evt-by-hand", "type": "payment.succeeded", "payment_id": payment, "order_id": id }).to_string();
+    for _ in 0..2 {
+        let now = s.stack.engine().clock().now().timestamp();
+        let request = HttpRequest {
+            method: "POST".into(),
+            path: "/webhooks/payments".into(),
+            body: body.clone().into_bytes(),
+            ..Default::default()
+        }
+        .header(
+            "x-payments-signature",
+            &sign(b"local-webhook-secret", now, body.as_bytes()),
+        );
+        assert_eq!(s.stack.http(request).await.status, 202);
+    }
+    s.stack.settle().await;
+
+    assert_eq!(s.order(&id).await["status"], "confirmed");
+    assert_eq!(s.committed("MUG-01").await, 1);
+    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+    assert!(
+        !s.provider().ledger()[0].refunded,
+        "a repeated capture of a paid order is not refunded"
+    );
 }

@@ -12,11 +12,14 @@ use serde_json::json;
 async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
     let s = stack();
     s.set_stock("MUG-01", 5).await;
+    // The provider takes an hour to decide about this payment.
+    s.provider().set_callback_delay(Duration::hours(1));
     let held = s
-        .placed(
+        .placed_paying(
             "customer-1",
             "k1",
             json!([{ "sku": "MUG-01", "quantity": 2 }]),
+            "tok_async",
         )
         .await;
     let rejected = s
@@ -26,11 +29,11 @@ async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
             json!([{ "sku": "MUG-01", "quantity": 9 }]),
         )
         .await;
-    s.stack.settle().await;
+    s.stack.run_for(Duration::seconds(5)).await;
     assert_eq!(s.order(&held).await["status"], "reserved");
     assert_eq!(s.stock("MUG-01").await, (3, 2));
 
-    // Nothing moves the reserved order on (payments come later): its 15 minutes run out.
+    // Nothing moves the reserved order on: its 15 minutes run out.
     s.stack.run_for(Duration::minutes(14)).await;
     assert_eq!(
         s.order(&held).await["status"],
@@ -38,7 +41,6 @@ async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
         "not before the deadline"
     );
     s.stack.run_for(Duration::minutes(2)).await;
-    s.stack.settle().await;
 
     let order = s.order(&held).await;
     assert_eq!(
@@ -89,7 +91,22 @@ async fn an_order_past_its_deadline_is_cancelled_and_its_stock_released() {
             "one notification per final order"
         );
     }
-    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
+
+    // The provider approves after the hour: the capture of a cancelled order is refunded.
+    s.stack.run_for(Duration::hours(1)).await;
+    s.stack.settle().await;
+    assert_eq!(s.order(&held).await["status"], "cancelled");
+    let ledger = s.provider().ledger();
+    assert_eq!(
+        (ledger.len(), ledger[0].status.as_str(), ledger[0].refunded),
+        (1, "succeeded", true)
+    );
+    for dlq in [
+        "OrdersSagaDLQ",
+        "InventoryWorkerDLQ",
+        "NotifierDLQ",
+        "PaymentsWorkerDLQ",
+    ] {
         assert!(
             s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
             "{dlq} stays empty"

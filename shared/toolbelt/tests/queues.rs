@@ -36,7 +36,12 @@ fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
         rows.iter()
             .map(|r| r.logical_id.as_str())
             .collect::<Vec<_>>(),
-        ["InventoryWorkerQueue", "NotifierQueue", "OrdersSagaQueue"],
+        [
+            "InventoryWorkerQueue",
+            "NotifierQueue",
+            "OrdersSagaQueue",
+            "PaymentsWorkerQueue"
+        ],
         "every queue with a redrive policy, not the DLQs themselves"
     );
     let row = rows

@@ -1,0 +1,164 @@
+//! The payment provider over HTTPS (the [`bazaar_payments::wire`] API): one connection pool per
+//! process, a deadline on every call, and the answer's status mapped to "try again" or
+//! "refused".
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bazaar_payments::wire::{
+    ChargeBody, ChargeObject, ErrorBody, IDEMPOTENCY_HEADER, RefundBody, RefundObject,
+};
+use bazaar_payments::{
+    Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How long a call may take before it counts as unanswered, unless `PROVIDER_TIMEOUT_MS` says.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The largest answer read from the provider.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// The provider's HTTP API.
+pub struct HttpProvider {
+    base: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpProvider {
+    /// A client for the provider at `base` (`https://...`, or `http://` for a local fake).
+    pub fn new(
+        base: &str,
+        api_key: Option<String>,
+        timeout: Duration,
+    ) -> Result<HttpProvider, String> {
+        let uri: http::Uri = base
+            .parse()
+            .map_err(|e| format!("PROVIDER_URL {base:?} is not a URL: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(format!(
+                "PROVIDER_URL {base:?} must be an http:// or https:// URL"
+            ));
+        }
+        let https = HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("loading the trusted root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(HttpProvider {
+            base: base.trim_end_matches('/').to_string(),
+            api_key,
+            timeout,
+            client: Client::builder(TokioExecutor::new()).build(https),
+        })
+    }
+
+    /// Reads `PROVIDER_URL` (required), `PROVIDER_API_KEY` and `PROVIDER_TIMEOUT_MS`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<HttpProvider, String> {
+        let base = var("PROVIDER_URL")
+            .filter(|v| !v.is_empty())
+            .ok_or("PROVIDER_URL is not set")?;
+        let timeout = match var("PROVIDER_TIMEOUT_MS") {
+            Some(ms) => Duration::from_millis(
+                ms.parse()
+                    .map_err(|_| format!("PROVIDER_TIMEOUT_MS {ms:?} is not a number"))?,
+            ),
+            None => DEFAULT_TIMEOUT,
+        };
+        HttpProvider::new(
+            &base,
+            var("PROVIDER_API_KEY").filter(|v| !v.is_empty()),
+            timeout,
+        )
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        body: &B,
+    ) -> Result<T, ProviderError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ProviderError::Rejected(format!("encoding the request: {e}")))?;
+        let mut request = http::Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header(IDEMPOTENCY_HEADER, key);
+        if let Some(k) = &self.api_key {
+            request = request.header("authorization", format!("Bearer {k}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ProviderError::Rejected(format!("building the request: {e}")))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| ProviderError::Unavailable(format!("calling {path}: {e}")))?;
+            let status = response.status();
+            let bytes = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| ProviderError::Unavailable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, ProviderError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| {
+                ProviderError::Unavailable(format!(
+                    "no answer from {path} within {} ms",
+                    self.timeout.as_millis()
+                ))
+            })??;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                ProviderError::Unavailable(format!(
+                    "{path} answered {status} with a body we cannot read: {e}"
+                ))
+            });
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+        let what = format!("{path} answered {status}: {message}");
+        match status.as_u16() {
+            409 | 429 | 500..=599 => Err(ProviderError::Unavailable(what)),
+            _ => Err(ProviderError::Rejected(what)),
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for HttpProvider {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ProviderError> {
+        let body = ChargeBody::of(request);
+        let object: ChargeObject = self
+            .post("/v1/charges", &request.idempotency_key, &body)
+            .await?;
+        object.into_charge()
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<Refund, ProviderError> {
+        let body = RefundBody {
+            payment_id: request.payment_id.clone(),
+            reference: request.order_id.clone(),
+        };
+        let object: RefundObject = self
+            .post("/v1/refunds", &request.idempotency_key, &body)
+            .await?;
+        Ok(Refund {
+            refund_id: object.id,
+        })
+    }
+}

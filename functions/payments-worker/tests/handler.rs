@@ -1,0 +1,220 @@
+//! payments-worker on the sample events of events/, with the fake provider in process.
+
+use std::sync::Arc;
+
+use bazaar_embedded::testing::{Fixture, event, with_envelope};
+use bazaar_fake_provider::{FakeProvider, Switches};
+use bazaar_payments::RetryPolicy;
+use bazaar_payments::keys::{self, ChargeRecord};
+use bazaar_platform::LambdaFunction;
+use bazaar_platform::item::{Key, parse};
+use serde_json::{Value, json};
+
+struct World {
+    fixture: Fixture,
+    provider: Arc<FakeProvider>,
+    function: bazaar_platform::Function,
+}
+
+fn world() -> World {
+    let fixture = Fixture::new();
+    let provider = Arc::new(FakeProvider::new(fixture.clock.clone()));
+    let deps = fixture.deps("payments-worker", Some("payments"), &["payment"]);
+    let function =
+        payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3));
+    World {
+        fixture,
+        provider,
+        function,
+    }
+}
+
+fn charge_with(token: &str) -> Value {
+    with_envelope(event("payments-worker.charge.sqs.json"), |env| {
+        env["data"]["payment_token"] = json!(token)
+    })
+}
+
+async fn charge_record(w: &World) -> Option<ChargeRecord> {
+    let deps = w.fixture.deps("payments-worker", Some("payments"), &[]);
+    let item = deps
+        .table()
+        .unwrap()
+        .get(&Key::new(keys::order_partition("o-sample"), keys::CHARGE))
+        .await
+        .unwrap();
+    item.map(|i| parse(i).unwrap())
+}
+
+#[tokio::test]
+async fn an_approved_card_is_captured_once_even_when_the_task_comes_twice() {
+    let w = world();
+    let first = w
+        .function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    let resent = with_envelope(event("payments-worker.charge.sqs.json"), |env| {
+        env["id"] = json!("another-envelope-for-the-same-task")
+    });
+    let second = w.function.invoke(resent).await.unwrap();
+
+    assert_eq!(first["batchItemFailures"], json!([]));
+    assert_eq!(second["batchItemFailures"], json!([]));
+    let ledger = w.provider.ledger();
+    assert_eq!(ledger.len(), 1, "one charge at the provider: {ledger:?}");
+    assert_eq!(ledger[0].reference, "o-sample");
+    let sent = w.fixture.sent("payment");
+    assert_eq!(sent.len(), 2, "each delivery answers");
+    assert!(sent.iter().all(|e| e.message_type == "payment.captured"));
+    assert!(
+        sent.iter()
+            .all(|e| e.data["payment_id"] == json!(ledger[0].payment_id)),
+        "both answers name the one payment"
+    );
+    assert_eq!(
+        sent[0].correlation_id, "JKJaXmPLvHcESHA=",
+        "the flow is kept"
+    );
+    assert_eq!(charge_record(&w).await.unwrap().status, "succeeded");
+}
+
+#[tokio::test]
+async fn a_declined_card_is_declined_with_the_providers_reason() {
+    let w = world();
+    w.function
+        .invoke(charge_with("tok_declined"))
+        .await
+        .unwrap();
+    let sent = w.fixture.sent("payment");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message_type, "payment.declined");
+    assert_eq!(sent[0].data["reason"], "card_declined");
+    assert_eq!(charge_record(&w).await.unwrap().status, "failed");
+}
+
+#[tokio::test]
+async fn a_pending_charge_emits_nothing_and_waits_for_the_callback() {
+    let w = world();
+    let r = w.function.invoke(charge_with("tok_async")).await.unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    assert!(w.fixture.sent("payment").is_empty());
+    assert_eq!(charge_record(&w).await.unwrap().status, "pending");
+    assert!(
+        w.provider.next_callback_at().is_some(),
+        "the provider will call back"
+    );
+}
+
+#[tokio::test]
+async fn a_down_provider_leaves_the_task_on_the_queue_and_the_retry_charges_once() {
+    let w = world();
+    w.provider.set_switches(Switches {
+        down: true,
+        ..Switches::default()
+    });
+    let r = w
+        .function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r["batchItemFailures"][0]["itemIdentifier"], "059f36b4-87a3-44ab-83d2-661975010021",
+        "the task is retried later"
+    );
+    assert_eq!(w.provider.calls(), 3, "three attempts within the delivery");
+    assert!(w.fixture.sent("payment").is_empty());
+    assert!(w.fixture.parked("payments-worker").is_empty(), "not parked");
+
+    w.provider.set_switches(Switches::default());
+    let r = w
+        .function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    assert_eq!(w.provider.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_retried_with_the_same_key_and_charges_once() {
+    let w = world();
+    w.provider.set_switches(Switches {
+        slow: true,
+        ..Switches::default()
+    });
+    let r = w
+        .function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(r["batchItemFailures"].as_array().unwrap().len(), 1);
+    assert_eq!(w.provider.ledger().len(), 1, "the provider did charge");
+
+    w.provider.set_switches(Switches::default());
+    w.function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(w.provider.ledger().len(), 1, "and only once");
+    let sent = w.fixture.sent("payment");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message_type, "payment.captured");
+}
+
+#[tokio::test]
+async fn a_capture_is_refunded_once() {
+    let w = world();
+    w.function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    let payment = w.provider.ledger()[0].payment_id.clone();
+    let refund = with_envelope(event("payments-worker.refund.sqs.json"), |env| {
+        env["data"]["payment_id"] = json!(payment)
+    });
+    w.function.invoke(refund.clone()).await.unwrap();
+    let again = with_envelope(refund, |env| env["id"] = json!("a-second-refund-task"));
+    let r = w.function.invoke(again).await.unwrap();
+
+    assert_eq!(r["batchItemFailures"], json!([]));
+    assert!(w.provider.ledger()[0].refunded);
+    let refunds: Vec<_> = w
+        .fixture
+        .sent("payment")
+        .into_iter()
+        .filter(|e| e.message_type == "payment.refunded")
+        .collect();
+    assert_eq!(refunds.len(), 2, "each delivery answers");
+    assert_eq!(refunds[0].data["refund_id"], refunds[1].data["refund_id"]);
+}
+
+#[tokio::test]
+async fn a_refund_the_provider_refuses_is_parked_with_its_words() {
+    let w = world();
+    let r = w
+        .function
+        .invoke(event("payments-worker.refund.sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]), "parked, not retried");
+    let parked = w.fixture.parked("payments-worker");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        parked[0].attributes["bazaar.reason"].value,
+        "provider-rejected"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_without_a_provider_url_keeps_its_tasks() {
+    let fixture = Fixture::new();
+    let deps = fixture.deps("payments-worker", Some("payments"), &["payment"]);
+    let function = payments_worker::function(deps);
+    let r = function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(r["batchItemFailures"].as_array().unwrap().len(), 1);
+    assert!(fixture.parked("payments-worker").is_empty());
+}

@@ -1,0 +1,166 @@
+//! The HTTP adapter against the fake provider served on a loopback port: the wire format,
+//! the API key, the idempotency key, and how answers map to "try again" or "refused".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bazaar_fake_provider::{FakeProvider, Switches};
+use bazaar_payments::{
+    ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, charge_key,
+    refund_key,
+};
+use bazaar_platform::clock::ManualClock;
+use payments_worker::HttpProvider;
+
+async fn served(api_key: &str) -> (Arc<FakeProvider>, String) {
+    let provider =
+        Arc::new(FakeProvider::new(Arc::new(ManualClock::at_epoch())).with_api_key(api_key));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(bazaar_fake_provider::serve(
+        provider.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    (provider, url)
+}
+
+fn client(url: &str, key: &str, timeout: Duration) -> HttpProvider {
+    HttpProvider::new(url, Some(key.into()), timeout).unwrap()
+}
+
+fn charge(token: &str, order: &str) -> ChargeRequest {
+    ChargeRequest {
+        idempotency_key: charge_key(order),
+        order_id: order.into(),
+        customer: "customer-1".into(),
+        token: token.into(),
+        amount: Some(bazaar_contracts::Money {
+            amount_cents: 1250,
+            currency: bazaar_contracts::money::Currency::parse("EUR").unwrap(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn charges_and_refunds_go_over_the_wire_once_per_key() {
+    let (provider, url) = served("sk_test").await;
+    let http = client(&url, "sk_test", Duration::from_secs(5));
+
+    let first = http.charge(&charge("tok_ok", "o-1")).await.unwrap();
+    let again = http.charge(&charge("tok_ok", "o-1")).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.status, ChargeStatus::Succeeded);
+    assert_eq!(
+        http.charge(&charge("tok_declined", "o-2"))
+            .await
+            .unwrap()
+            .status,
+        ChargeStatus::Failed {
+            reason: "card_declined".into()
+        }
+    );
+    assert_eq!(
+        http.charge(&charge("tok_async", "o-3"))
+            .await
+            .unwrap()
+            .status,
+        ChargeStatus::Pending
+    );
+    let ledger = provider.ledger();
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(ledger[0].amount_cents, Some(1250), "the amount travels");
+
+    let refund = RefundRequest {
+        idempotency_key: refund_key("o-1"),
+        payment_id: first.payment_id.clone(),
+        order_id: "o-1".into(),
+    };
+    let a = http.refund(&refund).await.unwrap();
+    assert_eq!(a, http.refund(&refund).await.unwrap());
+    assert!(provider.ledger()[0].refunded);
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_is_refused_not_retried() {
+    let (_, url) = served("sk_test").await;
+    let http = client(&url, "sk_wrong", Duration::from_secs(5));
+    let e = http.charge(&charge("tok_ok", "o-1")).await.unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Rejected(m) if m.contains("401")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_down_provider_is_unavailable() {
+    let (provider, url) = served("k").await;
+    provider.set_switches(Switches {
+        down: true,
+        ..Switches::default()
+    });
+    let e = client(&url, "k", Duration::from_secs(5))
+        .charge(&charge("tok_ok", "o-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Unavailable(m) if m.contains("503")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_later_than_the_timeout_is_unavailable_and_the_retry_finds_the_charge() {
+    let (provider, url) = served("k").await;
+    // The slow answer would come after a minute; the client gives up long before.
+    provider.set_switches(Switches {
+        slow: true,
+        slow_ms: 60_000,
+        ..Switches::default()
+    });
+    let http = client(&url, "k", Duration::from_millis(200));
+    let e = http.charge(&charge("tok_ok", "o-1")).await.unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Unavailable(m) if m.contains("no answer")),
+        "{e}"
+    );
+
+    provider.set_switches(Switches::default());
+    let retried = http.charge(&charge("tok_ok", "o-1")).await.unwrap();
+    assert_eq!(retried.status, ChargeStatus::Succeeded);
+    assert_eq!(provider.ledger().len(), 1, "charged once");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let e = client(&url, "k", Duration::from_secs(5))
+        .charge(&charge("tok_ok", "o-1"))
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+}
+
+#[test]
+fn a_bad_url_is_a_configuration_error() {
+    let e = HttpProvider::from_vars(|name| (name == "PROVIDER_URL").then(|| "ftp://x".into()))
+        .err()
+        .unwrap();
+    assert!(e.contains("http:// or https://"), "{e}");
+    assert!(
+        HttpProvider::from_vars(|_| None)
+            .err()
+            .unwrap()
+            .contains("PROVIDER_URL")
+    );
+    let e = HttpProvider::from_vars(|name| match name {
+        "PROVIDER_URL" => Some("https://pay.example".into()),
+        "PROVIDER_TIMEOUT_MS" => Some("soon".into()),
+        _ => None,
+    })
+    .err()
+    .unwrap();
+    assert!(e.contains("PROVIDER_TIMEOUT_MS"), "{e}");
+}

@@ -1,0 +1,49 @@
+//! Where the payments table keeps its records: one partition per order, one record per step.
+
+use bazaar_contracts::Money;
+use serde::{Deserialize, Serialize};
+
+/// The partition of an order's payment records.
+pub fn order_partition(order_id: &str) -> String {
+    format!("PAYMENT#{order_id}")
+}
+
+/// What the worker was told about an order's charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRecord {
+    /// The order.
+    pub order_id: String,
+    /// The customer.
+    pub customer: String,
+    /// The provider's payment id.
+    pub payment_id: String,
+    /// `succeeded`, `failed` or `pending` (an asynchronous outcome arrives by the provider's
+    /// callback, as an event on the payment topic).
+    pub status: String,
+    /// The provider's reason for a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The amount asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// A refund made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRecord {
+    /// The order.
+    pub order_id: String,
+    /// The payment refunded.
+    pub payment_id: String,
+    /// The provider's refund id.
+    pub refund_id: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// Sort key of the charge record.
+pub const CHARGE: &str = "CHARGE";
+/// Sort key of the refund record.
+pub const REFUND: &str = "REFUND";

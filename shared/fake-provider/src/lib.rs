@@ -1,0 +1,606 @@
+//! A fake payment provider for the local stack and tests, with the behaviours of a real one.
+//!
+//! Card tokens decide the outcome: `tok_ok` approves, `tok_declined` declines, `tok_async`
+//! answers "pending" and approves later through a signed callback to `POST /webhooks/payments`
+//! (`tok_async_declined` declines later the same way); any other token is declined as
+//! `invalid_token`. Every call carries an idempotency key: a repeated key returns the first
+//! call's charge (in its current state) and never charges again; the same key with a different
+//! request is refused (422).
+//!
+//! Switches make it misbehave: `down` answers 503 without doing anything; `slow` does the work
+//! but answers too late (over HTTP it waits [`Switches::slow_ms`] before answering, in process
+//! the caller sees a timeout), which is the case idempotency keys exist for. [`FakeProvider::chaos`]
+//! turns either on at random per call, seeded, so a failing run can be replayed.
+//!
+//! The provider is used in process by tests on a simulated clock ([`PaymentProvider`]) and over
+//! HTTP by `scripts/dev` ([`serve`]); both go through [`FakeProvider::charge_call`] and
+//! [`FakeProvider::refund_call`], so they behave the same. Callbacks are not sent by the provider
+//! itself: whoever runs it takes the due ones with [`FakeProvider::take_due_callbacks`] and
+//! delivers them (the local stack does, through its API Gateway emulator).
+#![forbid(unsafe_code)]
+
+mod http;
+
+pub use http::serve;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+#[cfg(test)]
+use bazaar_payments::ChargeStatus;
+use bazaar_payments::wire::{ChargeBody, ChargeObject, Notification, RefundBody, RefundObject};
+use bazaar_payments::{
+    Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest,
+};
+use bazaar_platform::clock::Clock;
+use chrono::{DateTime, Duration, Utc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// How long an asynchronous payment stays pending before the provider calls back.
+pub const DEFAULT_CALLBACK_DELAY: Duration = Duration::seconds(5);
+
+/// How long before a callback that was not accepted is sent again.
+pub const CALLBACK_RETRY: Duration = Duration::seconds(30);
+
+/// The provider's misbehaviour switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Switches {
+    /// Answer 503 to everything, doing nothing.
+    pub down: bool,
+    /// Do the work, but answer late.
+    pub slow: bool,
+    /// How late a slow answer comes over HTTP, in milliseconds.
+    pub slow_ms: u64,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches {
+            down: false,
+            slow: false,
+            slow_ms: 15_000,
+        }
+    }
+}
+
+/// What a call came to, before it is put on the wire (or returned in process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<T> {
+    /// Answered at once.
+    Ok(T),
+    /// The work was done, but the answer comes too late for the caller.
+    Late(T),
+    /// Refused with an HTTP status and a message (503 when down).
+    Error(u16, String),
+}
+
+/// One charge as the provider's books show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    /// The idempotency key it was made with.
+    pub idempotency_key: String,
+    /// Our reference (the order id).
+    pub reference: String,
+    /// The customer.
+    pub customer: String,
+    /// The payment id.
+    pub payment_id: String,
+    /// `succeeded`, `failed` or `pending`.
+    pub status: String,
+    /// Minor units charged, when given.
+    pub amount_cents: Option<i64>,
+    /// Whether it was refunded.
+    pub refunded: bool,
+}
+
+/// A callback due to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// The notification.
+    pub notification: Notification,
+    /// Its JSON body, as signed and sent.
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredCharge {
+    request: ChargeBody,
+    object: ChargeObject,
+    refunded: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    due: DateTime<Utc>,
+    notification: Notification,
+}
+
+#[derive(Debug)]
+struct Chaos {
+    rng: SmallRng,
+    down_rate: f64,
+    slow_rate: f64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    switches: Switches,
+    callback_delay: Duration,
+    chaos: Option<Chaos>,
+    charges: BTreeMap<String, StoredCharge>,
+    payments: BTreeMap<String, String>,
+    refunds: BTreeMap<String, (RefundBody, RefundObject)>,
+    callbacks: Vec<Pending>,
+    seq: u64,
+    calls: u64,
+}
+
+impl State {
+    fn next(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}_{:08}", self.seq)
+    }
+
+    /// Down, slow or fine for this call: the switches, or a roll of the chaos dice.
+    fn mood(&mut self) -> (bool, bool) {
+        self.calls += 1;
+        let (mut down, mut slow) = (self.switches.down, self.switches.slow);
+        if let Some(c) = &mut self.chaos {
+            let roll: f64 = c.rng.random();
+            down |= roll < c.down_rate;
+            slow |= !down && roll >= c.down_rate && roll < c.down_rate + c.slow_rate;
+        }
+        (down, slow)
+    }
+}
+
+/// The fake provider.
+pub struct FakeProvider {
+    clock: Arc<dyn Clock>,
+    api_key: Option<String>,
+    state: Mutex<State>,
+}
+
+impl FakeProvider {
+    /// A provider on `clock` that calls back [`DEFAULT_CALLBACK_DELAY`] after an asynchronous
+    /// charge and accepts any API key.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        FakeProvider {
+            clock,
+            api_key: None,
+            state: Mutex::new(State {
+                callback_delay: DEFAULT_CALLBACK_DELAY,
+                ..State::default()
+            }),
+        }
+    }
+
+    /// Requires `Authorization: Bearer <key>` on HTTP calls.
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Changes how long asynchronous payments made from now on stay pending.
+    pub fn set_callback_delay(&self, delay: Duration) {
+        self.state().callback_delay = delay;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The switches now.
+    pub fn switches(&self) -> Switches {
+        self.state().switches
+    }
+
+    /// Sets the switches.
+    pub fn set_switches(&self, switches: Switches) {
+        self.state().switches = switches;
+    }
+
+    /// Makes each call down with probability `down_rate`, else slow with probability
+    /// `slow_rate`, from a seeded generator; `None` stops it.
+    pub fn chaos(&self, settings: Option<(u64, f64, f64)>) {
+        self.state().chaos = settings.map(|(seed, down_rate, slow_rate)| Chaos {
+            rng: SmallRng::seed_from_u64(seed),
+            down_rate,
+            slow_rate,
+        });
+    }
+
+    /// Calls received so far (charges and refunds, whatever their answer).
+    pub fn calls(&self) -> u64 {
+        self.state().calls
+    }
+
+    /// The API key HTTP callers must present, if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// `POST /v1/charges`.
+    pub fn charge_call(&self, key: &str, request: ChargeBody) -> Answer<ChargeObject> {
+        let now = self.clock.now();
+        let mut s = self.state();
+        let (down, slow) = s.mood();
+        if down {
+            return Answer::Error(503, "the provider is down".into());
+        }
+        if key.is_empty() {
+            return Answer::Error(400, "an Idempotency-Key header is required".into());
+        }
+        let object = if let Some(stored) = s.charges.get(key) {
+            if stored.request != request {
+                return Answer::Error(
+                    422,
+                    format!("Idempotency-Key {key:?} was used with a different request"),
+                );
+            }
+            stored.object.clone()
+        } else {
+            let id = s.next("pay");
+            let (status, failure_reason, later) = match request.token.as_str() {
+                "tok_ok" => ("succeeded", None, None),
+                "tok_declined" => ("failed", Some("card_declined"), None),
+                "tok_async" => ("pending", None, Some(("payment.succeeded", None))),
+                "tok_async_declined" => (
+                    "pending",
+                    None,
+                    Some(("payment.failed", Some("card_declined"))),
+                ),
+                _ => ("failed", Some("invalid_token"), None),
+            };
+            let object = ChargeObject {
+                id: id.clone(),
+                status: status.into(),
+                failure_reason: failure_reason.map(String::from),
+                reference: request.reference.clone(),
+            };
+            if let Some((kind, reason)) = later {
+                let event = s.next("evt");
+                let due = now + s.callback_delay;
+                s.callbacks.push(Pending {
+                    due,
+                    notification: Notification {
+                        id: event,
+                        kind: kind.into(),
+                        payment_id: id.clone(),
+                        order_id: request.reference.clone(),
+                        reason: reason.map(String::from),
+                    },
+                });
+            }
+            s.payments.insert(id, key.to_string());
+            s.charges.insert(
+                key.to_string(),
+                StoredCharge {
+                    request,
+                    object: object.clone(),
+                    refunded: false,
+                },
+            );
+            object
+        };
+        if slow {
+            Answer::Late(object)
+        } else {
+            Answer::Ok(object)
+        }
+    }
+
+    /// `POST /v1/refunds`.
+    pub fn refund_call(&self, key: &str, request: RefundBody) -> Answer<RefundObject> {
+        let mut s = self.state();
+        let (down, slow) = s.mood();
+        if down {
+            return Answer::Error(503, "the provider is down".into());
+        }
+        if key.is_empty() {
+            return Answer::Error(400, "an Idempotency-Key header is required".into());
+        }
+        let object = if let Some((body, object)) = s.refunds.get(key) {
+            if *body != request {
+                return Answer::Error(
+                    422,
+                    format!("Idempotency-Key {key:?} was used with a different request"),
+                );
+            }
+            object.clone()
+        } else {
+            let Some(charge_key) = s.payments.get(&request.payment_id).cloned() else {
+                return Answer::Error(404, format!("no payment {:?}", request.payment_id));
+            };
+            let charge = &s.charges[&charge_key];
+            if charge.object.status != "succeeded" || charge.refunded {
+                let why = if charge.refunded {
+                    "already refunded".to_string()
+                } else {
+                    format!("it is {}", charge.object.status)
+                };
+                return Answer::Error(
+                    400,
+                    format!("payment {:?} cannot be refunded: {why}", request.payment_id),
+                );
+            }
+            let id = s.next("re");
+            let object = RefundObject {
+                id,
+                payment_id: request.payment_id.clone(),
+            };
+            if let Some(c) = s.charges.get_mut(&charge_key) {
+                c.refunded = true;
+            }
+            s.refunds.insert(key.to_string(), (request, object.clone()));
+            object
+        };
+        if slow {
+            Answer::Late(object)
+        } else {
+            Answer::Ok(object)
+        }
+    }
+
+    /// When the next callback falls due.
+    pub fn next_callback_at(&self) -> Option<DateTime<Utc>> {
+        self.state().callbacks.iter().map(|p| p.due).min()
+    }
+
+    /// Takes the callbacks due at `now`, settling their payments (the provider has made up its
+    /// mind). Deliver each, and hand back the ones not accepted with
+    /// [`FakeProvider::retry_callback`].
+    pub fn take_due_callbacks(&self, now: DateTime<Utc>) -> Vec<Callback> {
+        let mut s = self.state();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.callbacks)
+            .into_iter()
+            .partition(|p| p.due <= now);
+        s.callbacks = waiting;
+        let mut out = Vec::with_capacity(due.len());
+        for p in due {
+            let n = p.notification;
+            if let Some(key) = s.payments.get(&n.payment_id).cloned()
+                && let Some(c) = s.charges.get_mut(&key)
+                && c.object.status == "pending"
+            {
+                if n.kind == "payment.succeeded" {
+                    c.object.status = "succeeded".into();
+                } else {
+                    c.object.status = "failed".into();
+                    c.object.failure_reason = n.reason.clone();
+                }
+            }
+            let body = serde_json::to_vec(&n).unwrap_or_default();
+            out.push(Callback {
+                notification: n,
+                body,
+            });
+        }
+        out
+    }
+
+    /// Queues a callback again, [`CALLBACK_RETRY`] from now (the webhook did not accept it).
+    pub fn retry_callback(&self, callback: Callback) {
+        let due = self.clock.now() + CALLBACK_RETRY;
+        self.state().callbacks.push(Pending {
+            due,
+            notification: callback.notification,
+        });
+    }
+
+    /// Every charge, by idempotency key.
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.state()
+            .charges
+            .iter()
+            .map(|(key, c)| LedgerEntry {
+                idempotency_key: key.clone(),
+                reference: c.request.reference.clone(),
+                customer: c.request.customer.clone(),
+                payment_id: c.object.id.clone(),
+                status: c.object.status.clone(),
+                amount_cents: c.request.amount_cents,
+                refunded: c.refunded,
+            })
+            .collect()
+    }
+}
+
+fn in_process<T>(answer: Answer<T>) -> Result<T, ProviderError> {
+    match answer {
+        Answer::Ok(v) => Ok(v),
+        Answer::Late(_) => Err(ProviderError::Unavailable(
+            "no answer before the timeout".into(),
+        )),
+        Answer::Error(status, message) if status == 409 || status == 429 || status >= 500 => {
+            Err(ProviderError::Unavailable(format!("{status}: {message}")))
+        }
+        Answer::Error(status, message) => {
+            Err(ProviderError::Rejected(format!("{status}: {message}")))
+        }
+    }
+}
+
+/// In process, as tests on a simulated clock use it: a slow answer is a timeout.
+#[async_trait]
+impl PaymentProvider for FakeProvider {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ProviderError> {
+        in_process(self.charge_call(&request.idempotency_key, ChargeBody::of(request)))?
+            .into_charge()
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<Refund, ProviderError> {
+        let object = in_process(self.refund_call(
+            &request.idempotency_key,
+            RefundBody {
+                payment_id: request.payment_id.clone(),
+                reference: request.order_id.clone(),
+            },
+        ))?;
+        Ok(Refund {
+            refund_id: object.id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bazaar_platform::clock::ManualClock;
+
+    fn provider() -> (Arc<ManualClock>, FakeProvider) {
+        let clock = Arc::new(ManualClock::at_epoch());
+        (clock.clone(), FakeProvider::new(clock))
+    }
+
+    fn charge(token: &str, order: &str) -> ChargeRequest {
+        ChargeRequest {
+            idempotency_key: bazaar_payments::charge_key(order),
+            order_id: order.into(),
+            customer: "customer-1".into(),
+            token: token.into(),
+            amount: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_decide_the_outcome() {
+        let (_, p) = provider();
+        assert_eq!(
+            p.charge(&charge("tok_ok", "o1")).await.unwrap().status,
+            ChargeStatus::Succeeded
+        );
+        assert_eq!(
+            p.charge(&charge("tok_declined", "o2"))
+                .await
+                .unwrap()
+                .status,
+            ChargeStatus::Failed {
+                reason: "card_declined".into()
+            }
+        );
+        assert_eq!(
+            p.charge(&charge("tok_async", "o3")).await.unwrap().status,
+            ChargeStatus::Pending
+        );
+        assert_eq!(
+            p.charge(&charge("tok_what", "o4")).await.unwrap().status,
+            ChargeStatus::Failed {
+                reason: "invalid_token".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_returns_the_first_charge_and_charges_once() {
+        let (_, p) = provider();
+        let a = p.charge(&charge("tok_ok", "o1")).await.unwrap();
+        let b = p.charge(&charge("tok_ok", "o1")).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(p.ledger().len(), 1);
+        let mut other = charge("tok_declined", "o1");
+        other.idempotency_key = a_key("o1");
+        assert!(matches!(
+            p.charge(&other).await,
+            Err(ProviderError::Rejected(m)) if m.starts_with("422")
+        ));
+    }
+
+    fn a_key(order: &str) -> String {
+        bazaar_payments::charge_key(order)
+    }
+
+    #[tokio::test]
+    async fn a_slow_provider_charges_but_the_caller_times_out_and_the_retry_gets_the_charge() {
+        let (_, p) = provider();
+        p.set_switches(Switches {
+            slow: true,
+            ..Switches::default()
+        });
+        assert!(matches!(
+            p.charge(&charge("tok_ok", "o1")).await,
+            Err(ProviderError::Unavailable(_))
+        ));
+        p.set_switches(Switches::default());
+        let again = p.charge(&charge("tok_ok", "o1")).await.unwrap();
+        assert_eq!(again.status, ChargeStatus::Succeeded);
+        assert_eq!(p.ledger().len(), 1, "charged once");
+    }
+
+    #[tokio::test]
+    async fn a_down_provider_does_nothing() {
+        let (_, p) = provider();
+        p.set_switches(Switches {
+            down: true,
+            ..Switches::default()
+        });
+        assert!(matches!(
+            p.charge(&charge("tok_ok", "o1")).await,
+            Err(ProviderError::Unavailable(_))
+        ));
+        assert!(p.ledger().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_async_charge_settles_when_its_callback_falls_due() {
+        let (clock, p) = provider();
+        let c = p.charge(&charge("tok_async", "o1")).await.unwrap();
+        assert!(p.take_due_callbacks(clock.now()).is_empty());
+        clock.advance(DEFAULT_CALLBACK_DELAY);
+        let due = p.take_due_callbacks(clock.now());
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].notification.kind, "payment.succeeded");
+        assert_eq!(due[0].notification.payment_id, c.payment_id);
+        assert_eq!(
+            p.charge(&charge("tok_async", "o1")).await.unwrap().status,
+            ChargeStatus::Succeeded,
+            "a later call with the same key sees the settled charge"
+        );
+        p.retry_callback(due[0].clone());
+        assert_eq!(p.next_callback_at(), Some(clock.now() + CALLBACK_RETRY));
+    }
+
+    #[tokio::test]
+    async fn refunds_are_once_per_key_and_only_for_succeeded_payments() {
+        let (_, p) = provider();
+        let ok = p.charge(&charge("tok_ok", "o1")).await.unwrap();
+        let declined = p.charge(&charge("tok_declined", "o2")).await.unwrap();
+        let refund = |payment: &str, order: &str| RefundRequest {
+            idempotency_key: bazaar_payments::refund_key(order),
+            payment_id: payment.into(),
+            order_id: order.into(),
+        };
+        let a = p.refund(&refund(&ok.payment_id, "o1")).await.unwrap();
+        let b = p.refund(&refund(&ok.payment_id, "o1")).await.unwrap();
+        assert_eq!(a, b);
+        assert!(matches!(
+            p.refund(&refund(&declined.payment_id, "o2")).await,
+            Err(ProviderError::Rejected(_))
+        ));
+        assert!(matches!(
+            p.refund(&refund("pay_nope", "o3")).await,
+            Err(ProviderError::Rejected(_))
+        ));
+        assert!(p.ledger().iter().any(|e| e.reference == "o1" && e.refunded));
+    }
+
+    #[tokio::test]
+    async fn chaos_is_reproducible_from_its_seed() {
+        let run = |seed| async move {
+            let (_, p) = provider();
+            p.chaos(Some((seed, 0.3, 0.3)));
+            let mut outcomes = Vec::new();
+            for i in 0..50 {
+                outcomes.push(p.charge(&charge("tok_ok", &format!("o{i}"))).await.is_ok());
+            }
+            outcomes
+        };
+        let a = run(7).await;
+        assert_eq!(a, run(7).await);
+        assert!(a.iter().any(|ok| *ok) && a.iter().any(|ok| !*ok));
+    }
+}
