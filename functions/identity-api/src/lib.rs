@@ -221,6 +221,35 @@ async fn current_key(work: &Work<'_>) -> Result<SigningKey, HandlerError> {
     stored_key(record)
 }
 
+/// Stores a signing key made elsewhere, active from `created` until `active_until` (epoch
+/// seconds): the local stack's fixed development key. Does nothing if the key id is taken.
+pub async fn install_key(
+    table: &dyn Table,
+    key: &SigningKey,
+    created: i64,
+    active_until: i64,
+) -> Result<(), HandlerError> {
+    let record = KeyRecord {
+        kid: key.kid().to_string(),
+        pkcs8: B64.encode(
+            key.to_pkcs8()
+                .map_err(|e| HandlerError::bug(e.to_string()))?,
+        ),
+        created,
+        active_until,
+    };
+    match table
+        .put(
+            bazaar_platform::item::record(&Key::new(KEYS_PK, key.kid()), &record),
+            Some(Condition::NotExists),
+        )
+        .await
+    {
+        Ok(()) | Err(bazaar_platform::ports::TableError::ConditionFailed) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A signing key back from its stored record.
 fn stored_key(record: KeyRecord) -> Result<SigningKey, HandlerError> {
     let der = B64

@@ -67,9 +67,8 @@ impl Route for SetStock {
         if let Some(stock) = &current
             && stock.owner != actor.subject
         {
-            return Err(ApiError::forbidden(format!(
-                "sku {sku} belongs to another merchant"
-            )));
+            // Another merchant's sku does not exist, as far as this caller can tell.
+            return Err(ApiError::not_found(format!("no sku {sku} of yours")));
         }
         let owned = Condition::Or(vec![
             Condition::NotExists,

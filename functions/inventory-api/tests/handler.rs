@@ -46,8 +46,12 @@ async fn another_merchant_cannot_change_the_sku() {
         .unwrap();
 
     let mut other = event("inventory-api.put-inventory.json");
-    other["headers"]["x-bazaar-dev-actor"] = "merchant-2:merchant".into();
+    other["headers"]["authorization"] =
+        bazaar_embedded::identity::bearer("merchant-2", &["merchant"]).into();
     let response = function.invoke(other).await.unwrap();
 
-    assert_eq!(response["statusCode"], 403);
+    assert_eq!(
+        response["statusCode"], 404,
+        "another merchant's sku does not exist for this caller"
+    );
 }

@@ -125,7 +125,7 @@ struct GetOrder;
 #[async_trait]
 impl Route for GetOrder {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let actor = request.actor()?;
+        let actor = request.actor_with_role(&["customer", "operator"])?;
         let id = request.param("id");
         let not_found = || ApiError::not_found(format!("no order {id}"));
         let Some(item) = work.table()?.get(&order_key(id)).await? else {

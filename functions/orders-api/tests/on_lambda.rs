@@ -10,7 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use bazaar_aws::testing;
+use bazaar_embedded::identity;
 use bazaar_embedded::testing::event;
+use bazaar_platform::jwt::Claims;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -113,10 +115,33 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
             post(response),
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        // The token issuer's keys, where the binary fetches them (<JWT_ISSUER>/.well-known/...).
+        .route(
+            "/.well-known/jwks.json",
+            get(|| async { serde_json::to_string(&identity::local_jwks()).unwrap() }),
+        )
         .with_state(rt.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let issuer = format!("http://{addr}");
+    let token = |subject: &str, role: &str| {
+        let claims = Claims {
+            iss: issuer.clone(),
+            sub: subject.into(),
+            aud: identity::LOCAL_AUDIENCE.into(),
+            roles: vec![role.into()],
+            iat: 0,
+            nbf: 0,
+            exp: identity::FAR_FUTURE,
+            jti: format!("t-{subject}"),
+        };
+        format!(
+            "Bearer {}",
+            identity::local_signing_key().sign(&claims).unwrap()
+        )
+    };
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_orders-api"))
         .env_clear()
@@ -131,13 +156,17 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
         .env("BAZAAR_FUNCTION", "orders-api")
         .env("TABLE_NAME", &table)
         .env("TOPIC_ARN_ORDER", &topic)
+        .env("JWT_ISSUER", &issuer)
+        .env("JWT_AUDIENCE", identity::LOCAL_AUDIENCE)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .expect("the orders-api binary starts");
 
-    rt.invoke("req-1", event("orders-api.post-orders.json"));
+    let mut place = event("orders-api.post-orders.json");
+    place["headers"]["authorization"] = token("customer-1", "customer").into();
+    rt.invoke("req-1", place);
     let (id, placed) = answer(&mut rx).await;
     let placed = placed.expect("no function error");
     assert_eq!(
@@ -154,6 +183,7 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
     let mut get = event("orders-api.get-order.json");
     get["rawPath"] = format!("/orders/{order_id}").into();
     get["requestContext"]["http"]["path"] = get["rawPath"].clone();
+    get["headers"]["authorization"] = token("operator", "operator").into();
     rt.invoke("req-2", get);
     let (_, shown) = answer(&mut rx).await;
     let shown = shown.expect("no function error");

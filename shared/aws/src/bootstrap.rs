@@ -14,7 +14,7 @@ use bazaar_platform::telemetry::{self, EmfStdout};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::{DynamoTable, SnsPublisher, SqsDeadLetters};
+use crate::{DynamoTable, HttpKeySource, SnsPublisher, SqsDeadLetters};
 
 /// Loads the SDK configuration from the environment (region, credentials), pointed at
 /// `endpoint` when given (moto, or any AWS-compatible server).
@@ -27,7 +27,7 @@ pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
 }
 
 /// Builds a function's ports on the AWS SDK from its environment: `TABLE_NAME`,
-/// `TOPIC_ARN_<NAME>` and `DLQ_URL`, as the template sets them.
+/// `TOPIC_ARN_<NAME>`, `DLQ_URL` and `JWT_ISSUER`, as the template sets them.
 pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String>) -> Deps {
     let table = env.get("TABLE_NAME").map(|name| {
         Arc::new(DynamoTable::new(
@@ -37,6 +37,13 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
     });
     let sns = aws_sdk_sns::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
+    // Functions behind the JWT authorizer check tokens themselves, with the issuer's keys.
+    let keys = env.get("JWT_ISSUER").and_then(|issuer| {
+        HttpKeySource::new(issuer)
+            .map_err(|e| tracing::error!(error = %e, "tokens cannot be checked; every request will be refused"))
+            .ok()
+            .map(|k| Arc::new(k) as _)
+    });
     Deps {
         function: function.to_string(),
         table,
@@ -46,6 +53,7 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
         ids: Arc::new(RandomIds),
         faults: Arc::new(NoFaults),
         metrics: Arc::new(EmfStdout),
+        keys,
         env,
     }
 }

@@ -14,12 +14,14 @@
 
 pub mod bootstrap;
 pub mod dynamodb;
+pub mod keys;
 pub mod sns;
 pub mod sqs;
 pub mod testing;
 
 pub use bootstrap::{aws_deps, load_config, run};
 pub use dynamodb::DynamoTable;
+pub use keys::HttpKeySource;
 pub use sns::SnsPublisher;
 pub use sqs::SqsDeadLetters;
 

@@ -348,6 +348,7 @@ pub fn deps(
         ids,
         faults,
         metrics,
+        keys: None,
         env,
     }
 }

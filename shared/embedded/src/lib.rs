@@ -13,6 +13,7 @@
 pub mod adapters;
 pub mod engine;
 pub mod filter;
+pub mod identity;
 pub mod testing;
 
 pub use adapters::{EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedTable, deps};

@@ -13,7 +13,7 @@ use bazaar_platform::telemetry::CollectedMetrics;
 
 use crate::engine::{Engine, Received, name_of, queue_url, topic_arn};
 use crate::filter::Scope;
-use crate::{QueueConfig, Subscription, deps};
+use crate::{QueueConfig, Subscription, deps, identity};
 
 /// A function's world in memory.
 pub struct Fixture {
@@ -93,14 +93,22 @@ impl Fixture {
             .create_queue(QueueConfig::new(&dlq))
             .expect("dlq");
         env.insert("DLQ_URL".to_string(), queue_url(&dlq));
-        Arc::new(deps(
+        // Tokens minted with the local key (`identity::token`) are accepted, as on the local
+        // stack; `vars` may name another issuer or audience.
+        env.entry("JWT_ISSUER".to_string())
+            .or_insert_with(|| identity::LOCAL_ISSUER.to_string());
+        env.entry("JWT_AUDIENCE".to_string())
+            .or_insert_with(|| identity::LOCAL_AUDIENCE.to_string());
+        let mut d = deps(
             &self.engine,
             function,
             env,
             Arc::new(SequentialIds::new(0xf1)),
             Arc::new(NoFaults),
             self.metrics.clone(),
-        ))
+        );
+        d.keys = Some(identity::local_keys());
+        Arc::new(d)
     }
 
     /// Every envelope published to `topic` so far.

@@ -10,7 +10,10 @@ use base64::Engine as _;
 use bazaar_embedded::engine::ACCOUNT;
 use serde_json::{Value, json};
 
+use bazaar_platform::jwt::{self, Expect, JwtError};
+
 use crate::stack::Stack;
+use crate::template::JwtAuthorizer;
 
 /// An HTTP request as the emulator receives it.
 #[derive(Debug, Clone, Default)]
@@ -122,6 +125,57 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
 }
 
 impl Stack {
+    /// API Gateway's JWT authorizer: the token of the identity source (with or without its
+    /// `Bearer` prefix) must verify with the issuer's keys, be current, and be for the issuer
+    /// and one of the audiences. Returns the claims as API Gateway passes them on (strings).
+    async fn authorize(
+        &self,
+        authorizer: &JwtAuthorizer,
+        request: &HttpRequest,
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        let value = request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&authorizer.header))
+            .map(|(_, v)| v.trim())
+            .ok_or("no token")?;
+        let token = match value.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => value,
+        };
+        let keys = self.keys().ok_or("no issuer keys")?;
+        let jwks = keys.jwks().await.map_err(|e| e.to_string())?;
+        let now = self.engine().clock().now();
+        let mut last = String::from("no audience configured");
+        for audience in &authorizer.audience {
+            let expect = Expect {
+                issuer: authorizer.issuer.clone(),
+                audience: audience.clone(),
+            };
+            let result = match jwt::validate(token, &jwks, &expect, now) {
+                Err(JwtError::UnknownKey(_)) => {
+                    let fresh = keys.refresh().await.map_err(|e| e.to_string())?;
+                    jwt::validate(token, &fresh, &expect, now)
+                }
+                other => other,
+            };
+            match result {
+                Ok(c) => {
+                    let mut claims = serde_json::Map::new();
+                    claims.insert("iss".into(), json!(c.iss));
+                    claims.insert("sub".into(), json!(c.sub));
+                    claims.insert("aud".into(), json!(c.aud));
+                    claims.insert("exp".into(), json!(c.exp.to_string()));
+                    claims.insert("iat".into(), json!(c.iat.to_string()));
+                    claims.insert("roles".into(), json!(format!("[{}]", c.roles.join(" "))));
+                    return Ok(claims);
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
     /// Answers one HTTP request through the template's routes.
     pub async fn http(&self, request: HttpRequest) -> HttpResponse {
         let method = request.method.to_uppercase();
@@ -133,6 +187,16 @@ impl Stack {
             return HttpResponse::message(404, "Not Found");
         };
         let now = self.engine().clock().now();
+        let authorizer = match &route.authorizer {
+            None => None,
+            Some(a) => match self.authorize(a, &request).await {
+                Ok(claims) => Some(claims),
+                Err(why) => {
+                    tracing::info!(target: "gateway", route = %route.path, reason = %why, "401 at the JWT authorizer");
+                    return HttpResponse::message(401, "Unauthorized");
+                }
+            },
+        };
         let route_key = format!("{} {}", route.method, route.path);
         let mut headers = serde_json::Map::new();
         for (k, v) in &request.headers {
@@ -175,6 +239,10 @@ impl Stack {
             },
             "isBase64Encoded": is_base64,
         });
+        if let Some(claims) = authorizer {
+            event["requestContext"]["authorizer"] =
+                json!({ "jwt": { "claims": claims, "scopes": null } });
+        }
         if !query.is_empty() {
             event["queryStringParameters"] = Value::Object(query);
         }

@@ -172,7 +172,10 @@ async fn seed(stack: &Stack) -> anyhow::Result<()> {
                     &format!("/inventory/{sku}"),
                     &json!({ "available": available }),
                 )
-                .header("x-bazaar-dev-actor", "merchant-1:merchant"),
+                .header(
+                    "authorization",
+                    &bazaar_embedded::identity::bearer("merchant-1", &["merchant"]),
+                ),
             )
             .await;
         if r.status != 200 {
@@ -188,6 +191,11 @@ async fn seed(stack: &Stack) -> anyhow::Result<()> {
 
 fn print_welcome(stack: &Stack, port: u16, data: &str, provider: &str) {
     let base = format!("http://127.0.0.1:{port}");
+    let token_of = |user: &str| {
+        format!(
+            "$(curl -s -X POST {base}/auth/token -H 'content-type: application/json' -d '{{\"username\":\"{user}\",\"password\":\"{DEMO_PASSWORD}\"}}' | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+        )
+    };
     println!();
     println!(
         "Bazaar local stack is up: {} functions, {} queues, {} topics, {} tables; data in {data}",
@@ -198,48 +206,43 @@ fn print_welcome(stack: &Stack, port: u16, data: &str, provider: &str) {
     );
     println!("Routes:");
     for r in stack.routes() {
-        println!("  {:<6} {base}{}  -> {}", r.method, r.path, r.function);
+        let guard = if r.authorizer.is_some() {
+            "token"
+        } else {
+            "public"
+        };
+        println!(
+            "  {:<6} {base}{:<36} {guard:<6} -> {}",
+            r.method, r.path, r.function
+        );
     }
     println!();
     println!(
-        "Demo users (password {DEMO_PASSWORD}): merchant-1, merchant-2, customer-1, customer-2, operator."
+        "Demo users (password {DEMO_PASSWORD}): merchant-1, merchant-2 (merchants), customer-1, customer-2 (customers), operator."
     );
-    println!(
-        "Get a token (the routes below still take the development header; tokens replace it next):"
-    );
-    println!(
-        "  curl -s -X POST {base}/auth/token -H 'content-type: application/json' -d '{{\"username\":\"customer-1\",\"password\":\"{DEMO_PASSWORD}\"}}'"
-    );
-    println!();
-    println!(
-        "Callers name themselves with the development header x-bazaar-dev-actor: <subject>:<role>."
-    );
-    println!("Demo stock of merchant-1: MUG-01 (100), TEE-01 (50), POSTER-01 (3). Try:");
-    println!();
-    println!("  # place an order as customer-1 (answers 202 with its order_id)");
-    println!(
-        "  curl -s -X POST {base}/orders -H 'x-bazaar-dev-actor: customer-1:customer' -H 'idempotency-key: first-order' -H 'content-type: application/json' -d '{{\"items\":[{{\"sku\":\"MUG-01\",\"quantity\":1}}],\"payment\":{{\"token\":\"tok_ok\"}}}}'"
-    );
-    println!();
-    println!("  # see it move from pending to reserved (put the order_id in)");
-    println!("  curl -s {base}/orders/ORDER_ID -H 'x-bazaar-dev-actor: customer-1:customer'");
-    println!();
-    println!("  # as merchant-1, set the stock of a sku");
-    println!(
-        "  curl -s -X PUT {base}/inventory/MUG-01 -H 'x-bazaar-dev-actor: merchant-1:merchant' -H 'content-type: application/json' -d '{{\"available\":25}}'"
-    );
-    println!();
+    println!("Demo stock of merchant-1: MUG-01 (100), TEE-01 (50), POSTER-01 (3).");
     println!(
         "The fake payment provider listens on {provider}: card tokens tok_ok, tok_declined, tok_async."
     );
-    println!("  # make it slow or down (and back)");
+    println!();
+    println!("Try (tokens last 15 minutes):");
+    println!("  CUSTOMER={}", token_of("customer-1"));
     println!(
-        "  curl -s -X PUT {provider}/v1/switches -d '{{\"down\":true}}'   # or {{\"slow\":true}}, {{}}"
+        "  curl -s -X POST {base}/orders -H \"authorization: Bearer $CUSTOMER\" -H 'idempotency-key: first-order' -H 'content-type: application/json' -d '{{\"items\":[{{\"sku\":\"MUG-01\",\"quantity\":1}}],\"payment\":{{\"token\":\"tok_ok\"}}}}'"
+    );
+    println!(
+        "  curl -s {base}/orders/ORDER_ID -H \"authorization: Bearer $CUSTOMER\"   # pending, reserved, then confirmed"
+    );
+    println!("  MERCHANT={}", token_of("merchant-1"));
+    println!(
+        "  curl -s -X PUT {base}/inventory/MUG-01 -H \"authorization: Bearer $MERCHANT\" -H 'content-type: application/json' -d '{{\"available\":25}}'"
+    );
+    println!(
+        "  curl -s -X PUT {provider}/v1/switches -d '{{\"down\":true}}'   # the provider down ({{\"slow\":true}}: slow; {{}}: back)"
     );
     println!();
-    println!(
-        "Ctrl-C stops the stack; the data stays for the next start (delete .bazaar/ to start afresh)."
-    );
+    println!("The README walks through all of it. Ctrl-C stops the stack; the data stays for the");
+    println!("next start (delete .bazaar/ to start afresh).");
 }
 
 #[tokio::main]

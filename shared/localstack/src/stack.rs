@@ -16,12 +16,15 @@ use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+use bazaar_embedded::identity::DynamicKeys;
 use bazaar_fake_provider::FakeProvider;
 use bazaar_payments::RetryPolicy;
+use bazaar_platform::auth::KeySource;
+use bazaar_platform::ports::BoxError;
 
 use crate::gateway::HttpRequest;
 use crate::schedule::Schedule;
-use crate::template::{EventDef, StackModel};
+use crate::template::{EventDef, JwtAuthorizer, StackModel};
 use crate::{Constructor, registry};
 
 /// What a stack is built with besides its template.
@@ -130,6 +133,8 @@ pub struct RouteDef {
     pub path: String,
     /// The function's logical id.
     pub function: String,
+    /// The JWT authorizer guarding it (`None`: public).
+    pub authorizer: Option<JwtAuthorizer>,
 }
 
 /// The running stack.
@@ -145,6 +150,34 @@ pub struct Stack {
     provider: Option<Arc<FakeProvider>>,
     /// Where the provider's callbacks go, and the secret they are signed with.
     webhook: Option<(String, String)>,
+    /// The token issuer's keys, as the identity service publishes them.
+    keys: Option<Arc<dyn KeySource>>,
+}
+
+/// The keys the template's identity service (the `identity-api` binary) publishes now, read
+/// from its table: what API Gateway and the functions fetch from its JWKS route on AWS.
+fn identity_keys(engine: &Arc<Engine>, model: &StackModel) -> Option<Arc<dyn KeySource>> {
+    let table = model
+        .functions
+        .values()
+        .find(|f| f.binary == "identity-api")?
+        .environment
+        .get("TABLE_NAME")?
+        .clone();
+    let table = Arc::new(bazaar_embedded::EmbeddedTable::new(engine.clone(), table));
+    let clock = engine.clock().clone();
+    Some(Arc::new(DynamicKeys(move || {
+        let (table, clock) = (table.clone(), clock.clone());
+        async move {
+            identity_api::published_keys(
+                table.as_ref(),
+                clock.now(),
+                identity_api::DEFAULT_TOKEN_TTL,
+            )
+            .await
+            .map_err(|e| Box::new(e) as BoxError)
+        }
+    })))
 }
 
 /// The route of the payment provider's callbacks.
@@ -212,6 +245,7 @@ impl Stack {
                 .map_err(engine_err(&s.logical_id))?;
         }
 
+        let keys = identity_keys(&engine, &model);
         let mut functions = BTreeMap::new();
         let mut esms = Vec::new();
         let mut routes = Vec::new();
@@ -232,7 +266,7 @@ impl Stack {
                 .get("BAZAAR_FUNCTION")
                 .cloned()
                 .unwrap_or_else(|| def.binary.clone());
-            let deps = bazaar_embedded::deps(
+            let mut deps = bazaar_embedded::deps(
                 &engine,
                 &function,
                 env,
@@ -240,13 +274,24 @@ impl Stack {
                 options.faults.clone(),
                 options.metrics.clone(),
             );
+            deps.keys = keys.clone();
             functions.insert(id.clone(), Arc::new(constructor(Arc::new(deps))));
             for (name, event) in &def.events {
                 match event {
-                    EventDef::Http { method, path } => routes.push(RouteDef {
+                    EventDef::Http {
+                        method,
+                        path,
+                        api,
+                        authorizer,
+                    } => routes.push(RouteDef {
                         method: method.clone(),
                         path: path.clone(),
                         function: id.clone(),
+                        authorizer: model
+                            .authorizer_of(api.as_deref(), authorizer.as_deref())
+                            .map_err(|e| {
+                                BuildError::Template(format!("{id}.Events.{name}: {e}"))
+                            })?,
                     }),
                     EventDef::Sqs {
                         queue,
@@ -294,7 +339,7 @@ impl Stack {
             .and_then(|r| model.functions.get(&r.function))
             .and_then(|f| f.environment.get("WEBHOOK_SECRET"))
             .map(|secret| (WEBHOOK_PATH.to_string(), secret.clone()));
-        Ok(Arc::new(Stack {
+        let stack = Arc::new(Stack {
             engine,
             model,
             functions,
@@ -305,7 +350,12 @@ impl Stack {
             ids: options.ids,
             provider: options.provider,
             webhook,
-        }))
+            keys,
+        });
+        // The embedded table works without a reactor, so this does not need one.
+        futures::executor::block_on(stack.install_local_signing_key())
+            .map_err(|e| BuildError::Template(format!("installing the local signing key: {e}")))?;
+        Ok(stack)
     }
 
     /// The engine (queues, topics, tables).
@@ -364,6 +414,33 @@ impl Stack {
                     .unwrap_or_default(),
             )),
         }
+    }
+
+    /// The token issuer's keys (for the API Gateway emulator's JWT authorizer).
+    pub fn keys(&self) -> Option<&Arc<dyn KeySource>> {
+        self.keys.as_ref()
+    }
+
+    /// Installs the local stack's fixed development signing key in the identity service, so
+    /// that tokens minted with it (tests, the sample events of `events/`) are valid, and the
+    /// tokens `POST /auth/token` issues are signed with it.
+    pub async fn install_local_signing_key(&self) -> Result<(), bazaar_platform::HandlerError> {
+        let Some(table) = self
+            .model
+            .functions
+            .iter()
+            .find(|(_, f)| f.binary == "identity-api")
+            .and_then(|(id, _)| self.table_of(id))
+        else {
+            return Ok(());
+        };
+        identity_api::install_key(
+            table.as_ref(),
+            &bazaar_embedded::identity::local_signing_key(),
+            0,
+            bazaar_embedded::identity::FAR_FUTURE,
+        )
+        .await
     }
 
     /// The fake payment provider, when the stack runs one.

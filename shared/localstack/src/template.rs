@@ -53,6 +53,11 @@ pub enum EventDef {
         method: String,
         /// The path pattern (`/orders/{id}`).
         path: String,
+        /// The API's logical id (`ApiId`), when given.
+        api: Option<String>,
+        /// `Auth.Authorizer`: an authorizer's name, or `NONE` for a public route; absent means
+        /// the API's default authorizer.
+        authorizer: Option<String>,
     },
     /// An SQS event source mapping.
     Sqs {
@@ -72,6 +77,60 @@ pub enum EventDef {
         /// Disabled schedules never fire.
         enabled: bool,
     },
+}
+
+/// A JWT authorizer of an HTTP API, as API Gateway applies it: the token of the identity
+/// source must be signed by the issuer's keys, unexpired, for one of the audiences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuthorizer {
+    /// The authorizer's name.
+    pub name: String,
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` values accepted.
+    pub audience: Vec<String>,
+    /// The header holding the token (from `$request.header.<Name>`), lowercase.
+    pub header: String,
+}
+
+/// An HTTP API of the template.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiDef {
+    /// The authorizer of routes that name none.
+    pub default_authorizer: Option<String>,
+    /// The API's JWT authorizers by name.
+    pub authorizers: BTreeMap<String, JwtAuthorizer>,
+}
+
+impl StackModel {
+    /// The authorizer that guards a route of `api` declaring `authorizer` (`None`: the API's
+    /// default; `NONE`: public).
+    pub fn authorizer_of(
+        &self,
+        api: Option<&str>,
+        authorizer: Option<&str>,
+    ) -> Result<Option<JwtAuthorizer>, String> {
+        let Some(def) = api.and_then(|a| self.apis.get(a)) else {
+            return match authorizer {
+                None | Some("NONE") => Ok(None),
+                Some(name) => Err(format!("authorizer {name} on a route of an unknown API")),
+            };
+        };
+        let name = match authorizer {
+            Some("NONE") => return Ok(None),
+            Some(name) => Some(name),
+            None => def.default_authorizer.as_deref(),
+        };
+        match name {
+            None => Ok(None),
+            Some(name) => def
+                .authorizers
+                .get(name)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| format!("no authorizer {name} on the API")),
+        }
+    }
 }
 
 /// A function of the template.
@@ -119,6 +178,8 @@ pub struct StackModel {
     pub tables: BTreeMap<String, String>,
     /// Functions by logical id.
     pub functions: BTreeMap<String, FunctionDef>,
+    /// HTTP APIs by logical id.
+    pub apis: BTreeMap<String, ApiDef>,
 }
 
 struct Resolver<'a> {
@@ -578,6 +639,66 @@ impl StackModel {
                         raw,
                     });
                 }
+                "AWS::Serverless::HttpApi" => {
+                    let mut api = ApiDef::default();
+                    if let Some(auth) = get("Auth")? {
+                        api.default_authorizer = auth
+                            .get("DefaultAuthorizer")
+                            .and_then(|d| d.as_str())
+                            .map(String::from);
+                        for (name, a) in auth
+                            .get("Authorizers")
+                            .and_then(|a| a.as_object())
+                            .into_iter()
+                            .flatten()
+                        {
+                            let Some(jwt) = a.get("JwtConfiguration") else {
+                                return Err(invalid(
+                                    id,
+                                    &format!("Auth.Authorizers.{name}"),
+                                    "only JWT authorizers run locally",
+                                ));
+                            };
+                            let issuer = jwt
+                                .get("issuer")
+                                .and_then(|i| i.as_str())
+                                .ok_or_else(|| invalid(id, "JwtConfiguration.issuer", "required"))?
+                                .to_string();
+                            let audience = match jwt.get("audience") {
+                                Some(serde_json::Value::Array(list)) => list
+                                    .iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect(),
+                                Some(serde_json::Value::String(one)) => vec![one.clone()],
+                                _ => Vec::new(),
+                            };
+                            let source = a
+                                .get("IdentitySource")
+                                .and_then(|s| s.as_str())
+                                .unwrap_or("$request.header.Authorization");
+                            let header = source
+                                .strip_prefix("$request.header.")
+                                .ok_or_else(|| {
+                                    invalid(
+                                        id,
+                                        "IdentitySource",
+                                        "only $request.header.<Name> runs locally",
+                                    )
+                                })?
+                                .to_lowercase();
+                            api.authorizers.insert(
+                                name.clone(),
+                                JwtAuthorizer {
+                                    name: name.clone(),
+                                    issuer,
+                                    audience,
+                                    header,
+                                },
+                            );
+                        }
+                    }
+                    model.apis.insert(id.into(), api);
+                }
                 "AWS::Serverless::Function" => {
                     let binary = res
                         .get("Metadata")
@@ -643,6 +764,15 @@ impl StackModel {
                                         .and_then(|m| m.as_str())
                                         .ok_or_else(|| invalid(&at, "Path", "required locally"))?
                                         .to_string(),
+                                    api: ep
+                                        .get("ApiId")
+                                        .and_then(|a| a.as_str())
+                                        .map(|a| a.strip_prefix("local-").unwrap_or(a).to_string()),
+                                    authorizer: ep
+                                        .get("Auth")
+                                        .and_then(|a| a.get("Authorizer"))
+                                        .and_then(|a| a.as_str())
+                                        .map(String::from),
                                 },
                                 "SQS" => EventDef::Sqs {
                                     queue: bazaar_embedded::engine::name_of(

@@ -11,8 +11,10 @@ use bazaar_localstack::{Stack, StackModel, StackOptions};
 use bazaar_platform::telemetry::CollectedMetrics;
 use serde_json::{Value, json};
 
-pub const MERCHANT: &str = "merchant-1:merchant";
-pub const OPERATOR: &str = "operator:operator";
+/// `Authorization` header values, minted with the local signing key the stack installs.
+pub fn bearer(subject: &str, role: &str) -> String {
+    bazaar_embedded::identity::bearer(subject, &[role])
+}
 
 pub fn template() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
@@ -66,7 +68,7 @@ impl TestStack {
                     &format!("/inventory/{sku}"),
                     &json!({ "available": available }),
                 )
-                .header("x-bazaar-dev-actor", MERCHANT),
+                .header("authorization", &bearer("merchant-1", "merchant")),
             )
             .await;
         assert_eq!(
@@ -93,7 +95,7 @@ impl TestStack {
         self.stack
             .http(
                 HttpRequest::json("POST", "/orders", &body)
-                    .header("x-bazaar-dev-actor", &format!("{customer}:customer"))
+                    .header("authorization", &bearer(customer, "customer"))
                     .header("idempotency-key", key),
             )
             .await
@@ -128,7 +130,10 @@ impl TestStack {
     pub async fn order(&self, id: &str) -> Value {
         let r = self
             .stack
-            .http(HttpRequest::get(&format!("/orders/{id}")).header("x-bazaar-dev-actor", OPERATOR))
+            .http(
+                HttpRequest::get(&format!("/orders/{id}"))
+                    .header("authorization", &bearer("operator", "operator")),
+            )
             .await;
         assert_eq!(
             r.status,

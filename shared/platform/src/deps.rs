@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::auth::KeySource;
 use crate::clock::Clock;
 use crate::faults::Faults;
 use crate::ids::Ids;
@@ -30,6 +31,8 @@ pub struct Deps {
     pub faults: Arc<dyn Faults>,
     /// Where metrics go (EMF on stdout on Lambda).
     pub metrics: Arc<dyn MetricsSink>,
+    /// The token issuer's public keys, for functions behind the JWT authorizer.
+    pub keys: Option<Arc<dyn KeySource>>,
     /// The function's environment variables as the template sets them.
     pub env: BTreeMap<String, String>,
 }

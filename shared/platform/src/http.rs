@@ -9,8 +9,8 @@
 //!   same request returns the original response; with a different request, 422; while the
 //!   first is still in progress, 409. The idempotency record, the state changes and the outbox
 //!   are committed in one transaction, so a retried request never has a second effect.
-//! - The caller: until real identity lands, callers name themselves with the development
-//!   header [`DEV_ACTOR_HEADER`] (`subject:role[,role]`); see README.
+//! - The caller: the bearer token of the `Authorization` header, validated by the function
+//!   itself ([`crate::auth`]) before any route runs, whatever the edge already checked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::auth::{Auth, authenticate};
 use crate::deps::Deps;
 use crate::item::{Condition, Key, Update, Write, item};
 use crate::outbox;
@@ -35,8 +36,6 @@ use crate::ports::{BoxError, ErrorClass, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
 use crate::work::{Cause, Work};
 
-/// The development header naming the caller: `subject:role[,role]`, e.g. `customer-1:customer`.
-pub const DEV_ACTOR_HEADER: &str = "x-bazaar-dev-actor";
 /// The idempotency header of mutating requests.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// The largest request body accepted (messages caused by it must fit SNS's 256 KiB).
@@ -64,6 +63,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// API Gateway's request id.
     pub request_id: String,
+    /// The caller, from the bearer token.
+    pub auth: Auth,
 }
 
 impl Request {
@@ -91,18 +92,37 @@ impl Request {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The caller named by the development header; 401 when absent or malformed.
+    /// The caller; 401 without a valid token, 503 when tokens cannot be checked now.
     pub fn actor(&self) -> Result<Actor, ApiError> {
-        let text = self.header(DEV_ACTOR_HEADER).ok_or_else(|| {
-            ApiError::unauthorized(format!(
-                "name yourself with the {DEV_ACTOR_HEADER} header: subject:role"
-            ))
-        })?;
-        parse_dev_actor(text).ok_or_else(|| {
-            ApiError::unauthorized(format!(
-                "{DEV_ACTOR_HEADER} must be subject:role[,role], got {text:?}"
-            ))
-        })
+        match &self.auth {
+            Auth::Caller(actor) => Ok(actor.clone()),
+            Auth::Anonymous => Err(ApiError::unauthorized(
+                "this route needs an access token: send `Authorization: Bearer <token>` (POST /auth/token issues one)",
+            )),
+            Auth::Refused(why) => Err(ApiError::unauthorized(format!(
+                "the access token is not accepted: {why}"
+            ))),
+            Auth::Unavailable(why) => Err(ApiError::unavailable(why.clone().into())),
+            Auth::Misconfigured(why) => {
+                Err(ApiError::internal(HandlerError::bug(why.clone()).into()))
+            }
+        }
+    }
+
+    /// The caller, who must hold one of `roles`: 403 otherwise (after the 401 cases).
+    pub fn actor_with_role(&self, roles: &[&str]) -> Result<Actor, ApiError> {
+        let actor = self.actor()?;
+        if roles
+            .iter()
+            .any(|r| actor.roles.iter().any(|have| have == r))
+        {
+            Ok(actor)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this route is for {}",
+                roles.join(" or ")
+            )))
+        }
     }
 }
 
@@ -124,21 +144,6 @@ fn field_of(e: &serde_path_to_error::Error<serde_json::Error>) -> Option<String>
         (false, None) => Some(path),
         (true, None) => None,
     }
-}
-
-fn parse_dev_actor(text: &str) -> Option<Actor> {
-    let (subject, roles) = text.split_once(':')?;
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    let roles: Vec<String> = roles.split(',').map(|r| r.trim().to_string()).collect();
-    (ok(subject.trim()) && roles.iter().all(|r| ok(r))).then(|| Actor {
-        subject: subject.trim().into(),
-        roles,
-    })
 }
 
 /// A response: a status and a JSON body.
@@ -536,13 +541,15 @@ impl Api {
                 headers: event.headers,
                 body,
                 request_id,
+                auth: Auth::Anonymous,
             },
             entry,
         ))
     }
 
-    async fn answer(&self, entry: &RouteEntry, request: Request) -> Response {
+    async fn answer(&self, entry: &RouteEntry, mut request: Request) -> Response {
         let route = format!("{} {}", entry.method, entry.template);
+        request.auth = authenticate(&self.deps, request.header("authorization")).await;
         let key = request.header(IDEMPOTENCY_HEADER).map(str::to_string);
         let result = match (entry.idempotency, key) {
             (Idempotency::Required, None) => Err(ApiError::bad_request(
@@ -814,21 +821,6 @@ mod tests {
         assert!(match_path(&p, "/orders").is_none());
         assert!(match_path(&p, "/orders/1/x").is_none());
         assert!(match_path(&p, "/other/1").is_none());
-    }
-
-    #[test]
-    fn the_dev_actor_header_names_subject_and_roles() {
-        assert_eq!(
-            parse_dev_actor("customer-1:customer"),
-            Some(Actor::new("customer-1", &["customer"]))
-        );
-        assert_eq!(
-            parse_dev_actor("op:operator,customer"),
-            Some(Actor::new("op", &["operator", "customer"]))
-        );
-        assert_eq!(parse_dev_actor("nobody"), None);
-        assert_eq!(parse_dev_actor(":customer"), None);
-        assert_eq!(parse_dev_actor("a b:customer"), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`faults`]: named points where tests inject crashes.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod clock;
 pub mod conformance;
 pub mod deps;

@@ -1,0 +1,99 @@
+//! The token issuer's public keys over HTTPS: `<JWT_ISSUER>/.well-known/jwks.json`, as API
+//! Gateway's JWT authorizer finds them. The set is cached for ten minutes and fetched again
+//! early when a token names an unknown key (a rotation), at most once a minute so that tokens
+//! with made-up key ids cannot make the function hammer the issuer.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bazaar_platform::auth::KeySource;
+use bazaar_platform::jwt::Jwks;
+use bazaar_platform::ports::BoxError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// How long a fetched key set is used.
+const TTL: Duration = Duration::from_secs(600);
+/// The shortest time between two fetches.
+const MIN_REFETCH: Duration = Duration::from_secs(60);
+/// How long a fetch may take.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The issuer's key set, fetched over HTTP(S) and cached.
+pub struct HttpKeySource {
+    url: String,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    cache: Mutex<Option<(Jwks, Instant)>>,
+}
+
+impl HttpKeySource {
+    /// Keys of the issuer whose base URL is `issuer`.
+    pub fn new(issuer: &str) -> Result<HttpKeySource, String> {
+        let url = format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'));
+        url.parse::<http::Uri>()
+            .map_err(|e| format!("JWT_ISSUER {issuer:?} is not a URL: {e}"))?;
+        let https = HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("loading the trusted root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(HttpKeySource {
+            url,
+            client: Client::builder(TokioExecutor::new()).build(https),
+            cache: Mutex::new(None),
+        })
+    }
+
+    fn cached(&self, max_age: Duration) -> Option<Jwks> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < max_age)
+            .map(|(k, _)| k.clone())
+    }
+
+    async fn fetch(&self) -> Result<Jwks, BoxError> {
+        let request = http::Request::get(&self.url).body(Empty::new())?;
+        let call = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), 256 * 1024)
+                .collect()
+                .await?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(format!("{} answered {status}", self.url).into());
+            }
+            Ok::<_, BoxError>(serde_json::from_slice::<Jwks>(&body)?)
+        };
+        let jwks = tokio::time::timeout(TIMEOUT, call)
+            .await
+            .map_err(|_| format!("no answer from {} within {TIMEOUT:?}", self.url))??;
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((jwks.clone(), Instant::now()));
+        Ok(jwks)
+    }
+}
+
+#[async_trait]
+impl KeySource for HttpKeySource {
+    async fn jwks(&self) -> Result<Jwks, BoxError> {
+        match self.cached(TTL) {
+            Some(k) => Ok(k),
+            None => self.fetch().await,
+        }
+    }
+
+    async fn refresh(&self) -> Result<Jwks, BoxError> {
+        match self.cached(MIN_REFETCH) {
+            Some(k) => Ok(k),
+            None => self.fetch().await,
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Identity at the edge and in the functions: the API Gateway emulator's JWT authorizer and the
+//! functions' own check both refuse forged tokens with 401; each route maps roles to its own
+//! permissions (wrong role 403, another owner's resource 404); the caller travels in every
+//! envelope the request causes.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bazaar_embedded::filter::Scope;
+use bazaar_embedded::identity::{self, FAR_FUTURE, LOCAL_AUDIENCE, LOCAL_ISSUER, LOCAL_KID};
+use bazaar_embedded::testing::event;
+use bazaar_embedded::{QueueConfig, Subscription};
+use bazaar_localstack::gateway::HttpRequest;
+use bazaar_platform::jwt::SigningKey;
+use common::{TestStack, bearer, stack};
+use serde_json::{Value, json};
+
+fn claims(overrides: Value) -> Value {
+    let mut c = json!({
+        "iss": LOCAL_ISSUER, "sub": "operator", "aud": LOCAL_AUDIENCE, "roles": ["operator"],
+        "iat": 0, "nbf": 0, "exp": FAR_FUTURE, "jti": "t",
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn signed(header: Value, payload: Value) -> String {
+    identity::local_signing_key()
+        .sign_parts(&header, &payload)
+        .unwrap()
+}
+
+fn rs256() -> Value {
+    json!({ "alg": "RS256", "typ": "JWT", "kid": LOCAL_KID })
+}
+
+/// Every way a token can be wrong, by name.
+fn forged(now: i64) -> Vec<(&'static str, String)> {
+    let valid = signed(rs256(), claims(json!({})));
+    let unsigned = format!(
+        "{}.{}.",
+        B64.encode(json!({ "alg": "none", "typ": "JWT", "kid": LOCAL_KID }).to_string()),
+        B64.encode(claims(json!({})).to_string())
+    );
+    // Algorithm confusion: HMAC keyed with the public key's bytes.
+    let hmac = {
+        let input = format!(
+            "{}.{}",
+            B64.encode(json!({ "alg": "HS256", "typ": "JWT", "kid": LOCAL_KID }).to_string()),
+            B64.encode(claims(json!({})).to_string())
+        );
+        let jwk = identity::local_signing_key().jwk();
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, jwk.n.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", B64.encode(tag.as_ref()))
+    };
+    let other_key = SigningKey::generate(LOCAL_KID)
+        .unwrap()
+        .sign_parts(&rs256(), &claims(json!({})))
+        .unwrap();
+    let unknown_kid = signed(
+        json!({ "alg": "RS256", "typ": "JWT", "kid": "nobody-has-this-key" }),
+        claims(json!({})),
+    );
+    let tampered = {
+        let parts: Vec<&str> = valid.split('.').collect();
+        let payload = B64.encode(claims(json!({ "sub": "someone-else" })).to_string());
+        format!("{}.{payload}.{}", parts[0], parts[2])
+    };
+    vec![
+        ("alg none", unsigned),
+        ("HMAC with the public key", hmac),
+        ("signed by another key", other_key),
+        ("unknown kid", unknown_kid),
+        (
+            "expired",
+            signed(
+                rs256(),
+                claims(json!({ "exp": now - 3600, "iat": now - 7200, "nbf": now - 7200 })),
+            ),
+        ),
+        (
+            "not yet valid",
+            signed(rs256(), claims(json!({ "nbf": now + 3600 }))),
+        ),
+        (
+            "another issuer",
+            signed(rs256(), claims(json!({ "iss": "https://evil.example" }))),
+        ),
+        (
+            "another audience",
+            signed(rs256(), claims(json!({ "aud": "another-api" }))),
+        ),
+        ("tampered payload", tampered),
+        (
+            "string dates",
+            signed(rs256(), claims(json!({ "exp": FAR_FUTURE.to_string() }))),
+        ),
+        (
+            "over 8 KB",
+            signed(rs256(), claims(json!({ "pad": "x".repeat(9000) }))),
+        ),
+        ("garbage", "not.a.token".to_string()),
+    ]
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_at_the_edge_and_by_the_function_itself() {
+    let s = stack();
+    let now = s.stack.engine().clock().now().timestamp();
+    let valid = signed(rs256(), claims(json!({})));
+    let get = |token: &str| {
+        HttpRequest::get("/orders/none-such").header("authorization", &format!("Bearer {token}"))
+    };
+    assert_eq!(
+        s.stack.http(get(&valid)).await.status,
+        404,
+        "the valid token passes both checks (and the order does not exist)"
+    );
+
+    for (case, token) in forged(now) {
+        let edge = s.stack.http(get(&token)).await;
+        assert_eq!(
+            (edge.status, edge.json()),
+            (401, json!({ "message": "Unauthorized" })),
+            "{case}: refused by the JWT authorizer"
+        );
+        // The same request delivered straight to the function, as through a route deployed
+        // without the authorizer.
+        let mut direct = event("orders-api.get-order.json");
+        direct["headers"]["authorization"] = json!(format!("Bearer {token}"));
+        let response = s.stack.invoke("OrdersApiFunction", direct).await.unwrap();
+        assert_eq!(response["statusCode"], 401, "{case}: refused by orders-api");
+        assert_eq!(
+            response["headers"]["content-type"], "application/problem+json",
+            "{case}"
+        );
+    }
+    let mut anonymous = event("orders-api.get-order.json");
+    anonymous["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let response = s
+        .stack
+        .invoke("OrdersApiFunction", anonymous)
+        .await
+        .unwrap();
+    assert_eq!(response["statusCode"], 401, "no token at all");
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_found_by_its_kid() {
+    let s = stack();
+    // The identity service publishes a new key; a token signed with it passes both checks.
+    let identity_table = s.stack.table_of("IdentityApiFunction").unwrap();
+    let fresh = SigningKey::generate("rotated-key").unwrap();
+    identity_api::install_key(identity_table.as_ref(), &fresh, 0, FAR_FUTURE)
+        .await
+        .unwrap();
+    let token = fresh
+        .sign_parts(
+            &json!({ "alg": "RS256", "typ": "JWT", "kid": "rotated-key" }),
+            &claims(json!({})),
+        )
+        .unwrap();
+    let r = s
+        .stack
+        .http(
+            HttpRequest::get("/orders/none-such")
+                .header("authorization", &format!("Bearer {token}")),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+async fn status(s: &TestStack, request: HttpRequest, who: Option<(&str, &str)>) -> u16 {
+    let request = match who {
+        Some((subject, role)) => request.header("authorization", &bearer(subject, role)),
+        None => request,
+    };
+    s.stack.http(request).await.status
+}
+
+#[tokio::test]
+async fn every_route_maps_roles_to_its_own_permissions() {
+    let s = stack();
+    s.set_stock("MUG-01", 10).await;
+    let order = s
+        .placed(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await;
+    let place = |key: &str| {
+        HttpRequest::json(
+            "POST",
+            "/orders",
+            &json!({ "items": [{ "sku": "MUG-01", "quantity": 1 }], "payment": { "token": "tok_ok" } }),
+        )
+        .header("idempotency-key", key)
+    };
+    let read = || HttpRequest::get(&format!("/orders/{order}"));
+    let stock = |sku: &str| {
+        HttpRequest::json(
+            "PUT",
+            &format!("/inventory/{sku}"),
+            &json!({ "available": 5 }),
+        )
+    };
+
+    // POST /orders: customers only.
+    assert_eq!(status(&s, place("a"), None).await, 401);
+    assert_eq!(
+        status(&s, place("b"), Some(("merchant-1", "merchant"))).await,
+        403
+    );
+    assert_eq!(
+        status(&s, place("c"), Some(("operator", "operator"))).await,
+        403
+    );
+    assert_eq!(
+        status(&s, place("d"), Some(("customer-2", "customer"))).await,
+        202
+    );
+
+    // GET /orders/{id}: the customer who owns it, and operators.
+    assert_eq!(status(&s, read(), None).await, 401);
+    assert_eq!(
+        status(&s, read(), Some(("merchant-1", "merchant"))).await,
+        403
+    );
+    assert_eq!(
+        status(&s, read(), Some(("customer-2", "customer"))).await,
+        404
+    );
+    assert_eq!(
+        status(&s, read(), Some(("customer-1", "customer"))).await,
+        200
+    );
+    assert_eq!(
+        status(&s, read(), Some(("operator", "operator"))).await,
+        200
+    );
+
+    // PUT /inventory/{sku}: merchants, on their own skus.
+    assert_eq!(status(&s, stock("MUG-01"), None).await, 401);
+    assert_eq!(
+        status(&s, stock("MUG-01"), Some(("customer-1", "customer"))).await,
+        403
+    );
+    assert_eq!(
+        status(&s, stock("MUG-01"), Some(("merchant-2", "merchant"))).await,
+        404
+    );
+    assert_eq!(
+        status(&s, stock("MUG-01"), Some(("merchant-1", "merchant"))).await,
+        200
+    );
+    assert_eq!(
+        status(&s, stock("NEW-01"), Some(("merchant-2", "merchant"))).await,
+        200
+    );
+
+    // The identity routes are public; a wrong password is 401.
+    let login = HttpRequest::json(
+        "POST",
+        "/auth/token",
+        &json!({ "username": "customer-1", "password": "wrong" }),
+    );
+    assert_eq!(status(&s, login, None).await, 401);
+    assert_eq!(
+        status(&s, HttpRequest::get("/.well-known/jwks.json"), None).await,
+        200
+    );
+    assert_eq!(
+        status(
+            &s,
+            HttpRequest::get("/.well-known/openid-configuration"),
+            None
+        )
+        .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_caller_travels_in_every_envelope_the_request_causes() {
+    let s = stack();
+    let probe = "probe-everything";
+    s.stack
+        .engine()
+        .create_queue(QueueConfig::new(probe))
+        .unwrap();
+    for topic in ["OrderTopic", "InventoryTopic", "PaymentTopic", "TasksTopic"] {
+        s.stack
+            .engine()
+            .subscribe(
+                &s.stack.name_of(topic).unwrap(),
+                Subscription {
+                    queue: probe.into(),
+                    filter_policy: None,
+                    scope: Scope::MessageAttributes,
+                    raw: true,
+                },
+            )
+            .unwrap();
+    }
+    s.set_stock("MUG-01", 10).await;
+    let id = s
+        .placed(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await;
+    s.stack.settle().await;
+
+    let flow: Vec<bazaar_contracts::Envelope> = s
+        .stack
+        .engine()
+        .peek(probe)
+        .unwrap()
+        .iter()
+        .map(|m| bazaar_contracts::Envelope::from_json(&m.body).unwrap())
+        .filter(|e| e.data["order_id"] == json!(id))
+        .collect();
+    let types: Vec<&str> = flow.iter().map(|e| e.message_type.as_str()).collect();
+    for expected in [
+        "order.placed",
+        "inventory.stock.reserve",
+        "inventory.reserved",
+        "payments.payment.charge",
+        "payment.captured",
+        "order.confirmed",
+    ] {
+        assert!(types.contains(&expected), "{expected} in {types:?}");
+    }
+    for e in &flow {
+        assert_eq!(
+            (e.actor.subject.as_str(), e.actor.roles.as_slice()),
+            ("customer-1", ["customer".to_string()].as_slice()),
+            "{} carries the customer",
+            e.message_type
+        );
+        assert_eq!(e.correlation_id, flow[0].correlation_id, "one flow");
+    }
+}
