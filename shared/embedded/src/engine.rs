@@ -156,6 +156,8 @@ struct Config {
 #[derive(Debug, Default)]
 struct Chaos {
     duplicates: u32,
+    /// Whether `duplicates` is a maximum, drawn per message, rather than a fixed count.
+    at_most: bool,
     shuffle: Option<rand::rngs::SmallRng>,
 }
 
@@ -239,7 +241,19 @@ impl Engine {
         use rand::SeedableRng;
         let mut chaos = self.chaos.lock().expect("chaos lock");
         chaos.duplicates = duplicates;
+        chaos.at_most = false;
         chaos.shuffle = seed.map(rand::rngs::SmallRng::seed_from_u64);
+    }
+
+    /// Like [`Engine::set_chaos`], but each message is delivered `1 + d` times with `d` drawn
+    /// from `0..=max_duplicates` by the seeded generator: some messages once, some several
+    /// times, reproducibly.
+    pub fn set_chaos_at_most(&self, max_duplicates: u32, seed: u64) {
+        use rand::SeedableRng;
+        let mut chaos = self.chaos.lock().expect("chaos lock");
+        chaos.duplicates = max_duplicates;
+        chaos.at_most = true;
+        chaos.shuffle = Some(rand::rngs::SmallRng::seed_from_u64(seed));
     }
 
     /// The engine's clock.
@@ -476,7 +490,14 @@ impl Engine {
             )?;
             insert_message(&db, &q.name, &id, body, &attributes, now, now, Some(group))?;
         } else {
-            let copies = 1 + self.chaos.lock().expect("chaos lock").duplicates;
+            let copies = {
+                let mut chaos = self.chaos.lock().expect("chaos lock");
+                let max = chaos.duplicates;
+                match (chaos.at_most, chaos.shuffle.as_mut()) {
+                    (true, Some(rng)) => 1 + rand::Rng::random_range(rng, 0..=max),
+                    _ => 1 + max,
+                }
+            };
             for copy in 0..copies {
                 let copy_id = if copy == 0 {
                     id.clone()
