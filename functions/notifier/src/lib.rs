@@ -4,8 +4,11 @@
 //! transaction as the inbox record. A re-sent event (even with a new envelope id) therefore
 //! never notifies twice.
 //!
-//! The record is the delivery channel for now (the local adapter of the brief): an external
-//! channel (e-mail, SMS) would read these records, with the record key as its idempotency key.
+//! Sending goes through the [`Channel`] port. The record is the local adapter's delivery
+//! ([`Recorded`]: the customer's messages, listed by [`notifications_of`]); an e-mail or SMS
+//! adapter sends before the record is committed, with the record key as its provider's
+//! idempotency key, so that a crash between sending and committing repeats a send that the
+//! provider drops.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -17,9 +20,14 @@ use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
 use serde::{Deserialize, Serialize};
 
-/// Builds the function with its SQS trigger.
+/// Builds the function with its SQS trigger and the local channel (the record).
 pub fn function(deps: Arc<Deps>) -> Function {
-    let notifier = Arc::new(Notifier);
+    function_with(deps, Arc::new(Recorded))
+}
+
+/// Builds the function with another channel.
+pub fn function_with(deps: Arc<Deps>, channel: Arc<dyn Channel>) -> Function {
+    let notifier = Arc::new(Notifier { channel });
     let consumer = Consumer::new(deps.clone())
         .on::<OrderConfirmed, _>(notifier.clone())
         .on::<OrderCancelled, _>(notifier);
@@ -63,10 +71,42 @@ pub async fn notifications_of(
     page.items.into_iter().map(parse).collect()
 }
 
+/// Why a notification could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Try again later (the channel is down or slow).
+    #[error("the channel is unavailable: {0}")]
+    Unavailable(String),
+    /// The channel refuses this message (a bad address): it is parked with the reason.
+    #[error("the channel refused the message: {0}")]
+    Refused(String),
+}
+
+/// How a notification reaches the customer.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// Sends `note`; `key` is the same for every attempt at the same notification, for the
+    /// channel's deduplication.
+    async fn send(&self, key: &str, note: &Notification) -> Result<(), ChannelError>;
+}
+
+/// The local channel: the notification record the notifier keeps is the delivery.
+pub struct Recorded;
+
+#[async_trait]
+impl Channel for Recorded {
+    async fn send(&self, _: &str, _: &Notification) -> Result<(), ChannelError> {
+        Ok(())
+    }
+}
+
 /// The handlers.
-pub struct Notifier;
+pub struct Notifier {
+    channel: Arc<dyn Channel>,
+}
 
 async fn notify(
+    channel: &dyn Channel,
     work: &mut Work<'_>,
     customer: &str,
     order_id: &str,
@@ -84,6 +124,13 @@ async fn notify(
         text,
         at: work.now().to_rfc3339(),
     };
+    channel
+        .send(&format!("{}|{}", key.pk, key.sk), &note)
+        .await
+        .map_err(|e| match e {
+            ChannelError::Unavailable(_) => HandlerError::Transient(Box::new(e)),
+            ChannelError::Refused(why) => HandlerError::permanent("channel-refused", why),
+        })?;
     work.put(record(&key, &note), Some(Condition::NotExists));
     Ok(())
 }
@@ -95,7 +142,15 @@ impl Handle<OrderConfirmed> for Notifier {
             "Good news: your order {} is confirmed and on its way.",
             e.order_id
         );
-        notify(work, &e.customer, &e.order_id, "confirmed", text).await
+        notify(
+            self.channel.as_ref(),
+            work,
+            &e.customer,
+            &e.order_id,
+            "confirmed",
+            text,
+        )
+        .await
     }
 }
 
@@ -111,6 +166,14 @@ impl Handle<OrderCancelled> for Notifier {
             "Your order {} was cancelled because {why}. You have not been charged.",
             e.order_id
         );
-        notify(work, &e.customer, &e.order_id, "cancelled", text).await
+        notify(
+            self.channel.as_ref(),
+            work,
+            &e.customer,
+            &e.order_id,
+            "cancelled",
+            text,
+        )
+        .await
     }
 }

@@ -31,3 +31,59 @@ async fn a_cancellation_is_notified_once_even_when_re_sent_with_a_new_id() {
         notes[0].text
     );
 }
+
+/// A channel that counts what it sends, and can be down.
+#[derive(Default)]
+struct Counting {
+    sent: std::sync::Mutex<Vec<(String, String)>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl notifier::Channel for Counting {
+    async fn send(
+        &self,
+        key: &str,
+        note: &notifier::Notification,
+    ) -> Result<(), notifier::ChannelError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(notifier::ChannelError::Unavailable("down".into()));
+        }
+        self.sent
+            .lock()
+            .unwrap()
+            .push((key.to_string(), note.order_id.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_channel_sends_once_per_order_and_outcome_and_a_down_channel_is_retried() {
+    let world = Fixture::new();
+    let deps = world.deps("notifier", Some("notifications"), &[]);
+    let channel = std::sync::Arc::new(Counting::default());
+    let function = notifier::function_with(deps, channel.clone());
+
+    channel
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = function.invoke(event("notifier.sqs.json")).await.unwrap();
+    assert_eq!(
+        r["batchItemFailures"].as_array().unwrap().len(),
+        1,
+        "left on the queue while the channel is down"
+    );
+    channel
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    function.invoke(event("notifier.sqs.json")).await.unwrap();
+    let resent = with_envelope(event("notifier.sqs.json"), |env| {
+        env["id"] = json!("the-same-fact-again")
+    });
+    function.invoke(resent).await.unwrap();
+
+    let sent = channel.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, "o-sample");
+    assert!(sent[0].0.contains("o-sample#cancelled"), "{}", sent[0].0);
+}
