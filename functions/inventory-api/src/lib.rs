@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::Sku;
+use bazaar_contracts::catalog::StockUpdated;
 use bazaar_inventory::Stock;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, Update, parse};
@@ -70,10 +71,18 @@ impl Route for SetStock {
             // Another merchant's sku does not exist, as far as this caller can tell.
             return Err(ApiError::not_found(format!("no sku {sku} of yours")));
         }
-        let owned = Condition::Or(vec![
-            Condition::NotExists,
-            Condition::Equals("owner".into(), json!(actor.subject)),
-        ]);
+        let read_version = current.as_ref().map(|s| s.version).unwrap_or(0);
+        let unchanged = match &current {
+            None => Condition::NotExists,
+            Some(_) => Condition::And(vec![
+                Condition::Equals("owner".into(), json!(actor.subject)),
+                if read_version == 0 {
+                    Condition::AttributeNotExists("version".into())
+                } else {
+                    Condition::Equals("version".into(), json!(read_version))
+                },
+            ]),
+        };
         work.update(
             key,
             Update::new()
@@ -81,9 +90,15 @@ impl Route for SetStock {
                 .set("owner", actor.subject.as_str())
                 .set("available", body.available)
                 .add("reserved", 0)
-                .add("committed", 0),
-            Some(owned),
+                .add("committed", 0)
+                .set("version", read_version + 1),
+            Some(unchanged),
         );
+        work.send(&StockUpdated {
+            sku: sku.clone(),
+            available: body.available,
+            version: read_version + 1,
+        })?;
         let reserved = current.map(|s| s.reserved).unwrap_or(0);
         Ok(Response::json(
             200,

@@ -6,7 +6,7 @@ use bazaar_platform::LambdaFunction;
 #[tokio::test]
 async fn the_sample_put_sets_the_stock_of_the_merchants_sku() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-api", Some("inventory"), &["inventory"]);
+    let deps = world.deps("inventory-api", Some("inventory"), &["inventory", "stock"]);
     let function = inventory_api::function(deps.clone());
 
     let response = function
@@ -20,6 +20,12 @@ async fn the_sample_put_sets_the_stock_of_the_merchants_sku() {
     assert_eq!(
         (stock["available"].as_i64(), stock["owner"].as_str()),
         (Some(25), Some("merchant-1"))
+    );
+    let sent = world.sent("stock");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].data,
+        serde_json::json!({ "sku": "MUG-01", "available": 25, "version": 1 })
     );
 }
 
@@ -38,8 +44,11 @@ async fn stored_stock(
 #[tokio::test]
 async fn another_merchant_cannot_change_the_sku() {
     let world = Fixture::new();
-    let function =
-        inventory_api::function(world.deps("inventory-api", Some("inventory"), &["inventory"]));
+    let function = inventory_api::function(world.deps(
+        "inventory-api",
+        Some("inventory"),
+        &["inventory", "stock"],
+    ));
     function
         .invoke(event("inventory-api.put-inventory.json"))
         .await

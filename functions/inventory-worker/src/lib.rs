@@ -81,13 +81,21 @@ impl Handle<ReserveStock> for Reserve {
         };
         let outcome = match bazaar_inventory::decide(&lines) {
             Reservation::Reserve => {
-                for (line, _) in &lines {
+                for (line, stock) in &lines {
                     let q = i64::from(line.quantity);
+                    let stock = stock.as_ref().expect("decide reserves known skus only");
                     work.update(
                         stock_key(&line.sku),
-                        Update::new().add("available", -q).add("reserved", q),
-                        Some(Condition::AtLeast("available".into(), q)),
+                        Update::new()
+                            .add("available", -q)
+                            .add("reserved", q)
+                            .set("version", stock.version + 1),
+                        Some(Condition::And(vec![
+                            Condition::AtLeast("available".into(), q),
+                            version_guard(stock.version),
+                        ])),
                     );
+                    work.send(&stock.updated(-q))?;
                 }
                 record_of("reserved", Vec::new())
             }
@@ -142,7 +150,16 @@ impl Handle<OrderCancelled> for Release {
                 work.put(record(&key, &tombstone), Some(Condition::NotExists));
             }
             Some(r) if r.state == "reserved" => {
-                settle_reservation(work, &r, "available", "released")
+                let mut versions = Vec::with_capacity(r.items.len());
+                for line in &r.items {
+                    let stock: Stock =
+                        parse(work.table()?.get(&stock_key(&line.sku)).await?.ok_or_else(
+                            || HandlerError::bug(format!("{} is held but unknown", line.sku)),
+                        )?)?;
+                    work.send(&stock.updated(i64::from(line.quantity)))?;
+                    versions.push(stock.version);
+                }
+                settle_reservation(work, &r, "available", "released", Some(&versions))
             }
             // Rejected, already released or already cancelled: nothing is held.
             Some(_) => {}
@@ -151,17 +168,37 @@ impl Handle<OrderCancelled> for Release {
     }
 }
 
+/// Guards a change of `available` against a concurrent one: the version read must still be the
+/// stored one (records from before versions count as 0).
+pub fn version_guard(read: u64) -> Condition {
+    if read == 0 {
+        Condition::AttributeNotExists("version".into())
+    } else {
+        Condition::Equals("version".into(), serde_json::json!(read))
+    }
+}
+
 /// Ends a reservation: every held unit moves from `reserved` to `to` (`available` when
 /// released, `committed` when sold) and the record takes `state`, both guarded so that it
 /// happens once.
-fn settle_reservation(work: &mut Work<'_>, r: &ReservationRecord, to: &str, state: &str) {
-    for line in &r.items {
+/// When units go back to `available`, `versions` holds each line's stock version as read, so
+/// that the version moves on with the change (and a concurrent change makes it conflict).
+fn settle_reservation(
+    work: &mut Work<'_>,
+    r: &ReservationRecord,
+    to: &str,
+    state: &str,
+    versions: Option<&[u64]>,
+) {
+    for (i, line) in r.items.iter().enumerate() {
         let q = i64::from(line.quantity);
-        work.update(
-            stock_key(&line.sku),
-            Update::new().add(to, q).add("reserved", -q),
-            Some(Condition::AtLeast("reserved".into(), q)),
-        );
+        let mut update = Update::new().add(to, q).add("reserved", -q);
+        let mut condition = Condition::AtLeast("reserved".into(), q);
+        if let Some(v) = versions.and_then(|v| v.get(i)) {
+            update = update.set("version", v + 1);
+            condition = Condition::And(vec![condition, version_guard(*v)]);
+        }
+        work.update(stock_key(&line.sku), update, Some(condition));
     }
     work.update(
         reservation_key(&r.order_id),
@@ -194,6 +231,7 @@ impl Handle<OrderConfirmed> for Commit {
                     existing.as_ref().expect("matched Some"),
                     "committed",
                     "committed",
+                    None,
                 );
                 Ok(())
             }

@@ -14,7 +14,11 @@ async fn stock(deps: &bazaar_platform::Deps, available: i64) {
 #[tokio::test]
 async fn the_sample_task_reserves_once_even_when_delivered_twice() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    let deps = world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory", "stock"],
+    );
     stock(&deps, 5).await;
     let function = inventory_worker::function(deps.clone());
 
@@ -36,12 +40,22 @@ async fn the_sample_task_reserves_once_even_when_delivered_twice() {
     let sent = world.sent("inventory");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message_type, "inventory.reserved");
+    let stock = world.sent("stock");
+    assert_eq!(stock.len(), 1, "availability changed once");
+    assert_eq!(
+        stock[0].data,
+        json!({ "sku": "MUG-01", "available": 3, "version": 1 })
+    );
 }
 
 #[tokio::test]
 async fn the_sample_task_is_rejected_when_stock_is_short() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    let deps = world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory", "stock"],
+    );
     stock(&deps, 1).await;
     let function = inventory_worker::function(deps.clone());
 
@@ -84,7 +98,11 @@ async fn a_task_breaking_its_contract_is_parked_not_retried() {
 #[tokio::test]
 async fn a_cancellation_gives_back_what_the_order_holds_once() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    let deps = world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory", "stock"],
+    );
     stock(&deps, 5).await;
     let function = inventory_worker::function(deps.clone());
     function
@@ -115,7 +133,11 @@ async fn a_cancellation_gives_back_what_the_order_holds_once() {
 #[tokio::test]
 async fn a_cancellation_before_the_reservation_request_makes_it_hold_nothing() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    let deps = world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory", "stock"],
+    );
     stock(&deps, 5).await;
     let function = inventory_worker::function(deps.clone());
 
@@ -149,7 +171,11 @@ async fn a_cancellation_before_the_reservation_request_makes_it_hold_nothing() {
 #[tokio::test]
 async fn a_confirmation_sells_what_the_order_holds_once() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-worker", Some("inventory"), &["inventory"]);
+    let deps = world.deps(
+        "inventory-worker",
+        Some("inventory"),
+        &["inventory", "stock"],
+    );
     stock(&deps, 5).await;
     let function = inventory_worker::function(deps.clone());
     function

@@ -16,6 +16,7 @@
 //! [`Message::upcast`]) until it is retired.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod envelope;
 pub mod inventory;
 pub mod items;

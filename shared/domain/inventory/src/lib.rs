@@ -21,6 +21,20 @@ pub struct Stock {
     /// changes when a merchant sets the stock.
     #[serde(default)]
     pub committed: i64,
+    /// Increases with each change of `available` (the version of `stock.updated`).
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl Stock {
+    /// The stock after `delta` units became available (negative: reserved), as published.
+    pub fn updated(&self, delta: i64) -> bazaar_contracts::catalog::StockUpdated {
+        bazaar_contracts::catalog::StockUpdated {
+            sku: self.sku.clone(),
+            available: self.available + delta,
+            version: self.version + 1,
+        }
+    }
 }
 
 /// The outcome of a reservation request.
@@ -70,6 +84,7 @@ mod tests {
             sku: Sku::parse(sku).unwrap(),
             owner: "m".into(),
             available,
+            version: 0,
             reserved: 0,
             committed: 0,
         })
