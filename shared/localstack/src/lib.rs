@@ -43,5 +43,9 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("notifier", constructor(notifier::function)),
         ("payments-webhook", constructor(payments_webhook::function)),
         ("payments-worker", constructor(payments_worker::function)),
+        ("catalog-api", constructor(catalog_api::function)),
+        ("catalog-merger", constructor(catalog_merger::function)),
+        ("search-indexer", constructor(search_indexer::function)),
+        ("search-api", constructor(search_api::function)),
     ])
 }

@@ -1,0 +1,249 @@
+//! `catalog-api`: merchants describe and price their products; anyone reads them.
+//!
+//! - `PUT /products/{sku}`: master data (title, description, category, images), validated;
+//!   emits `product.updated`.
+//! - `PUT /products/{sku}/price`: `{amount_cents, currency}`; emits `price.updated`.
+//! - `GET /products/{sku}`: the product as catalog sees it: its master data and price, and
+//!   from the merged listing its availability and whether it is published.
+//!
+//! The first merchant to describe or price a sku owns it; for other merchants it does not exist
+//! (404). Each change bumps that truth's per-sku version, guarded against a concurrent change
+//! (409), so that `catalog-merger` can order the truths however they arrive.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_catalog::keys;
+use bazaar_catalog::{ListingState, VersionedMaster, VersionedPrice};
+use bazaar_contracts::catalog::{MasterData, PriceUpdated, ProductUpdated};
+use bazaar_contracts::{Currency, Money, Sku};
+use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::item::{Condition, Key, parse, record};
+use bazaar_platform::schedule::OutboxSweeper;
+use bazaar_platform::{Deps, Function, Work};
+use http::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Builds the function with its routes and the outbox sweeper.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let api = Api::new(deps.clone())
+        .route(
+            Method::PUT,
+            "/products/{sku}",
+            Idempotency::Optional,
+            Arc::new(PutMaster),
+        )
+        .route(
+            Method::PUT,
+            "/products/{sku}/price",
+            Idempotency::Optional,
+            Arc::new(PutPrice),
+        )
+        .route(
+            Method::GET,
+            "/products/{sku}",
+            Idempotency::None,
+            Arc::new(GetProduct),
+        );
+    Function::new(deps)
+        .http(api)
+        .schedule(Arc::new(OutboxSweeper))
+}
+
+/// Who owns a sku.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Owner {
+    merchant: String,
+}
+
+fn key(sku: &Sku, sk: &str) -> Key {
+    Key::new(keys::product(sku), sk)
+}
+
+fn sku_of(request: &Request) -> Result<Sku, ApiError> {
+    Sku::parse(request.param("sku")).map_err(|v| ApiError::bad_request(Some("sku"), v.0))
+}
+
+/// Checks that the caller is a merchant who may change `sku` (owning it, or nobody does yet),
+/// and claims it in the unit of work.
+async fn claim(request: &Request, work: &mut Work<'_>, sku: &Sku) -> Result<String, ApiError> {
+    let actor = request.actor_with_role(&["merchant"])?;
+    let owner: Option<Owner> = work
+        .table()?
+        .get(&key(sku, keys::OWNER))
+        .await?
+        .map(parse)
+        .transpose()?;
+    match owner {
+        Some(o) if o.merchant != actor.subject => {
+            // Another merchant's product does not exist, as far as this caller can tell.
+            Err(ApiError::not_found(format!("no product {sku} of yours")))
+        }
+        Some(_) => Ok(actor.subject),
+        None => {
+            work.put(
+                record(
+                    &key(sku, keys::OWNER),
+                    &Owner {
+                        merchant: actor.subject.clone(),
+                    },
+                ),
+                Some(Condition::NotExists),
+            );
+            Ok(actor.subject)
+        }
+    }
+}
+
+/// The version stored in a record (0 without one) and the guard that it is still current.
+fn guard(stored: Option<u64>) -> (u64, Condition) {
+    match stored {
+        None => (0, Condition::NotExists),
+        Some(v) => (v, Condition::Equals("version".into(), json!(v))),
+    }
+}
+
+/// `PUT /products/{sku}`.
+struct PutMaster;
+
+#[async_trait]
+impl Route for PutMaster {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let sku = sku_of(request)?;
+        let merchant = claim(request, work, &sku).await?;
+        let mut master: MasterData = request.json()?;
+        master.title = master.title.trim().to_string();
+        master
+            .validate()
+            .map_err(|(field, why)| ApiError::unprocessable(Some(field), why))?;
+        let stored: Option<VersionedMaster> = work
+            .table()?
+            .get(&key(&sku, keys::MASTER))
+            .await?
+            .map(parse)
+            .transpose()?;
+        let (version, condition) = guard(stored.map(|m| m.version));
+        let versioned = VersionedMaster {
+            merchant: merchant.clone(),
+            master: master.clone(),
+            version: version + 1,
+        };
+        work.put(
+            record(&key(&sku, keys::MASTER), &versioned),
+            Some(condition),
+        );
+        work.send(&ProductUpdated {
+            sku: sku.clone(),
+            merchant,
+            master,
+            version: version + 1,
+        })?;
+        Ok(Response::json(
+            200,
+            json!({ "sku": sku, "version": version + 1, "master": versioned.master }),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceBody {
+    amount_cents: i64,
+    currency: String,
+}
+
+/// `PUT /products/{sku}/price`.
+struct PutPrice;
+
+#[async_trait]
+impl Route for PutPrice {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let sku = sku_of(request)?;
+        let merchant = claim(request, work, &sku).await?;
+        let body: PriceBody = request.json()?;
+        let currency = Currency::parse(&body.currency)
+            .map_err(|why| ApiError::unprocessable(Some("currency"), why))?;
+        if !(0..=100_000_000).contains(&body.amount_cents) {
+            return Err(ApiError::unprocessable(
+                Some("amount_cents"),
+                "amount_cents must be 0 to 100000000 (minor units)",
+            ));
+        }
+        let price = Money {
+            amount_cents: body.amount_cents,
+            currency,
+        };
+        let stored: Option<VersionedPrice> = work
+            .table()?
+            .get(&key(&sku, keys::PRICE))
+            .await?
+            .map(parse)
+            .transpose()?;
+        let (version, condition) = guard(stored.map(|p| p.version));
+        work.put(
+            record(
+                &key(&sku, keys::PRICE),
+                &VersionedPrice {
+                    merchant: merchant.clone(),
+                    price,
+                    version: version + 1,
+                },
+            ),
+            Some(condition),
+        );
+        work.send(&PriceUpdated {
+            sku: sku.clone(),
+            merchant,
+            price,
+            version: version + 1,
+        })?;
+        Ok(Response::json(
+            200,
+            json!({ "sku": sku, "version": version + 1, "price": price }),
+        ))
+    }
+}
+
+/// `GET /products/{sku}`.
+struct GetProduct;
+
+#[async_trait]
+impl Route for GetProduct {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let sku = sku_of(request)?;
+        let table = work.table()?;
+        let Some(owner) = table.get(&key(&sku, keys::OWNER)).await? else {
+            return Err(ApiError::not_found(format!("no product {sku}")));
+        };
+        let owner: Owner = parse(owner)?;
+        let master: Option<VersionedMaster> = table
+            .get(&key(&sku, keys::MASTER))
+            .await?
+            .map(parse)
+            .transpose()?;
+        let price: Option<VersionedPrice> = table
+            .get(&key(&sku, keys::PRICE))
+            .await?
+            .map(parse)
+            .transpose()?;
+        let listing: ListingState = table
+            .get(&key(&sku, keys::LISTING))
+            .await?
+            .map(parse)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Response::json(
+            200,
+            json!({
+                "sku": sku,
+                "merchant": owner.merchant,
+                "master": master.map(|m| m.master),
+                "price": price.map(|p| p.price),
+                "available": listing.stock.as_ref().map(|s| s.available),
+                "published": listing.listing(&sku).is_some(),
+            }),
+        ))
+    }
+}

@@ -1,0 +1,106 @@
+//! `search-indexer`: keeps the search index (its own table) from `product.published` and
+//! `product.withdrawn`. An entry is replaced only by a newer version of the listing, and a
+//! withdrawal leaves a tombstone with its version, so reordered and duplicated announcements
+//! converge. The index is derived state: it can be emptied and rebuilt by replaying the
+//! archived announcements.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::Sku;
+use bazaar_contracts::catalog::{Listing, ProductPublished, ProductWithdrawn};
+use bazaar_platform::item::{Condition, Key, Query, parse, record};
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::{Deps, Function, HandlerError, Work};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The index's partition: every entry, sorted by sku (search pages through it in sku order).
+pub const INDEX_PK: &str = "LISTINGS";
+
+/// Builds the function with its SQS trigger.
+pub fn function(deps: Arc<Deps>) -> Function {
+    let indexer = Arc::new(Indexer);
+    let consumer = Consumer::new(deps.clone())
+        .on::<ProductPublished, _>(indexer.clone())
+        .on::<ProductWithdrawn, _>(indexer);
+    Function::new(deps).sqs(consumer)
+}
+
+/// One entry of the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The product.
+    pub sku: Sku,
+    /// The version of the announcement it comes from.
+    pub version: u64,
+    /// The listing; `None` once withdrawn (a tombstone).
+    #[serde(default)]
+    pub listing: Option<Listing>,
+}
+
+/// The key of a sku's entry.
+pub fn entry_key(sku: &Sku) -> Key {
+    Key::new(INDEX_PK, sku.as_str())
+}
+
+/// Every entry of the index, tombstones included, in sku order (for tests and tools).
+pub async fn entries(
+    table: &dyn bazaar_platform::ports::Table,
+) -> Result<Vec<Entry>, HandlerError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = table
+            .query(Query::partition(INDEX_PK).start_after(after))
+            .await?;
+        for item in page.items {
+            out.push(parse(item)?);
+        }
+        match page.last_sk {
+            Some(sk) => after = Some(sk),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The handlers.
+pub struct Indexer;
+
+async fn index(
+    work: &mut Work<'_>,
+    sku: &Sku,
+    version: u64,
+    listing: Option<Listing>,
+) -> Result<(), HandlerError> {
+    let key = entry_key(sku);
+    let stored: Option<Entry> = work.table()?.get(&key).await?.map(parse).transpose()?;
+    let guard = match &stored {
+        Some(e) if e.version >= version => return Ok(()),
+        Some(e) => Condition::Equals("version".into(), json!(e.version)),
+        None => Condition::NotExists,
+    };
+    let entry = Entry {
+        sku: sku.clone(),
+        version,
+        listing,
+    };
+    work.put(record(&key, &entry), Some(guard));
+    Ok(())
+}
+
+#[async_trait]
+impl Handle<ProductPublished> for Indexer {
+    async fn handle(&self, e: ProductPublished, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let sku = e.listing.sku.clone();
+        index(work, &sku, e.version, Some(e.listing)).await
+    }
+}
+
+#[async_trait]
+impl Handle<ProductWithdrawn> for Indexer {
+    async fn handle(&self, e: ProductWithdrawn, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        index(work, &e.sku, e.version, None).await
+    }
+}

@@ -1,0 +1,277 @@
+//! The catalog's domain: three truths about a product merged into a listing, and the search
+//! index's matching rules. Free of AWS and Lambda types.
+//!
+//! Master data and price come from catalog, stock from inventory; each arrives with its own
+//! per-sku version, in any order and possibly more than once. [`ListingState::merge`] keeps
+//! the newest of each and says whether the listing became complete (publish), changed while
+//! complete (publish again), or stopped being complete (withdraw). Applying the same truths in
+//! any order gives the same state, so the derived listing converges.
+#![forbid(unsafe_code)]
+
+pub mod search;
+
+use bazaar_contracts::catalog::{Listing, MasterData};
+use bazaar_contracts::{Money, Sku};
+use serde::{Deserialize, Serialize};
+
+/// One truth about a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Truth {
+    /// Master data from catalog.
+    Master {
+        /// The owner.
+        merchant: String,
+        /// The data.
+        master: MasterData,
+        /// Its version.
+        version: u64,
+    },
+    /// A price from catalog.
+    Price {
+        /// The owner.
+        merchant: String,
+        /// The unit price.
+        price: Money,
+        /// Its version.
+        version: u64,
+    },
+    /// Availability from inventory.
+    Stock {
+        /// Units that can be ordered.
+        available: i64,
+        /// Its version.
+        version: u64,
+    },
+}
+
+/// Master data with its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedMaster {
+    /// The owner.
+    pub merchant: String,
+    /// The data.
+    pub master: MasterData,
+    /// Its version.
+    pub version: u64,
+}
+
+/// A price with its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedPrice {
+    /// The owner.
+    pub merchant: String,
+    /// The unit price.
+    pub price: Money,
+    /// Its version.
+    pub version: u64,
+}
+
+/// Availability with its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedStock {
+    /// Units that can be ordered.
+    pub available: i64,
+    /// Its version.
+    pub version: u64,
+}
+
+/// What the merger knows about one sku.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingState {
+    /// The newest master data.
+    #[serde(default)]
+    pub master: Option<VersionedMaster>,
+    /// The newest price.
+    #[serde(default)]
+    pub price: Option<VersionedPrice>,
+    /// The newest availability.
+    #[serde(default)]
+    pub stock: Option<VersionedStock>,
+}
+
+/// What a merge asks the merger to announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announce {
+    /// The listing is complete and new or changed: `product.published`.
+    Publish(Listing, u64),
+    /// The listing stopped being complete: `product.withdrawn`.
+    Withdraw(u64),
+    /// Nothing a customer can see changed.
+    Nothing,
+}
+
+impl ListingState {
+    /// The sum of the three versions: it grows with every accepted truth, so a later listing
+    /// always has a larger one.
+    pub fn version(&self) -> u64 {
+        self.master.as_ref().map_or(0, |m| m.version)
+            + self.price.as_ref().map_or(0, |p| p.version)
+            + self.stock.as_ref().map_or(0, |s| s.version)
+    }
+
+    /// The listing, when complete: master data, a price, and stock to sell.
+    pub fn listing(&self, sku: &Sku) -> Option<Listing> {
+        let (m, p, s) = (
+            self.master.as_ref()?,
+            self.price.as_ref()?,
+            self.stock.as_ref()?,
+        );
+        (s.available > 0).then(|| Listing {
+            sku: sku.clone(),
+            merchant: m.merchant.clone(),
+            master: m.master.clone(),
+            price: p.price,
+        })
+    }
+
+    /// Takes a truth if it is newer than what is known; returns whether it was taken.
+    pub fn apply(&mut self, truth: Truth) -> bool {
+        match truth {
+            Truth::Master {
+                merchant,
+                master,
+                version,
+            } => {
+                if self.master.as_ref().is_some_and(|m| m.version >= version) {
+                    return false;
+                }
+                self.master = Some(VersionedMaster {
+                    merchant,
+                    master,
+                    version,
+                });
+            }
+            Truth::Price {
+                merchant,
+                price,
+                version,
+            } => {
+                if self.price.as_ref().is_some_and(|p| p.version >= version) {
+                    return false;
+                }
+                self.price = Some(VersionedPrice {
+                    merchant,
+                    price,
+                    version,
+                });
+            }
+            Truth::Stock { available, version } => {
+                if self.stock.as_ref().is_some_and(|s| s.version >= version) {
+                    return false;
+                }
+                self.stock = Some(VersionedStock { available, version });
+            }
+        }
+        true
+    }
+
+    /// Applies a truth and says what to announce.
+    pub fn merge(&mut self, sku: &Sku, truth: Truth) -> Announce {
+        let before = self.listing(sku);
+        if !self.apply(truth) {
+            return Announce::Nothing;
+        }
+        match (before, self.listing(sku)) {
+            (before, Some(after)) if before.as_ref() != Some(&after) => {
+                Announce::Publish(after, self.version())
+            }
+            (Some(_), None) => Announce::Withdraw(self.version()),
+            _ => Announce::Nothing,
+        }
+    }
+}
+
+/// Where catalog keeps a product's records: one partition per sku.
+pub mod keys {
+    use bazaar_contracts::Sku;
+
+    /// The partition of a sku's records.
+    pub fn product(sku: &Sku) -> String {
+        format!("PRODUCT#{sku}")
+    }
+    /// The owner record (who may change the product).
+    pub const OWNER: &str = "OWNER";
+    /// Master data as the merchant last gave it.
+    pub const MASTER: &str = "MASTER";
+    /// The price as the merchant last gave it.
+    pub const PRICE: &str = "PRICE";
+    /// The merger's state.
+    pub const LISTING: &str = "LISTING";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bazaar_contracts::Currency;
+    use proptest::prelude::*;
+
+    fn sku() -> Sku {
+        Sku::parse("MUG-01").unwrap()
+    }
+
+    fn master(v: u64) -> Truth {
+        Truth::Master {
+            merchant: "m".into(),
+            master: MasterData {
+                title: format!("Mug v{v}"),
+                description: String::new(),
+                category: "home".into(),
+                images: vec![],
+            },
+            version: v,
+        }
+    }
+
+    fn price(v: u64) -> Truth {
+        Truth::Price {
+            merchant: "m".into(),
+            price: Money {
+                amount_cents: 100 * v as i64,
+                currency: Currency::parse("EUR").unwrap(),
+            },
+            version: v,
+        }
+    }
+
+    fn stock(available: i64, v: u64) -> Truth {
+        Truth::Stock {
+            available,
+            version: v,
+        }
+    }
+
+    #[test]
+    fn a_listing_is_published_when_complete_and_withdrawn_when_sold_out() {
+        let mut s = ListingState::default();
+        assert_eq!(s.merge(&sku(), master(1)), Announce::Nothing);
+        assert_eq!(s.merge(&sku(), price(1)), Announce::Nothing);
+        assert!(matches!(
+            s.merge(&sku(), stock(5, 1)),
+            Announce::Publish(_, 3)
+        ));
+        assert_eq!(
+            s.merge(&sku(), stock(4, 2)),
+            Announce::Nothing,
+            "stock changes do not show"
+        );
+        assert!(matches!(s.merge(&sku(), price(2)), Announce::Publish(_, 5)));
+        assert_eq!(s.merge(&sku(), stock(0, 3)), Announce::Withdraw(6));
+        assert_eq!(s.merge(&sku(), stock(9, 1)), Announce::Nothing, "stale");
+    }
+
+    proptest! {
+        #[test]
+        fn any_order_with_duplicates_converges(order in Just((0..9usize).collect::<Vec<_>>()).prop_shuffle(), dup in 0..9usize) {
+            let truths = [master(1), master(2), price(1), price(2), price(3), stock(3, 1), stock(0, 2), stock(7, 3), master(3)];
+            let mut s = ListingState::default();
+            for i in order.iter().chain(std::iter::once(&dup)) {
+                s.merge(&sku(), truths[*i].clone());
+            }
+            let mut expected = ListingState::default();
+            for t in truths {
+                expected.apply(t);
+            }
+            prop_assert_eq!(s, expected);
+        }
+    }
+}
