@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::items::{Line, validate_lines};
 use bazaar_contracts::orders::OrderPlaced;
-use bazaar_orders::{Order, Status};
+use bazaar_orders::{Order, PriceCopy, Status};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, parse, record};
 use bazaar_platform::schedule::OutboxSweeper;
@@ -25,6 +25,17 @@ pub const DEFAULT_DEADLINE: Duration = Duration::minutes(15);
 /// The key of an order's record.
 pub fn order_key(order_id: &str) -> Key {
     bazaar_orders::keys::order(order_id).into()
+}
+
+/// Stores orders' copy of a sku's published price (what `orders-prices` keeps; tools and
+/// tests seed it with this).
+pub async fn store_price_copy(
+    table: &dyn bazaar_platform::ports::Table,
+    copy: &PriceCopy,
+) -> Result<(), bazaar_platform::HandlerError> {
+    let key: Key = bazaar_orders::keys::price(&copy.sku).into();
+    table.put(record(&key, copy), None).await?;
+    Ok(())
 }
 
 /// Builds the function with its triggers.
@@ -86,6 +97,25 @@ impl Route for PlaceOrder {
             .and_then(|s| s.parse().ok())
             .map(Duration::seconds)
             .unwrap_or(DEFAULT_DEADLINE);
+        // Priced from orders' own copy of the published prices, never by asking catalog.
+        let mut unit_prices = Vec::with_capacity(body.items.len());
+        for (i, line) in body.items.iter().enumerate() {
+            let copy: Option<PriceCopy> = work
+                .table()?
+                .get(&bazaar_orders::keys::price(&line.sku).into())
+                .await?
+                .map(parse)
+                .transpose()?;
+            match copy.and_then(|c| c.price) {
+                Some(price) => unit_prices.push(price),
+                None => {
+                    return Err(ApiError::unprocessable(
+                        Some(&format!("items[{i}].sku")),
+                        format!("{} is not for sale (no published listing)", line.sku),
+                    ));
+                }
+            }
+        }
         let now = work.now();
         let order = Order::place(
             work.new_id(),
@@ -94,7 +124,9 @@ impl Route for PlaceOrder {
             token.to_string(),
             now,
             now + deadline_seconds,
-        );
+        )
+        .priced(unit_prices)
+        .map_err(|e| ApiError::unprocessable(Some("items"), e.to_string()))?;
         work.put(
             record(&order_key(&order.order_id), &order),
             Some(Condition::NotExists),
@@ -114,7 +146,7 @@ impl Route for PlaceOrder {
         })?;
         Ok(Response::json(
             202,
-            json!({ "order_id": order.order_id, "status": Status::Pending }),
+            json!({ "order_id": order.order_id, "status": Status::Pending, "total": order.total }),
         ))
     }
 }
@@ -144,6 +176,8 @@ impl Route for GetOrder {
                 "status": order.status,
                 "cancel_reason": order.cancel_reason,
                 "items": order.items,
+                "unit_prices": order.unit_prices,
+                "total": order.total,
                 "placed_at": order.placed_at,
                 "deadline": order.deadline,
             }),

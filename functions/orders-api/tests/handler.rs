@@ -6,7 +6,25 @@ use bazaar_platform::LambdaFunction;
 #[tokio::test]
 async fn the_sample_post_places_an_order_and_emits_order_placed() {
     let world = Fixture::new();
-    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]));
+    let deps = world.deps("orders-api", Some("orders"), &["order"]);
+    let function = orders_api::function(deps.clone());
+    let mut early = event("orders-api.post-orders.json");
+    early["headers"]["idempotency-key"] = "an-earlier-attempt".into();
+    let unpriced = function.invoke(early).await.unwrap();
+    assert_eq!(unpriced["statusCode"], 422, "MUG-01 is not for sale yet");
+    orders_api::store_price_copy(
+        deps.table().unwrap(),
+        &bazaar_orders::PriceCopy {
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            price: Some(bazaar_contracts::Money {
+                amount_cents: 1250,
+                currency: bazaar_contracts::Currency::parse("EUR").unwrap(),
+            }),
+            version: 3,
+        },
+    )
+    .await
+    .unwrap();
 
     let response = function
         .invoke(event("orders-api.post-orders.json"))
@@ -15,6 +33,11 @@ async fn the_sample_post_places_an_order_and_emits_order_placed() {
 
     assert_eq!(response["statusCode"], 202);
     let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["total"],
+        serde_json::json!({ "amount_cents": 2500, "currency": "EUR" }),
+        "two mugs at the published price"
+    );
     let sent = world.sent("order");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message_type, "order.placed");

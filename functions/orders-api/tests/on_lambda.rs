@@ -92,6 +92,20 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
     let config = testing::config(&endpoint);
     let table = testing::unique("orders");
     testing::create_table(&aws_sdk_dynamodb::Client::new(&config), &table).await;
+    // MUG-01 is for sale: orders' copy of its published price.
+    orders_api::store_price_copy(
+        &bazaar_aws::DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), &table),
+        &bazaar_orders::PriceCopy {
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            price: Some(bazaar_contracts::Money {
+                amount_cents: 1250,
+                currency: bazaar_contracts::Currency::parse("EUR").unwrap(),
+            }),
+            version: 1,
+        },
+    )
+    .await
+    .unwrap();
     let topic = aws_sdk_sns::Client::new(&config)
         .create_topic()
         .name(testing::unique("order"))

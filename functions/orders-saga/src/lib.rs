@@ -84,7 +84,7 @@ fn transition(
                     order_id: order.order_id.clone(),
                     customer: order.customer.clone(),
                     payment_token: order.payment_token.clone(),
-                    amount: None,
+                    amount: order.total,
                 })?,
                 (Status::Confirmed, _) => work.send(&OrderConfirmed {
                     order_id: order.order_id.clone(),

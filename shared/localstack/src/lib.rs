@@ -47,5 +47,6 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("catalog-merger", constructor(catalog_merger::function)),
         ("search-indexer", constructor(search_indexer::function)),
         ("search-api", constructor(search_api::function)),
+        ("orders-prices", constructor(orders_prices::function)),
     ])
 }

@@ -145,45 +145,74 @@ const DEMO_USERS: [(&str, &str); 5] = [
 /// The demo users' password.
 const DEMO_PASSWORD: &str = "bazaar-local";
 
+/// Demo products of `merchant-1`: sku, title, description, category, price in EUR cents.
+const DEMO_PRODUCTS: [(&str, &str, &str, &str, i64); 3] = [
+    (
+        "MUG-01",
+        "Red mug",
+        "A stoneware mug, dishwasher safe.",
+        "kitchen",
+        1250,
+    ),
+    ("TEE-01", "Plain tee", "A cotton t-shirt.", "apparel", 1900),
+    (
+        "POSTER-01",
+        "Harbour poster",
+        "A print of the old harbour.",
+        "art",
+        3500,
+    ),
+];
+
 async fn seed(stack: &Stack) -> anyhow::Result<()> {
     if let Some(identity) = stack.table_of("IdentityApiFunction") {
         for (user, role) in DEMO_USERS {
             identity_api::ensure_user(identity.as_ref(), user, DEMO_PASSWORD, &[role]).await?;
         }
     }
-    let Some(table) = stack.table_of("InventoryApiFunction") else {
-        return Ok(());
-    };
-    for (sku, available) in DEMO_STOCK {
-        if table
-            .get(&bazaar_platform::item::Key::new(
-                format!("SKU#{sku}"),
-                "STOCK",
-            ))
-            .await?
-            .is_some()
-        {
-            continue;
+    let merchant = bazaar_embedded::identity::bearer("merchant-1", &["merchant"]);
+    let put = |path: String, body: serde_json::Value| {
+        let request = HttpRequest::json("PUT", &path, &body).header("authorization", &merchant);
+        async move {
+            let r = stack.http(request).await;
+            if r.status != 200 {
+                bail!(
+                    "seeding {path} failed: {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+            Ok(())
         }
-        let r = stack
-            .http(
-                HttpRequest::json(
-                    "PUT",
-                    &format!("/inventory/{sku}"),
-                    &json!({ "available": available }),
-                )
-                .header(
-                    "authorization",
-                    &bazaar_embedded::identity::bearer("merchant-1", &["merchant"]),
-                ),
+    };
+    if let Some(catalog) = stack.table_of("CatalogApiFunction") {
+        for (sku, title, description, category, cents) in DEMO_PRODUCTS {
+            let owner = bazaar_platform::item::Key::new(format!("PRODUCT#{sku}"), "OWNER");
+            if catalog.get(&owner).await?.is_some() {
+                continue;
+            }
+            put(
+                format!("/products/{sku}"),
+                json!({ "title": title, "description": description, "category": category }),
             )
-            .await;
-        if r.status != 200 {
-            bail!(
-                "seeding {sku} failed: {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
+            .await?;
+            put(
+                format!("/products/{sku}/price"),
+                json!({ "amount_cents": cents, "currency": "EUR" }),
+            )
+            .await?;
+        }
+    }
+    if let Some(table) = stack.table_of("InventoryApiFunction") {
+        for (sku, available) in DEMO_STOCK {
+            let key = bazaar_platform::item::Key::new(format!("SKU#{sku}"), "STOCK");
+            if table.get(&key).await?.is_none() {
+                put(
+                    format!("/inventory/{sku}"),
+                    json!({ "available": available }),
+                )
+                .await?;
+            }
         }
     }
     Ok(())
@@ -220,7 +249,9 @@ fn print_welcome(stack: &Stack, port: u16, data: &str, provider: &str) {
     println!(
         "Demo users (password {DEMO_PASSWORD}): merchant-1, merchant-2 (merchants), customer-1, customer-2 (customers), operator."
     );
-    println!("Demo stock of merchant-1: MUG-01 (100), TEE-01 (50), POSTER-01 (3).");
+    println!(
+        "Demo products of merchant-1, published a few seconds after start: MUG-01 (100 in stock), TEE-01 (50), POSTER-01 (3)."
+    );
     println!(
         "The fake payment provider listens on {provider}: card tokens tok_ok, tok_declined, tok_async."
     );

@@ -413,3 +413,116 @@ async fn products_are_merchant_owned_and_validated() {
         (422, Some("currency"))
     );
 }
+
+#[tokio::test]
+async fn an_order_is_priced_at_the_price_published_before_it() {
+    let s = stack();
+    s.set_stock("MUG-01", 10).await;
+    let before = s
+        .placed(
+            "customer-1",
+            "a",
+            json!([{ "sku": "MUG-01", "quantity": 2 }]),
+        )
+        .await;
+    s.set_price("MUG-01", 1250).await;
+    // The new price is announced, but orders only learn it when the announcement arrives.
+    let racing = s
+        .placed(
+            "customer-1",
+            "b",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await;
+    s.stack.settle().await;
+    let after = s
+        .placed(
+            "customer-1",
+            "c",
+            json!([{ "sku": "MUG-01", "quantity": 2 }]),
+        )
+        .await;
+    s.stack.settle().await;
+
+    let total = |o: Value| o["total"].clone();
+    assert_eq!(
+        total(s.order(&before).await),
+        json!({ "amount_cents": 2000, "currency": "EUR" })
+    );
+    assert_eq!(
+        total(s.order(&racing).await),
+        json!({ "amount_cents": 1000, "currency": "EUR" })
+    );
+    assert_eq!(
+        total(s.order(&after).await),
+        json!({ "amount_cents": 2500, "currency": "EUR" })
+    );
+    let charged: BTreeMap<String, Option<i64>> = s
+        .provider()
+        .ledger()
+        .into_iter()
+        .map(|e| (e.reference, e.amount_cents))
+        .collect();
+    assert_eq!(
+        charged[&before],
+        Some(2000),
+        "the customer pays what the order says"
+    );
+    assert_eq!(charged[&after], Some(2500));
+    assert_eq!(s.order(&after).await["status"], "confirmed");
+}
+
+#[tokio::test]
+async fn an_order_for_a_sku_that_is_not_for_sale_is_422() {
+    let s = stack();
+    s.set_stock("MUG-01", 1).await;
+    // Described and priced, never stocked: not published.
+    put(
+        &s,
+        "merchant-1",
+        "/products/LAMP-01",
+        master("Lamp", "", "lighting"),
+    )
+    .await;
+    put(
+        &s,
+        "merchant-1",
+        "/products/LAMP-01/price",
+        json!({ "amount_cents": 100, "currency": "EUR" }),
+    )
+    .await;
+    s.stack.settle().await;
+    let r = s
+        .place(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 1 }, { "sku": "LAMP-01", "quantity": 1 }]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (422, Some("items[1].sku"))
+    );
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("LAMP-01 is not for sale")
+    );
+    // Sold out: withdrawn, and orders refuse it once they know.
+    s.placed(
+        "customer-1",
+        "k2",
+        json!([{ "sku": "MUG-01", "quantity": 1 }]),
+    )
+    .await;
+    s.stack.settle().await;
+    let r = s
+        .place(
+            "customer-1",
+            "k3",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+}

@@ -22,6 +22,8 @@ pub fn template() -> PathBuf {
 
 pub struct TestStack {
     pub stack: Arc<Stack>,
+    /// Skus given a catalog entry (master data and a price) by `set_stock`.
+    pub catalogued: std::sync::Mutex<std::collections::BTreeSet<String>>,
     pub faults: Arc<ScriptedFaults>,
     pub metrics: Arc<CollectedMetrics>,
 }
@@ -37,6 +39,7 @@ pub fn stack() -> TestStack {
     .expect("the stack builds");
     TestStack {
         stack,
+        catalogued: Default::default(),
         faults,
         metrics,
     }
@@ -59,22 +62,46 @@ impl TestStack {
             });
     }
 
+    /// Makes a sku orderable: master data and a price of 10.00 EUR the first time (as
+    /// merchant-1), then `available` units; waits until the listing reached orders.
     pub async fn set_stock(&self, sku: &str, available: i64) {
+        if self.catalogued.lock().unwrap().insert(sku.to_string()) {
+            self.merchant_put(
+                &format!("/products/{sku}"),
+                json!({ "title": format!("Product {sku}"), "description": "For tests.", "category": "test" }),
+            )
+            .await;
+            self.set_price(sku, 1000).await;
+        }
+        self.merchant_put(
+            &format!("/inventory/{sku}"),
+            json!({ "available": available }),
+        )
+        .await;
+        self.stack.settle().await;
+    }
+
+    /// Sets a sku's price (EUR cents), as merchant-1; the change reaches orders asynchronously.
+    pub async fn set_price(&self, sku: &str, cents: i64) {
+        self.merchant_put(
+            &format!("/products/{sku}/price"),
+            json!({ "amount_cents": cents, "currency": "EUR" }),
+        )
+        .await;
+    }
+
+    async fn merchant_put(&self, path: &str, body: Value) {
         let r = self
             .stack
             .http(
-                HttpRequest::json(
-                    "PUT",
-                    &format!("/inventory/{sku}"),
-                    &json!({ "available": available }),
-                )
-                .header("authorization", &bearer("merchant-1", "merchant")),
+                HttpRequest::json("PUT", path, &body)
+                    .header("authorization", &bearer("merchant-1", "merchant")),
             )
             .await;
         assert_eq!(
             r.status,
             200,
-            "set stock: {}",
+            "PUT {path}: {}",
             String::from_utf8_lossy(&r.body)
         );
     }

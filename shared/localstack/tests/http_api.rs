@@ -9,6 +9,7 @@ use serde_json::json;
 #[tokio::test]
 async fn the_same_idempotency_key_and_body_returns_the_original_response() {
     let s = stack();
+    s.set_stock("MUG-01", 100).await;
     let items = json!([{ "sku": "MUG-01", "quantity": 1 }]);
     let first = s.place("customer-1", "same-key", items.clone()).await;
     let again = s.place("customer-1", "same-key", items).await;
@@ -30,6 +31,7 @@ async fn the_same_idempotency_key_and_body_returns_the_original_response() {
 #[tokio::test]
 async fn the_same_idempotency_key_with_another_body_is_422() {
     let s = stack();
+    s.set_stock("MUG-01", 100).await;
     s.place(
         "customer-1",
         "key-1",
@@ -55,6 +57,7 @@ async fn the_same_idempotency_key_with_another_body_is_422() {
 #[tokio::test]
 async fn a_request_still_in_progress_with_the_key_is_409() {
     let s = stack();
+    s.set_stock("MUG-01", 100).await;
     let items = json!([{ "sku": "MUG-01", "quantity": 1 }]);
     // A first request still running (or crashed mid-way) holds its key for a minute.
     let table = s.stack.table_of("OrdersApiFunction").unwrap();
@@ -186,6 +189,7 @@ async fn bad_input_is_a_4xx_problem_naming_the_field() {
 #[tokio::test]
 async fn a_customer_sees_only_their_own_orders() {
     let s = stack();
+    s.set_stock("MUG-01", 100).await;
     let id = s
         .placed(
             "customer-1",
@@ -301,6 +305,7 @@ async fn a_known_path_with_another_method_is_a_405_problem_from_the_function() {
 #[tokio::test]
 async fn an_oversized_body_is_413_and_a_base64_body_is_decoded() {
     let s = stack();
+    s.set_stock("MUG-01", 100).await;
     let huge = json!({ "items": [{ "sku": "MUG-01", "quantity": 1 }], "payment": { "token": "x".repeat(300 * 1024) } });
     let r = s
         .stack

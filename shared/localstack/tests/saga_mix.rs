@@ -1,4 +1,4 @@
-//! The whole saga under a bad day, on the simulated clock: 1,000 orders from 50 customers for
+//! The whole saga under a bad day, on the simulated clock: 1,000 accepted orders from 50 customers for
 //! five skus, paid with approving, declining and asynchronous cards, while the payment provider
 //! is down for a while, sometimes slow or failing at random, sometimes deciding only after the
 //! order's deadline, and every message is delivered one to three times in a random order.
@@ -20,11 +20,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 const STOCK: [(&str, i64); 5] = [
-    ("MUG-01", 500),
-    ("TEE-01", 400),
+    ("MUG-01", 700),
+    ("TEE-01", 600),
     ("POSTER-01", 60),
-    ("LAMP-01", 300),
-    ("BAG-01", 350),
+    ("LAMP-01", 500),
+    ("BAG-01", 500),
 ];
 
 #[tokio::test]
@@ -38,7 +38,11 @@ async fn a_thousand_orders_on_a_bad_day_balance_the_books() {
     let mut rng = SmallRng::seed_from_u64(11);
 
     let mut placed = Vec::new();
-    for i in 0..1000 {
+    let mut refused = 0;
+    // Until 1,000 orders are accepted (orders for a sold-out sku are refused at the door).
+    let mut i = 0;
+    while placed.len() < 1000 {
+        i += 1;
         // A two-minute outage early on, and a stretch where asynchronous payments are decided
         // only after the orders' 15-minute deadline.
         match i {
@@ -66,10 +70,25 @@ async fn a_thousand_orders_on_a_bad_day_balance_the_books() {
             items.push(json!({ "sku": STOCK[second].0, "quantity": 1 }));
         }
         let customer = format!("customer-{}", i % 50);
-        let id = s
-            .placed_paying(&customer, &format!("order-{i}"), json!(items), token)
+        let r = s
+            .place_paying(&customer, &format!("order-{i}"), json!(items), token)
             .await;
-        placed.push((id, customer));
+        match r.status {
+            202 => placed.push((r.json()["order_id"].as_str().unwrap().to_string(), customer)),
+            // A sold-out product is withdrawn: orders refuse it at the door.
+            422 => {
+                assert!(
+                    r.json()["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not for sale"),
+                    "{}",
+                    r.json()
+                );
+                refused += 1;
+            }
+            other => panic!("order {i}: {other} {}", String::from_utf8_lossy(&r.body)),
+        }
         s.stack.run_for(Duration::seconds(2)).await;
     }
     // Long enough for every deadline, every late decision and every retry.
@@ -79,6 +98,7 @@ async fn a_thousand_orders_on_a_bad_day_balance_the_books() {
     // Every order is final.
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut status_of = BTreeMap::new();
+    let mut totals: BTreeMap<String, Option<i64>> = BTreeMap::new();
     for (id, _) in &placed {
         let order = s.order(id).await;
         let status = order["status"].as_str().unwrap().to_string();
@@ -92,8 +112,9 @@ async fn a_thousand_orders_on_a_bad_day_balance_the_books() {
         );
         *outcomes.entry(key).or_default() += 1;
         status_of.insert(id.clone(), status);
+        totals.insert(id.clone(), order["total"]["amount_cents"].as_i64());
     }
-    println!("outcomes: {outcomes:?}");
+    println!("outcomes: {outcomes:?}, refused as sold out: {refused}");
     for outcome in [
         "confirmed",
         "cancelled:out_of_stock",
@@ -139,6 +160,13 @@ async fn a_thousand_orders_on_a_bad_day_balance_the_books() {
         let kept = entries
             .iter()
             .any(|e| e.status == "succeeded" && !e.refunded);
+        for e in &entries {
+            assert_eq!(
+                e.amount_cents,
+                totals[id.as_str()],
+                "order {id} is charged its total"
+            );
+        }
         match status.as_str() {
             "confirmed" => assert!(kept, "confirmed order {id} was paid for"),
             _ => {

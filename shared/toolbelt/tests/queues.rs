@@ -40,6 +40,7 @@ fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
             "CatalogMergerQueue",
             "InventoryWorkerQueue",
             "NotifierQueue",
+            "OrdersPricesQueue",
             "OrdersSagaQueue",
             "PaymentsWorkerQueue",
             "SearchIndexerQueue"

@@ -2,7 +2,7 @@
 //! types; the functions map it to table items and messages.
 #![forbid(unsafe_code)]
 
-use bazaar_contracts::Line;
+use bazaar_contracts::{Line, Money};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,12 @@ pub struct Order {
     pub deadline: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Each line's unit price, in line order, from orders' copy of the published prices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unit_prices: Vec<Money>,
+    /// What the customer is charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Money>,
 }
 
 impl Order {
@@ -85,13 +91,69 @@ impl Order {
             placed_at: now,
             deadline,
             updated_at: now,
+            unit_prices: Vec::new(),
+            total: None,
         }
+    }
+
+    /// Prices the order's lines with `unit_prices` (in line order): every line in one currency.
+    pub fn priced(mut self, unit_prices: Vec<Money>) -> Result<Order, PricingError> {
+        let Some(first) = unit_prices.first() else {
+            return Err(PricingError::NoPrices);
+        };
+        if unit_prices.len() != self.items.len() {
+            return Err(PricingError::NoPrices);
+        }
+        let currency = first.currency;
+        let mut cents: i64 = 0;
+        for (line, price) in self.items.iter().zip(&unit_prices) {
+            if price.currency != currency {
+                return Err(PricingError::MixedCurrencies);
+            }
+            cents = price
+                .amount_cents
+                .checked_mul(i64::from(line.quantity))
+                .and_then(|c| cents.checked_add(c))
+                .ok_or(PricingError::TooLarge)?;
+        }
+        self.unit_prices = unit_prices;
+        self.total = Some(Money {
+            amount_cents: cents,
+            currency,
+        });
+        Ok(self)
     }
 
     /// Whether `subject` may see this order: its customer, or an operator.
     pub fn visible_to(&self, subject: &str, is_operator: bool) -> bool {
         is_operator || self.customer == subject
     }
+}
+
+/// Why an order cannot be priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    /// A line has no price.
+    #[error("every line needs a price")]
+    NoPrices,
+    /// The skus are priced in different currencies.
+    #[error("the items are priced in different currencies; order them separately")]
+    MixedCurrencies,
+    /// The total does not fit.
+    #[error("the total is too large")]
+    TooLarge,
+}
+
+/// Orders' copy of a sku's published price (kept by `orders-prices` from catalog's
+/// announcements, never by calling catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceCopy {
+    /// The sku.
+    pub sku: bazaar_contracts::Sku,
+    /// The unit price while published.
+    pub price: Option<Money>,
+    /// The announcement's version: older ones are ignored.
+    pub version: u64,
 }
 
 /// What the saga learns: answers of the participants, and the passing of the deadline.
@@ -189,6 +251,11 @@ pub mod keys {
     /// The fixed-width text of a moment, ordered as text as the moments are in time.
     pub fn moment(at: DateTime<Utc>) -> String {
         at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    /// Orders' copy of a sku's published price.
+    pub fn price(sku: &bazaar_contracts::Sku) -> (String, String) {
+        (format!("PRICE#{sku}"), "PRICE".to_string())
     }
 
     /// An order's deadline entry.
