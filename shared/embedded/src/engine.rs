@@ -356,6 +356,14 @@ impl Engine {
             .insert(name.to_string());
     }
 
+    /// Deletes every item of a table (what deleting and re-creating a DynamoDB table does);
+    /// returns how many were deleted.
+    pub fn clear_table(&self, name: &str) -> Result<usize, EngineError> {
+        self.check_table(name)?;
+        let db = self.db();
+        Ok(db.execute("DELETE FROM items WHERE tbl = ?1", params![name])?)
+    }
+
     pub(crate) fn check_table(&self, name: &str) -> Result<(), EngineError> {
         if self
             .config

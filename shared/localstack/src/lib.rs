@@ -48,5 +48,6 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("search-indexer", constructor(search_indexer::function)),
         ("search-api", constructor(search_api::function)),
         ("orders-prices", constructor(orders_prices::function)),
+        ("event-archiver", constructor(event_archiver::function)),
     ])
 }

@@ -48,10 +48,13 @@ pub trait Handle<M: Message>: Send + Sync {
     async fn handle(&self, message: M, work: &mut Work<'_>) -> Result<(), HandlerError>;
 }
 
-/// A handler with its message type erased, so that one consumer holds many.
+/// Handles whole envelopes, whatever their type: for functions that keep messages as they
+/// are (the event archiver) rather than acting on one contract. The same inbox, outbox and
+/// conflict rules apply as for [`Handle`].
 #[async_trait]
-trait Erased: Send + Sync {
-    async fn run(&self, envelope: &Envelope, deps: &Deps) -> Result<(), HandlerError>;
+pub trait HandleEnvelope: Send + Sync {
+    /// As [`Handle::handle`], with the envelope undecoded.
+    async fn handle(&self, envelope: &Envelope, work: &mut Work<'_>) -> Result<(), HandlerError>;
 }
 
 struct Typed<M, H> {
@@ -60,58 +63,70 @@ struct Typed<M, H> {
 }
 
 #[async_trait]
-impl<M: Message, H: Handle<M> + 'static> Erased for Typed<M, H> {
-    async fn run(&self, envelope: &Envelope, deps: &Deps) -> Result<(), HandlerError> {
+impl<M: Message, H: Handle<M> + 'static> HandleEnvelope for Typed<M, H> {
+    async fn handle(&self, envelope: &Envelope, work: &mut Work<'_>) -> Result<(), HandlerError> {
         let message: M = envelope.decode()?;
-        let table = deps.table()?;
-        let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
-        if table
-            .get(&outbox::inbox_key(&deps.function, &envelope.id))
-            .await?
-            .is_some()
-        {
-            outbox::redispatch(deps, &source).await?;
-            return Ok(());
-        }
-        let mut work = Work::new(deps, Cause::of(envelope));
-        for attempt in 1..=CONFLICT_ATTEMPTS {
-            work.reset();
-            self.handler.handle(message.clone(), &mut work).await?;
-            let guard = vec![outbox::inbox_write(
-                &deps.function,
-                envelope,
-                deps.clock.now(),
-            )];
-            let writes = std::mem::take(&mut work.writes);
-            match outbox::commit(deps, &source, guard, writes, &work.outgoing).await {
-                Ok(()) => {
-                    outbox::dispatch(deps, &source, &work.outgoing, &envelope.id).await?;
-                    return Ok(());
-                }
-                Err(e) if e.condition_failed_at(0) => {
-                    // Another delivery of the same message committed first: it is processed.
-                    outbox::redispatch(deps, &source).await?;
-                    return Ok(());
-                }
-                Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
-                    if attempt < CONFLICT_ATTEMPTS =>
-                {
-                    tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "conflict; re-running on fresh reads");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(HandlerError::Transient(
-            "the unit of work kept conflicting".into(),
-        ))
+        self.handler.handle(message, work).await
     }
+}
+
+/// Runs a handler on one envelope as one unit of work: skipped (and its outbox repaired) when
+/// the inbox shows it done; otherwise the handler's writes, the inbox record and the outbox
+/// commit together, re-running on fresh reads when the transaction conflicts.
+async fn run_unit(
+    handler: &dyn HandleEnvelope,
+    envelope: &Envelope,
+    deps: &Deps,
+) -> Result<(), HandlerError> {
+    let table = deps.table()?;
+    let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
+    if table
+        .get(&outbox::inbox_key(&deps.function, &envelope.id))
+        .await?
+        .is_some()
+    {
+        outbox::redispatch(deps, &source).await?;
+        return Ok(());
+    }
+    let mut work = Work::new(deps, Cause::of(envelope));
+    for attempt in 1..=CONFLICT_ATTEMPTS {
+        work.reset();
+        handler.handle(envelope, &mut work).await?;
+        let guard = vec![outbox::inbox_write(
+            &deps.function,
+            envelope,
+            deps.clock.now(),
+        )];
+        let writes = std::mem::take(&mut work.writes);
+        match outbox::commit(deps, &source, guard, writes, &work.outgoing).await {
+            Ok(()) => {
+                outbox::dispatch(deps, &source, &work.outgoing, &envelope.id).await?;
+                return Ok(());
+            }
+            Err(e) if e.condition_failed_at(0) => {
+                // Another delivery of the same message committed first: it is processed.
+                outbox::redispatch(deps, &source).await?;
+                return Ok(());
+            }
+            Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
+                if attempt < CONFLICT_ATTEMPTS =>
+            {
+                tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "conflict; re-running on fresh reads");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(HandlerError::Transient(
+        "the unit of work kept conflicting".into(),
+    ))
 }
 
 /// A function's SQS consumer: the handlers of the message types it subscribes to.
 #[derive(Clone)]
 pub struct Consumer {
     deps: Arc<Deps>,
-    handlers: HashMap<&'static str, Arc<dyn Erased>>,
+    handlers: HashMap<&'static str, Arc<dyn HandleEnvelope>>,
+    any: Option<Arc<dyn HandleEnvelope>>,
 }
 
 /// The result of one record.
@@ -128,6 +143,7 @@ impl Consumer {
         Consumer {
             deps,
             handlers: HashMap::new(),
+            any: None,
         }
     }
 
@@ -140,6 +156,12 @@ impl Consumer {
                 _message: PhantomData,
             }),
         );
+        self
+    }
+
+    /// Adds a handler of every message type that has no handler of its own.
+    pub fn on_any(mut self, handler: Arc<dyn HandleEnvelope>) -> Self {
+        self.any = Some(handler);
         self
     }
 
@@ -195,7 +217,11 @@ impl Consumer {
             correlation_id: &envelope.correlation_id,
             causation_id: envelope.causation_id.as_deref().unwrap_or(""),
         };
-        let Some(handler) = self.handlers.get(envelope.message_type.as_str()) else {
+        let Some(handler) = self
+            .handlers
+            .get(envelope.message_type.as_str())
+            .or(self.any.as_ref())
+        else {
             let e = HandlerError::permanent(
                 "unknown-type",
                 format!(
@@ -205,7 +231,7 @@ impl Consumer {
             );
             return self.park(record, Some(&envelope), &e, started).await;
         };
-        match handler.run(&envelope, deps).await {
+        match run_unit(handler.as_ref(), &envelope, deps).await {
             Ok(()) => {
                 deps.faults
                     .at(FaultPoint::AfterPublish, &deps.function, &envelope.id);

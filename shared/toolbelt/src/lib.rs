@@ -1,9 +1,12 @@
-//! The operators' toolbelt (`bazaar`): inspect the queues of a running stack.
+//! The operators' toolbelt (`bazaar`): inspect the queues of a running stack, and replay
+//! archived events into one consumer ([`replay`]).
 //!
 //! Today it reads the local stack's store; the same commands against AWS come with the
 //! operations work. Each command is a function over a [`QueueView`] so that tests run it on
 //! an in-memory engine.
 #![forbid(unsafe_code)]
+
+pub mod replay;
 
 use std::sync::Arc;
 

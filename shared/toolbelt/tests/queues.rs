@@ -38,6 +38,7 @@ fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
             .collect::<Vec<_>>(),
         [
             "CatalogMergerQueue",
+            "EventArchiverQueue",
             "InventoryWorkerQueue",
             "NotifierQueue",
             "OrdersPricesQueue",
