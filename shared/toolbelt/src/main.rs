@@ -75,6 +75,9 @@ fn main() -> anyhow::Result<()> {
     for q in model.queues.values() {
         engine.create_queue(q.clone())?;
     }
+    for t in model.tables.values() {
+        engine.create_table(t);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     match cli.command {
         Command::Queues { json } => {
