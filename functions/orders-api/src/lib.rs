@@ -1,11 +1,14 @@
 //! `orders-api`: `POST /orders` places an order (idempotent, emits `order.placed`);
-//! `GET /orders/{id}` shows it to its customer or an operator. Its schedule trigger sweeps the
+//! `GET /orders/{id}` shows it to its customer or an operator; `GET /orders` lists a customer's
+//! orders, newest first. Its schedule trigger sweeps the
 //! outbox for messages a crashed request left behind.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bazaar_contracts::items::{Line, validate_lines};
 use bazaar_contracts::orders::OrderPlaced;
 use bazaar_orders::{Order, PriceCopy, Status};
@@ -52,6 +55,12 @@ pub fn function(deps: Arc<Deps>) -> Function {
             "/orders/{id}",
             Idempotency::None,
             Arc::new(GetOrder),
+        )
+        .route(
+            Method::GET,
+            "/orders",
+            Idempotency::None,
+            Arc::new(ListOrders),
         );
     Function::new(deps)
         .http(api)
@@ -131,6 +140,21 @@ impl Route for PlaceOrder {
             record(&order_key(&order.order_id), &order),
             Some(Condition::NotExists),
         );
+        // The customer's list of orders (GET /orders).
+        work.put(
+            bazaar_platform::item::item(
+                &Key::new(
+                    customer_orders(&order.customer),
+                    format!(
+                        "{}#{}",
+                        bazaar_orders::keys::moment(order.placed_at),
+                        order.order_id
+                    ),
+                ),
+                json!({ "order_id": order.order_id }),
+            ),
+            None,
+        );
         // The deadline entry lets orders-timeouts find the order when its time is up.
         let deadline_key: Key =
             bazaar_orders::keys::deadline(order.deadline, &order.order_id).into();
@@ -168,19 +192,90 @@ impl Route for GetOrder {
             // Another customer's order does not exist, as far as this caller can tell.
             return Err(not_found());
         }
+        Ok(Response::json(200, view(&order)))
+    }
+}
+
+/// An order as callers see it.
+fn view(order: &Order) -> serde_json::Value {
+    json!({
+        "order_id": order.order_id,
+        "customer": order.customer,
+        "status": order.status,
+        "cancel_reason": order.cancel_reason,
+        "items": order.items,
+        "unit_prices": order.unit_prices,
+        "total": order.total,
+        "placed_at": order.placed_at,
+        "deadline": order.deadline,
+    })
+}
+
+/// The partition listing a customer's orders, newest last (sort key: placing time, then id).
+fn customer_orders(customer: &str) -> String {
+    format!("CUSTOMER#{customer}")
+}
+
+/// The position a `cursor` stands for (an opaque, URL-safe encoding of a sort key).
+fn cursor_of(request: &Request) -> Result<Option<String>, ApiError> {
+    let Some(c) = request.query.get("cursor").filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    B64.decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request(Some("cursor"), "not a cursor of this list"))
+}
+
+/// Orders per page of `GET /orders` unless `limit` says.
+pub const DEFAULT_PAGE: u32 = 20;
+
+/// `GET /orders[?customer=&limit=&cursor=]`: a customer's own orders, newest first; an
+/// operator names the customer.
+struct ListOrders;
+
+#[async_trait]
+impl Route for ListOrders {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = request.actor_with_role(&["customer", "operator"])?;
+        let customer = match request.query.get("customer") {
+            Some(c) if actor.has_role("operator") => c.clone(),
+            // A customer asking for someone else's list gets their own: nothing to probe.
+            _ if actor.has_role("customer") => actor.subject.clone(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    Some("customer"),
+                    "operators name the customer: GET /orders?customer=<subject>",
+                ));
+            }
+        };
+        let limit = match request.query.get("limit") {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| ApiError::bad_request(Some("limit"), "limit must be 1 to 100"))?,
+        };
+        let mut query = bazaar_platform::item::Query::partition(customer_orders(&customer))
+            .limit(limit)
+            .start_after(cursor_of(request)?);
+        query.forward = false;
+        let table = work.table()?;
+        let page = table.query(query).await?;
+        let mut orders = Vec::with_capacity(page.items.len());
+        for entry in &page.items {
+            let Some(id) = entry.get("order_id").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if let Some(item) = table.get(&order_key(id)).await? {
+                orders.push(view(&parse::<Order>(item)?));
+            }
+        }
         Ok(Response::json(
             200,
-            json!({
-                "order_id": order.order_id,
-                "customer": order.customer,
-                "status": order.status,
-                "cancel_reason": order.cancel_reason,
-                "items": order.items,
-                "unit_prices": order.unit_prices,
-                "total": order.total,
-                "placed_at": order.placed_at,
-                "deadline": order.deadline,
-            }),
+            json!({ "orders": orders, "next": page.last_sk.map(|sk| B64.encode(sk)) }),
         ))
     }
 }

@@ -247,6 +247,51 @@ async fn every_route_maps_roles_to_its_own_permissions() {
         200
     );
 
+    // GET /orders: a customer's own list; operators name the customer.
+    let list = |q: &str| HttpRequest::get(&format!("/orders{q}"));
+    assert_eq!(status(&s, list(""), None).await, 401);
+    assert_eq!(
+        status(&s, list(""), Some(("merchant-1", "merchant"))).await,
+        403
+    );
+    assert_eq!(
+        status(&s, list(""), Some(("operator", "operator"))).await,
+        400
+    );
+    let listed = |who: &str, role: &str, q: &str| {
+        let r = s
+            .stack
+            .http(list(q).header("authorization", &bearer(who, role)));
+        async move {
+            let r = r.await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["order_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("customer-1", "customer", "").await,
+        vec![order.clone()]
+    );
+    assert_eq!(
+        listed("customer-1", "customer", "?customer=customer-2").await,
+        vec![order.clone()],
+        "a customer only ever lists their own"
+    );
+    assert_eq!(
+        listed("customer-2", "customer", "").await.len(),
+        1,
+        "customer-2's own order"
+    );
+    assert_eq!(
+        listed("operator", "operator", "?customer=customer-1").await,
+        vec![order.clone()]
+    );
+
     // PUT /inventory/{sku}: merchants, on their own skus.
     assert_eq!(status(&s, stock("MUG-01"), None).await, 401);
     assert_eq!(

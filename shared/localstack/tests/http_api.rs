@@ -325,3 +325,54 @@ async fn an_oversized_body_is_413_and_a_base64_body_is_decoded() {
     let response = s.stack.invoke("OrdersApiFunction", e).await.unwrap();
     assert_eq!(response["statusCode"], 202, "{response}");
 }
+
+#[tokio::test]
+async fn a_customers_orders_are_listed_newest_first_a_page_at_a_time() {
+    let s = stack();
+    s.set_stock("MUG-01", 100).await;
+    let mut placed = Vec::new();
+    for i in 0..5 {
+        placed.push(
+            s.placed(
+                "customer-1",
+                &format!("k{i}"),
+                json!([{ "sku": "MUG-01", "quantity": 1 }]),
+            )
+            .await,
+        );
+        s.stack.run_for(chrono::Duration::seconds(1)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let r = s
+            .stack
+            .http(
+                HttpRequest::get(&format!("/orders?limit=2&cursor={cursor}"))
+                    .header("authorization", &bearer("customer-1", "customer")),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let page = r.json();
+        for o in page["orders"].as_array().unwrap() {
+            seen.push(o["order_id"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    let bad = s
+        .stack
+        .http(
+            HttpRequest::get("/orders?cursor=not%20base64!")
+                .header("authorization", &bearer("customer-1", "customer")),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()["field"].as_str()),
+        (400, Some("cursor"))
+    );
+    placed.reverse();
+    assert_eq!(seen, placed, "newest first, each once");
+}
