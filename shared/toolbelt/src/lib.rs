@@ -1,9 +1,8 @@
 //! The operators' toolbelt (`bazaar`): inspect the queues of a running stack, and replay
 //! archived events into one consumer ([`replay`]).
 //!
-//! Today it reads the local stack's store; the same commands against AWS come with the
-//! operations work. Each command is a function over a [`QueueView`] so that tests run it on
-//! an in-memory engine.
+//! It reads the local stack's store (the SQLite file under `.bazaar/`). Each command is a
+//! function over the engine or a [`QueueView`], so that tests run it on an in-memory engine.
 #![forbid(unsafe_code)]
 
 pub mod replay;
