@@ -90,18 +90,7 @@ async fn all(
     table: &dyn Table,
     pk: String,
 ) -> Result<Vec<bazaar_platform::item::Item>, HandlerError> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = table
-            .query(Query::partition(pk.clone()).start_after(after))
-            .await?;
-        out.extend(page.items);
-        match page.last_sk {
-            Some(sk) => after = Some(sk),
-            None => return Ok(out),
-        }
-    }
+    Ok(table.query_all(Query::partition(pk)).await?)
 }
 
 /// Every archived type.

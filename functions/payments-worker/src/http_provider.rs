@@ -132,10 +132,7 @@ impl HttpProvider {
             .map(|b| b.error.message)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
         let what = format!("{path} answered {status}: {message}");
-        match status.as_u16() {
-            409 | 429 | 500..=599 => Err(ProviderError::Unavailable(what)),
-            _ => Err(ProviderError::Rejected(what)),
-        }
+        Err(ProviderError::from_status(status.as_u16(), what))
     }
 }
 

@@ -10,17 +10,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_catalog::search::matches;
+use bazaar_catalog::search::{Entry, INDEX_PK, matches};
 use bazaar_contracts::Sku;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Query, parse};
 use bazaar_platform::{Deps, Function, Work};
 use http::Method;
-use serde::Deserialize;
 use serde_json::json;
 
-/// The partition the indexer writes (see `search-indexer`).
-pub const INDEX_PK: &str = "LISTINGS";
 /// Results per page unless `limit` says.
 pub const DEFAULT_LIMIT: usize = 20;
 /// The largest page.
@@ -31,13 +28,6 @@ pub fn function(deps: Arc<Deps>) -> Function {
     let api =
         Api::new(deps.clone()).route(Method::GET, "/search", Idempotency::None, Arc::new(Search));
     Function::new(deps).http(api)
-}
-
-/// An index entry as the indexer writes it (only what search reads).
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    listing: Option<bazaar_contracts::catalog::Listing>,
 }
 
 /// `GET /search`.

@@ -13,11 +13,9 @@ use bazaar_contracts::catalog::{Listing, ProductPublished, ProductWithdrawn};
 use bazaar_platform::item::{Condition, Key, Query, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The index's partition: every entry, sorted by sku (search pages through it in sku order).
-pub const INDEX_PK: &str = "LISTINGS";
+pub use bazaar_catalog::search::{Entry, INDEX_PK};
 
 /// Builds the function with its SQS trigger.
 pub fn function(deps: Arc<Deps>) -> Function {
@@ -26,18 +24,6 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .on::<ProductPublished, _>(indexer.clone())
         .on::<ProductWithdrawn, _>(indexer);
     Function::new(deps).sqs(consumer)
-}
-
-/// One entry of the index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The product.
-    pub sku: Sku,
-    /// The version of the announcement it comes from.
-    pub version: u64,
-    /// The listing; `None` once withdrawn (a tombstone).
-    #[serde(default)]
-    pub listing: Option<Listing>,
 }
 
 /// The key of a sku's entry.
@@ -49,20 +35,12 @@ pub fn entry_key(sku: &Sku) -> Key {
 pub async fn entries(
     table: &dyn bazaar_platform::ports::Table,
 ) -> Result<Vec<Entry>, HandlerError> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = table
-            .query(Query::partition(INDEX_PK).start_after(after))
-            .await?;
-        for item in page.items {
-            out.push(parse(item)?);
-        }
-        match page.last_sk {
-            Some(sk) => after = Some(sk),
-            None => return Ok(out),
-        }
-    }
+    table
+        .query_all(Query::partition(INDEX_PK))
+        .await?
+        .into_iter()
+        .map(parse)
+        .collect()
 }
 
 /// The handlers.

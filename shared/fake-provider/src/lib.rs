@@ -416,12 +416,10 @@ fn in_process<T>(answer: Answer<T>) -> Result<T, ProviderError> {
         Answer::Late(_) => Err(ProviderError::Unavailable(
             "no answer before the timeout".into(),
         )),
-        Answer::Error(status, message) if status == 409 || status == 429 || status >= 500 => {
-            Err(ProviderError::Unavailable(format!("{status}: {message}")))
-        }
-        Answer::Error(status, message) => {
-            Err(ProviderError::Rejected(format!("{status}: {message}")))
-        }
+        Answer::Error(status, message) => Err(ProviderError::from_status(
+            status,
+            format!("{status}: {message}"),
+        )),
     }
 }
 

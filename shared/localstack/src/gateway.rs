@@ -10,7 +10,8 @@ use base64::Engine as _;
 use bazaar_embedded::engine::ACCOUNT;
 use serde_json::{Value, json};
 
-use bazaar_platform::jwt::{self, Expect, JwtError};
+use bazaar_platform::auth::{CheckError, check};
+use bazaar_platform::jwt::Expect;
 
 use crate::stack::Stack;
 use crate::template::JwtAuthorizer;
@@ -144,7 +145,6 @@ impl Stack {
             _ => value,
         };
         let keys = self.keys().ok_or("no issuer keys")?;
-        let jwks = keys.jwks().await.map_err(|e| e.to_string())?;
         let now = self.engine().clock().now();
         let mut last = String::from("no audience configured");
         for audience in &authorizer.audience {
@@ -152,14 +152,7 @@ impl Stack {
                 issuer: authorizer.issuer.clone(),
                 audience: audience.clone(),
             };
-            let result = match jwt::validate(token, &jwks, &expect, now) {
-                Err(JwtError::UnknownKey(_)) => {
-                    let fresh = keys.refresh().await.map_err(|e| e.to_string())?;
-                    jwt::validate(token, &fresh, &expect, now)
-                }
-                other => other,
-            };
-            match result {
+            match check(keys.as_ref(), token, &expect, now).await {
                 Ok(c) => {
                     let mut claims = serde_json::Map::new();
                     claims.insert("iss".into(), json!(c.iss));
@@ -170,7 +163,8 @@ impl Stack {
                     claims.insert("roles".into(), json!(format!("[{}]", c.roles.join(" "))));
                     return Ok(claims);
                 }
-                Err(e) => last = e.to_string(),
+                Err(CheckError::Refused(e)) => last = e.to_string(),
+                Err(CheckError::Unavailable(why)) => return Err(why),
             }
         }
         Err(last)

@@ -90,22 +90,42 @@ pub async fn authenticate(deps: &Deps, authorization: Option<&str>) -> Auth {
         issuer: issuer.to_string(),
         audience: audience.to_string(),
     };
-    let now = deps.clock.now();
-    let jwks = match keys.jwks().await {
-        Ok(k) => k,
-        Err(e) => return Auth::Unavailable(format!("the issuer's keys are unavailable: {e}")),
-    };
-    let result = match jwt::validate(token, &jwks, &expect, now) {
-        Err(JwtError::UnknownKey(_)) => match keys.refresh().await {
-            Ok(fresh) => jwt::validate(token, &fresh, &expect, now),
-            Err(e) => return Auth::Unavailable(format!("the issuer's keys are unavailable: {e}")),
-        },
-        other => other,
-    };
-    match result {
+    match check(keys.as_ref(), token, &expect, deps.clock.now()).await {
         Ok(claims) => Auth::Caller(claims.actor()),
-        Err(e) => Auth::Refused(e.to_string()),
+        Err(CheckError::Refused(e)) => Auth::Refused(e.to_string()),
+        Err(CheckError::Unavailable(why)) => Auth::Unavailable(why),
     }
+}
+
+/// Why a token did not pass [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// The token is not accepted.
+    Refused(JwtError),
+    /// The issuer's keys could not be read.
+    Unavailable(String),
+}
+
+/// Validates a token with the issuer's keys, reading them again once when the token names a
+/// key the set does not have (a rotation). The edge (the local API Gateway's JWT authorizer)
+/// and the functions check tokens with this same rule.
+pub async fn check(
+    keys: &dyn KeySource,
+    token: &str,
+    expect: &Expect,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<jwt::Claims, CheckError> {
+    let unavailable =
+        |e: BoxError| CheckError::Unavailable(format!("the issuer's keys are unavailable: {e}"));
+    let jwks = keys.jwks().await.map_err(unavailable)?;
+    match jwt::validate(token, &jwks, expect, now) {
+        Err(JwtError::UnknownKey(_)) => {
+            let fresh = keys.refresh().await.map_err(unavailable)?;
+            jwt::validate(token, &fresh, expect, now)
+        }
+        other => other,
+    }
+    .map_err(CheckError::Refused)
 }
 
 /// A key source shared by the functions of one process.

@@ -39,6 +39,19 @@ pub trait Table: Send + Sync {
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError>;
     /// Reads one page of one partition.
     async fn query(&self, query: Query) -> Result<Page, TableError>;
+    /// Reads every page of a query (for partitions known to be small, and for tools).
+    async fn query_all(&self, query: Query) -> Result<Vec<Item>, TableError> {
+        let mut out = Vec::new();
+        let mut after = query.start_after.clone();
+        loop {
+            let page = self.query(query.clone().start_after(after)).await?;
+            out.extend(page.items);
+            match page.last_sk {
+                Some(sk) => after = Some(sk),
+                None => return Ok(out),
+            }
+        }
+    }
     /// Applies up to [`MAX_TRANSACTION_WRITES`] writes, all or none. At most one write per key.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError>;
 }

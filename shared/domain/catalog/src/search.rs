@@ -1,5 +1,24 @@
-//! Matching rules of the search index: a query's words must all appear, case-insensitively, as
-//! words of the title or the description.
+//! The search index's entries and matching rules: a query's words must all appear,
+//! case-insensitively, as words of the title or the description.
+
+use bazaar_contracts::Sku;
+use bazaar_contracts::catalog::Listing;
+use serde::{Deserialize, Serialize};
+
+/// The index's partition: every entry, sorted by sku (search pages through it in sku order).
+pub const INDEX_PK: &str = "LISTINGS";
+
+/// One entry of the index (written by `search-indexer`, read by `search-api`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The product.
+    pub sku: Sku,
+    /// The version of the announcement it comes from.
+    pub version: u64,
+    /// The listing; `None` once withdrawn (a tombstone).
+    #[serde(default)]
+    pub listing: Option<Listing>,
+}
 
 /// The lowercase words of a text (letters and digits; anything else separates words).
 pub fn words(text: &str) -> Vec<String> {

@@ -88,6 +88,15 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The meaning of an HTTP error status from the provider: 409 (same key in progress), 429
+    /// and 5xx say "try again"; any other status refuses the request.
+    pub fn from_status(status: u16, what: String) -> ProviderError {
+        match status {
+            409 | 429 | 500..=599 => ProviderError::Unavailable(what),
+            _ => ProviderError::Rejected(what),
+        }
+    }
+
     /// Whether a retry may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, ProviderError::Unavailable(_))
