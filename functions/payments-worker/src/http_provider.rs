@@ -13,10 +13,9 @@ use bazaar_payments::{
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -49,17 +48,11 @@ impl HttpProvider {
                 "PROVIDER_URL {base:?} must be an http:// or https:// URL"
             ));
         }
-        let https = HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("loading the trusted root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(HttpProvider {
             base: base.trim_end_matches('/').to_string(),
             api_key,
             timeout,
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: bazaar_aws::keys::https_client()?,
         })
     }
 

@@ -24,6 +24,22 @@ const MIN_REFETCH: Duration = Duration::from_secs(60);
 /// How long a fetch may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
+/// An HTTP/1 client for `https://` (system trust store) and plain `http://` URLs: the one
+/// outbound HTTP client of the functions (token keys, the payment provider).
+pub fn https_client<B>() -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let https = HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("loading the trusted root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
 /// The issuer's key set, fetched over HTTP(S) and cached.
 pub struct HttpKeySource {
     url: String,
@@ -37,15 +53,9 @@ impl HttpKeySource {
         let url = format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'));
         url.parse::<http::Uri>()
             .map_err(|e| format!("JWT_ISSUER {issuer:?} is not a URL: {e}"))?;
-        let https = HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("loading the trusted root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(HttpKeySource {
             url,
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: https_client()?,
             cache: Mutex::new(None),
         })
     }
