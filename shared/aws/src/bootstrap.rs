@@ -48,12 +48,18 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
         function: function.to_string(),
         table,
         publisher: Arc::new(SnsPublisher::new(sns, Topics::from_env(&env))),
-        dead_letters: Arc::new(SqsDeadLetters::new(sqs, env.get("DLQ_URL").cloned())),
+        dead_letters: Arc::new(SqsDeadLetters::new(
+            sqs.clone(),
+            env.get("DLQ_URL").cloned(),
+        )),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
         faults: Arc::new(NoFaults),
         metrics: Arc::new(EmfStdout),
         keys,
+        queues: env
+            .contains_key("MONITORED_QUEUES")
+            .then(|| Arc::new(crate::sqs::SqsQueueStats::new(sqs.clone())) as _),
         env,
     }
 }

@@ -81,3 +81,46 @@ fn uuid_like(body: &str, group: &str) -> String {
     group.hash(&mut h);
     format!("{:016x}", h.finish())
 }
+
+/// Queue depths from SQS's attributes. SQS's API does not tell the oldest message's age
+/// (CloudWatch's `ApproximateAgeOfOldestMessage` does, and the template alarms on it), so it
+/// is left unknown rather than paid for with a CloudWatch read every minute.
+#[derive(Clone, Debug)]
+pub struct SqsQueueStats {
+    client: Client,
+}
+
+impl SqsQueueStats {
+    /// Reads through `client`.
+    pub fn new(client: Client) -> Self {
+        SqsQueueStats { client }
+    }
+}
+
+#[async_trait]
+impl bazaar_platform::ports::QueueStats for SqsQueueStats {
+    async fn depth(
+        &self,
+        url: &str,
+    ) -> Result<bazaar_platform::ports::QueueDepth, bazaar_platform::HandlerError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| bazaar_platform::HandlerError::Transient(Box::new(e)))?
+            .attributes
+            .unwrap_or_default();
+        let n = |a: A| -> u64 { attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0) };
+        Ok(bazaar_platform::ports::QueueDepth {
+            visible: n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesDelayed),
+            in_flight: n(A::ApproximateNumberOfMessagesNotVisible),
+            oldest_age_s: None,
+        })
+    }
+}

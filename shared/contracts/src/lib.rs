@@ -25,6 +25,7 @@ pub mod money;
 pub mod names;
 pub mod orders;
 pub mod payments;
+pub mod registry;
 
 pub use envelope::{Actor, Envelope, EnvelopeError, Flags};
 pub use items::{Line, Sku};

@@ -349,6 +349,30 @@ pub fn deps(
         faults,
         metrics,
         keys: None,
+        queues: env
+            .contains_key("MONITORED_QUEUES")
+            .then(|| Arc::new(EmbeddedQueueStats(engine.clone())) as _),
         env,
+    }
+}
+
+/// Queue depths from the engine: exact counts, and the oldest message's age.
+pub struct EmbeddedQueueStats(pub Arc<Engine>);
+
+#[async_trait]
+impl bazaar_platform::ports::QueueStats for EmbeddedQueueStats {
+    async fn depth(
+        &self,
+        url: &str,
+    ) -> Result<bazaar_platform::ports::QueueDepth, bazaar_platform::HandlerError> {
+        let s = self
+            .0
+            .stats(name_of(url))
+            .map_err(|e| bazaar_platform::HandlerError::Transient(Box::new(e)))?;
+        Ok(bazaar_platform::ports::QueueDepth {
+            visible: s.visible + s.delayed,
+            in_flight: s.in_flight,
+            oldest_age_s: Some(s.oldest_age_ms / 1000),
+        })
     }
 }

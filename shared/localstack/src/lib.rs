@@ -8,6 +8,7 @@
 //! ([`Stack::settle`]); `scripts/dev` runs it on the system clock ([`Stack::run`]).
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod faults;
 pub mod gateway;
 pub mod schedule;
@@ -49,5 +50,6 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("search-api", constructor(search_api::function)),
         ("orders-prices", constructor(orders_prices::function)),
         ("event-archiver", constructor(event_archiver::function)),
+        ("queue-monitor", constructor(queue_monitor::function)),
     ])
 }

@@ -8,7 +8,7 @@ use crate::auth::KeySource;
 use crate::clock::Clock;
 use crate::faults::Faults;
 use crate::ids::Ids;
-use crate::ports::{DeadLetters, HandlerError, Publisher, Table};
+use crate::ports::{DeadLetters, HandlerError, Publisher, QueueStats, Table};
 use crate::telemetry::MetricsSink;
 
 /// The ports and configuration of one function.
@@ -33,6 +33,8 @@ pub struct Deps {
     pub metrics: Arc<dyn MetricsSink>,
     /// The token issuer's public keys, for functions behind the JWT authorizer.
     pub keys: Option<Arc<dyn KeySource>>,
+    /// Queue depths, for the queue monitor (set when `MONITORED_QUEUES` is).
+    pub queues: Option<Arc<dyn QueueStats>>,
     /// The function's environment variables as the template sets them.
     pub env: BTreeMap<String, String>,
 }

@@ -329,3 +329,21 @@ pub fn encode_for_publish(
     }
     Ok((body, attributes))
 }
+
+/// The depth of a queue, as the queue service reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages that can be received now (delayed ones included).
+    pub visible: u64,
+    /// Messages received and not yet deleted.
+    pub in_flight: u64,
+    /// Age of the oldest message in seconds, when the service tells it.
+    pub oldest_age_s: Option<i64>,
+}
+
+/// Reads queue depths: what the queue monitor publishes as metrics.
+#[async_trait]
+pub trait QueueStats: Send + Sync {
+    /// The depth of the queue at `url`.
+    async fn depth(&self, url: &str) -> Result<QueueDepth, HandlerError>;
+}

@@ -50,10 +50,30 @@ pub struct MessageMetrics {
     pub at: DateTime<Utc>,
 }
 
+/// The depth of one queue at one moment, as the queue monitor reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueGauge {
+    /// The queue's logical id in the template (`OrdersSagaQueue`).
+    pub queue: String,
+    /// Whether it is a dead-letter queue.
+    pub dead_letter: bool,
+    /// Messages that can be received now (delayed ones included).
+    pub visible: u64,
+    /// Messages received and not yet deleted.
+    pub in_flight: u64,
+    /// Age of the oldest message in seconds, when the queue service tells it.
+    pub oldest_age_s: Option<i64>,
+    /// When it was read.
+    pub at: DateTime<Utc>,
+}
+
 /// Where metrics go.
 pub trait MetricsSink: Send + Sync {
     /// Records the measurements of one message.
     fn record(&self, metrics: &MessageMetrics);
+    /// Records a queue's depth (the queue monitor's readings). Ignored unless the sink
+    /// keeps gauges.
+    fn gauge(&self, _gauge: &QueueGauge) {}
 }
 
 /// Prints EMF lines on stdout, where Lambda sends them to CloudWatch Logs.
@@ -64,32 +84,54 @@ impl MetricsSink for EmfStdout {
     fn record(&self, metrics: &MessageMetrics) {
         println!("{}", emf_line(metrics));
     }
+
+    fn gauge(&self, gauge: &QueueGauge) {
+        println!("{}", emf_gauge_line(gauge));
+    }
 }
 
 /// Keeps metrics in memory, for tests and for the local stack's summary.
 #[derive(Debug, Default)]
-pub struct CollectedMetrics(Mutex<Vec<MessageMetrics>>);
+pub struct CollectedMetrics {
+    messages: Mutex<Vec<MessageMetrics>>,
+    gauges: Mutex<Vec<QueueGauge>>,
+}
 
 impl CollectedMetrics {
     /// Everything recorded so far.
     pub fn all(&self) -> Vec<MessageMetrics> {
-        self.0.lock().expect("metrics lock").clone()
+        self.messages.lock().expect("metrics lock").clone()
     }
 
     /// How many messages of a function had an outcome.
     pub fn count(&self, function: &str, outcome: Outcome) -> usize {
-        self.0
+        self.messages
             .lock()
             .expect("metrics lock")
             .iter()
             .filter(|m| m.function == function && m.outcome == outcome)
             .count()
     }
+
+    /// Every queue gauge recorded so far.
+    pub fn gauges(&self) -> Vec<QueueGauge> {
+        self.gauges.lock().expect("metrics lock").clone()
+    }
 }
 
 impl MetricsSink for CollectedMetrics {
     fn record(&self, metrics: &MessageMetrics) {
-        self.0.lock().expect("metrics lock").push(metrics.clone());
+        self.messages
+            .lock()
+            .expect("metrics lock")
+            .push(metrics.clone());
+    }
+
+    fn gauge(&self, gauge: &QueueGauge) {
+        self.gauges
+            .lock()
+            .expect("metrics lock")
+            .push(gauge.clone());
     }
 }
 
@@ -118,6 +160,37 @@ pub fn emf_line(m: &MessageMetrics) -> String {
     });
     if let Some(ct) = m.critical_time_ms {
         line["critical_time"] = json!(ct);
+    }
+    line.to_string()
+}
+
+/// The EMF JSON line for a queue's depth: namespace `Bazaar/Queues`, dimension `queue`.
+/// The oldest age is left out when the queue service does not tell it (SQS's API does not:
+/// CloudWatch's own `AWS/SQS ApproximateAgeOfOldestMessage` has it, and the alarms use it).
+pub fn emf_gauge_line(g: &QueueGauge) -> String {
+    let mut metrics = vec![
+        json!({"Name": "visible", "Unit": "Count"}),
+        json!({"Name": "in_flight", "Unit": "Count"}),
+    ];
+    if g.oldest_age_s.is_some() {
+        metrics.push(json!({"Name": "oldest_age", "Unit": "Seconds"}));
+    }
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": g.at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "Bazaar/Queues",
+                "Dimensions": [["queue"]],
+                "Metrics": metrics,
+            }],
+        },
+        "queue": g.queue,
+        "dead_letter": g.dead_letter,
+        "visible": g.visible,
+        "in_flight": g.in_flight,
+    });
+    if let Some(age) = g.oldest_age_s {
+        line["oldest_age"] = json!(age);
     }
     line.to_string()
 }

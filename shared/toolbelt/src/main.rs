@@ -1,39 +1,97 @@
-//! `bazaar`: the operators' toolbelt.
+//! `bazaar`: the operators' toolbelt. Parses options, builds the target, prints results; the
+//! work is in the library.
 
 use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use bazaar_embedded::Engine;
 use bazaar_localstack::StackModel;
 use bazaar_platform::clock::SystemClock;
-use clap::{Parser, Subcommand};
+use bazaar_toolbelt::dlq::{self, AuditRecord, Observer, Selection};
+use bazaar_toolbelt::{LocalBackend, Target, render};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "bazaar",
-    about = "Operate a Bazaar stack: inspect queues, replay archived events."
+    max_term_width = 80,
+    about = "Operate a Bazaar stack: queues, dead letters, publishing, tracing, replaying.",
+    long_about = "Operate a Bazaar stack: queues, dead letters, publishing, tracing, replaying.\n\n\
+        By default the commands act on the local stack that scripts/dev runs (its data under \
+        .bazaar/). With --aws (or --endpoint-url) they act on AWS, with the default credential \
+        chain and region, on the stack of --stage.",
+    after_help = "Examples:\n  bazaar queues\n  bazaar dlq list orders-saga\n  bazaar --aws --stage prod dlq replay orders-saga --reason unknown-type --dry-run\n  bazaar trace 3f0c9d2e-…"
 )]
 struct Cli {
-    /// The SAM template of the stack.
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// The SAM template of the stack (names and wiring of every resource).
     #[arg(long, global = true, default_value = "template.yaml")]
     template: PathBuf,
     /// The local stack's data folder (as given to scripts/dev).
     #[arg(long, global = true, default_value = ".bazaar")]
     data_dir: PathBuf,
-    #[command(subcommand)]
-    command: Command,
+    /// Act on AWS instead of the local stack.
+    #[arg(long, global = true)]
+    aws: bool,
+    /// An AWS-compatible endpoint (implies --aws), such as http://127.0.0.1:5000.
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// The deployment stage: resource names are bazaar-<stage>-….
+    #[arg(long, global = true, default_value = "dev")]
+    stage: String,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Lists every consumer queue with visible and in-flight counts, the age of its oldest
-    /// message and its DLQ's depth.
+    /// Every consumer queue: messages visible and in flight, the age of the oldest one, and
+    /// the depth of its DLQ.
     ///
     /// Example: bazaar queues --json
     Queues {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead letters: list them by reason, show one, move them back, read the audit.
+    ///
+    /// Example: bazaar dlq list orders-saga
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Publishes one event or task from a JSON file of its payload, in a new envelope (new id,
+    /// actor `system`) on its topic. A payload that breaks the contract is refused.
+    ///
+    /// Example: bazaar publish product.withdrawn payload.json
+    Publish {
+        /// The message type (`product.withdrawn`, `orders.order.expire`).
+        message_type: String,
+        /// The payload as JSON (`-` reads standard input).
+        file: PathBuf,
+        /// The contract version of the payload (default: the current one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Join an existing flow instead of starting a new one.
+        #[arg(long)]
+        correlation_id: Option<String>,
+    },
+    /// Every archived message of one flow, as a tree of causes, with what each consumer made
+    /// of it.
+    ///
+    /// Example: bazaar trace 0b7e6a4c-2f1d-4c3e-9a53-6d2b1f0e8c71
+    Trace {
+        /// The flow's correlation id (an order's id for the order saga).
+        correlation_id: String,
+        /// Print JSON instead of a tree.
         #[arg(long)]
         json: bool,
     },
@@ -59,14 +117,88 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let model = StackModel::load_local(&cli.template, &BTreeMap::new())
-        .with_context(|| format!("reading {}", cli.template.display()))?;
-    let path = cli.data_dir.join("local.sqlite");
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Dead letters of a queue grouped by failure reason and type, with counts and when the
+    /// first and last arrived.
+    ///
+    /// Example: bazaar dlq list orders-saga
+    List {
+        /// The queue: its consumer (orders-saga), its logical id or name, or the DLQ's.
+        queue: String,
+        /// One line per message, with its id (for `dlq show`).
+        #[arg(long)]
+        ids: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter: envelope, attributes, reason and receive count.
+    ///
+    /// Example: bazaar dlq show orders-saga 5d0c2a8e-1b7f-4e0a-9c1d-2f3e4a5b6c7d
+    Show {
+        /// The queue: its consumer, its logical id or name, or the DLQ's.
+        queue: String,
+        /// The envelope id or the DLQ's message id.
+        id: String,
+    },
+    /// Moves dead letters back to the queue they came from (or --to another), deleting each
+    /// from the DLQ only after it was sent, with one audit record per message.
+    ///
+    /// Example: bazaar dlq replay notifier --reason unknown-type --max 10 --rate 5
+    Replay {
+        /// The queue: its consumer, its logical id or name, or the DLQ's.
+        queue: String,
+        /// Send to this queue instead of each message's source.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these types (exact, or a prefix ending in `*`); repeatable.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// Only these failure reasons (as `dlq list` shows them); repeatable.
+        #[arg(long = "reason", value_name = "REASON")]
+        reasons: Vec<String>,
+        /// Only this flow.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// Only letters that arrived since a time (RFC 3339) or an age ago (30m, 2h, 1d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Move at most this many.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Messages per second at most.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Print what would move, and move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The audit records of every message moved out of a DLQ.
+    ///
+    /// Example: bazaar dlq audit
+    Audit,
+}
+
+fn target(args: &TargetArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Target> {
+    let parameters = BTreeMap::from([("Stage".to_string(), args.stage.clone())]);
+    let model = StackModel::load_local(&args.template, &parameters).with_context(|| {
+        format!(
+            "reading {} (run bazaar from the repository, or pass --template)",
+            args.template.display()
+        )
+    })?;
+    if args.aws || args.endpoint_url.is_some() {
+        let config = runtime.block_on(bazaar_aws::load_config(args.endpoint_url.as_deref()));
+        return Ok(Target::new(
+            model,
+            Arc::new(bazaar_toolbelt::aws::AwsBackend::new(&config)),
+        ));
+    }
+    let path = args.data_dir.join("local.sqlite");
     if !path.exists() {
-        anyhow::bail!(
-            "no local stack data at {}: start one with scripts/dev, or pass --data-dir",
+        bail!(
+            "no local stack data at {}: start one with scripts/dev, pass --data-dir, or use --aws for AWS",
             path.display()
         );
     }
@@ -78,17 +210,145 @@ fn main() -> anyhow::Result<()> {
     for t in model.tables.values() {
         engine.create_table(t);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    match cli.command {
+    for name in model.topics.values() {
+        engine.create_topic(name);
+    }
+    for s in &model.subscriptions {
+        engine.subscribe(
+            &s.topic,
+            bazaar_embedded::Subscription {
+                queue: s.queue.clone(),
+                filter_policy: s.filter_policy.clone(),
+                scope: s.scope,
+                raw: s.raw,
+            },
+        )?;
+    }
+    Ok(Target::new(
+        model,
+        Arc::new(LocalBackend::new(
+            engine,
+            format!("local stack ({})", path.display()),
+        )),
+    ))
+}
+
+/// Prints the replay's progress bar, its audit lines, and keeps the rate.
+struct Console {
+    every: Option<Duration>,
+    last: Option<Instant>,
+    bar: bool,
+}
+
+impl Observer for Console {
+    fn before_send(&mut self) {
+        if let (Some(every), Some(last)) = (self.every, self.last) {
+            let elapsed = last.elapsed();
+            if elapsed < every {
+                std::thread::sleep(every - elapsed);
+            }
+        }
+        self.last = Some(Instant::now());
+    }
+
+    fn moved(&mut self, record: &AuditRecord, done: usize, total: usize) {
+        if self.bar {
+            eprint!("\r{:<80}\r", "");
+        }
+        println!("{}", render::audit_line(record));
+        if self.bar {
+            bazaar_toolbelt::replay::progress_bar(done, total);
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            let target = target(&cli.target, &runtime)?;
+            runtime.block_on(run(cli.command, &target))
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes on one line each; no backtrace: this is for people.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  because: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
+    match command {
         Command::Queues { json } => {
-            let rows = bazaar_toolbelt::queues(&model, &engine)?;
+            let rows = bazaar_toolbelt::queues(target).await?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&bazaar_toolbelt::render_json(&rows))?
+                    serde_json::to_string_pretty(&bazaar_toolbelt::queues_json(&rows))?
                 );
             } else {
-                print!("{}", bazaar_toolbelt::render_table(&rows));
+                print!("{}", render::queues(&rows));
+            }
+        }
+        Command::Dlq(command) => dlq_command(command, target).await?,
+        Command::Publish {
+            message_type,
+            file,
+            version,
+            correlation_id,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let payload: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let p = bazaar_toolbelt::publish::publish(
+                target,
+                &message_type,
+                payload,
+                version,
+                correlation_id,
+            )
+            .await?;
+            println!(
+                "published {} v{} to {}\n  id           {}\n  correlation  {}",
+                p.envelope.message_type,
+                p.envelope.data_version,
+                p.topic,
+                p.envelope.id,
+                p.envelope.correlation_id
+            );
+        }
+        Command::Trace {
+            correlation_id,
+            json,
+        } => {
+            let nodes = bazaar_toolbelt::trace::trace(target, &correlation_id).await?;
+            if json {
+                let value: Vec<serde_json::Value> = nodes
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "depth": n.depth, "id": n.id, "type": n.message_type,
+                            "time": n.time, "source": n.source,
+                            "outcomes": n.outcomes.iter().map(|(f, h)| serde_json::json!({"function": f, "outcome": format!("{h:?}")})).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", render::trace(&correlation_id, &nodes));
             }
         }
         Command::Replay {
@@ -98,7 +358,7 @@ fn main() -> anyhow::Result<()> {
             dry_run,
         } => {
             use bazaar_toolbelt::replay;
-            let plan = runtime.block_on(replay::plan(&model, &engine, &types, &to))?;
+            let plan = replay::plan(target, &types, &to).await?;
             println!(
                 "{} archived events of {} into {} ({})",
                 plan.envelopes.len(),
@@ -115,20 +375,138 @@ fn main() -> anyhow::Result<()> {
             }
             if dry_run {
                 for e in &plan.envelopes {
-                    println!("  {} {} {}", e.time.to_rfc3339(), e.message_type, e.id);
+                    println!(
+                        "  {} {} {}",
+                        e.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                        e.message_type,
+                        e.id
+                    );
                 }
                 println!("dry run: nothing sent");
                 return Ok(());
             }
             if empty_table {
-                let n = replay::empty_table(&engine, &plan)?;
+                let n = replay::empty_table(target, &plan).await?;
                 println!("emptied {}'s table: {n} items", plan.function);
             }
-            let sent = replay::send(&engine, &plan, replay::progress_bar)?;
+            let sent = replay::send(target, &plan, replay::progress_bar).await?;
             println!(
                 "sent {sent}; the running stack delivers them to {}",
                 plan.function
             );
+        }
+    }
+    Ok(())
+}
+
+async fn dlq_command(command: DlqCommand, target: &Target) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { queue, ids, json } => {
+            let dlq = target.dead_letter_queue(&queue)?;
+            let letters = dlq::letters(target, &dlq).await?;
+            let groups = dlq::group(&letters);
+            if json {
+                let value: Vec<serde_json::Value> = groups
+                    .iter()
+                    .map(|g| serde_json::json!({"reason": g.reason, "type": g.message_type, "count": g.count, "first_seen": g.first_seen, "last_seen": g.last_seen, "example": g.example}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if ids {
+                print!("{}", render::letter_lines(&letters));
+            } else {
+                print!("{}", render::groups(&dlq.name, &groups));
+            }
+        }
+        DlqCommand::Show { queue, id } => {
+            let dlq = target.dead_letter_queue(&queue)?;
+            let letter = dlq::find(target, &dlq, &id).await?;
+            print!("{}", render::letter(&letter));
+        }
+        DlqCommand::Replay {
+            queue,
+            to,
+            types,
+            reasons,
+            correlation_id,
+            since,
+            max,
+            rate,
+            dry_run,
+        } => {
+            let dlq = target.dead_letter_queue(&queue)?;
+            let to = to.map(|t| target.queue(&t)).transpose()?;
+            let since = since
+                .map(|s| dlq::parse_since(&s, target.backend.now()))
+                .transpose()?;
+            if let Some(r) = rate
+                && !(r > 0.0 && r.is_finite())
+            {
+                bail!("--rate {r}: give a number of messages per second above 0");
+            }
+            let selection = Selection {
+                types,
+                reasons,
+                correlation_id,
+                since,
+                max,
+            };
+            let mut console = Console {
+                every: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+                last: None,
+                bar: std::io::stderr().is_terminal(),
+            };
+            // The letters stay hidden while the replay runs: long enough for the rate.
+            let hold = 300u32.max(
+                rate.map(|r| (dlq::MAX_SCAN as f64 / r) as u32 + 60)
+                    .unwrap_or(0),
+            );
+            eprintln!("{}: {}", target.backend.describe(), dlq.name);
+            let report = dlq::replay(
+                target,
+                &dlq,
+                &selection,
+                to.as_ref(),
+                dry_run,
+                hold.min(43_200),
+                &mut console,
+            )
+            .await?;
+            if dry_run {
+                print!("{}", render::plan(&report.planned));
+                println!(
+                    "dry run: {} would move, {} stay; nothing moved",
+                    report.planned.iter().filter(|p| p.to.is_ok()).count(),
+                    report.not_selected + report.planned.iter().filter(|p| p.to.is_err()).count()
+                );
+                return Ok(());
+            }
+            let stuck = report.planned.iter().filter(|p| p.to.is_err()).count();
+            println!(
+                "moved {} of {} selected; {} not selected stay in {}",
+                report.moved,
+                report.planned.len(),
+                report.not_selected,
+                dlq.logical_id
+            );
+            if stuck > 0 {
+                println!("{stuck} stay: no destination known (see --dry-run); pass --to");
+            }
+            if report.stale > 0 {
+                println!(
+                    "{} were received by someone else during the replay and may be moved twice; consumers deduplicate them",
+                    report.stale
+                );
+            }
+            let _ = std::io::stdout().flush();
+        }
+        DlqCommand::Audit => {
+            let records = dlq::audit_records(target).await?;
+            if records.is_empty() {
+                println!("no message was ever moved out of a DLQ");
+            }
+            for r in &records {
+                println!("{}", render::audit_line(r));
+            }
         }
     }
     Ok(())

@@ -3,16 +3,14 @@
 //! the events again. With `--empty-table` the consumer's table is emptied first (its derived
 //! state and its inbox, so that the replayed envelopes are not skipped as already processed).
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bazaar_contracts::Envelope;
-use bazaar_embedded::filter::Attribute;
-use bazaar_embedded::{EmbeddedTable, Engine};
-use bazaar_localstack::StackModel;
 use bazaar_localstack::template::EventDef;
+
+use crate::backend::Outgoing;
+use crate::target::Target;
 
 /// What a replay will do.
 #[derive(Debug)]
@@ -41,12 +39,8 @@ pub fn matches(pattern: &str, message_type: &str) -> bool {
 
 /// Finds the consumer (`to`: a logical id such as `SearchIndexerFunction`, or a binary name
 /// such as `search-indexer`) and the archived envelopes of the types matching `patterns`.
-pub async fn plan(
-    model: &StackModel,
-    engine: &Arc<Engine>,
-    patterns: &[String],
-    to: &str,
-) -> anyhow::Result<Plan> {
+pub async fn plan(target: &Target, patterns: &[String], to: &str) -> anyhow::Result<Plan> {
+    let model = &target.model;
     let (function, def) = model
         .functions
         .iter()
@@ -64,13 +58,7 @@ pub async fn plan(
             _ => None,
         })
         .with_context(|| format!("{function} has no SQS queue to replay into"))?;
-    let archive = model
-        .functions
-        .values()
-        .find(|f| f.binary == "event-archiver")
-        .and_then(|f| f.environment.get("TABLE_NAME"))
-        .context("the template has no event-archiver with a table: nothing was archived")?;
-    let archive = EmbeddedTable::new(engine.clone(), archive.clone());
+    let archive = target.backend.table(&target.ops_table()?);
     // Only the types the consumer subscribes to: anything else it would park as unknown.
     let accepted = |t: &str| {
         model
@@ -85,7 +73,7 @@ pub async fn plan(
                 },
             )
     };
-    let selected: Vec<String> = event_archiver::archived_types(&archive)
+    let selected: Vec<String> = event_archiver::archived_types(archive.as_ref())
         .await?
         .into_iter()
         .filter(|t| patterns.iter().any(|p| matches(p, t)))
@@ -102,7 +90,7 @@ pub async fn plan(
             }
         );
     }
-    let envelopes = event_archiver::archived(&archive, &types).await?;
+    let envelopes = event_archiver::archived(archive.as_ref(), &types).await?;
     Ok(Plan {
         function: function.clone(),
         queue,
@@ -114,30 +102,35 @@ pub async fn plan(
 }
 
 /// Empties the consumer's table (derived state and inbox); returns how many items went.
-pub fn empty_table(engine: &Engine, plan: &Plan) -> anyhow::Result<usize> {
+pub async fn empty_table(target: &Target, plan: &Plan) -> anyhow::Result<usize> {
     let table = plan
         .table
         .as_ref()
         .with_context(|| format!("{} has no table to empty", plan.function))?;
-    Ok(engine.clear_table(table)?)
+    target.backend.empty_table(table).await
 }
 
 /// Sends the planned envelopes to the consumer's queue with the attributes the publisher sets,
 /// calling `progress(done, total)` after each.
-pub fn send(
-    engine: &Engine,
+pub async fn send(
+    target: &Target,
     plan: &Plan,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<usize> {
     let total = plan.envelopes.len();
     for (i, envelope) in plan.envelopes.iter().enumerate() {
         let (body, attributes) = bazaar_platform::ports::encode_for_publish(envelope)?;
-        let attributes: BTreeMap<String, Attribute> = attributes
-            .into_iter()
-            .map(|(k, v)| (k, Attribute::string(v)))
-            .collect();
-        engine
-            .send(&plan.queue, &body, attributes, None, None)
+        let fifo = bazaar_embedded::QueueConfig::new(plan.queue.clone()).fifo();
+        let message = Outgoing {
+            body,
+            attributes,
+            group_id: fifo.then(|| envelope.correlation_id.clone()),
+            dedup_id: fifo.then(|| envelope.id.clone()),
+        };
+        target
+            .backend
+            .send(&plan.queue, &message)
+            .await
             .with_context(|| format!("sending {} to {}", envelope.id, plan.queue))?;
         progress(i + 1, total);
     }

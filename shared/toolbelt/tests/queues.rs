@@ -6,10 +6,11 @@ use std::sync::Arc;
 use bazaar_embedded::Engine;
 use bazaar_localstack::StackModel;
 use bazaar_platform::clock::ManualClock;
+use bazaar_toolbelt::{LocalBackend, Target};
 use chrono::Duration;
 
-#[test]
-fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
+#[tokio::test]
+async fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
     let clock = Arc::new(ManualClock::at_epoch());
     let engine = Engine::in_memory(clock.clone()).unwrap();
     let model = StackModel::load_local(
@@ -30,7 +31,11 @@ fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
         .unwrap();
     clock.advance(Duration::seconds(42));
 
-    let rows = bazaar_toolbelt::queues(&model, &engine).unwrap();
+    let target = Target::new(
+        model.clone(),
+        Arc::new(LocalBackend::new(engine.clone(), "test")),
+    );
+    let rows = bazaar_toolbelt::queues(&target).await.unwrap();
 
     assert_eq!(
         rows.iter()
@@ -54,10 +59,10 @@ fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
         .unwrap();
     assert_eq!(
         (row.visible, row.in_flight, row.oldest_age_s, row.dlq_depth),
-        (1, 1, 42, 1)
+        (1, 1, Some(42), 1)
     );
-    assert!(bazaar_toolbelt::render_table(&rows).contains("needs attention"));
-    let json = bazaar_toolbelt::render_json(&rows);
+    assert!(bazaar_toolbelt::render::queues(&rows).contains("needs attention"));
+    let json = bazaar_toolbelt::queues_json(&rows);
     let saga_row = json
         .as_array()
         .unwrap()

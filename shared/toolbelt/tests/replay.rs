@@ -9,7 +9,7 @@ use bazaar_localstack::faults::ScriptedFaults;
 use bazaar_localstack::gateway::HttpRequest;
 use bazaar_localstack::{Stack, StackModel, StackOptions};
 use bazaar_platform::telemetry::{CollectedMetrics, Outcome};
-use bazaar_toolbelt::replay;
+use bazaar_toolbelt::{LocalBackend, Target, replay};
 use serde_json::{Value, json};
 
 async fn put(stack: &Stack, path: &str, body: Value) {
@@ -95,21 +95,20 @@ async fn a_dropped_index_rebuilt_by_replay_is_identical_and_nobody_else_sees_the
     };
     let seen_before = others(&metrics);
 
-    let plan = replay::plan(
-        &model,
-        stack.engine(),
-        &["product.*".to_string()],
-        "search-indexer",
-    )
-    .await
-    .unwrap();
+    let target = Target::new(
+        model.clone(),
+        Arc::new(LocalBackend::new(stack.engine().clone(), "test")),
+    );
+    let plan = replay::plan(&target, &["product.*".to_string()], "search-indexer")
+        .await
+        .unwrap();
     assert_eq!(plan.types, ["product.published", "product.withdrawn"]);
     assert_eq!(
         plan.skipped,
         ["product.updated"],
         "not a type the indexer takes"
     );
-    assert!(replay::empty_table(stack.engine(), &plan).unwrap() > 0);
+    assert!(replay::empty_table(&target, &plan).await.unwrap() > 0);
     assert!(
         search_indexer::entries(index_table.as_ref())
             .await
@@ -118,7 +117,9 @@ async fn a_dropped_index_rebuilt_by_replay_is_identical_and_nobody_else_sees_the
         "dropped"
     );
     let mut last = (0, 0);
-    let sent = replay::send(stack.engine(), &plan, |done, total| last = (done, total)).unwrap();
+    let sent = replay::send(&target, &plan, |done, total| last = (done, total))
+        .await
+        .unwrap();
     assert_eq!(last, (sent, sent), "progress reaches the end");
     for (id, q) in &model.queues {
         let visible = stack.engine().stats(&q.name).unwrap().visible as usize;

@@ -1,0 +1,268 @@
+//! What people read: tables and trees that fit an 80-column terminal. Long values are cut
+//! with `…` in tables and wrapped in detail views; nothing prints raw JSON unless asked
+//! (`--json`).
+
+use chrono::{DateTime, Utc};
+
+use crate::QueueRow;
+use crate::dlq::{AuditRecord, Group, Letter, Planned};
+use crate::trace::{Handling, Node};
+
+/// The terminal width every line is kept within.
+pub const WIDTH: usize = 80;
+
+/// Cuts `text` to `width` characters, marking the cut with `…`.
+pub fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// Wraps `text` into lines of at most `WIDTH` characters: the first starts with `indent`,
+/// the ones it continues onto with as many spaces.
+pub fn wrap(text: &str, indent: &str) -> String {
+    let width = indent.chars().count();
+    let room = WIDTH.saturating_sub(width).max(10);
+    let hanging = " ".repeat(width);
+    let mut out = String::new();
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        if chars.is_empty() {
+            out.push('\n');
+        }
+        for (i, chunk) in chars.chunks(room).enumerate() {
+            out.push_str(if i == 0 { indent } else { &hanging });
+            out.extend(chunk);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Drops the padding at the end of table lines.
+fn tidy(text: String) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A duration in seconds for people: `42s`, `5m`, `3h`, `2d`; `-` when unknown.
+pub fn age(seconds: Option<i64>) -> String {
+    match seconds {
+        None => "-".into(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 2 * 3600 => format!("{}m", s / 60),
+        Some(s) if s < 2 * 86400 => format!("{}h", s / 3600),
+        Some(s) => format!("{}d", s / 86400),
+    }
+}
+
+fn short_time(t: DateTime<Utc>) -> String {
+    t.format("%m-%d %H:%M").to_string()
+}
+
+/// `bazaar queues`.
+pub fn queues(rows: &[QueueRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:>7} {:>9} {:>7} {:>5}\n",
+        "QUEUE", "VISIBLE", "IN FLIGHT", "OLDEST", "DLQ"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:>7} {:>9} {:>7} {:>5}{}\n",
+            cut(&r.logical_id, 24),
+            r.visible,
+            r.in_flight,
+            age(r.oldest_age_s),
+            r.dlq_depth,
+            if r.dlq_depth > 0 {
+                "  <- needs attention"
+            } else {
+                ""
+            }
+        ));
+    }
+    if rows.iter().any(|r| r.dlq_depth > 0) {
+        out.push_str("\nSee why with: bazaar dlq list <QUEUE>\n");
+    }
+    tidy(out)
+}
+
+/// `bazaar dlq list`.
+pub fn groups(dlq: &str, groups: &[Group]) -> String {
+    let total: usize = groups.iter().map(|g| g.count).sum();
+    if total == 0 {
+        return format!("{dlq} is empty.\n");
+    }
+    let mut out = format!(
+        "{total} dead letters in {} ({} groups; times UTC)\n\n",
+        cut(dlq, 40),
+        groups.len()
+    );
+    out.push_str(&format!(
+        "{:<20} {:<24} {:>5}  {:<11}  {:<11}\n",
+        "REASON", "TYPE", "COUNT", "FIRST SEEN", "LAST SEEN"
+    ));
+    for g in groups {
+        out.push_str(&format!(
+            "{:<20} {:<24} {:>5}  {:<11}  {:<11}\n",
+            cut(&g.reason, 20),
+            cut(&g.message_type, 24),
+            g.count,
+            short_time(g.first_seen),
+            short_time(g.last_seen)
+        ));
+        if !g.example.is_empty() {
+            out.push_str(&format!("  {}\n", cut(&g.example, WIDTH - 2)));
+        }
+    }
+    tidy(out)
+}
+
+/// `bazaar dlq list --ids`: one line per letter.
+pub fn letter_lines(letters: &[Letter]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<20} {:<20}\n",
+        "ENVELOPE OR MESSAGE ID", "REASON", "TYPE"
+    );
+    for l in letters {
+        let id = l.envelope_id.as_deref().unwrap_or(&l.message.message_id);
+        out.push_str(&format!(
+            "{:<36}  {:<20} {:<20}\n",
+            cut(id, 36),
+            cut(&l.reason, 20),
+            cut(&l.message_type, 20)
+        ));
+    }
+    tidy(out)
+}
+
+/// `bazaar dlq show`.
+pub fn letter(l: &Letter) -> String {
+    let mut out = String::new();
+    let mut field = |name: &str, value: &str| {
+        out.push_str(&wrap(&format!("{name:<15}{value}"), ""));
+    };
+    field("message id", &l.message.message_id);
+    field("envelope id", l.envelope_id.as_deref().unwrap_or("-"));
+    field("type", &l.message_type);
+    field("correlation", l.correlation_id.as_deref().unwrap_or("-"));
+    field("reason", &l.reason);
+    field("detail", if l.detail.is_empty() { "-" } else { &l.detail });
+    field("parked by", l.function.as_deref().unwrap_or("-"));
+    field("source queue", l.source_queue.as_deref().unwrap_or("-"));
+    field("arrived", &l.message.sent_at.to_rfc3339());
+    field("receives", &l.message.receive_count.to_string());
+    if let Some(g) = &l.message.group_id {
+        field("message group", g);
+    }
+    out.push_str("attributes\n");
+    for (k, v) in &l.message.attributes {
+        out.push_str(&wrap(&format!("{k} = {v}"), "  "));
+    }
+    out.push_str("body\n");
+    let body = match serde_json::from_str::<serde_json::Value>(&l.message.body) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| l.message.body.clone()),
+        Err(_) => l.message.body.clone(),
+    };
+    out.push_str(&wrap(&body, "  "));
+    out
+}
+
+/// What a replay moves (or would move).
+pub fn plan(planned: &[Planned]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<20} {:<20}\n",
+        "ENVELOPE OR MESSAGE ID", "TYPE", "TO"
+    );
+    for p in planned {
+        let id = p
+            .letter
+            .envelope_id
+            .as_deref()
+            .unwrap_or(&p.letter.message.message_id);
+        let to = match &p.to {
+            Ok(q) => q.logical_id.clone(),
+            Err(why) => format!("(stays: {why})"),
+        };
+        out.push_str(&cut(
+            &format!(
+                "{:<36}  {:<20} {}",
+                cut(id, 36),
+                cut(&p.letter.message_type, 20),
+                to
+            ),
+            WIDTH,
+        ));
+        out.push('\n');
+    }
+    tidy(out)
+}
+
+/// One audit line.
+pub fn audit_line(r: &AuditRecord) -> String {
+    cut(
+        &format!(
+            "{} {} moved {} {} -> {}",
+            r.at.format("%H:%M:%S"),
+            r.who,
+            r.envelope_id.as_deref().unwrap_or(&r.message_id),
+            r.message_type,
+            r.to
+        ),
+        WIDTH,
+    )
+}
+
+/// `bazaar trace`.
+pub fn trace(correlation_id: &str, nodes: &[Node]) -> String {
+    let Some(first) = nodes.iter().map(|n| n.time).min() else {
+        return format!(
+            "nothing archived for {correlation_id} (is it a correlation id? the archiver may not have run yet)\n"
+        );
+    };
+    let last = nodes.iter().map(|n| n.time).max().unwrap_or(first);
+    let mut out = format!(
+        "{}\n{} messages, {} to {} UTC ({:.3} s)\n\n",
+        cut(&format!("flow {correlation_id}"), WIDTH),
+        nodes.len(),
+        first.format("%Y-%m-%d %H:%M:%S%.3f"),
+        last.format("%H:%M:%S%.3f"),
+        (last - first).num_milliseconds() as f64 / 1000.0
+    );
+    for n in nodes {
+        let indent = "  ".repeat(n.depth.min(10));
+        let head = format!("{indent}{}", n.message_type);
+        out.push_str(&format!(
+            "{:<44}{}  by {}\n",
+            cut(&head, 43),
+            n.time.format("%H:%M:%S%.3f"),
+            cut(&n.source, 20)
+        ));
+        let mut done = Vec::new();
+        let mut other = Vec::new();
+        for (f, h) in &n.outcomes {
+            match h {
+                Handling::Processed => done.push(f.clone()),
+                Handling::Parked(reason) => other.push(format!("PARKED at {f}: {reason}")),
+                Handling::Pending => other.push(format!("pending at {f}")),
+            }
+        }
+        let mut parts = Vec::new();
+        if !done.is_empty() {
+            parts.push(format!("processed by {}", done.join(", ")));
+        }
+        parts.extend(other);
+        if parts.is_empty() {
+            parts.push("no consumer".into());
+        }
+        out.push_str(&wrap(&parts.join("; "), &format!("{indent}  -> ")));
+    }
+    out
+}

@@ -1,0 +1,272 @@
+//! A terminal session: the `bazaar` binary on a local stack's data folder, as an operator runs
+//! it. Every command's output and help must read well at 80 columns: tables and trees, not raw
+//! JSON; errors say what was wrong and what to do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bazaar_embedded::Engine;
+use bazaar_embedded::filter::Attribute;
+use bazaar_localstack::faults::ScriptedFaults;
+use bazaar_localstack::gateway::HttpRequest;
+use bazaar_localstack::{Stack, StackModel, StackOptions};
+use bazaar_platform::telemetry::CollectedMetrics;
+use serde_json::{Value, json};
+
+fn template() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn bazaar(data: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("--template")
+        .arg(template())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("COLUMNS", "80")
+        .output()
+        .expect("bazaar runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn readable(what: &str, text: &str) {
+    eprintln!("$ bazaar {what}\n{text}");
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "{what}: a line over 80 columns:\n{line}\n---\n{text}"
+        );
+    }
+    let first = text.trim_start().chars().next();
+    assert!(
+        !matches!(first, Some('{') | Some('[')),
+        "{what}: raw JSON\n{text}"
+    );
+}
+
+async fn call(stack: &Stack, method: &str, path: &str, who: (&str, &str), body: Value) -> Value {
+    let r = stack
+        .http(
+            HttpRequest::json(method, path, &body)
+                .header(
+                    "authorization",
+                    &bazaar_embedded::identity::bearer(who.0, &[who.1]),
+                )
+                .header("idempotency-key", &format!("{method}:{path}")),
+        )
+        .await;
+    assert!(
+        r.status < 300,
+        "{method} {path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+/// A data folder with one confirmed order and a few dead letters in the notifier's DLQ.
+async fn data_folder() -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("bazaar-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = StackModel::load_local(&template(), &BTreeMap::new()).unwrap();
+    let mut options = StackOptions::simulated(
+        Arc::new(ScriptedFaults::new()),
+        Arc::new(CollectedMetrics::default()),
+    );
+    let clock = options.manual_clock.clone().unwrap();
+    options.engine = Engine::open(&dir.join("local.sqlite"), clock).unwrap();
+    let stack = Stack::build(model.clone(), options).unwrap();
+    let merchant = ("merchant-1", "merchant");
+    call(
+        &stack,
+        "PUT",
+        "/products/MUG-01",
+        merchant,
+        json!({"title": "Mug", "category": "kitchen"}),
+    )
+    .await;
+    call(
+        &stack,
+        "PUT",
+        "/products/MUG-01/price",
+        merchant,
+        json!({"amount_cents": 1200, "currency": "EUR"}),
+    )
+    .await;
+    call(
+        &stack,
+        "PUT",
+        "/inventory/MUG-01",
+        merchant,
+        json!({"available": 5}),
+    )
+    .await;
+    stack.settle().await;
+    call(
+        &stack,
+        "POST",
+        "/orders",
+        ("customer-1", "customer"),
+        json!({"items": [{"sku": "MUG-01", "quantity": 1}], "payment": {"token": "tok_ok"}}),
+    )
+    .await;
+    let queue = &model.queues["NotifierQueue"].name;
+    for i in 0..3 {
+        stack
+            .engine()
+            .send(queue, &format!("not json {i}"), BTreeMap::new(), None, None)
+            .unwrap();
+    }
+    let unknown = bazaar_contracts::Envelope {
+        id: "e-1".into(),
+        source: "bazaar/shipping".into(),
+        message_type: "parcel.shipped".into(),
+        data_version: 1,
+        time: chrono::DateTime::UNIX_EPOCH,
+        correlation_id: "c-1".into(),
+        causation_id: None,
+        traceparent: None,
+        actor: bazaar_contracts::Actor::system(),
+        flags: Default::default(),
+        data: json!({}),
+    };
+    stack
+        .engine()
+        .send(
+            queue,
+            &unknown.to_json(),
+            BTreeMap::from([("type".to_string(), Attribute::string("parcel.shipped"))]),
+            None,
+            None,
+        )
+        .unwrap();
+    stack.settle().await;
+    let ops = stack.table_of("EventArchiverFunction").unwrap();
+    let placed = ops
+        .query_all(bazaar_platform::item::Query::partition("TYPE#order.placed"))
+        .await
+        .unwrap();
+    let flow = placed[0]["correlation_id"].as_str().unwrap().to_string();
+    (dir, flow)
+}
+
+#[tokio::test]
+async fn an_operator_session_reads_well_at_80_columns() {
+    let (data, flow) = data_folder().await;
+
+    let queues = bazaar(&data, &["queues"]);
+    assert_eq!(queues.code, 0, "{}", queues.stderr);
+    readable("queues", &queues.stdout);
+    assert!(queues.stdout.contains("NotifierQueue"));
+    assert!(
+        queues.stdout.contains("needs attention"),
+        "{}",
+        queues.stdout
+    );
+
+    let json = bazaar(&data, &["queues", "--json"]);
+    let rows: Value = serde_json::from_str(&json.stdout).expect("--json is JSON");
+    assert!(rows.as_array().unwrap().len() >= 8);
+
+    let list = bazaar(&data, &["dlq", "list", "notifier"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    readable("dlq list", &list.stdout);
+    assert!(list.stdout.contains("malformed"), "{}", list.stdout);
+    assert!(list.stdout.contains("4 dead letters"), "{}", list.stdout);
+
+    let ids = bazaar(&data, &["dlq", "list", "NotifierDLQ", "--ids"]);
+    readable("dlq list --ids", &ids.stdout);
+    let show = bazaar(&data, &["dlq", "show", "notifier", "e-1"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    readable("dlq show", &show.stdout);
+    assert!(show.stdout.contains("unknown-type"), "{}", show.stdout);
+
+    let dry = bazaar(
+        &data,
+        &[
+            "dlq",
+            "replay",
+            "notifier",
+            "--reason",
+            "malformed",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    readable("dlq replay --dry-run", &dry.stdout);
+    assert!(dry.stdout.contains("3 would move"), "{}", dry.stdout);
+
+    let trace = bazaar(&data, &["trace", &flow]);
+    assert_eq!(trace.code, 0, "{}", trace.stderr);
+    readable("trace", &trace.stdout);
+    assert!(trace.stdout.contains("order.confirmed"), "{}", trace.stdout);
+
+    let audit = bazaar(&data, &["dlq", "audit"]);
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
+    readable("dlq audit", &audit.stdout);
+
+    for help in [
+        vec!["--help"],
+        vec!["queues", "--help"],
+        vec!["dlq", "--help"],
+        vec!["dlq", "list", "--help"],
+        vec!["dlq", "show", "--help"],
+        vec!["dlq", "replay", "--help"],
+        vec!["dlq", "audit", "--help"],
+        vec!["publish", "--help"],
+        vec!["trace", "--help"],
+        vec!["replay", "--help"],
+    ] {
+        let r = bazaar(&data, &help);
+        assert_eq!(r.code, 0, "{help:?}: {}", r.stderr);
+        readable(&format!("{help:?}"), &r.stdout);
+        assert!(
+            r.stdout.contains("Example"),
+            "{help:?} has an example:\n{}",
+            r.stdout
+        );
+    }
+
+    // Mistakes: what was wrong and what to do.
+    let wrong = bazaar(&data, &["dlq", "list", "nosuch"]);
+    assert_ne!(wrong.code, 0);
+    assert!(
+        wrong.stderr.contains("no queue \"nosuch\""),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        wrong.stderr.contains("orders-saga"),
+        "names what to give: {}",
+        wrong.stderr
+    );
+    let payload = data.join("bad.json");
+    std::fs::write(&payload, r#"{"sku": 5}"#).unwrap();
+    let refused = bazaar(
+        &data,
+        &["publish", "product.withdrawn", payload.to_str().unwrap()],
+    );
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("not a valid product.withdrawn"),
+        "{}",
+        refused.stderr
+    );
+    let nowhere = bazaar(&data.join("nowhere"), &["queues"]);
+    assert_ne!(nowhere.code, 0);
+    assert!(nowhere.stderr.contains("scripts/dev"), "{}", nowhere.stderr);
+    let _ = std::fs::remove_dir_all(&data);
+}
