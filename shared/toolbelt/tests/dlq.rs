@@ -532,3 +532,150 @@ async fn a_replay_killed_between_send_and_delete_loses_nothing_and_duplicates_on
         "one audit record per message, the duplicate included"
     );
 }
+
+/// The local stack on a data folder, with the notifier under test, on a simulated clock that
+/// starts at `start`.
+fn file_stack(
+    path: &std::path::Path,
+    start: chrono::DateTime<chrono::Utc>,
+    fixed: bool,
+    runs: Runs,
+) -> Arc<Stack> {
+    let model = StackModel::load_local(&template(), &BTreeMap::new()).unwrap();
+    let mut options = StackOptions::simulated(
+        Arc::new(ScriptedFaults::new()),
+        Arc::new(CollectedMetrics::default()),
+    );
+    let clock = Arc::new(ManualClock::new(start));
+    options.manual_clock = Some(clock.clone());
+    options.engine = bazaar_embedded::Engine::open(path, clock).unwrap();
+    let fixed = Arc::new(AtomicBool::new(fixed));
+    options.constructors.insert(
+        "notifier",
+        Arc::new(move |deps| notifier_under_test(deps, fixed.clone(), runs.clone())),
+    );
+    Stack::build(model, options).unwrap()
+}
+
+/// The real thing: the `bazaar` process is killed in the middle of a replay (after its tenth
+/// audit line, wherever its next message is), then the replay is run again once the killed
+/// run's hold has ended.
+#[tokio::test]
+async fn a_replay_process_killed_midway_then_restarted_loses_nothing() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("bazaar-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("local.sqlite");
+    let runs: Runs = Default::default();
+    let now = chrono::Utc::now();
+    let stack = file_stack(&path, now, false, runs.clone());
+    let model = stack.model().clone();
+    let target = Target::new(
+        model.clone(),
+        Arc::new(LocalBackend::new(stack.engine().clone(), "test")),
+    );
+    let world = World {
+        target,
+        runner: Runner::Local(stack.clone()),
+        fixed: Arc::new(AtomicBool::new(false)),
+        runs: runs.clone(),
+        clock: None,
+        stage: None,
+    };
+    let mut vip = Vec::new();
+    for k in 0..30 {
+        let id = format!("ord-vip-{k:03}");
+        world.confirm(&id, &format!("vip-{k}")).await;
+        vip.push(id);
+    }
+    world.deliver().await;
+    assert_eq!(world.dlq_depth().await, (30, 0));
+    drop(world);
+    drop(stack);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("--template")
+        .arg(template())
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["dlq", "replay", "notifier", "--rate", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut moved = 0;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if line.unwrap().contains(" moved ") {
+            moved += 1;
+            if moved == 10 {
+                child.kill().unwrap();
+                break;
+            }
+        }
+    }
+    child.wait().unwrap();
+    assert_eq!(moved, 10);
+
+    // Restarted after the killed run's hold ended (300 s, longer with --rate), with the fixed
+    // notifier.
+    let stack = file_stack(
+        &path,
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        true,
+        runs.clone(),
+    );
+    let target = Target::new(
+        model.clone(),
+        Arc::new(LocalBackend::new(stack.engine().clone(), "test")),
+    );
+    let dlq_ref = target.dead_letter_queue("notifier").unwrap();
+    let rest = dlq::replay(
+        &target,
+        &dlq_ref,
+        &Selection::default(),
+        None,
+        false,
+        300,
+        &mut Quiet,
+    )
+    .await
+    .unwrap();
+    assert!(
+        (19..=20).contains(&rest.moved),
+        "moved {} after the restart",
+        rest.moved
+    );
+    let queued = stack
+        .engine()
+        .peek(&model.queues["NotifierQueue"].name)
+        .unwrap();
+    let mut per_envelope: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &queued {
+        let e = bazaar_platform::sqs::envelope_of(&m.body).unwrap();
+        *per_envelope.entry(e.id).or_default() += 1;
+    }
+    assert_eq!(per_envelope.len(), 30, "nothing lost");
+    assert!(
+        queued.len() <= 31,
+        "at most one duplicate: {}",
+        queued.len()
+    );
+    assert!(stack.engine().peek(&dlq_ref.name).unwrap().is_empty());
+
+    stack.settle().await;
+    let notes = target.backend.table(&model.tables["NotificationsTable"]);
+    for id in &vip {
+        let n = notes
+            .query_all(Query::partition(format!("NOTE#{id}")))
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(n, 1, "{id}: one effect");
+    }
+    let audit = dlq::audit_records(&target).await.unwrap();
+    assert_eq!(audit.len(), 30, "one audit record per message");
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&dir);
+}
