@@ -12,7 +12,33 @@ venv_ready() {
   export PATH="$root/.venv/bin:$PATH"
 }
 
+# As venv_ready, plus the build tools of scripts/requirements-build.txt.
+venv_build_ready() {
+  local root=$1 req="$1/scripts/requirements-build.txt" stamp="$1/.venv/.build-requirements.sha256"
+  venv_ready "$root"
+  local want; want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing the build tools into .venv/ (cargo-lambda, zig)"
+    "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+  fi
+}
+
 # Prints a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# checkov in its own virtualenv (.venv/checkov), once per change of
+# scripts/requirements-checkov.txt; prints the path of its checkov command.
+checkov_ready() {
+  local root=$1 req="$1/scripts/requirements-checkov.txt" env="$1/.venv/checkov"
+  local want; want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$env/bin/checkov" ] || [ "$(cat "$env/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing checkov into .venv/checkov (about two minutes)" >&2
+    python3 -m venv "$env"
+    "$env/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2
+    echo "$want" > "$env/.requirements.sha256"
+  fi
+  echo "$env/bin/checkov"
 }

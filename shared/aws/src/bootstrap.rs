@@ -14,8 +14,6 @@ use bazaar_platform::telemetry::{self, EmfStdout};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::{DynamoTable, HttpKeySource, SnsPublisher, SqsDeadLetters};
-
 /// Loads the SDK configuration from the environment (region, credentials), pointed at
 /// `endpoint` when given (moto, or any AWS-compatible server).
 pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
@@ -27,40 +25,119 @@ pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
 }
 
 /// Builds a function's ports on the AWS SDK from its environment: `TABLE_NAME`,
-/// `TOPIC_ARN_<NAME>`, `DLQ_URL` and `JWT_ISSUER`, as the template sets them.
+/// `TOPIC_ARN_<NAME>`, `DLQ_URL`, `MONITORED_QUEUES` and `JWT_ISSUER`, as the template sets
+/// them. A port whose variable is set but whose feature this binary was built without is left
+/// out with an error in the log: its calls then fail (and messages are retried), never drop.
 pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String>) -> Deps {
+    let missing = |var: &str, feature: &str| {
+        tracing::error!(
+            variable = var,
+            feature,
+            "set, but this binary was built without the bazaar-aws feature that serves it"
+        );
+    };
+    #[cfg(feature = "dynamodb")]
     let table = env.get("TABLE_NAME").map(|name| {
-        Arc::new(DynamoTable::new(
+        Arc::new(crate::DynamoTable::new(
             aws_sdk_dynamodb::Client::new(config),
             name,
         )) as _
     });
-    let sns = aws_sdk_sns::Client::new(config);
-    let sqs = aws_sdk_sqs::Client::new(config);
+    #[cfg(not(feature = "dynamodb"))]
+    let table = env.get("TABLE_NAME").and_then(|_| {
+        missing("TABLE_NAME", "dynamodb");
+        None
+    });
+    #[cfg(feature = "sns")]
+    let publisher: Arc<dyn bazaar_platform::ports::Publisher> = Arc::new(crate::SnsPublisher::new(
+        aws_sdk_sns::Client::new(config),
+        Topics::from_env(&env),
+    ));
+    #[cfg(not(feature = "sns"))]
+    let publisher: Arc<dyn bazaar_platform::ports::Publisher> = {
+        if !Topics::from_env(&env).0.is_empty() {
+            missing("TOPIC_ARN_*", "sns");
+        }
+        Arc::new(Unavailable)
+    };
+    #[cfg(feature = "sqs")]
+    let (dead_letters, queues) = {
+        let sqs = aws_sdk_sqs::Client::new(config);
+        let queues = env
+            .contains_key("MONITORED_QUEUES")
+            .then(|| Arc::new(crate::sqs::SqsQueueStats::new(sqs.clone())) as _);
+        let dead_letters: Arc<dyn bazaar_platform::ports::DeadLetters> =
+            Arc::new(crate::SqsDeadLetters::new(sqs, env.get("DLQ_URL").cloned()));
+        (dead_letters, queues)
+    };
+    #[cfg(not(feature = "sqs"))]
+    let (dead_letters, queues) = {
+        if env.contains_key("DLQ_URL") || env.contains_key("MONITORED_QUEUES") {
+            missing("DLQ_URL or MONITORED_QUEUES", "sqs");
+        }
+        (
+            Arc::new(Unavailable) as Arc<dyn bazaar_platform::ports::DeadLetters>,
+            None,
+        )
+    };
     // Functions behind the JWT authorizer check tokens themselves, with the issuer's keys.
+    #[cfg(feature = "https")]
     let keys = env.get("JWT_ISSUER").and_then(|issuer| {
-        HttpKeySource::new(issuer)
+        crate::HttpKeySource::new(issuer)
             .map_err(|e| tracing::error!(error = %e, "tokens cannot be checked; every request will be refused"))
             .ok()
             .map(|k| Arc::new(k) as _)
     });
+    #[cfg(not(feature = "https"))]
+    let keys = env.get("JWT_ISSUER").and_then(|_| {
+        missing("JWT_ISSUER", "https");
+        None
+    });
+    let _ = (config, &missing);
     Deps {
         function: function.to_string(),
         table,
-        publisher: Arc::new(SnsPublisher::new(sns, Topics::from_env(&env))),
-        dead_letters: Arc::new(SqsDeadLetters::new(
-            sqs.clone(),
-            env.get("DLQ_URL").cloned(),
-        )),
+        publisher,
+        dead_letters,
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
         faults: Arc::new(NoFaults),
         metrics: Arc::new(EmfStdout),
         keys,
-        queues: env
-            .contains_key("MONITORED_QUEUES")
-            .then(|| Arc::new(crate::sqs::SqsQueueStats::new(sqs.clone())) as _),
+        queues,
         env,
+    }
+}
+
+/// The port of a service this binary does not link: every call fails, so that the caller
+/// retries or reports, and nothing is silently dropped.
+#[allow(dead_code)]
+struct Unavailable;
+
+#[async_trait::async_trait]
+impl bazaar_platform::ports::Publisher for Unavailable {
+    async fn publish(
+        &self,
+        envelopes: &[bazaar_contracts::Envelope],
+    ) -> Result<(), bazaar_platform::ports::PublishError> {
+        Err(bazaar_platform::ports::PublishError::UnknownTopic(
+            envelopes
+                .first()
+                .map(|e| e.topic().to_string())
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl bazaar_platform::ports::DeadLetters for Unavailable {
+    async fn park(
+        &self,
+        _letter: bazaar_platform::ports::DeadLetter,
+    ) -> Result<(), bazaar_platform::ports::PublishError> {
+        Err(bazaar_platform::ports::PublishError::UnknownTopic(
+            "dead-letter queue (this binary has no SQS client)".into(),
+        ))
     }
 }
 

@@ -6,6 +6,10 @@
 //! - [`sqs`]: [`SqsDeadLetters`], the dead-letter port on `aws-sdk-sqs`.
 //! - [`bootstrap`]: [`run`], what every function's `main.rs` calls.
 //!
+//! Each adapter is behind a cargo feature (`dynamodb`, `sns`, `sqs`, `https`; `all` for
+//! tools), so that a function's binary carries only the clients its resources need: smaller,
+//! and faster to start.
+//!
 //! The limits of AWS live here, each where it applies: 10 entries per batch, 100 writes per
 //! transaction, 256 KiB per message, 400 KB per item. Errors are matched on their SDK types
 //! (`ConditionalCheckFailedException` becomes a conflict the caller can act on), never
@@ -13,16 +17,25 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "https")]
 pub mod keys;
+#[cfg(feature = "sns")]
 pub mod sns;
+#[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "dynamodb")]
 pub mod testing;
 
 pub use bootstrap::{aws_deps, load_config, run};
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoTable;
+#[cfg(feature = "https")]
 pub use keys::HttpKeySource;
+#[cfg(feature = "sns")]
 pub use sns::SnsPublisher;
+#[cfg(feature = "sqs")]
 pub use sqs::SqsDeadLetters;
 
 /// The error a function's `main` returns.

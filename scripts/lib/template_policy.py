@@ -1,0 +1,237 @@
+"""The template's security and reliability rules, checked on what CloudFormation receives:
+the SAM template transformed offline (samtranslator, as `sam deploy` does), so that the
+resources SAM generates (roles, event source mappings, API stages) are checked too.
+
+    python scripts/lib/template_policy.py template.yaml            # check; exit 1 on a violation
+    python scripts/lib/template_policy.py template.yaml --self-test  # each rule fails on a mutant
+
+Rules:
+  - no IAM statement with a wildcard action; no AWSLambdaSQSQueueExecutionRole (Resource "*");
+  - every queue, topic and table encrypted;
+  - every queue that is not itself a dead-letter queue has a redrive policy; every SNS
+    subscription has a redrive policy (its own DLQ);
+  - every table has point-in-time recovery;
+  - every SQS event source mapping reports batch item failures and caps its concurrency;
+  - every HTTP API stage throttles its routes.
+"""
+
+import copy
+import logging
+import json
+import os
+import sys
+
+# samtranslator reads the region for ARNs from the environment; offline, any region does.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+logging.disable(logging.WARNING)  # samtranslator warns of metrics it keeps to itself
+
+import yaml
+from samtranslator.translator.transform import transform
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else "Fn::" + suffix
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_Loader.add_multi_constructor("!", _tag)
+
+PARAMETERS = {
+    "PaymentsWebhookSecret": "policy-check-secret-0123",
+    "PaymentProviderUrl": "https://provider.example",
+    "PaymentProviderApiKey": "sk_policy_check",
+}
+
+
+class _NoNetworkPolicies:
+    """samtranslator asks IAM for managed policy ARNs; the names are enough offline."""
+
+    def load(self):
+        return {}
+
+
+def load(path):
+    with open(path) as f:
+        return yaml.load(f, Loader=_Loader)
+
+
+def cloudformation(sam):
+    sam = copy.deepcopy(sam)
+    # What `sam package` does before the transform: local code becomes an S3 object.
+    for rid, r in sam.get("Resources", {}).items():
+        if r.get("Type") == "AWS::Serverless::Function":
+            r["Properties"]["CodeUri"] = f"s3://bazaar-artifacts/{rid}.zip"
+    return transform(
+        sam,
+        dict(PARAMETERS, **{"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}),
+        _NoNetworkPolicies(),
+    )
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _ref_name(v):
+    """The logical id a Ref / GetAtt points at, if any."""
+    if isinstance(v, dict):
+        if "Ref" in v:
+            return v["Ref"]
+        if "Fn::GetAtt" in v:
+            return _as_list(v["Fn::GetAtt"])[0]
+    return None
+
+
+def violations(cfn):
+    out = []
+    resources = cfn.get("Resources", {})
+    by_type = {}
+    for rid, r in resources.items():
+        by_type.setdefault(r.get("Type"), []).append((rid, r.get("Properties", {}) or {}))
+
+    def statements(doc):
+        return _as_list((doc or {}).get("Statement", []))
+
+    for rid, p in by_type.get("AWS::IAM::Role", []):
+        for arn in p.get("ManagedPolicyArns", []) or []:
+            if "AWSLambdaSQSQueueExecutionRole" in json.dumps(arn):
+                out.append(f"{rid}: attaches AWSLambdaSQSQueueExecutionRole (allows every queue)")
+        for pol in p.get("Policies", []) or []:
+            for st in statements(pol.get("PolicyDocument")):
+                for action in _as_list(st.get("Action", [])):
+                    if isinstance(action, str) and "*" in action:
+                        out.append(f"{rid}: a statement with the wildcard action {action!r}")
+    for rid, p in by_type.get("AWS::IAM::Policy", []) + by_type.get("AWS::IAM::ManagedPolicy", []):
+        for st in statements(p.get("PolicyDocument")):
+            for action in _as_list(st.get("Action", [])):
+                if isinstance(action, str) and "*" in action:
+                    out.append(f"{rid}: a statement with the wildcard action {action!r}")
+
+    queues = by_type.get("AWS::SQS::Queue", [])
+    dlqs = set()
+    for _, p in queues:
+        target = (p.get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+        if _ref_name(target):
+            dlqs.add(_ref_name(target))
+    for rid, p in by_type.get("AWS::SNS::Subscription", []):
+        target = (p.get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+        if _ref_name(target):
+            dlqs.add(_ref_name(target))
+        else:
+            out.append(f"{rid}: an SNS subscription without a redrive policy (DLQ)")
+    for rid, p in queues:
+        if p.get("SqsManagedSseEnabled") is not True and not p.get("KmsMasterKeyId"):
+            out.append(f"{rid}: a queue without encryption")
+        if rid not in dlqs and not p.get("RedrivePolicy"):
+            out.append(f"{rid}: a queue without a redrive policy (DLQ)")
+    for rid, p in by_type.get("AWS::SNS::Topic", []):
+        if not p.get("KmsMasterKeyId"):
+            out.append(f"{rid}: a topic without encryption")
+    for rid, p in by_type.get("AWS::DynamoDB::Table", []):
+        if (p.get("SSESpecification") or {}).get("SSEEnabled") is not True:
+            out.append(f"{rid}: a table without encryption (SSESpecification)")
+        pitr = p.get("PointInTimeRecoverySpecification") or {}
+        if pitr.get("PointInTimeRecoveryEnabled") is not True:
+            out.append(f"{rid}: a table without point-in-time recovery")
+
+    sqs_arns = {rid for rid, _ in queues}
+    for rid, p in by_type.get("AWS::Lambda::EventSourceMapping", []):
+        if _ref_name(p.get("EventSourceArn")) not in sqs_arns:
+            continue
+        if "ReportBatchItemFailures" not in (p.get("FunctionResponseTypes") or []):
+            out.append(f"{rid}: an SQS trigger without ReportBatchItemFailures")
+        if not (p.get("ScalingConfig") or {}).get("MaximumConcurrency"):
+            out.append(f"{rid}: an SQS trigger without ScalingConfig.MaximumConcurrency")
+
+    for rid, p in by_type.get("AWS::ApiGatewayV2::Stage", []):
+        s = p.get("DefaultRouteSettings") or {}
+        if not s.get("ThrottlingBurstLimit") or not s.get("ThrottlingRateLimit"):
+            out.append(f"{rid}: an HTTP API stage without throttling")
+    if not by_type.get("AWS::ApiGatewayV2::Stage") and by_type.get("AWS::ApiGatewayV2::Api"):
+        out.append("HTTP APIs without a stage to carry throttling")
+    return out
+
+
+def _mutants(sam):
+    """Each one removes one protection; each must be caught."""
+    r = sam["Resources"]
+
+    def first(kind, pred=lambda p: True):
+        return next(k for k, v in r.items() if v["Type"] == kind and pred(v.get("Properties", {})))
+
+    def m(fn):
+        t = copy.deepcopy(sam)
+        fn(t["Resources"])
+        return t
+
+    q = first("AWS::SQS::Queue", lambda p: "RedrivePolicy" in p)
+    sub = first("AWS::SNS::Subscription")
+    table = first("AWS::DynamoDB::Table")
+    topic = first("AWS::SNS::Topic")
+    sqs_fn = next(k for k, v in r.items() if v["Type"] == "AWS::Serverless::Function"
+                  and any(e["Type"] == "SQS" for e in (v["Properties"].get("Events") or {}).values()))
+    api = first("AWS::Serverless::HttpApi")
+    role = first("AWS::IAM::Role")
+
+    def no_role(res):
+        props = res[sqs_fn]["Properties"]
+        props.pop("Role", None)
+        props["Policies"] = []
+
+    def sqs_event(res):
+        return next(e for e in res[sqs_fn]["Properties"]["Events"].values() if e["Type"] == "SQS")["Properties"]
+
+    def wildcard(res):
+        res[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"] = ["dynamodb:*"]
+
+    return {
+        "a queue's DLQ removed": m(lambda res: res[q]["Properties"].pop("RedrivePolicy")),
+        "a queue's encryption removed": m(lambda res: res[q]["Properties"].pop("SqsManagedSseEnabled")),
+        "a subscription's DLQ removed": m(lambda res: res[sub]["Properties"].pop("RedrivePolicy")),
+        "a table's PITR removed": m(lambda res: res[table]["Properties"].pop("PointInTimeRecoverySpecification")),
+        "a table's encryption removed": m(lambda res: res[table]["Properties"].pop("SSESpecification")),
+        "a topic's encryption removed": m(lambda res: res[topic]["Properties"].pop("KmsMasterKeyId")),
+        "an SQS function on SAM's generated role": m(no_role),
+        "ReportBatchItemFailures removed": m(lambda res: sqs_event(res).pop("FunctionResponseTypes")),
+        "ScalingConfig removed": m(lambda res: sqs_event(res).pop("ScalingConfig")),
+        "an HTTP API's throttling removed": m(lambda res: res[api]["Properties"].pop("DefaultRouteSettings")),
+        "a wildcard action": m(wildcard),
+    }
+
+
+def main():
+    path = sys.argv[1]
+    sam = load(path)
+    found = violations(cloudformation(sam))
+    for v in found:
+        print(f"  policy: {v}")
+    if found:
+        print(f"{len(found)} violations in {path}")
+        return 1
+    print(f"{path}: every policy rule holds")
+    if "--self-test" in sys.argv:
+        failed = 0
+        for name, mutant in _mutants(sam).items():
+            caught = violations(cloudformation(mutant))
+            print(f"  mutant: {name}: {'caught: ' + caught[0] if caught else 'NOT CAUGHT'}")
+            failed += not caught
+        if failed:
+            print(f"{failed} mutants were not caught")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
