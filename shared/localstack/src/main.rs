@@ -31,6 +31,12 @@ struct Cli {
     /// Keep data in memory only (gone when the process ends).
     #[arg(long, global = true)]
     in_memory: bool,
+    /// Run every function on an AWS-compatible endpoint (moto, say) instead of the embedded
+    /// store: the template's resources are created there first (again and again harmlessly),
+    /// and the functions' triggers poll its queues. Credentials and region come from the
+    /// environment (AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
     /// Template parameter overrides, as Name=Value.
     #[arg(long = "parameter", global = true, value_name = "NAME=VALUE")]
     parameters: Vec<String>,
@@ -111,7 +117,7 @@ fn parameters(cli: &Cli) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(params)
 }
 
-fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
+async fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
     let mut params = parameters(cli)?;
     params
         .entry("PaymentProviderUrl".to_string())
@@ -119,16 +125,22 @@ fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
     let model = StackModel::load_local(&cli.template, &params)
         .with_context(|| format!("reading {}", cli.template.display()))?;
     let clock = Arc::new(SystemClock);
-    let engine = if cli.in_memory {
+    // On an endpoint the data lives there; the engine only keeps the clock.
+    let engine = if cli.in_memory || cli.endpoint_url.is_some() {
         Engine::in_memory(clock)?
     } else {
         let path = cli.data_dir.join("local.sqlite");
         Engine::open(&path, clock).with_context(|| format!("opening {}", path.display()))?
     };
-    Ok(Stack::build(
-        model,
-        StackOptions::live(engine).with_provider(provider.provider.clone()),
-    )?)
+    let options = StackOptions::live(engine).with_provider(provider.provider.clone());
+    if let Some(url) = &cli.endpoint_url {
+        println!("==> provisioning the template on {url}");
+        let config = bazaar_aws::load_config(Some(url)).await;
+        return Stack::build_on_aws(model, options, config, false)
+            .await
+            .with_context(|| format!("running the stack on {url}"));
+    }
+    Ok(Stack::build(model, options)?)
 }
 
 /// Demo stock of `merchant-1`, created once (kept as the merchant changes it afterwards).
@@ -287,12 +299,14 @@ async fn main() -> anyhow::Result<()> {
             provider_port,
         } => {
             let provider = provider(&cli, *provider_port).await?;
-            let stack = load(&cli, &provider)?;
+            let stack = load(&cli, &provider).await?;
             if !no_seed {
                 seed(&stack).await?;
             }
             let addr = SocketAddr::from(([127, 0, 0, 1], *port));
-            let data = if cli.in_memory {
+            let data = if let Some(url) = &cli.endpoint_url {
+                format!("the AWS API at {url}")
+            } else if cli.in_memory {
                 "memory".to_string()
             } else {
                 cli.data_dir.join("local.sqlite").display().to_string()
@@ -330,7 +344,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Invoke { function, event } => {
             // The payments worker's provider: served for the invocation, on any free port.
             let provider = provider(&cli, 0).await?;
-            let stack = load(&cli, &provider)?;
+            let stack = load(&cli, &provider).await?;
             tokio::spawn(bazaar_fake_provider::serve(
                 provider.provider.clone(),
                 provider.listener,

@@ -44,6 +44,21 @@ pub struct StackOptions {
     pub constructors: BTreeMap<&'static str, Constructor>,
     /// The fake payment provider whose callbacks the stack delivers to the webhook route.
     pub provider: Option<Arc<FakeProvider>>,
+    /// Run the functions on an AWS API (moto, or any compatible endpoint) instead of the
+    /// engine: their ports are the AWS SDK adapters and their triggers poll the real queues.
+    pub aws: Option<AwsWiring>,
+}
+
+/// Where the functions run when they run on an AWS API.
+#[derive(Clone)]
+pub struct AwsWiring {
+    /// The SDK configuration (endpoint, region, credentials).
+    pub config: aws_config::SdkConfig,
+    /// The template's resources on that endpoint ([`crate::aws::provision`]).
+    pub provisioned: crate::aws::Provisioned,
+    /// Make a failed record visible again at once instead of after its visibility timeout:
+    /// for tests, where the clock of the business is simulated but the endpoint's is real.
+    pub retry_at_once: bool,
 }
 
 impl StackOptions {
@@ -57,7 +72,14 @@ impl StackOptions {
             metrics: Arc::new(CollectedMetrics::default()),
             constructors: registry(),
             provider: None,
+            aws: None,
         }
+    }
+
+    /// Runs the functions on an AWS API (see [`AwsWiring`]).
+    pub fn on_aws(mut self, wiring: AwsWiring) -> Self {
+        self.aws = Some(wiring);
+        self
     }
 
     /// Delivers `provider`'s callbacks (the provider itself is served over HTTP, where the
@@ -90,6 +112,7 @@ impl StackOptions {
             metrics,
             constructors,
             provider: Some(provider),
+            aws: None,
         }
     }
 }
@@ -115,6 +138,8 @@ struct Esm {
     window_ms: i64,
     report_failures: bool,
     window_started: Mutex<Option<i64>>,
+    /// On an AWS API: the poller of the real queue.
+    poller: Option<crate::aws::SqsPoller>,
 }
 
 struct ScheduleState {
@@ -152,11 +177,17 @@ pub struct Stack {
     webhook: Option<(String, String)>,
     /// The token issuer's keys, as the identity service publishes them.
     keys: Option<Arc<dyn KeySource>>,
+    /// Whether the functions run on an AWS API.
+    on_aws: bool,
 }
 
 /// The keys the template's identity service (the `identity-api` binary) publishes now, read
 /// from its table: what API Gateway and the functions fetch from its JWKS route on AWS.
-fn identity_keys(engine: &Arc<Engine>, model: &StackModel) -> Option<Arc<dyn KeySource>> {
+fn identity_keys(
+    engine: &Arc<Engine>,
+    model: &StackModel,
+    aws: Option<&AwsWiring>,
+) -> Option<Arc<dyn KeySource>> {
     let table = model
         .functions
         .values()
@@ -164,7 +195,13 @@ fn identity_keys(engine: &Arc<Engine>, model: &StackModel) -> Option<Arc<dyn Key
         .environment
         .get("TABLE_NAME")?
         .clone();
-    let table = Arc::new(bazaar_embedded::EmbeddedTable::new(engine.clone(), table));
+    let table: Arc<dyn bazaar_platform::ports::Table> = match aws {
+        None => Arc::new(bazaar_embedded::EmbeddedTable::new(engine.clone(), table)),
+        Some(w) => Arc::new(bazaar_aws::DynamoTable::new(
+            aws_sdk_dynamodb::Client::new(&w.config),
+            table,
+        )),
+    };
     let clock = engine.clock().clone();
     Some(Arc::new(DynamicKeys(move || {
         let (table, clock) = (table.clone(), clock.clone());
@@ -245,7 +282,7 @@ impl Stack {
                 .map_err(engine_err(&s.logical_id))?;
         }
 
-        let keys = identity_keys(&engine, &model);
+        let keys = identity_keys(&engine, &model, options.aws.as_ref());
         let mut functions = BTreeMap::new();
         let mut esms = Vec::new();
         let mut routes = Vec::new();
@@ -266,16 +303,28 @@ impl Stack {
                 .get("BAZAAR_FUNCTION")
                 .cloned()
                 .unwrap_or_else(|| def.binary.clone());
-            let mut deps = bazaar_embedded::deps(
-                &engine,
-                &function,
-                env,
-                options.ids.clone(),
-                options.faults.clone(),
-                options.metrics.clone(),
-            );
+            let mut deps = match &options.aws {
+                None => bazaar_embedded::deps(
+                    &engine,
+                    &function,
+                    env,
+                    options.ids.clone(),
+                    options.faults.clone(),
+                    options.metrics.clone(),
+                ),
+                Some(w) => {
+                    let mut deps =
+                        bazaar_aws::aws_deps(&w.config, &function, w.provisioned.rebind(&env));
+                    deps.clock = engine.clock().clone();
+                    deps.ids = options.ids.clone();
+                    deps.faults = options.faults.clone();
+                    deps.metrics = options.metrics.clone();
+                    deps
+                }
+            };
             deps.keys = keys.clone();
-            functions.insert(id.clone(), Arc::new(constructor(Arc::new(deps))));
+            let built = Arc::new(constructor(Arc::new(deps)));
+            functions.insert(id.clone(), built.clone());
             for (name, event) in &def.events {
                 match event {
                     EventDef::Http {
@@ -302,6 +351,26 @@ impl Stack {
                         engine
                             .queue(queue)
                             .map_err(engine_err(&format!("{id}.Events.{name}")))?;
+                        let poller = match &options.aws {
+                            None => None,
+                            Some(w) => {
+                                let url = w.provisioned.queue_urls.get(queue).ok_or_else(|| {
+                                    BuildError::Template(format!(
+                                        "{id}.Events.{name}: queue {queue} is not provisioned"
+                                    ))
+                                })?;
+                                Some(
+                                    crate::aws::SqsPoller::new(
+                                        &w.config,
+                                        url,
+                                        &w.provisioned.queue_arns[queue],
+                                        *batch_size,
+                                        built.clone(),
+                                    )
+                                    .retry_at_once(w.retry_at_once),
+                                )
+                            }
+                        };
                         esms.push(Esm {
                             function: id.clone(),
                             queue: queue.clone(),
@@ -309,6 +378,7 @@ impl Stack {
                             window_ms: i64::from(*batching_window) * 1000,
                             report_failures: *report_batch_item_failures,
                             window_started: Mutex::new(None),
+                            poller,
                         });
                     }
                     EventDef::Schedule {
@@ -351,10 +421,42 @@ impl Stack {
             provider: options.provider,
             webhook,
             keys,
+            on_aws: options.aws.is_some(),
         });
-        // The embedded table works without a reactor, so this does not need one.
-        futures::executor::block_on(stack.install_local_signing_key())
-            .map_err(|e| BuildError::Template(format!("installing the local signing key: {e}")))?;
+        // The embedded table works without a reactor, so this does not need one. On an AWS
+        // API the caller installs it ([`Stack::build_on_aws`]).
+        if !stack.on_aws {
+            futures::executor::block_on(stack.install_local_signing_key()).map_err(|e| {
+                BuildError::Template(format!("installing the local signing key: {e}"))
+            })?;
+        }
+        Ok(stack)
+    }
+
+    /// Provisions the template on an AWS API and builds the stack on it, with the local
+    /// signing key installed (the identity table is on the endpoint).
+    pub async fn build_on_aws(
+        model: StackModel,
+        options: StackOptions,
+        config: aws_config::SdkConfig,
+        retry_at_once: bool,
+    ) -> anyhow::Result<Arc<Stack>> {
+        let provisioned = crate::aws::provision(&model, &config).await?;
+        for change in &provisioned.changes {
+            tracing::info!(%change, "provisioned");
+        }
+        let stack = Stack::build(
+            model,
+            options.on_aws(AwsWiring {
+                config,
+                provisioned,
+                retry_at_once,
+            }),
+        )?;
+        stack
+            .install_local_signing_key()
+            .await
+            .map_err(|e| anyhow::anyhow!("installing the local signing key: {e}"))?;
         Ok(stack)
     }
 
@@ -489,6 +591,15 @@ impl Stack {
     }
 
     async fn poll(&self, esm: &Esm) -> usize {
+        if let Some(poller) = &esm.poller {
+            return match poller.poll_once(0).await {
+                Ok((n, _)) => n,
+                Err(e) => {
+                    tracing::error!(queue = %esm.queue, error = %e, "polling failed");
+                    0
+                }
+            };
+        }
         let Ok(stats) = self.engine.stats(&esm.queue) else {
             return 0;
         };

@@ -14,6 +14,7 @@ pub mod dlq;
 pub mod publish;
 pub mod render;
 pub mod replay;
+pub mod smoke;
 pub mod target;
 pub mod trace;
 

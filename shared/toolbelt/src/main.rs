@@ -95,6 +95,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// After a deployment: a merchant creates a product, a customer orders it, and the order
+    /// must be confirmed, through the deployed APIs. Credentials come from the environment:
+    /// SMOKE_CUSTOMER and SMOKE_MERCHANT, each as user:password.
+    ///
+    /// Example: bazaar smoke --api https://abc.execute-api.eu-west-1.amazonaws.com --identity https://def.execute-api.eu-west-1.amazonaws.com
+    Smoke {
+        /// The marketplace API's base URL (the stack's ApiUrl output).
+        #[arg(long)]
+        api: String,
+        /// The identity API's base URL (the stack's IdentityUrl output; default: --api).
+        #[arg(long)]
+        identity: Option<String>,
+        /// The card token to pay with (a sandbox token of the real provider).
+        #[arg(long, default_value = "tok_ok")]
+        card_token: String,
+        /// Seconds to wait for each asynchronous step.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Sends archived events of the given types, in their original order, into one consumer's
     /// queue only: no other consumer sees them again. Rebuilds derived state, such as the
     /// search index (see README, "Rebuilding the search index").
@@ -269,6 +288,15 @@ fn main() -> std::process::ExitCode {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
+            if let Command::Smoke {
+                api,
+                identity,
+                card_token,
+                timeout,
+            } = &cli.command
+            {
+                return runtime.block_on(smoke(api, identity.as_deref(), card_token, *timeout));
+            }
             let target = target(&cli.target, &runtime)?;
             runtime.block_on(run(cli.command, &target))
         });
@@ -285,8 +313,49 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn credentials(var: &str) -> anyhow::Result<(String, String)> {
+    let value = std::env::var(var).with_context(|| {
+        format!("{var} is not set: give a user of the deployed stage as user:password")
+    })?;
+    let (user, password) = value
+        .split_once(':')
+        .with_context(|| format!("{var} must be user:password"))?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+async fn smoke(
+    api: &str,
+    identity: Option<&str>,
+    card_token: &str,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    use bazaar_toolbelt::smoke;
+    let settings = smoke::Settings {
+        api: api.to_string(),
+        identity: identity.unwrap_or(api).to_string(),
+        customer: credentials("SMOKE_CUSTOMER")?,
+        merchant: credentials("SMOKE_MERCHANT")?,
+        card_token: card_token.to_string(),
+        attempts: timeout.max(1) as usize,
+        run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+    };
+    let transport = smoke::HttpsTransport::new()?;
+    let mut wait = || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        eprint!(".");
+        Box::pin(tokio::time::sleep(Duration::from_secs(1)))
+    };
+    let report = smoke::run(&transport, &settings, &mut wait).await?;
+    eprintln!();
+    for step in &report.steps {
+        println!("ok  {step}");
+    }
+    println!("smoke test passed");
+    Ok(())
+}
+
 async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
     match command {
+        Command::Smoke { .. } => unreachable!("handled before the target is read"),
         Command::Queues { json } => {
             let rows = bazaar_toolbelt::queues(target).await?;
             if json {

@@ -229,6 +229,7 @@ async fn an_operator_session_reads_well_at_80_columns() {
         vec!["publish", "--help"],
         vec!["trace", "--help"],
         vec!["replay", "--help"],
+        vec!["smoke", "--help"],
     ] {
         let r = bazaar(&data, &help);
         assert_eq!(r.code, 0, "{help:?}: {}", r.stderr);
