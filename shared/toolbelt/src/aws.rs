@@ -90,7 +90,7 @@ impl AwsBackend {
     /// SQS's API does not tell the oldest message's age; CloudWatch's
     /// `ApproximateAgeOfOldestMessage` does, a minute or so behind. `None` when it has no
     /// recent datapoint (a queue idle for long, or a server without CloudWatch data).
-    async fn oldest_age(&self, queue: &str) -> Option<i64> {
+    async fn cloudwatch_oldest_age(&self, queue: &str) -> Option<i64> {
         use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
         use aws_sdk_cloudwatch::types::{Dimension, Statistic};
         let now = Utc::now();
@@ -171,8 +171,11 @@ impl Backend for AwsBackend {
                 &attrs,
                 QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
             ),
-            oldest_age_s: self.oldest_age(queue).await,
         })
+    }
+
+    async fn oldest_age(&self, queue: &str) -> Option<i64> {
+        self.cloudwatch_oldest_age(queue).await
     }
 
     async fn receive(

@@ -19,8 +19,6 @@ pub struct Counts {
     pub visible: u64,
     /// Messages received and not yet deleted.
     pub in_flight: u64,
-    /// Age of the oldest message in seconds; `None` when the backend cannot tell.
-    pub oldest_age_s: Option<i64>,
 }
 
 /// A message as read from a queue.
@@ -40,6 +38,13 @@ pub struct QueueMessage {
     pub sent_at: DateTime<Utc>,
     /// FIFO message group.
     pub group_id: Option<String>,
+}
+
+impl QueueMessage {
+    /// The order messages are shown and moved in: oldest first, ties by id.
+    pub fn arrival(&self) -> (DateTime<Utc>, &str) {
+        (self.sent_at, &self.message_id)
+    }
 }
 
 /// A message to send.
@@ -66,6 +71,8 @@ pub trait Backend: Send + Sync {
     async fn caller(&self) -> String;
     /// Counts of a queue, by name.
     async fn counts(&self, queue: &str) -> anyhow::Result<Counts>;
+    /// Age of a queue's oldest message in seconds; `None` when the backend cannot tell.
+    async fn oldest_age(&self, queue: &str) -> Option<i64>;
     /// Receives up to `max` (1 to 10) messages and hides them for `hold_s` seconds.
     async fn receive(
         &self,
@@ -101,7 +108,7 @@ pub trait Backend: Send + Sync {
         let receipts: Vec<String> = seen.values().map(|m| m.receipt.clone()).collect();
         self.release_all(queue, &receipts).await?;
         let mut all: Vec<QueueMessage> = seen.into_values().collect();
-        all.sort_by(|a, b| (a.sent_at, &a.message_id).cmp(&(b.sent_at, &b.message_id)));
+        all.sort_by(|a, b| a.arrival().cmp(&b.arrival()));
         Ok(all)
     }
     /// The ARN of a topic, by name.
@@ -172,8 +179,14 @@ impl Backend for LocalBackend {
         Ok(Counts {
             visible: s.visible + s.delayed,
             in_flight: s.in_flight,
-            oldest_age_s: Some(s.oldest_age_ms / 1000),
         })
+    }
+
+    async fn oldest_age(&self, queue: &str) -> Option<i64> {
+        self.engine
+            .stats(queue)
+            .ok()
+            .map(|s| s.oldest_age_ms / 1000)
     }
 
     async fn receive(

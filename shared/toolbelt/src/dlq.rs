@@ -115,9 +115,7 @@ pub async fn letters(target: &Target, dlq: &QueueRef) -> anyhow::Result<Vec<Lett
         .into_iter()
         .map(Letter::read)
         .collect();
-    all.sort_by(|a, b| {
-        (a.message.sent_at, &a.message.message_id).cmp(&(b.message.sent_at, &b.message.message_id))
-    });
+    all.sort_by(|a, b| a.message.arrival().cmp(&b.message.arrival()));
     Ok(all)
 }
 
@@ -347,10 +345,7 @@ pub async fn replay(
             }
             held.extend(batch.into_iter().map(Letter::read));
         }
-        held.sort_by(|a, b| {
-            (a.message.sent_at, &a.message.message_id)
-                .cmp(&(b.message.sent_at, &b.message.message_id))
-        });
+        held.sort_by(|a, b| a.message.arrival().cmp(&b.message.arrival()));
         held
     };
     let max = selection.max.unwrap_or(usize::MAX);

@@ -55,7 +55,8 @@ pub async fn queues(target: &Target) -> anyhow::Result<Vec<QueueRow>> {
             name: q.name.clone(),
             visible: c.visible,
             in_flight: c.in_flight,
-            oldest_age_s: c.oldest_age_s,
+            // Asked for the consumer queues only: on AWS each costs a CloudWatch read.
+            oldest_age_s: target.backend.oldest_age(&q.name).await,
             dlq: Some(redrive.dead_letter_queue.clone()),
             dlq_depth: d.visible + d.in_flight,
         });
