@@ -288,8 +288,10 @@ impl Consumer {
             attributes.insert("id".into(), e.id.clone());
             attributes.insert("correlation_id".into(), e.correlation_id.clone());
         }
+        let body = record.body.clone().unwrap_or_default();
+        fit_attributes(&body, &mut attributes);
         let letter = DeadLetter {
-            body: record.body.clone().unwrap_or_default(),
+            body,
             attributes,
             group_id: record.attributes.get("MessageGroupId").cloned(),
         };
@@ -349,6 +351,50 @@ fn failure(record: &SqsMessage) -> BatchItemFailure {
     f
 }
 
+/// Attributes that must stay on a parked message: without them it cannot be grouped,
+/// explained or replayed to its consumer.
+const KEPT_ON_PARK: [&str; 2] = ["bazaar.reason", "bazaar.function"];
+
+/// Shrinks a dead letter's attributes until body and attributes fit the queue's limit (SQS
+/// counts the body and every attribute's name, type and value). A message that arrived near
+/// the limit would otherwise be refused by its DLQ and, instead of being parked with its
+/// reason at once, come back until redrive parks it without one. The body is never touched
+/// (a replay must send exactly what arrived); the detail is cut first, then the other
+/// attributes go, largest first, but the reason and the function.
+fn fit_attributes(body: &str, attributes: &mut BTreeMap<String, String>) {
+    const TYPE_BYTES: usize = "String".len();
+    let size = |a: &BTreeMap<String, String>| {
+        body.len()
+            + a.iter()
+                .map(|(k, v)| k.len() + TYPE_BYTES + v.len())
+                .sum::<usize>()
+    };
+    let over = size(attributes).saturating_sub(crate::ports::MAX_MESSAGE_BYTES);
+    if over == 0 {
+        return;
+    }
+    if let Some(detail) = attributes.get("bazaar.detail") {
+        // An attribute may not be empty: a detail with no room left goes.
+        match detail.len().saturating_sub(over + "…".len()) {
+            0 => attributes.remove("bazaar.detail"),
+            keep => attributes.insert("bazaar.detail".into(), truncate(detail, keep)),
+        };
+    }
+    while size(attributes) > crate::ports::MAX_MESSAGE_BYTES {
+        let largest = attributes
+            .iter()
+            .filter(|(k, _)| !KEPT_ON_PARK.contains(&k.as_str()))
+            .max_by_key(|(k, v)| k.len() + v.len())
+            .map(|(k, _)| k.clone());
+        match largest {
+            Some(k) => {
+                attributes.remove(&k);
+            }
+            None => break,
+        }
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -378,4 +424,55 @@ pub fn envelope_of(body: &str) -> Result<Envelope, HandlerError> {
     }
     serde_json::from_value::<Envelope>(value)
         .map_err(|e| HandlerError::permanent("malformed", format!("body is not an envelope: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(body: &str, a: &BTreeMap<String, String>) -> usize {
+        body.len() + a.iter().map(|(k, v)| k.len() + 6 + v.len()).sum::<usize>()
+    }
+
+    fn letter_attributes() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("bazaar.reason".to_string(), "malformed".to_string()),
+            ("bazaar.function".to_string(), "notifier".to_string()),
+            ("bazaar.detail".to_string(), "d".repeat(1024)),
+            (
+                "bazaar.source-queue".to_string(),
+                "arn:aws:sqs:q".to_string(),
+            ),
+            ("type".to_string(), "order.placed".to_string()),
+        ])
+    }
+
+    #[test]
+    fn a_letter_within_the_limit_keeps_every_attribute() {
+        let mut a = letter_attributes();
+        fit_attributes("{}", &mut a);
+        assert_eq!(a, letter_attributes());
+    }
+
+    #[test]
+    fn a_letter_near_the_limit_loses_detail_first_then_other_attributes_never_its_reason() {
+        let limit = crate::ports::MAX_MESSAGE_BYTES;
+        // Room for everything but half the detail.
+        let body = "x".repeat(limit - size("", &letter_attributes()) + 512);
+        let mut a = letter_attributes();
+        fit_attributes(&body, &mut a);
+        assert!(size(&body, &a) <= limit);
+        assert!(a["bazaar.detail"].len() < 1024 && a["bazaar.detail"].ends_with('…'));
+        assert_eq!(a["type"], "order.placed");
+
+        // No room for any detail or the other attributes: reason and function stay.
+        let body = "x".repeat(limit - 60);
+        let mut a = letter_attributes();
+        fit_attributes(&body, &mut a);
+        assert!(size(&body, &a) <= limit, "{}", size(&body, &a));
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            ["bazaar.function", "bazaar.reason"]
+        );
+    }
 }
