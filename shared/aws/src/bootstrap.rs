@@ -106,6 +106,8 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
         keys,
         queues,
         env,
+        history: Arc::new(bazaar_platform::history::NoHistory),
+        guarantees: bazaar_platform::history::Guarantees::default(),
     }
 }
 

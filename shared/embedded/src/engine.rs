@@ -168,6 +168,8 @@ pub struct Engine {
     config: RwLock<Config>,
     changed: tokio::sync::Notify,
     chaos: Mutex<Chaos>,
+    /// Every send, as (queue, envelope id), once [`Engine::record_sends`] is called.
+    journal: Mutex<Option<Vec<(String, String)>>>,
 }
 
 const SCHEMA: &str = "
@@ -231,6 +233,7 @@ impl Engine {
             config: RwLock::new(Config::default()),
             changed: tokio::sync::Notify::new(),
             chaos: Mutex::new(Chaos::default()),
+            journal: Mutex::new(None),
         }))
     }
 
@@ -254,6 +257,23 @@ impl Engine {
         chaos.duplicates = max_duplicates;
         chaos.at_most = true;
         chaos.shuffle = Some(rand::rngs::SmallRng::seed_from_u64(seed));
+    }
+
+    /// Starts keeping a journal of every message sent to a queue (directly or by a topic's
+    /// fan-out), once per send whatever the duplicates chaos adds: what a history checker
+    /// needs to know which consumer was owed which message.
+    pub fn record_sends(&self) {
+        let mut journal = self.journal.lock().expect("journal lock");
+        journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The journal so far: (queue, the `id` attribute of the message, empty without one).
+    pub fn sends(&self) -> Vec<(String, String)> {
+        self.journal
+            .lock()
+            .expect("journal lock")
+            .clone()
+            .unwrap_or_default()
     }
 
     /// The engine's clock.
@@ -458,6 +478,10 @@ impl Engine {
         }
         let now = self.now_ms();
         let id = uuid::Uuid::new_v4().to_string();
+        if let Some(journal) = self.journal.lock().expect("journal lock").as_mut() {
+            let envelope_id = attributes.get("id").map(|a| a.value.clone());
+            journal.push((q.name.clone(), envelope_id.unwrap_or_default()));
+        }
         let db = self.db();
         if q.fifo() {
             let group = group_id.ok_or_else(|| {

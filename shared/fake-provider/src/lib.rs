@@ -137,6 +137,9 @@ struct State {
     callbacks: Vec<Pending>,
     seq: u64,
     calls: u64,
+    /// Every how many callbacks one is sent twice (none when `None`).
+    duplicate_every: Option<u64>,
+    delivered: u64,
 }
 
 impl State {
@@ -212,6 +215,12 @@ impl FakeProvider {
             down_rate,
             slow_rate,
         });
+    }
+
+    /// Sends every `every`-th callback twice (the same notification, [`CALLBACK_RETRY`] later),
+    /// as providers do when they are unsure the first one arrived; `None` stops it.
+    pub fn set_duplicate_callbacks(&self, every: Option<u64>) {
+        self.state().duplicate_every = every.filter(|e| *e > 0);
     }
 
     /// Calls received so far (charges and refunds, whatever their answer).
@@ -363,6 +372,16 @@ impl FakeProvider {
         let mut out = Vec::with_capacity(due.len());
         for p in due {
             let n = p.notification;
+            s.delivered += 1;
+            if s.duplicate_every
+                .is_some_and(|every| s.delivered.is_multiple_of(every))
+            {
+                // The provider answers twice: the same notification again, a little later.
+                s.callbacks.push(Pending {
+                    due: now + CALLBACK_RETRY,
+                    notification: n.clone(),
+                });
+            }
             if let Some(key) = s.payments.get(&n.payment_id).cloned()
                 && let Some(c) = s.charges.get_mut(&key)
                 && c.object.status == "pending"

@@ -1,7 +1,10 @@
 //! Crashes injected at the platform's fault points, for tests that prove a crash loses
-//! nothing.
+//! nothing: planned ones ([`ScriptedFaults`]) and seeded random ones ([`RandomFaults`]).
 
 use std::sync::Mutex;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use bazaar_platform::faults::{FaultPoint, Faults};
 
@@ -62,6 +65,49 @@ impl Faults for ScriptedFaults {
                 function.into(),
                 message_id.into(),
             ));
+            panic!("injected crash in {function} at {point:?} for {message_id}");
+        }
+    }
+}
+
+/// Crashes (panics) at random at the platform's fault points, seeded so that a failing run
+/// can be replayed: each point of each message crashes with probability `rate`, in the
+/// functions chosen.
+#[derive(Debug)]
+pub struct RandomFaults {
+    rng: Mutex<SmallRng>,
+    rate: f64,
+    points: Vec<FaultPoint>,
+    functions: Vec<String>,
+    crashes: Mutex<usize>,
+}
+
+impl RandomFaults {
+    /// Crashes at `points` of `functions` with probability `rate`, from `seed`.
+    pub fn new(seed: u64, rate: f64, points: &[FaultPoint], functions: &[&str]) -> Self {
+        RandomFaults {
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            rate,
+            points: points.to_vec(),
+            functions: functions.iter().map(|f| f.to_string()).collect(),
+            crashes: Mutex::new(0),
+        }
+    }
+
+    /// How many crashes happened.
+    pub fn crashes(&self) -> usize {
+        *self.crashes.lock().expect("faults lock")
+    }
+}
+
+impl Faults for RandomFaults {
+    fn at(&self, point: FaultPoint, function: &str, message_id: &str) {
+        if !self.points.contains(&point) || !self.functions.iter().any(|f| f == function) {
+            return;
+        }
+        let fire = self.rng.lock().expect("faults lock").random_bool(self.rate);
+        if fire {
+            *self.crashes.lock().expect("faults lock") += 1;
             panic!("injected crash in {function} at {point:?} for {message_id}");
         }
     }

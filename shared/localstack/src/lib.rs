@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod chaos;
 pub mod faults;
 pub mod gateway;
+pub mod history;
 pub mod schedule;
 pub mod stack;
 pub mod template;

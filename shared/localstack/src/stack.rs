@@ -9,6 +9,7 @@ use bazaar_embedded::engine::{ACCOUNT, REGION, queue_arn};
 use bazaar_embedded::{Engine, Received, Subscription};
 use bazaar_platform::clock::{Clock, ManualClock};
 use bazaar_platform::faults::{Faults, NoFaults};
+use bazaar_platform::history::{Guarantees, History, NoHistory};
 use bazaar_platform::ids::{Ids, RandomIds};
 use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
 use bazaar_platform::{Function, LambdaFunction};
@@ -40,6 +41,14 @@ pub struct StackOptions {
     pub faults: Arc<dyn Faults>,
     /// Where the functions' metrics go.
     pub metrics: Arc<dyn MetricsSink>,
+    /// Where the platform reports what it committed, published and parked (a
+    /// [`crate::history::Recorder`] in tests that check a run's history).
+    pub history: Arc<dyn History>,
+    /// The delivery guarantees the platform keeps: all, but in the tests that prove the
+    /// history checker catches a platform without one.
+    pub guarantees: Guarantees,
+    /// Dependency faults (throttling, conflicts, publish failures, clock skew), if any.
+    pub chaos: Option<crate::chaos::Chaos>,
     /// The functions by binary name (normally [`registry`]).
     pub constructors: BTreeMap<&'static str, Constructor>,
     /// The fake payment provider whose callbacks the stack delivers to the webhook route.
@@ -70,6 +79,9 @@ impl StackOptions {
             ids: Arc::new(RandomIds),
             faults: Arc::new(NoFaults),
             metrics: Arc::new(CollectedMetrics::default()),
+            history: Arc::new(NoHistory),
+            guarantees: Guarantees::default(),
+            chaos: None,
             constructors: registry(),
             provider: None,
             aws: None,
@@ -110,6 +122,9 @@ impl StackOptions {
             ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
             faults,
             metrics,
+            history: Arc::new(NoHistory),
+            guarantees: Guarantees::default(),
+            chaos: None,
             constructors,
             provider: Some(provider),
             aws: None,
@@ -323,6 +338,11 @@ impl Stack {
                 }
             };
             deps.keys = keys.clone();
+            deps.history = options.history.clone();
+            deps.guarantees = options.guarantees;
+            if let Some(chaos) = &options.chaos {
+                chaos.wrap(&mut deps);
+            }
             let built = Arc::new(constructor(Arc::new(deps)));
             functions.insert(id.clone(), built.clone());
             for (name, event) in &def.events {

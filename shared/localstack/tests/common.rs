@@ -29,14 +29,17 @@ pub struct TestStack {
 }
 
 pub fn stack() -> TestStack {
+    stack_with(|_| {})
+}
+
+/// [`stack`] with options changed by `configure` (faults, history, chaos, guarantees).
+pub fn stack_with(configure: impl FnOnce(&mut StackOptions)) -> TestStack {
     let faults = Arc::new(ScriptedFaults::new());
     let metrics = Arc::new(CollectedMetrics::default());
     let model = StackModel::load_local(&template(), &BTreeMap::new()).expect("the template loads");
-    let stack = Stack::build(
-        model,
-        StackOptions::simulated(faults.clone(), metrics.clone()),
-    )
-    .expect("the stack builds");
+    let mut options = StackOptions::simulated(faults.clone(), metrics.clone());
+    configure(&mut options);
+    let stack = Stack::build(model, options).expect("the stack builds");
     TestStack {
         stack,
         catalogued: Default::default(),

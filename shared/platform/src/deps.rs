@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::auth::KeySource;
 use crate::clock::Clock;
 use crate::faults::Faults;
+use crate::history::{Guarantees, History};
 use crate::ids::Ids;
 use crate::ports::{DeadLetters, HandlerError, Publisher, QueueStats, Table};
 use crate::telemetry::MetricsSink;
@@ -37,6 +38,11 @@ pub struct Deps {
     pub queues: Option<Arc<dyn QueueStats>>,
     /// The function's environment variables as the template sets them.
     pub env: BTreeMap<String, String>,
+    /// Where the platform reports what it committed, published and parked (nowhere in
+    /// production).
+    pub history: Arc<dyn History>,
+    /// The delivery guarantees kept (all, but in the tests that prove the checker).
+    pub guarantees: Guarantees,
 }
 
 impl Deps {

@@ -4,6 +4,12 @@
 /// A point in the processing of one message or request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultPoint {
+    /// The message is read and recognised; nothing is done yet.
+    Received,
+    /// The handler decided (its reads are done, its writes and messages collected); nothing
+    /// is committed yet. A crash anywhere inside a handler is equivalent: the handler's
+    /// writes and sends only take effect through the commit.
+    BeforeCommit,
     /// The state changes and the outbox are committed; nothing is published yet.
     AfterCommit,
     /// The outgoing messages are published; the incoming one is not yet acknowledged.

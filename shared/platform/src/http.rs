@@ -624,6 +624,7 @@ impl Api {
         outbox::commit(
             deps,
             &source,
+            &request.request_id,
             Vec::new(),
             std::mem::take(&mut work.writes),
             &work.outgoing,
@@ -749,7 +750,16 @@ impl Api {
         } else {
             Vec::new()
         };
-        if let Err(e) = outbox::commit(deps, &source, vec![complete], writes, &outgoing).await {
+        if let Err(e) = outbox::commit(
+            deps,
+            &source,
+            &request.request_id,
+            vec![complete],
+            writes,
+            &outgoing,
+        )
+        .await
+        {
             let _ = table
                 .delete(
                     &record_key,

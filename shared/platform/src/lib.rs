@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod deps;
 pub mod faults;
 pub mod function;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod item;

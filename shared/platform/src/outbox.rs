@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::deps::Deps;
 use crate::faults::FaultPoint;
+use crate::history::Event;
 use crate::item::{Condition, Key, Query, SortKey, Write, item};
 use crate::ports::{HandlerError, MAX_TRANSACTION_WRITES, TableError};
 
@@ -68,6 +69,7 @@ pub fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> W
 pub async fn commit(
     deps: &Deps,
     source: &str,
+    input: &str,
     guard: Vec<Write>,
     writes: Vec<Write>,
     outgoing: &[Envelope],
@@ -75,7 +77,12 @@ pub async fn commit(
     let now = deps.clock.now();
     let mut all = guard;
     all.extend(writes);
-    for (i, envelope) in outgoing.iter().enumerate() {
+    let stored = if deps.guarantees.outbox {
+        outgoing
+    } else {
+        &[]
+    };
+    for (i, envelope) in stored.iter().enumerate() {
         all.push(Write::Put {
             item: item(
                 &Key::new(OUTBOX_PK, format!("{source}#{i:03}")),
@@ -93,7 +100,20 @@ pub async fn commit(
     let table = deps
         .table()
         .map_err(|e| TableError::Invalid(e.to_string()))?;
-    table.transact(all).await
+    table.transact(all).await?;
+    deps.history.record(Event::Committed {
+        function: deps.function.clone(),
+        input: input.to_string(),
+        sends: outgoing.iter().map(|e| e.id.clone()).collect(),
+    });
+    Ok(())
+}
+
+fn published(deps: &Deps, envelopes: &[Envelope]) {
+    deps.history.record(Event::Published {
+        function: deps.function.clone(),
+        ids: envelopes.iter().map(|e| e.id.clone()).collect(),
+    });
 }
 
 /// Publishes committed messages, then deletes their outbox records.
@@ -109,6 +129,10 @@ pub async fn dispatch(
     deps.faults
         .at(FaultPoint::AfterCommit, &deps.function, message_id);
     deps.publisher.publish(outgoing).await?;
+    published(deps, outgoing);
+    if !deps.guarantees.outbox {
+        return Ok(());
+    }
     let table = deps.table()?;
     for i in 0..outgoing.len() {
         table
@@ -149,6 +173,7 @@ async fn publish_records(
         keys.push(Key::of(record).ok_or_else(|| HandlerError::bug("outbox record without a key"))?);
     }
     deps.publisher.publish(&envelopes).await?;
+    published(deps, &envelopes);
     let table = deps.table()?;
     for key in keys {
         table.delete(&key, None).await?;

@@ -80,10 +80,11 @@ async fn run_unit(
 ) -> Result<(), HandlerError> {
     let table = deps.table()?;
     let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
-    if table
-        .get(&outbox::inbox_key(&deps.function, &envelope.id))
-        .await?
-        .is_some()
+    if deps.guarantees.inbox
+        && table
+            .get(&outbox::inbox_key(&deps.function, &envelope.id))
+            .await?
+            .is_some()
     {
         outbox::redispatch(deps, &source).await?;
         return Ok(());
@@ -92,18 +93,24 @@ async fn run_unit(
     for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
         handler.handle(envelope, &mut work).await?;
-        let guard = vec![outbox::inbox_write(
-            &deps.function,
-            envelope,
-            deps.clock.now(),
-        )];
+        let guard = if deps.guarantees.inbox {
+            vec![outbox::inbox_write(
+                &deps.function,
+                envelope,
+                deps.clock.now(),
+            )]
+        } else {
+            Vec::new()
+        };
         let writes = std::mem::take(&mut work.writes);
-        match outbox::commit(deps, &source, guard, writes, &work.outgoing).await {
+        deps.faults
+            .at(FaultPoint::BeforeCommit, &deps.function, &envelope.id);
+        match outbox::commit(deps, &source, &envelope.id, guard, writes, &work.outgoing).await {
             Ok(()) => {
                 outbox::dispatch(deps, &source, &work.outgoing, &envelope.id).await?;
                 return Ok(());
             }
-            Err(e) if e.condition_failed_at(0) => {
+            Err(e) if deps.guarantees.inbox && e.condition_failed_at(0) => {
                 // Another delivery of the same message committed first: it is processed.
                 outbox::redispatch(deps, &source).await?;
                 return Ok(());
@@ -231,6 +238,8 @@ impl Consumer {
             );
             return self.park(record, Some(&envelope), &e, started).await;
         };
+        deps.faults
+            .at(FaultPoint::Received, &deps.function, &envelope.id);
         match run_unit(handler.as_ref(), &envelope, deps).await {
             Ok(()) => {
                 deps.faults
@@ -312,6 +321,13 @@ impl Consumer {
         };
         match deps.dead_letters.park(letter).await {
             Ok(()) => {
+                deps.history.record(crate::history::Event::Parked {
+                    function: deps.function.clone(),
+                    input: envelope
+                        .map(|e| e.id.clone())
+                        .or_else(|| record.message_id.clone())
+                        .unwrap_or_default(),
+                });
                 log_outcome(&fields, Outcome::Parked, Some(error));
                 self.measure(message_type, Outcome::Parked, started, envelope);
                 RecordResult::Parked

@@ -161,7 +161,8 @@ impl<'a> Work<'a> {
         let deps = self.deps;
         let source = crate::outbox::source_key(&format!("job:{}:{scope}", deps.function));
         let writes = std::mem::take(&mut self.writes);
-        crate::outbox::commit(deps, &source, Vec::new(), writes, &self.outgoing).await?;
+        let input = format!("job:{scope}");
+        crate::outbox::commit(deps, &source, &input, Vec::new(), writes, &self.outgoing).await?;
         crate::outbox::dispatch(deps, &source, &self.outgoing, scope).await
     }
 }

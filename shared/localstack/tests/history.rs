@@ -1,0 +1,175 @@
+//! The history checker (`bazaar_localstack::history`) on whole runs of the order saga: with
+//! every message delivered one to five times in a random order and consumers crashing at
+//! random after their commit or after their publish, the platform loses nothing, duplicates
+//! no effect and does nothing unasked; the books balance. And the checker is shown to catch a
+//! platform without its inbox (duplicated effects) or without its outbox (lost messages).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bazaar_localstack::faults::{RandomFaults, ScriptedFaults};
+use bazaar_localstack::history::{Recorder, Report, check};
+use bazaar_localstack::{Stack, StackModel, StackOptions};
+use bazaar_platform::faults::{FaultPoint, Faults, NoFaults};
+use bazaar_platform::history::Guarantees;
+use bazaar_platform::telemetry::CollectedMetrics;
+use common::TestStack;
+use serde_json::json;
+
+/// The functions a message triggers (HTTP functions are left alone: a crash there is a 500 to
+/// the caller, covered elsewhere).
+const CONSUMERS: [&str; 8] = [
+    "orders-saga",
+    "inventory-worker",
+    "payments-worker",
+    "notifier",
+    "catalog-merger",
+    "search-indexer",
+    "orders-prices",
+    "event-archiver",
+];
+
+/// The consumers that carry an order from placed to final.
+const SAGA: [&str; 3] = ["orders-saga", "inventory-worker", "payments-worker"];
+
+const SKUS: [&str; 3] = ["MUG-01", "TEE-01", "LAMP-01"];
+
+struct Run {
+    s: TestStack,
+    recorder: Arc<Recorder>,
+}
+
+fn run_with(guarantees: Guarantees, faults: Arc<dyn Faults>, duplicates: u32, seed: u64) -> Run {
+    let model = StackModel::load_local(&common::template(), &BTreeMap::new()).unwrap();
+    let recorder = Arc::new(Recorder::new());
+    let metrics = Arc::new(CollectedMetrics::default());
+    let mut options = StackOptions::simulated(faults, metrics.clone());
+    options.history = recorder.clone();
+    options.guarantees = guarantees;
+    let stack = Stack::build(model, options).unwrap();
+    stack.engine().record_sends();
+    if duplicates > 0 {
+        stack.engine().set_chaos_at_most(duplicates, seed);
+    }
+    Run {
+        s: TestStack {
+            stack,
+            catalogued: Default::default(),
+            faults: Arc::new(ScriptedFaults::new()),
+            metrics,
+        },
+        recorder,
+    }
+}
+
+/// Places `orders` orders (two approving cards in three, one declining), lets the stack come
+/// to rest, and returns the checker's report with the order ids and their tokens.
+async fn saga(run: &Run, orders: usize) -> (Report, Vec<(String, &'static str)>) {
+    for sku in SKUS {
+        run.s.set_stock(sku, orders as i64).await;
+    }
+    let mut placed = Vec::new();
+    for i in 0..orders {
+        let token = ["tok_ok", "tok_ok", "tok_declined"][i % 3];
+        let items = json!([{"sku": SKUS[i % 3], "quantity": 1}]);
+        let id = run
+            .s
+            .placed_paying(
+                &format!("customer-{}", i % 5),
+                &format!("h-{i}"),
+                items,
+                token,
+            )
+            .await;
+        placed.push((id, token));
+    }
+    run.s.stack.settle().await;
+    (check(&run.s.stack, &run.recorder), placed)
+}
+
+#[tokio::test]
+async fn under_duplicates_reordering_and_crashes_nothing_is_lost_duplicated_or_unexpected() {
+    let seed = 7;
+    let faults = Arc::new(RandomFaults::new(
+        seed,
+        0.05,
+        &[FaultPoint::AfterCommit, FaultPoint::AfterPublish],
+        &CONSUMERS,
+    ));
+    let run = run_with(Guarantees::default(), faults.clone(), 4, seed);
+    let orders = 300;
+    let (report, placed) = saga(&run, orders).await;
+    assert!(report.is_clean(), "{report:#?}");
+    assert!(faults.crashes() > 20, "{} crashes", faults.crashes());
+    assert!(report.owed > orders * 5, "{report:?}");
+    assert!(report.committed >= report.owed, "{report:?}");
+
+    // The business invariants: every order final as its card says; stock conserved; one
+    // charge per order.
+    for (id, token) in &placed {
+        let order = run.s.order(id).await;
+        let want = if *token == "tok_declined" {
+            "cancelled"
+        } else {
+            "confirmed"
+        };
+        assert_eq!(order["status"], want, "{order}");
+    }
+    for (n, sku) in SKUS.iter().enumerate() {
+        let confirmed = placed
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, t))| i % 3 == n && *t != "tok_declined")
+            .count() as i64;
+        let (available, reserved) = run.s.stock(sku).await;
+        assert_eq!(reserved, 0, "{sku}");
+        assert_eq!(run.s.committed(sku).await, confirmed, "{sku}");
+        assert_eq!(available + confirmed, orders as i64, "{sku}");
+    }
+    let ledger = run.s.provider().ledger();
+    assert_eq!(ledger.len(), orders, "one charge per order");
+    println!("{orders} orders, {} crashes: {report:?}", faults.crashes());
+}
+
+#[tokio::test]
+async fn without_the_inbox_check_the_checker_reports_duplicated_effects() {
+    let broken = Guarantees {
+        inbox: false,
+        ..Guarantees::default()
+    };
+    let run = run_with(broken, Arc::new(NoFaults), 2, 3);
+    let (report, _) = saga(&run, 30).await;
+    assert!(!report.duplicated.is_empty(), "{report:#?}");
+}
+
+#[tokio::test]
+async fn without_the_outbox_a_crash_after_commit_loses_messages_and_the_checker_says_so() {
+    let broken = Guarantees {
+        outbox: false,
+        ..Guarantees::default()
+    };
+    // Crashes in the saga's own steps (the catalog must reach orders for any to be placed).
+    let faults = Arc::new(RandomFaults::new(5, 0.2, &[FaultPoint::AfterCommit], &SAGA));
+    let run = run_with(broken, faults.clone(), 0, 5);
+    let (report, _) = saga(&run, 30).await;
+    assert!(faults.crashes() > 0);
+    assert!(
+        report.lost.iter().any(|l| l.contains("never published")),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_runs_with_every_guarantee_are_clean() {
+    // The two broken runs above, with the platform whole: the checker finds nothing.
+    let run = run_with(Guarantees::default(), Arc::new(NoFaults), 2, 3);
+    let (report, _) = saga(&run, 30).await;
+    assert!(report.is_clean(), "{report:#?}");
+    let faults = Arc::new(RandomFaults::new(5, 0.2, &[FaultPoint::AfterCommit], &SAGA));
+    let run = run_with(Guarantees::default(), faults.clone(), 0, 5);
+    let (report, _) = saga(&run, 30).await;
+    assert!(faults.crashes() > 0);
+    assert!(report.is_clean(), "{report:#?}");
+}
