@@ -45,7 +45,7 @@ impl ScriptedFaults {
 }
 
 impl Faults for ScriptedFaults {
-    fn at(&self, point: FaultPoint, function: &str, message_id: &str) {
+    fn at(&self, point: FaultPoint, function: &str, _: &str, message_id: &str) {
         let fire = {
             let mut rules = self.rules.lock().expect("faults lock");
             match rules
@@ -72,14 +72,15 @@ impl Faults for ScriptedFaults {
 
 /// Crashes (panics) at random at the platform's fault points, seeded so that a failing run
 /// can be replayed: each point of each message crashes with probability `rate`, in the
-/// functions chosen.
+/// functions chosen, and for the message types chosen ([`RandomFaults::only_types`]).
 #[derive(Debug)]
 pub struct RandomFaults {
     rng: Mutex<SmallRng>,
     rate: f64,
     points: Vec<FaultPoint>,
     functions: Vec<String>,
-    crashes: Mutex<usize>,
+    types: Vec<String>,
+    crashed: Mutex<Vec<(FaultPoint, String, String)>>,
 }
 
 impl RandomFaults {
@@ -90,25 +91,44 @@ impl RandomFaults {
             rate,
             points: points.to_vec(),
             functions: functions.iter().map(|f| f.to_string()).collect(),
-            crashes: Mutex::new(0),
+            types: Vec::new(),
+            crashed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Crashes only while these message types are handled (`METHOD /route` for a request).
+    pub fn only_types(mut self, types: &[&str]) -> Self {
+        self.types = types.iter().map(|t| t.to_string()).collect();
+        self
     }
 
     /// How many crashes happened.
     pub fn crashes(&self) -> usize {
-        *self.crashes.lock().expect("faults lock")
+        self.crashed.lock().expect("faults lock").len()
+    }
+
+    /// The crashes: point, function, message type.
+    pub fn crashed(&self) -> Vec<(FaultPoint, String, String)> {
+        self.crashed.lock().expect("faults lock").clone()
     }
 }
 
 impl Faults for RandomFaults {
-    fn at(&self, point: FaultPoint, function: &str, message_id: &str) {
-        if !self.points.contains(&point) || !self.functions.iter().any(|f| f == function) {
+    fn at(&self, point: FaultPoint, function: &str, message_type: &str, message_id: &str) {
+        if !self.points.contains(&point)
+            || !self.functions.iter().any(|f| f == function)
+            || !(self.types.is_empty() || self.types.iter().any(|t| t == message_type))
+        {
             return;
         }
         let fire = self.rng.lock().expect("faults lock").random_bool(self.rate);
         if fire {
-            *self.crashes.lock().expect("faults lock") += 1;
-            panic!("injected crash in {function} at {point:?} for {message_id}");
+            self.crashed.lock().expect("faults lock").push((
+                point,
+                function.into(),
+                message_type.into(),
+            ));
+            panic!("injected crash in {function} at {point:?} for {message_type} {message_id}");
         }
     }
 }

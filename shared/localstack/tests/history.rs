@@ -173,3 +173,27 @@ async fn the_same_runs_with_every_guarantee_are_clean() {
     assert!(faults.crashes() > 0);
     assert!(report.is_clean(), "{report:#?}");
 }
+
+#[tokio::test]
+async fn faults_can_be_aimed_at_one_function_and_one_message_type() {
+    let faults = Arc::new(
+        RandomFaults::new(
+            11,
+            0.5,
+            &[FaultPoint::BeforeCommit, FaultPoint::AfterCommit],
+            &["orders-saga"],
+        )
+        .only_types(&["payment.captured"]),
+    );
+    let run = run_with(Guarantees::default(), faults.clone(), 0, 11);
+    let (report, _) = saga(&run, 30).await;
+    let crashed = faults.crashed();
+    assert!(!crashed.is_empty());
+    assert!(
+        crashed
+            .iter()
+            .all(|(_, f, t)| f == "orders-saga" && t == "payment.captured"),
+        "{crashed:?}"
+    );
+    assert!(report.is_clean(), "{report:#?}");
+}

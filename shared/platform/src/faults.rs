@@ -19,8 +19,9 @@ pub enum FaultPoint {
 /// Decides whether to crash at a point. Implementations panic to crash, exactly as a bug in a
 /// handler would, so that the same recovery paths are exercised.
 pub trait Faults: Send + Sync {
-    /// Called by the platform at `point` while `function` handles the message `message_id`.
-    fn at(&self, point: FaultPoint, function: &str, message_id: &str);
+    /// Called by the platform at `point` while `function` handles the message `message_id`
+    /// of type `message_type` (an HTTP request is `METHOD /route`, a scheduled job `job`).
+    fn at(&self, point: FaultPoint, function: &str, message_type: &str, message_id: &str);
 }
 
 /// No faults: the production setting.
@@ -28,5 +29,5 @@ pub trait Faults: Send + Sync {
 pub struct NoFaults;
 
 impl Faults for NoFaults {
-    fn at(&self, _: FaultPoint, _: &str, _: &str) {}
+    fn at(&self, _: FaultPoint, _: &str, _: &str, _: &str) {}
 }

@@ -631,7 +631,8 @@ impl Api {
         )
         .await
         .map_err(commit_error)?;
-        outbox::dispatch(deps, &source, &work.outgoing, &request.request_id)
+        let route = format!("{} {}", entry.method, entry.template);
+        outbox::dispatch(deps, &source, &work.outgoing, &route, &request.request_id)
             .await
             .map_err(ApiError::from)?;
         Ok(response)
@@ -768,7 +769,8 @@ impl Api {
                 .await;
             return Err(commit_error(e));
         }
-        outbox::dispatch(deps, &source, &outgoing, &request.request_id)
+        let route = format!("{} {}", entry.method, entry.template);
+        outbox::dispatch(deps, &source, &outgoing, &route, &request.request_id)
             .await
             .map_err(ApiError::from)?;
         Ok(response)

@@ -121,13 +121,18 @@ pub async fn dispatch(
     deps: &Deps,
     source: &str,
     outgoing: &[Envelope],
+    message_type: &str,
     message_id: &str,
 ) -> Result<(), HandlerError> {
     if outgoing.is_empty() {
         return Ok(());
     }
-    deps.faults
-        .at(FaultPoint::AfterCommit, &deps.function, message_id);
+    deps.faults.at(
+        FaultPoint::AfterCommit,
+        &deps.function,
+        message_type,
+        message_id,
+    );
     deps.publisher.publish(outgoing).await?;
     published(deps, outgoing);
     if !deps.guarantees.outbox {

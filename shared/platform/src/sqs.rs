@@ -103,11 +103,22 @@ async fn run_unit(
             Vec::new()
         };
         let writes = std::mem::take(&mut work.writes);
-        deps.faults
-            .at(FaultPoint::BeforeCommit, &deps.function, &envelope.id);
+        deps.faults.at(
+            FaultPoint::BeforeCommit,
+            &deps.function,
+            &envelope.message_type,
+            &envelope.id,
+        );
         match outbox::commit(deps, &source, &envelope.id, guard, writes, &work.outgoing).await {
             Ok(()) => {
-                outbox::dispatch(deps, &source, &work.outgoing, &envelope.id).await?;
+                outbox::dispatch(
+                    deps,
+                    &source,
+                    &work.outgoing,
+                    &envelope.message_type,
+                    &envelope.id,
+                )
+                .await?;
                 return Ok(());
             }
             Err(e) if deps.guarantees.inbox && e.condition_failed_at(0) => {
@@ -238,12 +249,20 @@ impl Consumer {
             );
             return self.park(record, Some(&envelope), &e, started).await;
         };
-        deps.faults
-            .at(FaultPoint::Received, &deps.function, &envelope.id);
+        deps.faults.at(
+            FaultPoint::Received,
+            &deps.function,
+            &envelope.message_type,
+            &envelope.id,
+        );
         match run_unit(handler.as_ref(), &envelope, deps).await {
             Ok(()) => {
-                deps.faults
-                    .at(FaultPoint::AfterPublish, &deps.function, &envelope.id);
+                deps.faults.at(
+                    FaultPoint::AfterPublish,
+                    &deps.function,
+                    &envelope.message_type,
+                    &envelope.id,
+                );
                 log_outcome(&fields, Outcome::Processed, None);
                 self.measure(
                     &envelope.message_type,

@@ -163,6 +163,6 @@ impl<'a> Work<'a> {
         let writes = std::mem::take(&mut self.writes);
         let input = format!("job:{scope}");
         crate::outbox::commit(deps, &source, &input, Vec::new(), writes, &self.outgoing).await?;
-        crate::outbox::dispatch(deps, &source, &self.outgoing, scope).await
+        crate::outbox::dispatch(deps, &source, &self.outgoing, "job", scope).await
     }
 }
