@@ -307,6 +307,30 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             "{dlq} stays empty"
         );
     }
+    // The search index equals the truths: a listing for exactly the skus with stock left,
+    // at their price (every sku here has master data and a price of 10.00).
+    let index =
+        search_indexer::entries(s.stack.table_of("SearchIndexerFunction").unwrap().as_ref())
+            .await
+            .unwrap();
+    let mut listed = std::collections::BTreeSet::new();
+    for entry in &index {
+        if let Some(listing) = &entry.listing {
+            assert_eq!(listing.price.amount_cents, 1000, "{}", entry.sku);
+            listed.insert(entry.sku.to_string());
+        }
+    }
+    let mut in_stock = std::collections::BTreeSet::new();
+    for (sku, _) in &stock {
+        if s.stock(sku).await.0 > 0 {
+            in_stock.insert(sku.to_string());
+        }
+    }
+    assert_eq!(
+        listed, in_stock,
+        "the index lists exactly the skus in stock"
+    );
+
     // The history: every message owed to a consumer processed or parked, no effect twice,
     // every committed send published, nothing unasked.
     let report = check(&s.stack, &recorder);
