@@ -27,11 +27,7 @@ mkdir -p target
 stack=$!
 trap 'kill $stack 2>/dev/null || true; rm -rf "$data"' EXIT
 base="http://127.0.0.1:$port"
-for _ in $(seq 1 200); do
-  if python3 -c "import urllib.request; urllib.request.urlopen('$base/.well-known/openid-configuration')" 2>/dev/null; then break; fi
-  if ! kill -0 $stack 2>/dev/null; then echo "the local stack did not start:"; cat target/schemathesis-stack.log; exit 1; fi
-  sleep 0.1
-done
+wait_http "$base/.well-known/openid-configuration" $stack "the local stack" target/schemathesis-stack.log
 
 token() {
   python3 - "$base" "$1" <<'PY'

@@ -24,6 +24,18 @@ venv_build_ready() {
   fi
 }
 
+# Waits until URL answers (up to 20 s) while process PID lives; if it dies or never answers,
+# prints WHAT and the log file LOG and exits.  Usage: wait_http URL PID WHAT LOG
+wait_http() {
+  local url=$1 pid=$2 what=$3 log=$4
+  for _ in $(seq 1 200); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('$url')" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "$what did not start:"; cat "$log"; exit 1
+}
+
 # Prints a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

@@ -106,7 +106,7 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
         keys,
         queues,
         env,
-        history: Arc::new(bazaar_platform::history::NoHistory),
+        history: None,
         guarantees: bazaar_platform::history::Guarantees::default(),
     }
 }

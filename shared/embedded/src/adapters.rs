@@ -353,7 +353,7 @@ pub fn deps(
             .contains_key("MONITORED_QUEUES")
             .then(|| Arc::new(EmbeddedQueueStats(engine.clone())) as _),
         env,
-        history: Arc::new(bazaar_platform::history::NoHistory),
+        history: None,
         guarantees: bazaar_platform::history::Guarantees::default(),
     }
 }

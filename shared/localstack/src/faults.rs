@@ -85,12 +85,17 @@ pub struct RandomFaults {
 
 impl RandomFaults {
     /// Crashes at `points` of `functions` with probability `rate`, from `seed`.
-    pub fn new(seed: u64, rate: f64, points: &[FaultPoint], functions: &[&str]) -> Self {
+    pub fn new(
+        seed: u64,
+        rate: f64,
+        points: &[FaultPoint],
+        functions: impl IntoIterator<Item = impl ToString>,
+    ) -> Self {
         RandomFaults {
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             rate,
             points: points.to_vec(),
-            functions: functions.iter().map(|f| f.to_string()).collect(),
+            functions: functions.into_iter().map(|f| f.to_string()).collect(),
             types: Vec::new(),
             crashed: Mutex::new(Vec::new()),
         }

@@ -79,11 +79,7 @@ pub fn check(stack: &Stack, recorder: &Recorder) -> Report {
     let mut consumer_of = BTreeMap::new();
     let mut dlqs = BTreeMap::new();
     for def in model.functions.values() {
-        let function = def
-            .environment
-            .get("BAZAAR_FUNCTION")
-            .cloned()
-            .unwrap_or_else(|| def.binary.clone());
+        let function = def.name();
         for (_, event) in &def.events {
             if let EventDef::Sqs { queue, .. } = event {
                 consumer_of.insert(queue.clone(), function.clone());

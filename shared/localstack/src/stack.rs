@@ -9,7 +9,7 @@ use bazaar_embedded::engine::{ACCOUNT, REGION, queue_arn};
 use bazaar_embedded::{Engine, Received, Subscription};
 use bazaar_platform::clock::{Clock, ManualClock};
 use bazaar_platform::faults::{Faults, NoFaults};
-use bazaar_platform::history::{Guarantees, History, NoHistory};
+use bazaar_platform::history::{Guarantees, History};
 use bazaar_platform::ids::{Ids, RandomIds};
 use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
 use bazaar_platform::{Function, LambdaFunction};
@@ -43,7 +43,7 @@ pub struct StackOptions {
     pub metrics: Arc<dyn MetricsSink>,
     /// Where the platform reports what it committed, published and parked (a
     /// [`crate::history::Recorder`] in tests that check a run's history).
-    pub history: Arc<dyn History>,
+    pub history: Option<Arc<dyn History>>,
     /// The delivery guarantees the platform keeps: all, but in the tests that prove the
     /// history checker catches a platform without one.
     pub guarantees: Guarantees,
@@ -79,7 +79,7 @@ impl StackOptions {
             ids: Arc::new(RandomIds),
             faults: Arc::new(NoFaults),
             metrics: Arc::new(CollectedMetrics::default()),
-            history: Arc::new(NoHistory),
+            history: None,
             guarantees: Guarantees::default(),
             chaos: None,
             constructors: registry(),
@@ -122,7 +122,7 @@ impl StackOptions {
             ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
             faults,
             metrics,
-            history: Arc::new(NoHistory),
+            history: None,
             guarantees: Guarantees::default(),
             chaos: None,
             constructors,
@@ -314,10 +314,7 @@ impl Stack {
                     ))
                 })?;
             let env = def.environment.clone();
-            let function = env
-                .get("BAZAAR_FUNCTION")
-                .cloned()
-                .unwrap_or_else(|| def.binary.clone());
+            let function = def.name();
             let mut deps = match &options.aws {
                 None => bazaar_embedded::deps(
                     &engine,

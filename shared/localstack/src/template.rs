@@ -148,6 +148,24 @@ pub struct FunctionDef {
     pub events: Vec<(String, EventDef)>,
 }
 
+impl FunctionDef {
+    /// The name the function goes by (`orders-saga`): in logs, metrics, inbox records and as
+    /// the `source` of its envelopes. `BAZAAR_FUNCTION` when set, else the binary's name.
+    pub fn name(&self) -> String {
+        self.environment
+            .get("BAZAAR_FUNCTION")
+            .cloned()
+            .unwrap_or_else(|| self.binary.clone())
+    }
+
+    /// Whether an SQS queue triggers it.
+    pub fn consumes(&self) -> bool {
+        self.events
+            .iter()
+            .any(|(_, e)| matches!(e, EventDef::Sqs { .. }))
+    }
+}
+
 /// A subscription of a queue to a topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionDef {

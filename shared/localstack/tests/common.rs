@@ -20,6 +20,17 @@ pub fn template() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
 }
 
+/// The names of the functions a queue triggers, from the template.
+pub fn consumers() -> Vec<String> {
+    let model = StackModel::load_local(&template(), &BTreeMap::new()).expect("the template loads");
+    model
+        .functions
+        .values()
+        .filter(|f| f.consumes())
+        .map(|f| f.name())
+        .collect()
+}
+
 pub struct TestStack {
     pub stack: Arc<Stack>,
     /// Skus given a catalog entry (master data and a price) by `set_stock`.

@@ -18,19 +18,6 @@ use bazaar_platform::telemetry::CollectedMetrics;
 use common::TestStack;
 use serde_json::json;
 
-/// The functions a message triggers (HTTP functions are left alone: a crash there is a 500 to
-/// the caller, covered elsewhere).
-const CONSUMERS: [&str; 8] = [
-    "orders-saga",
-    "inventory-worker",
-    "payments-worker",
-    "notifier",
-    "catalog-merger",
-    "search-indexer",
-    "orders-prices",
-    "event-archiver",
-];
-
 /// The consumers that carry an order from placed to final.
 const SAGA: [&str; 3] = ["orders-saga", "inventory-worker", "payments-worker"];
 
@@ -46,7 +33,7 @@ fn run_with(guarantees: Guarantees, faults: Arc<dyn Faults>, duplicates: u32, se
     let recorder = Arc::new(Recorder::new());
     let metrics = Arc::new(CollectedMetrics::default());
     let mut options = StackOptions::simulated(faults, metrics.clone());
-    options.history = recorder.clone();
+    options.history = Some(recorder.clone());
     options.guarantees = guarantees;
     let stack = Stack::build(model, options).unwrap();
     stack.engine().record_sends();
@@ -96,7 +83,9 @@ async fn under_duplicates_reordering_and_crashes_nothing_is_lost_duplicated_or_u
         seed,
         0.05,
         &[FaultPoint::AfterCommit, FaultPoint::AfterPublish],
-        &CONSUMERS,
+        // The functions a message triggers (a crash in an HTTP function is an error to the
+        // caller, covered elsewhere).
+        common::consumers(),
     ));
     let run = run_with(Guarantees::default(), faults.clone(), 4, seed);
     let orders = 300;
@@ -151,7 +140,7 @@ async fn without_the_outbox_a_crash_after_commit_loses_messages_and_the_checker_
         ..Guarantees::default()
     };
     // Crashes in the saga's own steps (the catalog must reach orders for any to be placed).
-    let faults = Arc::new(RandomFaults::new(5, 0.2, &[FaultPoint::AfterCommit], &SAGA));
+    let faults = Arc::new(RandomFaults::new(5, 0.2, &[FaultPoint::AfterCommit], SAGA));
     let run = run_with(broken, faults.clone(), 0, 5);
     let (report, _) = saga(&run, 30).await;
     assert!(faults.crashes() > 0);
@@ -167,7 +156,7 @@ async fn the_same_runs_with_every_guarantee_are_clean() {
     let run = run_with(Guarantees::default(), Arc::new(NoFaults), 2, 3);
     let (report, _) = saga(&run, 30).await;
     assert!(report.is_clean(), "{report:#?}");
-    let faults = Arc::new(RandomFaults::new(5, 0.2, &[FaultPoint::AfterCommit], &SAGA));
+    let faults = Arc::new(RandomFaults::new(5, 0.2, &[FaultPoint::AfterCommit], SAGA));
     let run = run_with(Guarantees::default(), faults.clone(), 0, 5);
     let (report, _) = saga(&run, 30).await;
     assert!(faults.crashes() > 0);
@@ -181,7 +170,7 @@ async fn faults_can_be_aimed_at_one_function_and_one_message_type() {
             11,
             0.5,
             &[FaultPoint::BeforeCommit, FaultPoint::AfterCommit],
-            &["orders-saga"],
+            ["orders-saga"],
         )
         .only_types(&["payment.captured"]),
     );

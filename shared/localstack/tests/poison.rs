@@ -19,7 +19,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use bazaar_localstack::gateway::HttpRequest;
-use bazaar_localstack::template::EventDef;
 use bazaar_platform::item::Query;
 use bazaar_platform::telemetry::Outcome;
 use rand::rngs::SmallRng;
@@ -289,11 +288,7 @@ struct Consumer {
 fn consumers(model: &bazaar_localstack::StackModel) -> Vec<Consumer> {
     let mut out = Vec::new();
     for (id, f) in &model.functions {
-        if !f
-            .events
-            .iter()
-            .any(|(_, e)| matches!(e, EventDef::Sqs { .. }))
-        {
+        if !f.consumes() {
             continue;
         }
         let events: Vec<Value> = samples(&format!("{}.", f.binary))

@@ -44,19 +44,6 @@ const STOCK: [(&str, i64); 5] = [
     ("BAG-01", 500),
 ];
 
-/// The functions messages trigger: they get the crashes and the dependency faults. (The HTTP
-/// functions keep theirs to other tests: a crash there is an error to the caller.)
-const CONSUMERS: [&str; 8] = [
-    "orders-saga",
-    "inventory-worker",
-    "payments-worker",
-    "notifier",
-    "catalog-merger",
-    "search-indexer",
-    "orders-prices",
-    "event-archiver",
-];
-
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -72,6 +59,9 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     let stock: Vec<(&str, i64)> = STOCK.iter().map(|(k, n)| (*k, n * scale)).collect();
     let started = std::time::Instant::now();
 
+    // The functions messages trigger get the crashes and the dependency faults. (The HTTP
+    // functions keep theirs to other tests: a crash there is an error to the caller.)
+    let consumers = common::consumers();
     let recorder = Arc::new(Recorder::new());
     let crashes = Arc::new(RandomFaults::new(
         seed,
@@ -82,20 +72,20 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             FaultPoint::AfterCommit,
             FaultPoint::AfterPublish,
         ],
-        &CONSUMERS,
+        &consumers,
     ));
     let chaos = Chaos {
         throttle: 0.01,
         conflict: 0.01,
         publish_failure: 0.01,
         max_skew: Duration::seconds(2),
-        functions: CONSUMERS.iter().map(|f| f.to_string()).collect(),
+        functions: consumers.clone(),
         ..Chaos::none(seed)
     };
     let injected = chaos.injected.clone();
     let s = common::stack_with(|o| {
         o.faults = crashes.clone();
-        o.history = recorder.clone();
+        o.history = Some(recorder.clone());
         o.chaos = Some(chaos);
     });
     s.stack.engine().record_sends();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::KeySource;
 use crate::clock::Clock;
 use crate::faults::Faults;
-use crate::history::{Guarantees, History};
+use crate::history::{Event, Guarantees, History};
 use crate::ids::Ids;
 use crate::ports::{DeadLetters, HandlerError, Publisher, QueueStats, Table};
 use crate::telemetry::MetricsSink;
@@ -38,9 +38,9 @@ pub struct Deps {
     pub queues: Option<Arc<dyn QueueStats>>,
     /// The function's environment variables as the template sets them.
     pub env: BTreeMap<String, String>,
-    /// Where the platform reports what it committed, published and parked (nowhere in
-    /// production).
-    pub history: Arc<dyn History>,
+    /// Where the platform reports what it committed, published and parked: `None` in
+    /// production, where nothing is built for it.
+    pub history: Option<Arc<dyn History>>,
     /// The delivery guarantees kept (all, but in the tests that prove the checker).
     pub guarantees: Guarantees,
 }
@@ -54,6 +54,13 @@ impl Deps {
                 self.function
             ))
         })
+    }
+
+    /// Reports to the history, if one listens; `event` is only built then.
+    pub fn record(&self, event: impl FnOnce() -> Event) {
+        if let Some(history) = &self.history {
+            history.record(event());
+        }
     }
 
     /// A configuration value.

@@ -1,7 +1,7 @@
 //! What happened to each message, for tests that check the delivery guarantees over a whole
 //! run (a history checker in the spirit of Jepsen's): the platform reports every unit of work
 //! it commits, every envelope it publishes and every message it parks. On Lambda nothing
-//! listens ([`NoHistory`]).
+//! listens (`Deps::history` is `None`) and no event is built.
 
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +36,6 @@ pub enum Event {
 pub trait History: Send + Sync {
     /// Called once per event, after it happened.
     fn record(&self, event: Event);
-}
-
-/// Nobody listens: the production setting.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoHistory;
-
-impl History for NoHistory {
-    fn record(&self, _: Event) {}
 }
 
 /// The delivery guarantees the platform keeps. Both are always on, on Lambda and on the local

@@ -326,7 +326,8 @@ pub enum Idempotency {
 struct RouteEntry {
     method: Method,
     pattern: Vec<Segment>,
-    template: String,
+    /// `METHOD /pattern`: how metrics, logs and fault points name the route.
+    key: String,
     idempotency: Idempotency,
     handler: Arc<dyn Route>,
 }
@@ -435,10 +436,11 @@ impl Api {
     ) -> Self {
         let routes =
             Arc::get_mut(&mut self.routes).expect("routes are added before the API is shared");
+        let key = format!("{method} {pattern}");
         routes.push(RouteEntry {
             method,
             pattern: parse_pattern(pattern),
-            template: pattern.to_string(),
+            key,
             idempotency,
             handler,
         });
@@ -447,10 +449,7 @@ impl Api {
 
     /// The routes as `METHOD /pattern`, for checking against the template.
     pub fn route_keys(&self) -> Vec<String> {
-        self.routes
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.template))
-            .collect()
+        self.routes.iter().map(|r| r.key.clone()).collect()
     }
 
     /// Answers one API Gateway event.
@@ -548,7 +547,7 @@ impl Api {
     }
 
     async fn answer(&self, entry: &RouteEntry, mut request: Request) -> Response {
-        let route = format!("{} {}", entry.method, entry.template);
+        let route = &entry.key;
         request.auth = authenticate(&self.deps, request.header("authorization")).await;
         let key = request.header(IDEMPOTENCY_HEADER).map(str::to_string);
         let result = match (entry.idempotency, key) {
@@ -567,7 +566,7 @@ impl Api {
                     &LogFields {
                         function: &self.deps.function,
                         message_id: &request.request_id,
-                        message_type: &route,
+                        message_type: route,
                         correlation_id: &request.request_id,
                         causation_id: "",
                     },
@@ -576,7 +575,7 @@ impl Api {
                 );
                 r
             }
-            Err(e) => self.fail(&request.request_id, &route, e),
+            Err(e) => self.fail(&request.request_id, route, e),
         }
     }
 
@@ -631,10 +630,15 @@ impl Api {
         )
         .await
         .map_err(commit_error)?;
-        let route = format!("{} {}", entry.method, entry.template);
-        outbox::dispatch(deps, &source, &work.outgoing, &route, &request.request_id)
-            .await
-            .map_err(ApiError::from)?;
+        outbox::dispatch(
+            deps,
+            &source,
+            &work.outgoing,
+            &entry.key,
+            &request.request_id,
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(response)
     }
 
@@ -769,8 +773,7 @@ impl Api {
                 .await;
             return Err(commit_error(e));
         }
-        let route = format!("{} {}", entry.method, entry.template);
-        outbox::dispatch(deps, &source, &outgoing, &route, &request.request_id)
+        outbox::dispatch(deps, &source, &outgoing, &entry.key, &request.request_id)
             .await
             .map_err(ApiError::from)?;
         Ok(response)

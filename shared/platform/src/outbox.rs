@@ -101,7 +101,7 @@ pub async fn commit(
         .table()
         .map_err(|e| TableError::Invalid(e.to_string()))?;
     table.transact(all).await?;
-    deps.history.record(Event::Committed {
+    deps.record(|| Event::Committed {
         function: deps.function.clone(),
         input: input.to_string(),
         sends: outgoing.iter().map(|e| e.id.clone()).collect(),
@@ -110,7 +110,7 @@ pub async fn commit(
 }
 
 fn published(deps: &Deps, envelopes: &[Envelope]) {
-    deps.history.record(Event::Published {
+    deps.record(|| Event::Published {
         function: deps.function.clone(),
         ids: envelopes.iter().map(|e| e.id.clone()).collect(),
     });

@@ -340,7 +340,7 @@ impl Consumer {
         };
         match deps.dead_letters.park(letter).await {
             Ok(()) => {
-                deps.history.record(crate::history::Event::Parked {
+                deps.record(|| crate::history::Event::Parked {
                     function: deps.function.clone(),
                     input: envelope
                         .map(|e| e.id.clone())

@@ -142,11 +142,7 @@ impl Target {
                 .any(|(_, e)| matches!(e, EventDef::Sqs { queue: q, .. } if q == queue));
             consumes.then(|| ConsumerRef {
                 logical_id: id.clone(),
-                name: f
-                    .environment
-                    .get("BAZAAR_FUNCTION")
-                    .cloned()
-                    .unwrap_or_else(|| f.binary.clone()),
+                name: f.name(),
                 table: f.environment.get("TABLE_NAME").cloned(),
             })
         })
