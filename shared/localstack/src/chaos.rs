@@ -4,7 +4,7 @@
 //! function's real port ([`Chaos::wrap`]); the platform must turn every one of them into a
 //! retry with no lost and no duplicated effect.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -32,7 +32,8 @@ pub struct Chaos {
     pub max_skew: Duration,
     /// The functions affected (all when empty).
     pub functions: Vec<String>,
-    /// What was injected so far (shared by every function's wrappers).
+    /// What was injected so far (shared by every function's wrappers), and the switch that
+    /// turns injection off while a test sets up its data.
     pub injected: Arc<Injected>,
 }
 
@@ -45,9 +46,20 @@ pub struct Injected {
     pub conflicts: AtomicUsize,
     /// Publishes failed (whole or half-way).
     pub publish_failures: AtomicUsize,
+    /// Off: nothing is injected (and nothing drawn from the seeded streams).
+    disarmed: AtomicBool,
 }
 
 impl Injected {
+    /// Turns injection on or off (on from the start).
+    pub fn arm(&self, on: bool) {
+        self.disarmed.store(!on, Ordering::Relaxed);
+    }
+
+    fn armed(&self) -> bool {
+        !self.disarmed.load(Ordering::Relaxed)
+    }
+
     /// (throttled, conflicts, publish failures) so far.
     pub fn counts(&self) -> (usize, usize, usize) {
         (
@@ -123,7 +135,7 @@ struct FaultyTable {
 
 impl FaultyTable {
     fn check(&self) -> Result<(), TableError> {
-        if roll(&self.rng, self.throttle) {
+        if self.injected.armed() && roll(&self.rng, self.throttle) {
             self.injected.throttled.fetch_add(1, Ordering::Relaxed);
             return Err(TableError::Throttled);
         }
@@ -160,7 +172,7 @@ impl Table for FaultyTable {
     }
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
         self.check()?;
-        if roll(&self.rng, self.conflict) {
+        if self.injected.armed() && roll(&self.rng, self.conflict) {
             self.injected.conflicts.fetch_add(1, Ordering::Relaxed);
             // As DynamoDB reports it: the conflicting write named, the others `None`.
             let at = self
@@ -194,7 +206,7 @@ struct FaultyPublisher {
 #[async_trait]
 impl Publisher for FaultyPublisher {
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
-        if !roll(&self.rng, self.rate) {
+        if !(self.injected.armed() && roll(&self.rng, self.rate)) {
             return self.inner.publish(envelopes).await;
         }
         self.injected

@@ -81,6 +81,8 @@ pub struct RandomFaults {
     functions: Vec<String>,
     types: Vec<String>,
     crashed: Mutex<Vec<(FaultPoint, String, String)>>,
+    /// Off while a test sets up its data (which must not fail); on by default.
+    armed: std::sync::atomic::AtomicBool,
 }
 
 impl RandomFaults {
@@ -98,6 +100,7 @@ impl RandomFaults {
             functions: functions.into_iter().map(|f| f.to_string()).collect(),
             types: Vec::new(),
             crashed: Mutex::new(Vec::new()),
+            armed: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -105,6 +108,12 @@ impl RandomFaults {
     pub fn only_types(mut self, types: &[&str]) -> Self {
         self.types = types.iter().map(|t| t.to_string()).collect();
         self
+    }
+
+    /// Turns the crashes on or off (they are on from the start). Off draws nothing from the
+    /// seeded stream, so a run replays the same whatever was done while disarmed.
+    pub fn arm(&self, on: bool) {
+        self.armed.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many crashes happened.
@@ -120,7 +129,8 @@ impl RandomFaults {
 
 impl Faults for RandomFaults {
     fn at(&self, point: FaultPoint, function: &str, message_type: &str, message_id: &str) {
-        if !self.points.contains(&point)
+        if !self.armed.load(std::sync::atomic::Ordering::Relaxed)
+            || !self.points.contains(&point)
             || !self.functions.iter().any(|f| f == function)
             || !(self.types.is_empty() || self.types.iter().any(|t| t == message_type))
         {

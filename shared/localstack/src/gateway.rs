@@ -309,10 +309,29 @@ fn from_lambda(response: &Value) -> HttpResponse {
     }
 }
 
+/// How long a client may take to send a request's body once its headers are in. API
+/// Gateway buffers bodies before the function runs, so a function never sees a trickle;
+/// the emulator must not let one slow client hold a connection and a task for ever
+/// either. Past the deadline the answer is 408, as a front door would give.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// API Gateway's payload limit; the functions enforce their own, lower, limits.
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+
 /// Serves the emulator on `addr` until `stop` completes.
 pub async fn serve(
     stack: Arc<Stack>,
     addr: SocketAddr,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(stack, listener, stop).await
+}
+
+/// [`serve`] on a listener the caller bound (tests bind port 0 and read the address).
+pub async fn serve_on(
+    stack: Arc<Stack>,
+    listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::body::{Body, to_bytes};
@@ -321,15 +340,29 @@ pub async fn serve(
 
     async fn handle(State(stack): State<Arc<Stack>>, request: Request<Body>) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        // API Gateway's payload limit is 10 MB; the functions enforce their own lower limits.
-        let body = match to_bytes(body, 10 * 1024 * 1024).await {
-            Ok(b) => b.to_vec(),
+        let refuse = |r: HttpResponse| {
+            Response::builder()
+                .status(r.status)
+                .header("content-type", "application/json")
+                .header("connection", "close")
+                .body(Body::from(r.body))
+                .expect("a valid response")
+        };
+        // A body declared too large is refused before a byte of it is read.
+        let declared = parts
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return refuse(HttpResponse::message(413, "Request Entity Too Large"));
+        }
+        let body = match tokio::time::timeout(BODY_DEADLINE, to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(b)) => b.to_vec(),
+            Ok(Err(_)) => return refuse(HttpResponse::message(413, "Request Entity Too Large")),
             Err(_) => {
-                let r = HttpResponse::message(413, "Request Entity Too Large");
-                return Response::builder()
-                    .status(r.status)
-                    .body(Body::from(r.body))
-                    .expect("a valid response");
+                tracing::warn!(target: "gateway", "{} {}: body not received within {:?}; answering 408", parts.method, parts.uri.path(), BODY_DEADLINE);
+                return refuse(HttpResponse::message(408, "Request Timeout"));
             }
         };
         let req = HttpRequest {
@@ -361,7 +394,6 @@ pub async fn serve(
     }
 
     let app = axum::Router::new().fallback(handle).with_state(stack);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await

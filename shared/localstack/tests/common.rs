@@ -31,6 +31,12 @@ pub fn consumers() -> Vec<String> {
         .collect()
 }
 
+/// The names of every function of the template (HTTP, queue-triggered and scheduled).
+pub fn functions() -> Vec<String> {
+    let model = StackModel::load_local(&template(), &BTreeMap::new()).expect("the template loads");
+    model.functions.values().map(|f| f.name()).collect()
+}
+
 pub struct TestStack {
     pub stack: Arc<Stack>,
     /// Skus given a catalog entry (master data and a price) by `set_stock`.

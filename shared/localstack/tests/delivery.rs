@@ -194,6 +194,80 @@ async fn a_crash_between_commit_and_publish_of_a_request_is_repaired_by_the_swee
     );
 }
 
+/// `orders-api` and `orders-timeouts` share the orders table but not their topics: each
+/// function's sweeper must publish its own records, and one's records (tasks, which the other
+/// has no topic for) must not hold back the other's.
+#[tokio::test]
+async fn functions_sharing_a_table_each_sweep_their_own_outbox() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    s.provider().set_callback_delay(Duration::hours(1));
+    s.faults
+        .crash("orders-timeouts", FaultPoint::AfterCommit, 1);
+    let held = s
+        .placed_paying(
+            "customer-1",
+            "k1",
+            json!([{ "sku": "MUG-01", "quantity": 2 }]),
+            "tok_async",
+        )
+        .await;
+    s.stack.run_for(Duration::minutes(16)).await;
+    assert_eq!(
+        s.faults.crashed().len(),
+        1,
+        "the expiry committed, then crashed"
+    );
+
+    // Now an order whose request crashes after its commit, beside the expiry's task.
+    s.faults.crash("orders-api", FaultPoint::AfterCommit, 1);
+    let items = json!([{ "sku": "MUG-01", "quantity": 1 }]);
+    assert_eq!(s.place("customer-2", "k2", items.clone()).await.status, 500);
+    let orders = s.stack.table_of("OrdersApiFunction").unwrap();
+    let waiting: Vec<String> = orders
+        .query(Query::partition("OUTBOX"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    assert!(
+        waiting.contains(&"orders.order.expire".to_string()),
+        "{waiting:?}"
+    );
+    assert!(waiting.contains(&"order.placed".to_string()), "{waiting:?}");
+    let second = s.place("customer-2", "k2", items).await.json()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    s.stack.run_for(Duration::minutes(3)).await;
+    s.stack.settle().await;
+
+    let order = s.order(&held).await;
+    assert_eq!(
+        (order["status"].as_str(), order["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("timeout")),
+        "the expiry's task was swept by orders-timeouts"
+    );
+    assert_eq!(
+        s.order(&second).await["status"],
+        "confirmed",
+        "the order's event was swept by orders-api"
+    );
+    assert!(
+        orders
+            .query(Query::partition("OUTBOX"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing is left in the outbox"
+    );
+}
+
 #[tokio::test]
 async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
     let s = stack();

@@ -4,9 +4,13 @@
 //!
 //! - every message is delivered one to five times, in a random order;
 //! - consumers crash at random when a message is received, before their commit, after it
-//!   (before publishing) and after publishing (before the acknowledgement);
-//! - their tables throttle and their transactions conflict, their publishes fail (some half-way
-//!   through a batch), and their clocks disagree by up to two seconds;
+//!   (before publishing) and after publishing (before the acknowledgement); HTTP functions
+//!   crash after their commit (before publishing), so the caller gets a 500 for a request
+//!   that took effect;
+//! - every function's table throttles and its transactions conflict, its publishes fail
+//!   (some half-way through a batch), and the clocks disagree by up to two seconds;
+//! - clients retry a 5xx with the same idempotency key, as the API asks them to, and the
+//!   provider retries a callback that was not accepted;
 //! - the payment provider is down for a while, sometimes slow or failing at random, sometimes
 //!   deciding only after the order's deadline, and answers some callbacks twice.
 //!
@@ -59,8 +63,9 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     let stock: Vec<(&str, i64)> = STOCK.iter().map(|(k, n)| (*k, n * scale)).collect();
     let started = std::time::Instant::now();
 
-    // The functions messages trigger get the crashes and the dependency faults. (The HTTP
-    // functions keep theirs to other tests: a crash there is an error to the caller.)
+    // Every function gets the crashes and the dependency faults; the setup below runs
+    // with them disarmed, as it must not fail.
+    let functions = common::functions();
     let consumers = common::consumers();
     let recorder = Arc::new(Recorder::new());
     let crashes = Arc::new(RandomFaults::new(
@@ -72,14 +77,14 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             FaultPoint::AfterCommit,
             FaultPoint::AfterPublish,
         ],
-        &consumers,
+        &functions,
     ));
     let chaos = Chaos {
         throttle: 0.01,
         conflict: 0.01,
         publish_failure: 0.01,
         max_skew: Duration::seconds(2),
-        functions: consumers.clone(),
+        functions: functions.clone(),
         ..Chaos::none(seed)
     };
     let injected = chaos.injected.clone();
@@ -89,9 +94,13 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         o.chaos = Some(chaos);
     });
     s.stack.engine().record_sends();
+    crashes.arm(false);
+    injected.arm(false);
     for (sku, n) in &stock {
         s.set_stock(sku, *n).await;
     }
+    crashes.arm(true);
+    injected.arm(true);
     s.stack.engine().set_chaos_at_most(4, seed);
     s.provider().chaos(Some((seed, 0.08, 0.08)));
     s.provider().set_duplicate_callbacks(Some(7));
@@ -99,6 +108,7 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
 
     let mut placed = Vec::new();
     let mut refused = 0;
+    let mut retried = 0;
     // Until `orders` orders are accepted (orders for a sold-out sku are refused at the door).
     let mut i = 0;
     let at = |tenths: usize| orders * tenths / 10;
@@ -140,9 +150,24 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             items.push(json!({ "sku": STOCK[second].0, "quantity": 1 }));
         }
         let customer = format!("customer-{}", i % 50);
-        let r = s
-            .place_paying(&customer, &format!("order-{i}"), json!(items), token)
-            .await;
+        // A 5xx is retried with the same idempotency key: the order is placed once, whether
+        // the failed attempt took effect or not.
+        let mut attempts = 0;
+        let r = loop {
+            attempts += 1;
+            let r = s
+                .place_paying(&customer, &format!("order-{i}"), json!(items), token)
+                .await;
+            if r.status < 500 {
+                break r;
+            }
+            assert!(
+                attempts < 20,
+                "order {i}: {} after {attempts} attempts",
+                r.status
+            );
+            retried += 1;
+        };
         match r.status {
             202 => placed.push((r.json()["order_id"].as_str().unwrap().to_string(), customer)),
             // A sold-out product is withdrawn: orders refuse it at the door.
@@ -163,9 +188,13 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             s.stack.run_for(Duration::seconds(2)).await;
         }
     }
-    // Long enough for every deadline, every late decision and every retry.
+    // Long enough for every deadline, every late decision and every retry (the outbox
+    // sweeper, on its schedule, publishes what a crashed HTTP function committed).
     s.stack.run_for(Duration::minutes(90)).await;
     s.stack.settle().await;
+    // The checks below read through the API, which must not fail now.
+    crashes.arm(false);
+    injected.arm(false);
 
     // Every order is final.
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
@@ -327,9 +356,19 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     assert!(report.is_clean(), "{report:#?}");
     let (throttled, conflicts, publish_failures) = injected.counts();
     assert!(crashes.crashes() > 0 && throttled > 0 && conflicts > 0 && publish_failures > 0);
+    let http_crashes = crashes
+        .crashed()
+        .iter()
+        .filter(|(_, function, _)| !consumers.contains(function))
+        .count();
+    assert!(
+        http_crashes > 0 && retried > 0,
+        "HTTP functions crashed ({http_crashes}) and clients retried ({retried})"
+    );
     println!(
-        "{orders} orders (seed {seed}) in {:.0?}: {} crashes, {throttled} throttled calls, \
-         {conflicts} conflicts, {publish_failures} failed publishes; {report:?}",
+        "{orders} orders (seed {seed}) in {:.0?}: {} crashes ({http_crashes} in HTTP functions), \
+         {retried} client retries, {throttled} throttled calls, {conflicts} conflicts, \
+         {publish_failures} failed publishes; {report:?}",
         started.elapsed(),
         crashes.crashes()
     );

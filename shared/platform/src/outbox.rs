@@ -5,8 +5,8 @@
 //!    `sk = <function>`, condition: absent) for a message, or the idempotency record for an
 //!    HTTP request;
 //! 2. the handler's state changes;
-//! 3. one outbox record per outgoing message (`pk = OUTBOX`, `sk = <source>#<nnn>`), holding
-//!    the whole envelope, ids included.
+//! 3. one outbox record per outgoing message (`pk = OUTBOX`, `sk = <function>#<source>#<nnn>`),
+//!    holding the whole envelope, ids included.
 //!
 //! After the commit the messages are published and their outbox records deleted. A crash in
 //! between is repaired in two ways: a redelivered message finds its inbox record and re-sends
@@ -16,6 +16,8 @@
 //!
 //! The outbox is one partition: simple to sweep with one query, and its write rate is that of
 //! the service's outgoing messages, far below a partition's 1,000 writes per second here.
+//! Several functions of a service share its table, and each may publish only to the topics
+//! it was given: the sort key starts with the function, so each sweeps only its own records.
 
 use bazaar_contracts::Envelope;
 use chrono::{DateTime, Duration, Utc};
@@ -42,6 +44,11 @@ pub const SWEEP_GRACE: Duration = Duration::seconds(60);
 pub fn source_key(scope: &str) -> String {
     let digest = Sha256::digest(scope.as_bytes());
     hex::encode(&digest[..16])
+}
+
+/// The key of outbox record `index` of `source`, written by `function`.
+fn outbox_key(function: &str, source: &str, index: usize) -> Key {
+    Key::new(OUTBOX_PK, format!("{function}#{source}#{index:03}"))
 }
 
 /// The key of a function's inbox record for a message.
@@ -85,7 +92,7 @@ pub async fn commit(
     for (i, envelope) in stored.iter().enumerate() {
         all.push(Write::Put {
             item: item(
-                &Key::new(OUTBOX_PK, format!("{source}#{i:03}")),
+                &outbox_key(&deps.function, source, i),
                 json!({ "envelope": envelope.to_json(), "created": now.timestamp(), "type": envelope.message_type }),
             ),
             condition: None,
@@ -141,7 +148,7 @@ pub async fn dispatch(
     let table = deps.table()?;
     for i in 0..outgoing.len() {
         table
-            .delete(&Key::new(OUTBOX_PK, format!("{source}#{i:03}")), None)
+            .delete(&outbox_key(&deps.function, source, i), None)
             .await?;
     }
     Ok(())
@@ -152,7 +159,10 @@ pub async fn dispatch(
 pub async fn redispatch(deps: &Deps, source: &str) -> Result<usize, HandlerError> {
     let table = deps.table()?;
     let page = table
-        .query(Query::partition(OUTBOX_PK).sort_key(SortKey::BeginsWith(format!("{source}#"))))
+        .query(
+            Query::partition(OUTBOX_PK)
+                .sort_key(SortKey::BeginsWith(format!("{}#{source}#", deps.function))),
+        )
         .await?;
     publish_records(deps, page.items).await
 }
@@ -195,8 +205,9 @@ pub struct SweepReport {
     pub young: usize,
 }
 
-/// Publishes every outbox record older than `grace` and deletes it. Run by the scheduled
-/// trigger of every function that owns an outbox.
+/// Publishes every outbox record of this function older than `grace` and deletes it. Run by
+/// the scheduled trigger of every function that commits outside a message (HTTP requests,
+/// scheduled jobs).
 pub async fn sweep(deps: &Deps, grace: Duration) -> Result<SweepReport, HandlerError> {
     let table = deps.table()?;
     let cutoff = (deps.clock.now() - grace).timestamp();
@@ -206,6 +217,7 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> Result<SweepReport, HandlerE
         let page = table
             .query(
                 Query::partition(OUTBOX_PK)
+                    .sort_key(SortKey::BeginsWith(format!("{}#", deps.function)))
                     .limit(100)
                     .start_after(start_after.take()),
             )

@@ -43,17 +43,19 @@ pub fn is_scheduled_event(payload: &Value) -> bool {
     payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
 }
 
-/// Runs every job; the first failure fails the invocation (EventBridge retries it).
+/// Runs every job, each whatever the others did (a failing job must not starve the outbox
+/// sweeper); any failure fails the invocation, with the first error (EventBridge retries).
 pub async fn run_jobs(
     deps: &Deps,
     jobs: &[Arc<dyn Job>],
     event: &Value,
 ) -> Result<(), HandlerError> {
+    let mut first = None;
     for job in jobs {
         if let Err(e) = job.run(deps, event).await {
             tracing::error!(function = %deps.function, job = job.name(), error = %crate::telemetry::error_chain(&e), "scheduled job failed");
-            return Err(e);
+            first.get_or_insert(e);
         }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
