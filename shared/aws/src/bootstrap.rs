@@ -15,13 +15,16 @@ use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
 /// Loads the SDK configuration from the environment (region, credentials), pointed at
-/// `endpoint` when given (moto, or any AWS-compatible server).
+/// `endpoint` when given (moto, or any AWS-compatible server). Without one, the HTTP client
+/// trusts only Amazon's root CAs ([`crate::tls`]).
 pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
+    let loader = aws_config::defaults(BehaviorVersion::latest());
+    match endpoint {
+        Some(url) => loader.endpoint_url(url),
+        None => crate::tls::with_amazon_roots(loader),
     }
-    loader.load().await
+    .load()
+    .await
 }
 
 /// Builds a function's ports on the AWS SDK from its environment: `TABLE_NAME`,

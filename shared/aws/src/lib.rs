@@ -27,6 +27,7 @@ pub mod sns;
 pub mod sqs;
 #[cfg(feature = "dynamodb")]
 pub mod testing;
+pub mod tls;
 
 pub use bootstrap::{aws_deps, load_config, run};
 #[cfg(feature = "dynamodb")]

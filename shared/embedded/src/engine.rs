@@ -170,7 +170,12 @@ pub struct Engine {
     chaos: Mutex<Chaos>,
     /// Every send, as (queue, envelope id), once [`Engine::record_sends`] is called.
     journal: Mutex<Option<Vec<(String, String)>>>,
+    /// Observers of every send ([`Engine::tap`]).
+    taps: RwLock<Vec<Tap>>,
 }
+
+/// Sees every message sent to a queue: (queue name, body).
+pub type Tap = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;
@@ -180,6 +185,7 @@ CREATE TABLE IF NOT EXISTS messages (
   sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0,
   first_receive INTEGER, receipt TEXT, group_id TEXT);
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at);
+CREATE INDEX IF NOT EXISTS messages_in_order ON messages (queue, seq);
 CREATE TABLE IF NOT EXISTS fifo_dedup (queue TEXT NOT NULL, dedup_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (queue, dedup_id)) WITHOUT ROWID;
 ";
 
@@ -234,6 +240,7 @@ impl Engine {
             changed: tokio::sync::Notify::new(),
             chaos: Mutex::new(Chaos::default()),
             journal: Mutex::new(None),
+            taps: RwLock::new(Vec::new()),
         }))
     }
 
@@ -265,6 +272,13 @@ impl Engine {
     pub fn record_sends(&self) {
         let mut journal = self.journal.lock().expect("journal lock");
         journal.get_or_insert_with(Vec::new);
+    }
+
+    /// Calls `tap` with every message sent to a queue from now on (directly or through a
+    /// topic), before it is stored: for benchmarks that time a flow by the messages it
+    /// sends, without polling. A tap must be quick; it runs on the sender's path.
+    pub fn tap(&self, tap: Tap) {
+        self.taps.write().expect("taps lock").push(tap);
     }
 
     /// The journal so far: (queue, the `id` attribute of the message, empty without one).
@@ -482,6 +496,9 @@ impl Engine {
             let envelope_id = attributes.get("id").map(|a| a.value.clone());
             journal.push((q.name.clone(), envelope_id.unwrap_or_default()));
         }
+        for tap in self.taps.read().expect("taps lock").iter() {
+            tap(&q.name, body);
+        }
         let db = self.db();
         if q.fifo() {
             let group = group_id.ok_or_else(|| {
@@ -590,16 +607,24 @@ impl Engine {
                     r.get::<_, Option<String>>(8)?,
                 ))
             })?;
-            let mut all: Vec<_> = rows.collect::<Result<_, _>>()?;
-            if !q.fifo()
-                && let Some(rng) = self.chaos.lock().expect("chaos lock").shuffle.as_mut()
-            {
+            // Rows come lazily in send order (the (queue, seq) index) and the scan stops at
+            // `max`: a receive reads the head of a backlog, not all of it. Only the
+            // reordering chaos of the tests reads every row, to shuffle them.
+            let shuffling = !q.fifo() && self.chaos.lock().expect("chaos lock").shuffle.is_some();
+            let rows: Box<dyn Iterator<Item = rusqlite::Result<_>>> = if shuffling {
                 use rand::seq::SliceRandom;
-                all.shuffle(rng);
-            }
+                let mut all: Vec<_> = rows.collect::<Result<_, _>>()?;
+                if let Some(rng) = self.chaos.lock().expect("chaos lock").shuffle.as_mut() {
+                    all.shuffle(rng);
+                }
+                Box::new(all.into_iter().map(Ok))
+            } else {
+                Box::new(rows)
+            };
             let mut blocked_groups: HashSet<String> = HashSet::new();
             let mut picked = Vec::new();
-            for row in all {
+            for row in rows {
+                let row = row?;
                 let (seq, _, _, _, _, visible_at, receive_count, _, ref group) = row;
                 let visible = visible_at <= now;
                 if q.fifo() {
@@ -727,6 +752,20 @@ impl Engine {
             delayed: delayed as u64,
             oldest_age_ms: oldest.map(|o| (now - o).max(0)).unwrap_or(0),
         })
+    }
+
+    /// How many messages of `queue` can be received now, counting no further than `cap`:
+    /// what a poller needs to know (is there a full batch?) without scanning a backlog.
+    pub fn visible_up_to(&self, queue: &str, cap: usize) -> Result<usize, EngineError> {
+        let q = self.queue(queue)?;
+        let now = self.now_ms();
+        let db = self.db();
+        let n: i64 = db.query_row(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages WHERE queue = ?1 AND visible_at <= ?2 LIMIT ?3)",
+            params![q.name, now, cap as i64],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
     }
 
     /// When the next invisible message of a queue becomes visible (epoch ms), if any.

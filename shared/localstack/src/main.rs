@@ -37,6 +37,11 @@ struct Cli {
     /// environment (AWS_REGION, AWS_ACCESS_KEY_ID, ...).
     #[arg(long, global = true, value_name = "URL")]
     endpoint_url: Option<String>,
+    /// Deliver a partial batch at once instead of holding it for the trigger's
+    /// MaximumBatchingWindowInSeconds as Lambda does: flows complete in milliseconds
+    /// instead of about a second per windowed hop.
+    #[arg(long, global = true)]
+    no_batching_windows: bool,
     /// Template parameter overrides, as Name=Value.
     #[arg(long = "parameter", global = true, value_name = "NAME=VALUE")]
     parameters: Vec<String>,
@@ -132,7 +137,8 @@ async fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
         let path = cli.data_dir.join("local.sqlite");
         Engine::open(&path, clock).with_context(|| format!("opening {}", path.display()))?
     };
-    let options = StackOptions::live(engine).with_provider(provider.provider.clone());
+    let mut options = StackOptions::live(engine).with_provider(provider.provider.clone());
+    options.batching_windows = !cli.no_batching_windows;
     if let Some(url) = &cli.endpoint_url {
         println!("==> provisioning the template on {url}");
         let config = bazaar_aws::load_config(Some(url)).await;

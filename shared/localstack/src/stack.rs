@@ -56,6 +56,11 @@ pub struct StackOptions {
     /// Run the functions on an AWS API (moto, or any compatible endpoint) instead of the
     /// engine: their ports are the AWS SDK adapters and their triggers poll the real queues.
     pub aws: Option<AwsWiring>,
+    /// Hold a partial batch for the trigger's `MaximumBatchingWindowInSeconds`, as Lambda
+    /// does (the default). Off, a trigger delivers whatever is visible at once: a developer
+    /// sees a flow complete in milliseconds instead of a second per windowed hop, at the
+    /// price of smaller batches than on AWS.
+    pub batching_windows: bool,
 }
 
 /// Where the functions run when they run on an AWS API.
@@ -85,6 +90,7 @@ impl StackOptions {
             constructors: registry(),
             provider: None,
             aws: None,
+            batching_windows: true,
         }
     }
 
@@ -128,6 +134,7 @@ impl StackOptions {
             constructors,
             provider: Some(provider),
             aws: None,
+            batching_windows: true,
         }
     }
 }
@@ -392,7 +399,11 @@ impl Stack {
                             function: id.clone(),
                             queue: queue.clone(),
                             batch_size: (*batch_size).max(1) as usize,
-                            window_ms: i64::from(*batching_window) * 1000,
+                            window_ms: if options.batching_windows {
+                                i64::from(*batching_window) * 1000
+                            } else {
+                                0
+                            },
                             report_failures: *report_batch_item_failures,
                             window_started: Mutex::new(None),
                             poller,
@@ -617,17 +628,17 @@ impl Stack {
                 }
             };
         }
-        let Ok(stats) = self.engine.stats(&esm.queue) else {
+        let Ok(visible) = self.engine.visible_up_to(&esm.queue, esm.batch_size) else {
             return 0;
         };
         let now = self.engine.clock().now().timestamp_millis();
         {
             let mut started = esm.window_started.lock().expect("esm lock");
-            if stats.visible == 0 {
+            if visible == 0 {
                 *started = None;
                 return 0;
             }
-            if esm.window_ms > 0 && (stats.visible as usize) < esm.batch_size {
+            if esm.window_ms > 0 && visible < esm.batch_size {
                 let since = *started.get_or_insert(now);
                 if now - since < esm.window_ms {
                     return 0;

@@ -1,0 +1,67 @@
+"""Turns the JSON lines of scripts/bench into the Markdown table of docs/performance.md."""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def rustc():
+    try:
+        return subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "rustc not found"
+
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = lambda kind: [r for r in rows if r["bench"] == kind]
+cold = {r["function"]: r for r in by("cold_start")}
+size = {r["function"]: r for r in by("size")}
+
+print(f"Measured {datetime.date.today()} on {os.cpu_count()} × {cpu_model()}, "
+      f"{platform.system()} {platform.release()} ({platform.machine()}), {rustc()}; "
+      "release profile (LTO, one codegen unit, stripped), x86_64.")
+print()
+print("| function | binary MB | zip MB | first poll ms | first response ms | peak RSS MiB |")
+print("|---|---:|---:|---:|---:|---:|")
+for name in sorted(set(cold) | set(size), key=lambda n: (n != "bench-hello", n)):
+    s, c = size.get(name, {}), cold.get(name, {})
+    fmt = lambda d, k, p: f"{d[k]:.{p}f}" if k in d else "–"
+    note = " (error answer)" if c.get("first_answer_was_error") else ""
+    print(f"| {name} | {fmt(s, 'binary_mb', 2)} | {fmt(s, 'zip_mb', 2)} | {fmt(c, 'first_poll_ms', 1)} | "
+          f"{fmt(c, 'first_response_ms', 1)}{note} | {fmt(c, 'peak_rss_mib', 1)} |")
+print()
+trust = by("trust_store")
+if trust:
+    print("| trusting root CAs at start | roots | median ms |")
+    print("|---|---:|---:|")
+    for r in trust:
+        print(f"| {r['how']} | {r['roots']} | {r['median_ms']:.2f} |")
+    print()
+stages = by("per_message")
+if stages:
+    print("| per-message stage (1 KB `order.placed`, in-memory ports) | median µs |")
+    print("|---|---:|")
+    for r in stages:
+        print(f"| {r['stage']} | {r['median_us']:.2f} |")
+    print()
+saga = by("saga")
+if saga:
+    print("| local stack saga | batching windows | orders | clients | offered /s | confirmed /s | p50 ms | p99 ms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in saga:
+        offered = f"{r['rate']:.0f}" if r["rate"] else "max"
+        windows = "template (1 s)" if r.get("batching_windows", True) else "off"
+        print(f"| {r['store']} | {windows} | {r['orders']} | {r['clients']} | {offered} | {r['per_second']:.0f} | "
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")

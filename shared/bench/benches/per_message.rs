@@ -1,0 +1,131 @@
+//! Per-message overhead of the platform, for a 1 KB `order.placed` on in-memory ports:
+//! the whole path (event bytes to partial batch response) and each stage on its own.
+//!
+//! `cargo bench -p bazaar-bench --bench per_message`; `scripts/bench` runs it and reads the
+//! medians from `target/criterion/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bazaar_bench::fixtures::{self, Reserve};
+use bazaar_bench::memory::{EncodingPublisher, MemoryTable};
+use bazaar_contracts::Envelope;
+use bazaar_contracts::orders::OrderPlaced;
+use bazaar_platform::Work;
+use bazaar_platform::item::{Condition, Key, Write, item};
+use bazaar_platform::outbox;
+use bazaar_platform::ports::{Publisher, Table};
+use bazaar_platform::sqs::Handle;
+use bazaar_platform::work::Cause;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+fn per_message(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let table = Arc::new(MemoryTable::default());
+    let publisher = Arc::new(EncodingPublisher::default());
+    let deps = fixtures::deps(table.clone(), publisher.clone());
+    let function = fixtures::function(deps.clone());
+    let next = AtomicU64::new(1);
+    let fresh = || next.fetch_add(1, Ordering::Relaxed);
+
+    // A table that already holds some orders, as a warm function's would.
+    for _ in 0..1_000 {
+        rt.block_on(fixtures::deliver(
+            &function,
+            &fixtures::sqs_event_bytes(fresh()),
+        ));
+    }
+    assert_eq!(publisher.count(), 1_000, "every message was processed");
+    let bytes = fixtures::sqs_event_bytes(0);
+    assert!(
+        (1_000..1_400).contains(&fixtures::envelope_text(0).len()),
+        "the envelope is about 1 KB"
+    );
+
+    let mut g = c.benchmark_group("per_message");
+    g.bench_function("end_to_end", |b| {
+        b.iter_batched(
+            || fixtures::sqs_event_bytes(fresh()),
+            |event| rt.block_on(fixtures::deliver(&function, &event)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("1_event_bytes_to_record", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            serde_json::from_value::<aws_lambda_events::event::sqs::SqsEvent>(v).unwrap()
+        })
+    });
+    let text = fixtures::envelope_text(0);
+    g.bench_function("2_envelope", |b| {
+        b.iter(|| Envelope::from_json(&text).unwrap())
+    });
+    let envelope = Envelope::from_json(&text).unwrap();
+    g.bench_function("3_typed_message", |b| {
+        b.iter(|| envelope.decode::<OrderPlaced>().unwrap())
+    });
+    g.bench_function("4_inbox_check", |b| {
+        b.iter_batched(
+            || Envelope::from_json(&fixtures::envelope_text(fresh())).unwrap(),
+            |e| {
+                rt.block_on(table.get(&outbox::inbox_key(&deps.function, &e.id)))
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("5_handler", |b| {
+        b.iter_batched(
+            || Envelope::from_json(&fixtures::envelope_text(fresh())).unwrap(),
+            |e| {
+                let message: OrderPlaced = e.decode().unwrap();
+                let mut work = Work::new(&deps, Cause::of(&e));
+                rt.block_on(Reserve.handle(message, &mut work)).unwrap();
+                work
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("6_commit_inbox_state_outbox", |b| {
+        b.iter_batched(
+            || {
+                // What the handler stage leaves: its one write and its one message.
+                let e = Envelope::from_json(&fixtures::envelope_text(fresh())).unwrap();
+                let message: OrderPlaced = e.decode().unwrap();
+                let key = Key::new(format!("ORDER#{}", message.order_id), "STATE");
+                let writes = vec![Write::Put {
+                    item: item(&key, serde_json::json!({ "status": "reserving", "customer": message.customer, "lines": message.items.len() })),
+                    condition: Some(Condition::NotExists),
+                }];
+                let mut work = Work::new(&deps, Cause::of(&e));
+                rt.block_on(Reserve.handle(message, &mut work)).unwrap();
+                (e, writes, work.outgoing().to_vec())
+            },
+            |(e, writes, outgoing)| {
+                let source = outbox::source_key(&format!("msg:{}:{}", deps.function, e.id));
+                let guard = vec![outbox::inbox_write(&deps.function, &e, chrono::Utc::now())];
+                rt.block_on(outbox::commit(&deps, &source, &e.id, guard, writes, &outgoing))
+                    .unwrap();
+                (source, outgoing)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let outgoing = {
+        let e = Envelope::from_json(&fixtures::envelope_text(fresh())).unwrap();
+        let mut work = Work::new(&deps, Cause::of(&e));
+        rt.block_on(Reserve.handle(e.decode().unwrap(), &mut work))
+            .unwrap();
+        work.outgoing().to_vec()
+    };
+    g.bench_function("7_publish_request", |b| {
+        b.iter(|| rt.block_on(publisher.publish(&outgoing)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, per_message);
+criterion_main!(benches);

@@ -1,0 +1,14 @@
+//! Bazaar's benchmarks: what `scripts/bench` runs and `docs/performance.md` reports.
+//!
+//! - [`coldstart`]: a function binary against a fake Lambda Runtime API: time to its first
+//!   poll and first response, peak RSS;
+//! - [`saga`]: the whole order saga on the local stack: confirmed orders per second, latency;
+//! - [`trust`]: what loading root certificates costs at start, three ways;
+//! - `benches/per_message.rs` (criterion): the platform's cost per message, stage by stage,
+//!   on the in-memory ports of [`memory`] with the message of [`fixtures`].
+
+pub mod coldstart;
+pub mod fixtures;
+pub mod memory;
+pub mod saga;
+pub mod trust;

@@ -1,0 +1,211 @@
+//! `bazaar-bench`: the measuring half of `scripts/bench`, which builds what is measured and
+//! prints the table. Each command prints one JSON object per result on stdout.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bazaar_bench::coldstart;
+use bazaar_bench::saga::{self, Store};
+use bazaar_localstack::StackModel;
+use bazaar_localstack::template::EventDef;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Bazaar's benchmarks (run by scripts/bench)")]
+struct Cli {
+    /// The SAM template.
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Cold start of every function binary in DIR (and bench-hello), median of RUNS.
+    ColdStart {
+        /// Where the release binaries are (target/release).
+        dir: PathBuf,
+        #[arg(long, default_value_t = 21)]
+        runs: usize,
+        /// Directory of sample events (an HTTP function's first event comes from there).
+        #[arg(long, default_value = "events")]
+        events: PathBuf,
+    },
+    /// The start-up cost of each way of trusting root CAs.
+    TrustStores {
+        #[arg(long, default_value_t = 21)]
+        runs: usize,
+    },
+    /// The order saga on the local stack.
+    Saga {
+        /// `memory`, or the path of a SQLite file (deleted first).
+        #[arg(long, default_value = "memory")]
+        store: String,
+        #[arg(long, default_value_t = 5_000)]
+        orders: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Offered load in orders per second (0: as fast as the clients go).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Deliver partial batches at once (bazaar-local --no-batching-windows).
+        #[arg(long)]
+        no_batching_windows: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Logs cost time on the measured path: off unless RUST_LOG asks for them.
+    if std::env::var_os("RUST_LOG").is_some() {
+        bazaar_platform::telemetry::init_readable_logs();
+    }
+    match cli.command {
+        Command::TrustStores { runs } => {
+            for how in ["system store", "webpki-roots", "amazon roots"] {
+                let (median, roots) = bazaar_bench::trust::measure(how, runs);
+                println!(
+                    "{}",
+                    json!({ "bench": "trust_store", "how": how, "roots": roots, "median_ms": median.as_secs_f64() * 1000.0 })
+                );
+            }
+            Ok(())
+        }
+        Command::ColdStart { dir, runs, events } => {
+            cold_start(&cli.template, &dir, runs, &events).await
+        }
+        Command::Saga {
+            store,
+            orders,
+            clients,
+            rate,
+            no_batching_windows,
+        } => {
+            let store = match store.as_str() {
+                "memory" => Store::Memory,
+                path => Store::File(PathBuf::from(path)),
+            };
+            let running = saga::start(
+                &cli.template,
+                &store,
+                (orders as i64 + 1) * 2,
+                !no_batching_windows,
+            )
+            .await?;
+            let label = if rate > 0.0 { "paced" } else { "max" };
+            let run = running
+                .load(label, orders, clients, rate, Duration::from_secs(600))
+                .await?;
+            running.stop().await;
+            println!(
+                "{}",
+                json!({
+                    "bench": "saga",
+                    "store": match &store { Store::Memory => "memory".to_string(), Store::File(_) => "sqlite file".to_string() },
+                    "orders": run.orders,
+                    "clients": clients,
+                    "rate": rate,
+                    "batching_windows": !no_batching_windows,
+                    "per_second": run.per_second(),
+                    "p50_ms": run.p50.as_secs_f64() * 1000.0,
+                    "p99_ms": run.p99.as_secs_f64() * 1000.0,
+                })
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn cold_start(
+    template: &std::path::Path,
+    dir: &std::path::Path,
+    runs: usize,
+    events: &std::path::Path,
+) -> anyhow::Result<()> {
+    let model = StackModel::load_local(template, &BTreeMap::new())?;
+    let mut targets: Vec<(String, BTreeMap<String, String>, Value)> = vec![(
+        "bench-hello".into(),
+        BTreeMap::new(),
+        json!({ "hello": "world" }),
+    )];
+    for f in model.functions.values() {
+        let http = f
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, EventDef::Http { .. }));
+        let sample = http.then(|| first_http_sample(events, &f.binary)).flatten();
+        targets.push((
+            f.binary.clone(),
+            f.environment.clone(),
+            coldstart::first_event(sample.as_ref()),
+        ));
+    }
+    for (binary, env, event) in targets {
+        let path = dir.join(&binary);
+        if !path.is_file() {
+            eprintln!("skipping {binary}: {} is not built", path.display());
+            continue;
+        }
+        let mut full: Vec<(String, String)> = env.into_iter().collect();
+        full.extend(
+            [
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "AKIDBENCH"),
+                ("AWS_SECRET_ACCESS_KEY", "bench"),
+                ("AWS_SESSION_TOKEN", "bench"),
+                ("AWS_LAMBDA_FUNCTION_NAME", binary.as_str()),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+                ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+                ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+                ("LAMBDA_TASK_ROOT", "/var/task"),
+                ("TZ", ":UTC"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            samples.push(coldstart::measure(&path, &full, &event).await?);
+        }
+        let mut poll: Vec<Duration> = samples.iter().map(|s| s.first_poll).collect();
+        let mut resp: Vec<Duration> = samples.iter().map(|s| s.first_response).collect();
+        let mut rss: Vec<u64> = samples.iter().map(|s| s.peak_rss_kib).collect();
+        println!(
+            "{}",
+            json!({
+                "bench": "cold_start",
+                "function": binary,
+                "runs": runs,
+                "first_poll_ms": coldstart::median(&mut poll).as_secs_f64() * 1000.0,
+                "first_response_ms": coldstart::median(&mut resp).as_secs_f64() * 1000.0,
+                "peak_rss_mib": coldstart::median(&mut rss) as f64 / 1024.0,
+                "first_answer_was_error": samples.iter().any(|s| s.errored),
+            })
+        );
+    }
+    Ok(())
+}
+
+/// The first HTTP sample event of a function in `events/` (`<binary>.*.json` that is not an
+/// SQS or schedule event).
+fn first_http_sample(events: &std::path::Path, binary: &str) -> Option<Value> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(events)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with(&format!("{binary}."))
+                && !name.contains(".sqs.")
+                && !name.contains("schedule")
+        })
+        .collect();
+    names.sort();
+    let text = std::fs::read_to_string(names.first()?).ok()?;
+    serde_json::from_str(&text).ok()
+}

@@ -1,0 +1,299 @@
+//! The whole order saga on the local stack, on the system clock, with the fake provider in
+//! process approving at once: confirmed orders per second and the latency from `POST
+//! /orders` to the moment the saga publishes `order.confirmed`.
+//!
+//! Every function the template subscribes runs (the archive, search and notifications
+//! included); the stack honours the template's batching windows, as Lambda does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bazaar_contracts::Envelope;
+use bazaar_embedded::Engine;
+use bazaar_fake_provider::FakeProvider;
+use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
+use bazaar_localstack::{Stack, StackModel, StackOptions};
+use bazaar_payments::RetryPolicy;
+use bazaar_platform::clock::{Clock, SystemClock};
+use serde_json::json;
+
+use crate::fixtures::NoMetrics;
+
+/// Where the stack keeps its data.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// SQLite in memory.
+    Memory,
+    /// The durable SQLite file `bazaar-local` uses.
+    File(PathBuf),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct SagaRun {
+    /// Orders confirmed.
+    pub orders: usize,
+    /// From the first `POST /orders` to the last confirmation.
+    pub elapsed: Duration,
+    /// Latency percentiles, POST to confirmation.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+impl SagaRun {
+    /// Confirmed orders per second.
+    pub fn per_second(&self) -> f64 {
+        self.orders as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+const SKUS: [&str; 5] = ["MUG-01", "TEE-01", "LAMP-01", "BAG-01", "CAP-01"];
+
+fn bearer(subject: &str, role: &str) -> String {
+    bazaar_embedded::identity::bearer(subject, &[role])
+}
+
+/// The 50 customers' tokens, minted once: an RSA signature per request would make the
+/// clients, not the stack, the bottleneck.
+fn customer_token(n: usize) -> &'static str {
+    static TOKENS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    &TOKENS.get_or_init(|| {
+        (0..50)
+            .map(|c| bearer(&format!("customer-{c}"), "customer"))
+            .collect()
+    })[n % 50]
+}
+
+async fn call(stack: &Stack, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+    let r = stack.http(request).await;
+    if r.status >= 300 {
+        anyhow::bail!("{}: {}", r.status, String::from_utf8_lossy(&r.body));
+    }
+    Ok(r)
+}
+
+/// A stack ready to take orders, its confirmations recorded by order id.
+pub struct Running {
+    stack: Arc<Stack>,
+    confirmed: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the template's stack on `store`, seeds five products with plenty of stock, and
+/// waits until an order goes through.
+pub async fn start(
+    template: &Path,
+    store: &Store,
+    stock: i64,
+    batching_windows: bool,
+) -> anyhow::Result<Running> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = match store {
+        Store::Memory => Engine::in_memory(clock.clone())?,
+        Store::File(path) => {
+            let _ = std::fs::remove_file(path);
+            Engine::open(path, clock.clone())?
+        }
+    };
+    let confirmed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = confirmed.clone();
+    engine.tap(Arc::new(move |_queue: &str, body: &str| {
+        if !body.contains("\"order.confirmed\"") {
+            return;
+        }
+        if let Ok(e) = Envelope::from_json(body)
+            && e.message_type == "order.confirmed"
+            && let Some(id) = e.data.get("order_id").and_then(|v| v.as_str())
+        {
+            seen.lock()
+                .expect("confirmations lock")
+                .entry(id.to_string())
+                .or_insert_with(Instant::now);
+        }
+    }));
+    let provider = Arc::new(FakeProvider::new(clock));
+    let mut options = StackOptions::live(engine).with_provider(provider.clone());
+    options.metrics = Arc::new(NoMetrics);
+    options.batching_windows = batching_windows;
+    options.constructors.insert(
+        "payments-worker",
+        Arc::new(move |deps| {
+            payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3))
+        }),
+    );
+    let model = StackModel::load_local(template, &BTreeMap::new())?;
+    let stack = Stack::build(model, options)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(stack.clone().run(async move {
+        let mut rx = stopped;
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+
+    let merchant = bearer("merchant-1", "merchant");
+    for sku in SKUS {
+        call(
+            &stack,
+            HttpRequest::json(
+                "PUT",
+                &format!("/products/{sku}"),
+                &json!({ "title": format!("Product {sku}"), "description": "Benchmark.", "category": "bench" }),
+            )
+            .header("authorization", &merchant),
+        )
+        .await?;
+        call(
+            &stack,
+            HttpRequest::json(
+                "PUT",
+                &format!("/products/{sku}/price"),
+                &json!({ "amount_cents": 1000, "currency": "EUR" }),
+            )
+            .header("authorization", &merchant),
+        )
+        .await?;
+        call(
+            &stack,
+            HttpRequest::json(
+                "PUT",
+                &format!("/inventory/{sku}"),
+                &json!({ "available": stock }),
+            )
+            .header("authorization", &merchant),
+        )
+        .await?;
+    }
+    let running = Running {
+        stack,
+        confirmed,
+        stop,
+        runner,
+    };
+    // Prices reach orders asynchronously: place a first order until it is accepted and
+    // confirmed (every queue and function warm).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempt = 0;
+    let id = loop {
+        attempt += 1;
+        // A new key each time: a refusal is stored under its key and replayed.
+        match place(&running.stack, &format!("warm-up-{attempt}"), 0).await {
+            Ok(id) => break id,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(anyhow::anyhow!("the stack never accepted an order: {e}")),
+        }
+    };
+    running.wait_for(&[id], deadline).await?;
+    Ok(running)
+}
+
+/// Places order `n` (one unit of one sku, a card that approves at once); returns its id.
+async fn place(stack: &Stack, key: &str, n: usize) -> anyhow::Result<String> {
+    let body = json!({
+        "items": [{ "sku": SKUS[n % SKUS.len()], "quantity": 1 }],
+        "payment": { "token": "tok_ok" }
+    });
+    let r = call(
+        stack,
+        HttpRequest::json("POST", "/orders", &body)
+            .header("authorization", customer_token(n))
+            .header("idempotency-key", key),
+    )
+    .await?;
+    r.json()["order_id"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| anyhow::anyhow!("no order id in {}", r.json()))
+}
+
+impl Running {
+    async fn wait_for(&self, ids: &[String], deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            let missing = {
+                let confirmed = self.confirmed.lock().expect("confirmations lock");
+                ids.iter().filter(|id| !confirmed.contains_key(*id)).count()
+            };
+            if missing == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("{missing} of {} orders not confirmed in time", ids.len());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Places `orders` orders from `clients` concurrent clients, each as fast as it can
+    /// (`rate` 0) or together at `rate` orders per second, and waits for every
+    /// confirmation (at most `timeout`).
+    pub async fn load(
+        &self,
+        label: &str,
+        orders: usize,
+        clients: usize,
+        rate: f64,
+        timeout: Duration,
+    ) -> anyhow::Result<SagaRun> {
+        let next = Arc::new(AtomicUsize::new(0));
+        let placed: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let next = next.clone();
+            let placed = placed.clone();
+            let stack = self.stack.clone();
+            let label = label.to_string();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= orders {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    if rate > 0.0 {
+                        let due = started + Duration::from_secs_f64(n as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let t0 = Instant::now();
+                    let id = place(&stack, &format!("{label}-{n}"), n).await?;
+                    placed.lock().expect("placed lock").push((id, t0));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let placed = std::mem::take(&mut *placed.lock().expect("placed lock"));
+        let ids: Vec<String> = placed.iter().map(|(id, _)| id.clone()).collect();
+        self.wait_for(&ids, started + timeout).await?;
+        let confirmed = self.confirmed.lock().expect("confirmations lock");
+        let mut latencies: Vec<Duration> = placed
+            .iter()
+            .map(|(id, t0)| confirmed[id].saturating_duration_since(*t0))
+            .collect();
+        let last = placed
+            .iter()
+            .map(|(id, _)| confirmed[id])
+            .max()
+            .unwrap_or(started);
+        latencies.sort();
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        Ok(SagaRun {
+            orders: placed.len(),
+            elapsed: last - started,
+            p50: pct(0.50),
+            p99: pct(0.99),
+        })
+    }
+
+    /// Stops the stack's delivery loop.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.runner.await;
+    }
+}
