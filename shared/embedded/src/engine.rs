@@ -186,6 +186,7 @@ CREATE TABLE IF NOT EXISTS messages (
   first_receive INTEGER, receipt TEXT, group_id TEXT);
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at);
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (queue, seq);
+CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages (receipt);
 CREATE TABLE IF NOT EXISTS fifo_dedup (queue TEXT NOT NULL, dedup_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (queue, dedup_id)) WITHOUT ROWID;
 ";
 
