@@ -136,36 +136,25 @@ pub async fn start(
 
     let merchant = bearer("merchant-1", "merchant");
     for sku in SKUS {
-        call(
-            &stack,
-            HttpRequest::json(
-                "PUT",
-                &format!("/products/{sku}"),
-                &json!({ "title": format!("Product {sku}"), "description": "Benchmark.", "category": "bench" }),
+        // Master data, a price and stock: what makes a product for sale.
+        let puts = [
+            (
+                format!("/products/{sku}"),
+                json!({ "title": format!("Product {sku}"), "description": "Benchmark.", "category": "bench" }),
+            ),
+            (
+                format!("/products/{sku}/price"),
+                json!({ "amount_cents": 1000, "currency": "EUR" }),
+            ),
+            (format!("/inventory/{sku}"), json!({ "available": stock })),
+        ];
+        for (path, body) in puts {
+            call(
+                &stack,
+                HttpRequest::json("PUT", &path, &body).header("authorization", &merchant),
             )
-            .header("authorization", &merchant),
-        )
-        .await?;
-        call(
-            &stack,
-            HttpRequest::json(
-                "PUT",
-                &format!("/products/{sku}/price"),
-                &json!({ "amount_cents": 1000, "currency": "EUR" }),
-            )
-            .header("authorization", &merchant),
-        )
-        .await?;
-        call(
-            &stack,
-            HttpRequest::json(
-                "PUT",
-                &format!("/inventory/{sku}"),
-                &json!({ "available": stock }),
-            )
-            .header("authorization", &merchant),
-        )
-        .await?;
+            .await?;
+        }
     }
     let running = Running {
         stack,
