@@ -63,5 +63,44 @@ if saga:
     for r in saga:
         offered = f"{r['rate']:.0f}" if r["rate"] else "max"
         windows = "template (1 s)" if r.get("batching_windows", True) else "off"
-        print(f"| {r['store']} | {windows} | {r['orders']} | {r['clients']} | {offered} | {r['per_second']:.0f} | "
+        batch = f", batch {r['batch_size']}" if r.get("batch_size") else ""
+        print(f"| {r['store']}{batch} | {windows} | {r['orders']} | {r['clients']} | {offered} | {r['per_second']:.1f} | "
               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+    print()
+    same = lambda store: [r for r in saga if r["store"] == store and r["clients"] == 8 and r.get("batch_size") == 10]
+    if same("memory") and same("moto"):
+        m, a = same("memory")[-1], same("moto")[-1]
+        print(f"Local stack in memory vs moto, same load ({m['orders']} orders, 8 clients, batch 10): "
+              f"{m['per_second']:.1f} vs {a['per_second']:.2f} confirmed orders/s, "
+              f"**{m['per_second'] / a['per_second']:.0f}×**.")
+        print()
+costs = [r for r in by("saga_cost") if r["store"] == "moto"]
+if costs:
+    heads = [f"batch {r['batch_size']}" for r in costs]
+    print("| per confirmed order (moto, AWS SDK adapters) | " + " | ".join(heads) + " |")
+    print("|---|" + "---:|" * len(costs))
+    line = lambda label, f: print(f"| {label} | " + " | ".join(f(r["per_order"]) for r in costs) + " |")
+    line("Lambda invocations", lambda p: f"{p['lambda_invocations']:.2f}")
+    line("records per invocation", lambda p: f"{p['records_per_invocation']:.1f}")
+    line("Lambda GB-s (at moto's latency)", lambda p: f"{p['gb_seconds']:.4f}")
+    line("API Gateway requests", lambda p: f"{p['http_requests']:.2f}")
+    line("SNS publishes (billed)", lambda p: f"{p['sns_requests']:.2f}")
+    line("SQS requests (billed)", lambda p: f"{p['sqs_requests']:.2f}")
+    line("DynamoDB requests", lambda p: f"{p['dynamodb_requests']:.2f}")
+    line("DynamoDB WRU", lambda p: f"{p['wru']:.1f}")
+    line("DynamoDB RRU", lambda p: f"{p['rru']:.1f}")
+    for k, label in [("lambda_requests", "Lambda requests"), ("lambda_compute", "Lambda compute"),
+                     ("http_api", "API Gateway"), ("sns", "SNS"), ("sqs", "SQS"),
+                     ("dynamodb_writes", "DynamoDB writes"), ("dynamodb_reads", "DynamoDB reads"),
+                     ("total", "**total**")]:
+        line(f"$ per million orders: {label}", lambda p, k=k: f"{p['dollars_per_million_orders'][k]:.2f}")
+    print()
+    last = costs[-1]
+    print(f"By function (batch {last['batch_size']}): invocations, WRU, RRU and requests per order")
+    print()
+    print("| function | invocations | WRU | RRU | requests |")
+    print("|---|---:|---:|---:|---|")
+    for name, p in last["by_function"].items():
+        reqs = ", ".join(f"{k} {v:.2f}" for k, v in p["requests"].items())
+        print(f"| {name} | {p['lambda_invocations']:.2f} | {p['wru']:.1f} | {p['rru']:.1f} | {reqs} |")
+    print()

@@ -32,6 +32,29 @@ pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
 /// them. A port whose variable is set but whose feature this binary was built without is left
 /// out with an error in the log: its calls then fail (and messages are retried), never drop.
 pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String>) -> Deps {
+    counted_deps(config, function, env, None)
+}
+
+/// The SDK client of one service, with `usage`'s request counter when given.
+#[allow(unused_macros)]
+macro_rules! client {
+    ($sdk:ident, $config:expr, $usage:expr, $function:expr) => {{
+        let mut builder = $sdk::config::Builder::from($config);
+        if let Some(usage) = $usage {
+            builder = builder.interceptor(usage.interceptor($function));
+        }
+        $sdk::Client::from_conf(builder.build())
+    }};
+}
+
+/// As [`aws_deps`], recording every request and capacity unit of `function` in `usage`
+/// ([`crate::usage`]).
+pub fn counted_deps(
+    config: &SdkConfig,
+    function: &str,
+    env: BTreeMap<String, String>,
+    usage: Option<&Arc<crate::usage::Usage>>,
+) -> Deps {
     let missing = |var: &str, feature: &str| {
         tracing::error!(
             variable = var,
@@ -41,10 +64,12 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
     };
     #[cfg(feature = "dynamodb")]
     let table = env.get("TABLE_NAME").map(|name| {
-        Arc::new(crate::DynamoTable::new(
-            aws_sdk_dynamodb::Client::new(config),
-            name,
-        )) as _
+        let table =
+            crate::DynamoTable::new(client!(aws_sdk_dynamodb, config, usage, function), name);
+        Arc::new(match usage {
+            Some(u) => table.counted(u.clone(), function),
+            None => table,
+        }) as _
     });
     #[cfg(not(feature = "dynamodb"))]
     let table = env.get("TABLE_NAME").and_then(|_| {
@@ -53,7 +78,7 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
     });
     #[cfg(feature = "sns")]
     let publisher: Arc<dyn bazaar_platform::ports::Publisher> = Arc::new(crate::SnsPublisher::new(
-        aws_sdk_sns::Client::new(config),
+        client!(aws_sdk_sns, config, usage, function),
         Topics::from_env(&env),
     ));
     #[cfg(not(feature = "sns"))]
@@ -65,7 +90,7 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
     };
     #[cfg(feature = "sqs")]
     let (dead_letters, queues) = {
-        let sqs = aws_sdk_sqs::Client::new(config);
+        let sqs = client!(aws_sdk_sqs, config, usage, function);
         let queues = env
             .contains_key("MONITORED_QUEUES")
             .then(|| Arc::new(crate::sqs::SqsQueueStats::new(sqs.clone())) as _);
@@ -96,7 +121,7 @@ pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String
         missing("JWT_ISSUER", "https");
         None
     });
-    let _ = (config, &missing);
+    let _ = (config, &missing, usage);
     Deps {
         function: function.to_string(),
         table,

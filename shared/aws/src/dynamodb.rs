@@ -1,6 +1,7 @@
 //! The table port on DynamoDB.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -15,11 +16,15 @@ use bazaar_platform::item::{
 use bazaar_platform::ports::{CancelReason, Table, TableError};
 use serde_json::{Map, Number, Value};
 
+use crate::usage::{Usage, read_units, write_units};
+
 /// A service table on DynamoDB (key schema `pk` + `sk`, both strings).
 #[derive(Clone, Debug)]
 pub struct DynamoTable {
     client: Client,
     name: String,
+    /// Where the capacity units of each call are recorded, and for which function.
+    usage: Option<(Arc<Usage>, String)>,
 }
 
 impl DynamoTable {
@@ -28,8 +33,61 @@ impl DynamoTable {
         DynamoTable {
             client,
             name: name.into(),
+            usage: None,
         }
     }
+
+    /// Records the capacity units of every call in `usage`, as `function`'s (see
+    /// [`crate::usage`] for how they are computed).
+    pub fn counted(mut self, usage: Arc<Usage>, function: &str) -> Self {
+        self.usage = Some((usage, function.to_string()));
+        self
+    }
+
+    fn charge(&self, read: f64, write: f64) {
+        if let Some((usage, function)) = &self.usage {
+            usage.units(function, read, write);
+        }
+    }
+}
+
+/// The size DynamoDB bills for an attribute value: strings and binaries by their bytes,
+/// numbers by about one byte per two digits plus one, lists and maps 3 bytes plus one per
+/// element plus their elements (and a map's names).
+pub fn attribute_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + attribute_size(e)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + attribute_size(e))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
+        AttributeValue::Ns(n) => n.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::Bs(b) => b.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 1,
+    }
+}
+
+/// The size DynamoDB bills for an item: each attribute's name and value.
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + attribute_size(v)).sum()
+}
+
+/// The size the adapter knows of an item an expression changes: its key and the values
+/// written (a lower bound of the item's size).
+fn known_size(key: &Key, values: &Option<HashMap<String, AttributeValue>>) -> usize {
+    item_size(&key_of(key))
+        + values
+            .iter()
+            .flat_map(|v| v.values())
+            .map(attribute_size)
+            .sum::<usize>()
 }
 
 /// JSON to DynamoDB: strings, numbers, booleans, null, lists and maps.
@@ -255,6 +313,10 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(map_error)?;
+        self.charge(
+            read_units(out.item().map(item_size).unwrap_or(0), true),
+            0.0,
+        );
         Ok(out.item().map(from_item))
     }
 
@@ -262,10 +324,13 @@ impl Table for DynamoTable {
         check_item(&item)?;
         let mut e = Expr::default();
         let cond = condition.map(|c| e.condition(&c));
+        let attributes = to_item(&item);
+        // A write whose condition fails is billed too.
+        self.charge(0.0, write_units(item_size(&attributes), false));
         self.client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(to_item(&item)))
+            .set_item(Some(attributes))
             .set_condition_expression(cond)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
@@ -297,23 +362,42 @@ impl Table for DynamoTable {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|err| {
+                self.charge(0.0, write_units(known_size(key, &e.values()), false));
+                map_error(err)
+            })?;
+        // Billed by the larger of the item before and after: after, here.
+        self.charge(
+            0.0,
+            write_units(out.attributes().map(item_size).unwrap_or(0), false),
+        );
         Ok(out.attributes().map(from_item).unwrap_or_default())
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
         let mut e = Expr::default();
         let cond = condition.map(|c| e.condition(&c));
-        self.client
+        let counted = self.usage.is_some();
+        let out = self
+            .client
             .delete_item()
             .table_name(&self.name)
             .set_key(Some(key_of(key)))
             .set_condition_expression(cond)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
+            // The deleted item's size is what a delete is billed by; asked for only to count.
+            .set_return_values(counted.then_some(aws_sdk_dynamodb::types::ReturnValue::AllOld))
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|err| {
+                self.charge(0.0, write_units(0, false));
+                map_error(err)
+            })?;
+        self.charge(
+            0.0,
+            write_units(out.attributes().map(item_size).unwrap_or(0), false),
+        );
         Ok(())
     }
 
@@ -364,6 +448,10 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(map_error)?;
+        self.charge(
+            read_units(out.items().iter().map(item_size).sum(), true),
+            0.0,
+        );
         let last_sk = out
             .last_evaluated_key()
             .and_then(|k| k.get(SK))
@@ -378,14 +466,17 @@ impl Table for DynamoTable {
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
         validate_transaction(&writes).map_err(TableError::Invalid)?;
         let mut items = Vec::with_capacity(writes.len());
+        let mut units = 0.0;
         for w in &writes {
             let mut e = Expr::default();
             let item = match w {
                 Write::Put { item, condition } => {
                     let cond = condition.as_ref().map(|c| e.condition(c));
+                    let attributes = to_item(item);
+                    units += write_units(item_size(&attributes), true);
                     let put = Put::builder()
                         .table_name(&self.name)
-                        .set_item(Some(to_item(item)))
+                        .set_item(Some(attributes))
                         .set_condition_expression(cond)
                         .set_expression_attribute_names(e.names())
                         .set_expression_attribute_values(e.values())
@@ -400,6 +491,7 @@ impl Table for DynamoTable {
                 } => {
                     let expression = e.update(update);
                     let cond = condition.as_ref().map(|c| e.condition(c));
+                    units += write_units(known_size(key, &e.values()), true);
                     let upd = DynamoUpdate::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_of(key)))
@@ -413,6 +505,7 @@ impl Table for DynamoTable {
                 }
                 Write::Delete { key, condition } => {
                     let cond = condition.as_ref().map(|c| e.condition(c));
+                    units += write_units(known_size(key, &None), true);
                     let del = Delete::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_of(key)))
@@ -425,6 +518,7 @@ impl Table for DynamoTable {
                 }
                 Write::Check { key, condition } => {
                     let cond = e.condition(condition);
+                    units += write_units(known_size(key, &None), true);
                     let check = ConditionCheck::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_of(key)))
@@ -438,6 +532,8 @@ impl Table for DynamoTable {
             };
             items.push(item);
         }
+        // Every item of a transaction is billed (two units per KB), committed or cancelled.
+        self.charge(0.0, units);
         match self
             .client
             .transact_write_items()

@@ -5,6 +5,7 @@
 //! - [`sns`]: [`SnsPublisher`], the publish port on `aws-sdk-sns` (`PublishBatch`).
 //! - [`sqs`]: [`SqsDeadLetters`], the dead-letter port on `aws-sdk-sqs`.
 //! - [`bootstrap`]: [`run`], what every function's `main.rs` calls.
+//! - [`usage`]: what the adapters' calls cost (requests, capacity units), counted.
 //!
 //! Each adapter is behind a cargo feature (`dynamodb`, `sns`, `sqs`, `https`; `all` for
 //! tools), so that a function's binary carries only the clients its resources need: smaller,
@@ -28,8 +29,9 @@ pub mod sqs;
 #[cfg(feature = "dynamodb")]
 pub mod testing;
 pub mod tls;
+pub mod usage;
 
-pub use bootstrap::{aws_deps, load_config, run};
+pub use bootstrap::{aws_deps, counted_deps, load_config, run};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoTable;
 #[cfg(feature = "https")]

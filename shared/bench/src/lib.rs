@@ -3,11 +3,13 @@
 //! - [`coldstart`]: a function binary against a fake Lambda Runtime API: time to its first
 //!   poll and first response, peak RSS;
 //! - [`saga`]: the whole order saga on the local stack: confirmed orders per second, latency;
+//! - [`cost`]: what a saga run would cost on AWS, per confirmed order;
 //! - [`trust`]: what loading root certificates costs at start, three ways;
 //! - `benches/per_message.rs` (criterion): the platform's cost per message, stage by stage,
 //!   on the in-memory ports of [`memory`] with the message of [`fixtures`].
 
 pub mod coldstart;
+pub mod cost;
 pub mod fixtures;
 pub mod memory;
 pub mod saga;

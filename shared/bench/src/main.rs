@@ -55,6 +55,15 @@ enum Command {
         /// Deliver partial batches at once (bazaar-local --no-batching-windows).
         #[arg(long)]
         no_batching_windows: bool,
+        /// Every trigger's batch size, instead of the template's.
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// Count what the run would cost on AWS and print it per confirmed order.
+        #[arg(long)]
+        usage: bool,
+        /// The AWS API for `--store moto` (default: $BAZAAR_BENCH_AWS_ENDPOINT).
+        #[arg(long)]
+        endpoint: Option<String>,
     },
 }
 
@@ -85,37 +94,66 @@ async fn main() -> anyhow::Result<()> {
             clients,
             rate,
             no_batching_windows,
+            batch_size,
+            usage,
+            endpoint,
         } => {
             let store = match store.as_str() {
                 "memory" => Store::Memory,
+                "moto" => Store::Aws(
+                    endpoint
+                        .or_else(|| std::env::var("BAZAAR_BENCH_AWS_ENDPOINT").ok())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--store moto needs --endpoint or BAZAAR_BENCH_AWS_ENDPOINT"
+                            )
+                        })?,
+                ),
                 path => Store::File(PathBuf::from(path)),
             };
-            let running = saga::start(
-                &cli.template,
-                &store,
-                (orders as i64 + 1) * 2,
-                !no_batching_windows,
-            )
-            .await?;
+            let setup = saga::Setup {
+                stock: (orders as i64 + 1) * 2,
+                batching_windows: !no_batching_windows,
+                batch_size,
+                count_usage: usage,
+            };
+            let running = saga::start(&cli.template, &store, &setup).await?;
+            // What the seeding and the warm-up order used is not the load's.
+            running
+                .quiesce(Duration::from_millis(500), Duration::from_secs(120))
+                .await?;
+            if let Some(u) = running.usage() {
+                u.reset();
+            }
             let label = if rate > 0.0 { "paced" } else { "max" };
             let run = running
-                .load(label, orders, clients, rate, Duration::from_secs(600))
+                .load(label, orders, clients, rate, Duration::from_secs(3600))
                 .await?;
-            running.stop().await;
             println!(
                 "{}",
                 json!({
                     "bench": "saga",
-                    "store": match &store { Store::Memory => "memory".to_string(), Store::File(_) => "sqlite file".to_string() },
+                    "store": store.label(),
                     "orders": run.orders,
                     "clients": clients,
                     "rate": rate,
                     "batching_windows": !no_batching_windows,
+                    "batch_size": batch_size,
                     "per_second": run.per_second(),
                     "p50_ms": run.p50.as_secs_f64() * 1000.0,
                     "p99_ms": run.p99.as_secs_f64() * 1000.0,
                 })
             );
+            if let Some(u) = running.usage().cloned() {
+                running
+                    .quiesce(Duration::from_secs(2), Duration::from_secs(600))
+                    .await?;
+                println!(
+                    "{}",
+                    bazaar_bench::cost::report(&u, run.orders, store.label(), batch_size)
+                );
+            }
+            running.stop().await;
             Ok(())
         }
     }

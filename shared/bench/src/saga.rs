@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bazaar_aws::usage::Usage;
 use bazaar_contracts::Envelope;
 use bazaar_embedded::Engine;
 use bazaar_fake_provider::FakeProvider;
 use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
+use bazaar_localstack::template::EventDef;
 use bazaar_localstack::{Stack, StackModel, StackOptions};
 use bazaar_payments::RetryPolicy;
 use bazaar_platform::clock::{Clock, SystemClock};
@@ -29,6 +31,33 @@ pub enum Store {
     Memory,
     /// The durable SQLite file `bazaar-local` uses.
     File(PathBuf),
+    /// An AWS API at this endpoint (moto): the functions run on the SDK adapters and their
+    /// triggers poll the endpoint's queues.
+    Aws(String),
+}
+
+impl Store {
+    /// How the table names it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Store::Memory => "memory",
+            Store::File(_) => "sqlite file",
+            Store::Aws(_) => "moto",
+        }
+    }
+}
+
+/// How a saga run is set up besides its store.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Units of stock per product.
+    pub stock: i64,
+    /// Hold partial batches as the template's windows say.
+    pub batching_windows: bool,
+    /// Every trigger's batch size instead of the template's.
+    pub batch_size: Option<u32>,
+    /// Count invocations, requests and capacity units.
+    pub count_usage: bool,
 }
 
 /// What a run measured.
@@ -86,15 +115,10 @@ pub struct Running {
 
 /// Builds the template's stack on `store`, seeds five products with plenty of stock, and
 /// waits until an order goes through.
-pub async fn start(
-    template: &Path,
-    store: &Store,
-    stock: i64,
-    batching_windows: bool,
-) -> anyhow::Result<Running> {
+pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = match store {
-        Store::Memory => Engine::in_memory(clock.clone())?,
+        Store::Memory | Store::Aws(_) => Engine::in_memory(clock.clone())?,
         Store::File(path) => {
             let _ = std::fs::remove_file(path);
             Engine::open(path, clock.clone())?
@@ -102,12 +126,10 @@ pub async fn start(
     };
     let confirmed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = confirmed.clone();
-    engine.tap(Arc::new(move |_queue: &str, body: &str| {
-        if !body.contains("\"order.confirmed\"") {
-            return;
-        }
-        if let Ok(e) = Envelope::from_json(body)
-            && e.message_type == "order.confirmed"
+    let provider = Arc::new(FakeProvider::new(clock));
+    let mut options = StackOptions::live(engine).with_provider(provider.clone());
+    options.tap = Some(Arc::new(move |e: &Envelope| {
+        if e.message_type == "order.confirmed"
             && let Some(id) = e.data.get("order_id").and_then(|v| v.as_str())
         {
             seen.lock()
@@ -116,18 +138,40 @@ pub async fn start(
                 .or_insert_with(Instant::now);
         }
     }));
-    let provider = Arc::new(FakeProvider::new(clock));
-    let mut options = StackOptions::live(engine).with_provider(provider.clone());
     options.metrics = Arc::new(NoMetrics);
-    options.batching_windows = batching_windows;
+    options.batching_windows = setup.batching_windows;
+    options.usage = setup.count_usage.then(Usage::new);
     options.constructors.insert(
         "payments-worker",
         Arc::new(move |deps| {
             payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3))
         }),
     );
-    let model = StackModel::load_local(template, &BTreeMap::new())?;
-    let stack = Stack::build(model, options)?;
+    // A stage of its own on a shared endpoint, so that runs do not see each other's data.
+    let params = match store {
+        Store::Aws(_) => {
+            BTreeMap::from([("Stage".to_string(), bazaar_aws::testing::unique("bench"))])
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut model = StackModel::load_local(template, &params)?;
+    if let Some(size) = setup.batch_size {
+        for f in model.functions.values_mut() {
+            for (_, event) in &mut f.events {
+                if let EventDef::Sqs { batch_size, .. } = event {
+                    *batch_size = size;
+                }
+            }
+        }
+    }
+    let stack = match store {
+        Store::Aws(endpoint) => {
+            let config = bazaar_aws::testing::config(endpoint);
+            Stack::build_on_aws(model, options, config, false).await?
+        }
+        _ => Stack::build(model, options)?,
+    };
+    let stock = setup.stock;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(stack.clone().run(async move {
         let mut rx = stopped;
@@ -162,22 +206,25 @@ pub async fn start(
         stop,
         runner,
     };
-    // Prices reach orders asynchronously: place a first order until it is accepted and
-    // confirmed (every queue and function warm).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Prices reach orders asynchronously: place a first order of each product until it is
+    // accepted and confirmed (every queue and function warm).
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut attempt = 0;
-    let id = loop {
-        attempt += 1;
-        // A new key each time: a refusal is stored under its key and replayed.
-        match place(&running.stack, &format!("warm-up-{attempt}"), 0).await {
-            Ok(id) => break id,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
+    let mut ids = Vec::new();
+    for n in 0..SKUS.len() {
+        ids.push(loop {
+            attempt += 1;
+            // A new key each time: a refusal is stored under its key and replayed.
+            match place(&running.stack, &format!("warm-up-{attempt}"), n).await {
+                Ok(id) => break id,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => return Err(anyhow::anyhow!("the stack never accepted an order: {e}")),
             }
-            Err(e) => return Err(anyhow::anyhow!("the stack never accepted an order: {e}")),
-        }
-    };
-    running.wait_for(&[id], deadline).await?;
+        });
+    }
+    running.wait_for(&ids, deadline).await?;
     Ok(running)
 }
 
@@ -278,6 +325,34 @@ impl Running {
             p50: pct(0.50),
             p99: pct(0.99),
         })
+    }
+
+    /// The stack's usage counter, when it counts.
+    pub fn usage(&self) -> Option<&Arc<Usage>> {
+        self.stack.usage()
+    }
+
+    /// Waits until no function has been invoked for `quiet` (every flow the orders started
+    /// has run to its end: archive, search and notifications included), at most `timeout`.
+    pub async fn quiesce(&self, quiet: Duration, timeout: Duration) -> anyhow::Result<()> {
+        let Some(usage) = self.usage() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        let mut last = usage.total().invocations;
+        let mut since = Instant::now();
+        while since.elapsed() < quiet {
+            if Instant::now() > deadline {
+                anyhow::bail!("the stack was still working after {timeout:?}");
+            }
+            tokio::time::sleep(quiet / 10).await;
+            let now = usage.total().invocations;
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
+        }
+        Ok(())
     }
 
     /// Stops the stack's delivery loop.

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use bazaar_aws::usage::Usage;
 use bazaar_embedded::engine::{name_of, queue_arn, queue_url, topic_arn};
 use bazaar_platform::function::LambdaFunction;
 use serde_json::{Value, json};
@@ -354,7 +355,14 @@ pub struct SqsPoller {
     batch_size: i32,
     function: Arc<dyn LambdaFunction>,
     retry_at_once: bool,
+    /// Where the event source's SQS requests and the function's invocations are counted:
+    /// the counter, the function's name and its memory (MB).
+    usage: Option<(Arc<Usage>, String, u32)>,
 }
+
+/// The label under which receives that found nothing are counted: a standing cost of every
+/// queue with a trigger (Lambda's pollers receive all the time), not of the messages.
+pub const IDLE_POLLING: &str = "(idle polling)";
 
 impl SqsPoller {
     /// A poller of `queue_url` (whose ARN is `queue_arn`) for `function`.
@@ -376,6 +384,27 @@ impl SqsPoller {
             batch_size: batch_size.clamp(1, 10) as i32,
             function,
             retry_at_once: false,
+            usage: None,
+        }
+    }
+
+    /// Counts in `usage` (when given) the invocations of `function` (with `memory_mb`) and
+    /// the requests this event source makes, as `<function> (event source)`: on AWS they are
+    /// Lambda's, billed to the account as SQS requests. Receives that come back empty go under
+    /// [`IDLE_POLLING`].
+    pub fn counted(mut self, usage: Option<Arc<Usage>>, function: &str, memory_mb: u32) -> Self {
+        self.usage = usage.map(|u| (u, function.to_string(), memory_mb));
+        self
+    }
+
+    fn count(&self, operation: &str, payload: usize, idle: bool) {
+        if let Some((usage, function, _)) = &self.usage {
+            let label = if idle {
+                IDLE_POLLING.to_string()
+            } else {
+                format!("{function} (event source)")
+            };
+            usage.request(&label, "SQS", operation, payload);
         }
     }
 
@@ -401,6 +430,8 @@ impl SqsPoller {
             .await
             .map_err(|e| err("SQS ReceiveMessage", e))?;
         let messages = out.messages.unwrap_or_default();
+        let payload = messages.iter().map(|m| m.body().map_or(0, str::len)).sum();
+        self.count("ReceiveMessage", payload, messages.is_empty());
         if messages.is_empty() {
             return Ok((0, 0));
         }
@@ -441,11 +472,12 @@ impl SqsPoller {
                 })
             })
             .collect();
-        let response = self
-            .function
-            .invoke(json!({ "Records": records }))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let started = std::time::Instant::now();
+        let response = self.function.invoke(json!({ "Records": records })).await;
+        if let Some((usage, function, memory)) = &self.usage {
+            usage.invoked(function, *memory, started.elapsed(), messages.len());
+        }
+        let response = response.map_err(|e| anyhow::anyhow!("{e}"))?;
         let failed: Vec<&str> = response
             .get("batchItemFailures")
             .and_then(Value::as_array)
@@ -460,6 +492,7 @@ impl SqsPoller {
                 .iter()
                 .filter(|m| failed.contains(&m.message_id().unwrap_or_default()))
             {
+                self.count("ChangeMessageVisibility", 0, false);
                 self.sqs
                     .change_message_visibility()
                     .queue_url(&self.queue_url)
@@ -482,6 +515,7 @@ impl SqsPoller {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if !done.is_empty() {
+            self.count("DeleteMessageBatch", 0, false);
             let out = self
                 .sqs
                 .delete_message_batch()

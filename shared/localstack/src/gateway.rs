@@ -247,6 +247,13 @@ impl Stack {
         if !request.body.is_empty() {
             event["body"] = json!(body);
         }
+        // Billed as API Gateway bills: requests that reach an integration (not those the
+        // authorizer refuses).
+        if let Some(usage) = self.usage()
+            && let Some(def) = self.model().functions.get(&route.function)
+        {
+            usage.http_request(&def.name());
+        }
         match self.invoke(&route.function, event).await {
             Ok(response) => from_lambda(&response),
             Err(e) => {

@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+use bazaar_aws::usage::Usage;
 use bazaar_embedded::identity::DynamicKeys;
 use bazaar_fake_provider::FakeProvider;
 use bazaar_payments::RetryPolicy;
@@ -61,6 +62,33 @@ pub struct StackOptions {
     /// sees a flow complete in milliseconds instead of a second per windowed hop, at the
     /// price of smaller batches than on AWS.
     pub batching_windows: bool,
+    /// Where invocations, API requests and (on an AWS API) every SDK request and capacity unit
+    /// are counted, for what a run would cost on AWS. `None`: nothing is counted.
+    pub usage: Option<Arc<Usage>>,
+    /// Called with every envelope a function has published (benchmarks watch for the end of
+    /// a flow with it, whatever the backend).
+    pub tap: Option<Tap>,
+}
+
+/// See [`StackOptions::tap`].
+pub type Tap = Arc<dyn Fn(&bazaar_contracts::Envelope) + Send + Sync>;
+
+/// A publisher that reports what it published to a [`Tap`].
+struct Tapped {
+    inner: Arc<dyn bazaar_platform::ports::Publisher>,
+    tap: Tap,
+}
+
+#[async_trait::async_trait]
+impl bazaar_platform::ports::Publisher for Tapped {
+    async fn publish(
+        &self,
+        envelopes: &[bazaar_contracts::Envelope],
+    ) -> Result<(), bazaar_platform::ports::PublishError> {
+        self.inner.publish(envelopes).await?;
+        envelopes.iter().for_each(|e| (self.tap)(e));
+        Ok(())
+    }
 }
 
 /// Where the functions run when they run on an AWS API.
@@ -91,6 +119,8 @@ impl StackOptions {
             provider: None,
             aws: None,
             batching_windows: true,
+            usage: None,
+            tap: None,
         }
     }
 
@@ -135,6 +165,8 @@ impl StackOptions {
             provider: Some(provider),
             aws: None,
             batching_windows: true,
+            usage: None,
+            tap: None,
         }
     }
 }
@@ -201,6 +233,8 @@ pub struct Stack {
     keys: Option<Arc<dyn KeySource>>,
     /// Whether the functions run on an AWS API.
     on_aws: bool,
+    /// Where invocations and API requests are counted.
+    usage: Option<Arc<Usage>>,
 }
 
 /// The keys the template's identity service (the `identity-api` binary) publishes now, read
@@ -332,8 +366,12 @@ impl Stack {
                     options.metrics.clone(),
                 ),
                 Some(w) => {
-                    let mut deps =
-                        bazaar_aws::aws_deps(&w.config, &function, w.provisioned.rebind(&env));
+                    let mut deps = bazaar_aws::counted_deps(
+                        &w.config,
+                        &function,
+                        w.provisioned.rebind(&env),
+                        options.usage.as_ref(),
+                    );
                     deps.clock = engine.clock().clone();
                     deps.ids = options.ids.clone();
                     deps.faults = options.faults.clone();
@@ -346,6 +384,12 @@ impl Stack {
             deps.guarantees = options.guarantees;
             if let Some(chaos) = &options.chaos {
                 chaos.wrap(&mut deps);
+            }
+            if let Some(tap) = &options.tap {
+                deps.publisher = Arc::new(Tapped {
+                    inner: deps.publisher.clone(),
+                    tap: tap.clone(),
+                });
             }
             let built = Arc::new(constructor(Arc::new(deps)));
             functions.insert(id.clone(), built.clone());
@@ -391,7 +435,12 @@ impl Stack {
                                         *batch_size,
                                         built.clone(),
                                     )
-                                    .retry_at_once(w.retry_at_once),
+                                    .retry_at_once(w.retry_at_once)
+                                    .counted(
+                                        options.usage.clone(),
+                                        &function,
+                                        def.memory_mb,
+                                    ),
                                 )
                             }
                         };
@@ -450,6 +499,7 @@ impl Stack {
             webhook,
             keys,
             on_aws: options.aws.is_some(),
+            usage: options.usage,
         });
         // The embedded table works without a reactor, so this does not need one. On an AWS
         // API the caller installs it ([`Stack::build_on_aws`]).
@@ -486,6 +536,11 @@ impl Stack {
             .await
             .map_err(|e| anyhow::anyhow!("installing the local signing key: {e}"))?;
         Ok(stack)
+    }
+
+    /// Where this stack counts what it would cost on AWS, if anywhere.
+    pub fn usage(&self) -> Option<&Arc<Usage>> {
+        self.usage.as_ref()
     }
 
     /// The engine (queues, topics, tables).
@@ -533,7 +588,21 @@ impl Stack {
             .get(function)
             .ok_or_else(|| InvokeError::UnknownFunction(function.into()))?
             .clone();
-        match AssertUnwindSafe(f.invoke(payload)).catch_unwind().await {
+        let counted = self.usage.as_ref().map(|usage| {
+            let records = payload
+                .get("Records")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let def = self.model.functions.get(function);
+            let name = def.map_or_else(|| function.to_string(), |d| d.name());
+            let memory = def.map_or(128, |d| d.memory_mb);
+            (usage, name, records, memory, std::time::Instant::now())
+        });
+        let outcome = AssertUnwindSafe(f.invoke(payload)).catch_unwind().await;
+        if let Some((usage, name, records, memory, started)) = counted {
+            usage.invoked(&name, memory, started.elapsed(), records);
+        }
+        match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(InvokeError::Failed(e.to_string())),
             Err(panic) => Err(InvokeError::Panicked(
@@ -837,7 +906,13 @@ impl Stack {
             let wait = next
                 .map(|t| (t - now).to_std().unwrap_or_default())
                 .unwrap_or(std::time::Duration::from_secs(1))
-                .min(std::time::Duration::from_secs(1));
+                // The engine cannot say when a message arrives on an AWS API: poll again soon,
+                // as Lambda's long-polling pollers see a message as it arrives.
+                .min(if self.on_aws {
+                    std::time::Duration::from_millis(5)
+                } else {
+                    std::time::Duration::from_secs(1)
+                });
             tokio::select! {
                 _ = &mut stop => return,
                 _ = self.engine.changed() => {}

@@ -144,6 +144,8 @@ pub struct FunctionDef {
     pub environment: BTreeMap<String, String>,
     /// Seconds.
     pub timeout: u32,
+    /// Memory, MB (`MemorySize`, what Lambda bills GB-seconds by).
+    pub memory_mb: u32,
     /// Its events.
     pub events: Vec<(String, EventDef)>,
 }
@@ -759,6 +761,13 @@ impl StackModel {
                         .transpose()?
                         .and_then(|v| as_u32(&v))
                         .unwrap_or(3);
+                    let memory_mb = props
+                        .get("MemorySize")
+                        .or_else(|| globals.and_then(|g| g.get("MemorySize")))
+                        .map(|v| r.resolve(v, id, "MemorySize"))
+                        .transpose()?
+                        .and_then(|v| as_u32(&v))
+                        .unwrap_or(128);
                     let mut events = Vec::new();
                     if let Some(Value::Mapping(evs)) = props.get("Events") {
                         for (ek, ev) in evs {
@@ -842,6 +851,7 @@ impl StackModel {
                             binary,
                             environment,
                             timeout,
+                            memory_mb,
                             events,
                         },
                     );
