@@ -171,3 +171,61 @@ async fn an_envelope_from_a_wrapped_sns_notification_is_read() {
     assert!(failed(&response).is_empty());
     assert!(done(&deps, "w").await);
 }
+
+/// Writes the order id twice over (a put per record, keyed by the message), and breaks the
+/// idempotent consumer's rules for ids that ask it to.
+struct Copier;
+
+#[async_trait]
+impl Handle<ReserveStock> for Copier {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let id = task.order_id.as_str();
+        work.put(item(&Key::new(format!("DONE#{id}"), "x"), json!({})), None);
+        match id {
+            "sends" => work.send(&task)?,
+            "conditional" => work.put(
+                item(&Key::new(format!("COPY#{id}"), "x"), json!({})),
+                Some(bazaar_platform::item::Condition::NotExists),
+            ),
+            _ => work.put(item(&Key::new(format!("COPY#{id}"), "x"), json!({})), None),
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_consumer_keeps_no_inbox_and_refuses_what_would_not_repeat_safely() {
+    let world = Fixture::new();
+    let deps = world.deps("copier", Some("t"), &[]);
+    let consumer = Consumer::new(deps.clone())
+        .on::<ReserveStock, _>(Arc::new(Copier))
+        .idempotent();
+    let arn = "arn:aws:sqs:local:000000000000:q";
+
+    // Delivered twice: the same two items, no inbox record.
+    for _ in 0..2 {
+        let response = consumer.handle_batch(batch(arn, &[envelope("a")])).await;
+        assert!(failed(&response).is_empty());
+    }
+    let table = deps.table().unwrap();
+    assert!(done(&deps, "a").await);
+    assert!(table.get(&Key::new("COPY#a", "x")).await.unwrap().is_some());
+    assert!(
+        table
+            .get(&bazaar_platform::outbox::inbox_key("copier", "env-a"))
+            .await
+            .unwrap()
+            .is_none(),
+        "no inbox record"
+    );
+
+    // Sending or writing conditionally could not be repeated safely: the record fails (and
+    // goes to the DLQ after its retries), and nothing of it is written.
+    let response = consumer
+        .handle_batch(batch(arn, &[envelope("sends"), envelope("conditional")]))
+        .await;
+    assert_eq!(failed(&response), ["m0", "m1"]);
+    for id in ["sends", "conditional"] {
+        assert!(!done(&deps, id).await, "{id}: nothing written");
+    }
+}

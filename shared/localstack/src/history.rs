@@ -118,6 +118,11 @@ pub fn check(stack: &Stack, recorder: &Recorder) -> Report {
                 }
                 *committed.entry((function, input)).or_default() += 1;
             }
+            Event::Applied { function, input } => {
+                // Idempotent by construction: processed, whatever the count.
+                report.committed += 1;
+                committed.entry((function, input)).or_insert(1);
+            }
             Event::Published { ids, .. } => published.extend(ids),
             Event::Parked { function, input } => {
                 parked.insert((function, input));

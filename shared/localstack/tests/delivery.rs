@@ -99,15 +99,29 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_redelivery_with_t
     // Deliver order.placed once (after the batching window): the saga commits, then crashes.
     s.stack.run_for(Duration::seconds(1)).await;
     assert_eq!(s.faults.crashed().len(), 1, "the crash happened");
+    // The task waits in the inbox record of order.placed, which is still on the queue.
+    let queue = s.stack.name_of("OrdersSagaQueue").unwrap();
+    let pending = s.stack.engine().peek(&queue).unwrap();
+    assert_eq!(pending.len(), 1, "order.placed was not acknowledged");
+    let placed = bazaar_contracts::Envelope::from_json(&pending[0].body).unwrap();
     let orders = s.stack.table_of("OrdersSagaFunction").unwrap();
-    let outbox = orders
-        .query(Query::partition("OUTBOX"))
+    let inbox = orders
+        .get(&Key::new(format!("INBOX#{}", placed.id), "orders-saga"))
         .await
         .unwrap()
-        .items;
-    assert_eq!(outbox.len(), 1, "the task waits in the outbox");
-    let stored =
-        bazaar_contracts::Envelope::from_json(outbox[0]["envelope"].as_str().unwrap()).unwrap();
+        .expect("the unit of work committed");
+    let carried = inbox["outbox"].as_array().unwrap();
+    assert_eq!(carried.len(), 1, "the task rides in the inbox record");
+    let stored = bazaar_contracts::Envelope::from_json(carried[0].as_str().unwrap()).unwrap();
+    assert!(
+        orders
+            .query(Query::partition("OUTBOX"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "and needs no outbox record"
+    );
     assert_eq!(stored.message_type, "inventory.stock.reserve");
 
     s.stack.settle().await;
@@ -130,14 +144,14 @@ async fn a_crash_between_commit_and_publish_is_repaired_by_the_redelivery_with_t
         2,
         "and only once: one reservation, then one commit on order.confirmed"
     );
+    let inbox = orders
+        .get(&Key::new(format!("INBOX#{}", placed.id), "orders-saga"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        orders
-            .query(Query::partition("OUTBOX"))
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "the outbox is empty again"
+        inbox.get("outbox").is_none(),
+        "once published, the inbox record carries nothing a duplicate would send again"
     );
 }
 

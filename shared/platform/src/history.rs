@@ -16,6 +16,15 @@ pub enum Event {
         /// The ids of the envelopes it committed to send.
         sends: Vec<String>,
     },
+    /// An idempotent consumer ([`crate::sqs::Consumer::idempotent`]) wrote the effects of
+    /// `input`: plain puts that a redelivery repeats without changing anything, so, unlike
+    /// [`Event::Committed`], this may happen more than once for one input.
+    Applied {
+        /// The function.
+        function: String,
+        /// The envelope id.
+        input: String,
+    },
     /// Envelopes published by `function`.
     Published {
         /// The function.

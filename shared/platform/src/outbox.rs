@@ -5,14 +5,24 @@
 //!    `sk = <function>`, condition: absent) for a message, or the idempotency record for an
 //!    HTTP request;
 //! 2. the handler's state changes;
-//! 3. one outbox record per outgoing message (`pk = OUTBOX`, `sk = <function>#<source>#<nnn>`),
-//!    holding the whole envelope, ids included.
+//! 3. the outgoing messages, whole envelopes with their ids: for a message, inside its inbox
+//!    record when they fit ([`CARRY_LIMIT`]); otherwise (an HTTP request, a job, heavy
+//!    messages) one outbox record each (`pk = OUTBOX`, `sk = <function>#<source>#<nnn>`).
 //!
-//! After the commit the messages are published and their outbox records deleted. A crash in
-//! between is repaired in two ways: a redelivered message finds its inbox record and re-sends
-//! the outbox records of its source ([`redispatch`]); and the scheduled [`sweep`] publishes
-//! whatever stayed in the outbox longer than a grace period (what an HTTP request left
-//! behind). Re-sent envelopes keep their ids, so the next consumer deduplicates them.
+//! After the commit the messages are published, then outbox records deleted or the inbox
+//! record's envelopes removed ([`sent_from_inbox`]). A crash in between is repaired in two
+//! ways: a redelivered message finds its inbox record and re-sends what it still carries or
+//! the outbox records of its source ([`resend`]); and the
+//! scheduled [`sweep`] publishes whatever stayed in the outbox longer than a grace period
+//! (what an HTTP request left behind). Re-sent envelopes keep their ids, so the next consumer
+//! deduplicates them.
+//!
+//! Why the inbox record carries a message's envelopes: in one transaction DynamoDB bills two
+//! write units per KB for every item, so an outbox record costs two units to write and one
+//! more to delete, where the same envelope in the inbox record (itself well under 1 KB) often
+//! costs nothing more, and one update after publishing clears all of a unit's envelopes at
+//! once. Clearing them matters: were they left, every duplicate delivery would publish them
+//! again, and each copy would make the next consumer publish its own again, down the chain.
 //!
 //! The outbox is one partition: simple to sweep with one query, and its write rate is that of
 //! the service's outgoing messages, far below a partition's 1,000 writes per second here.
@@ -37,6 +47,11 @@ pub const OUTBOX_PK: &str = "OUTBOX";
 pub const INBOX_RETENTION: Duration = Duration::days(14);
 /// How long an outbox record may wait for its dispatcher before the sweeper publishes it.
 pub const SWEEP_GRACE: Duration = Duration::seconds(60);
+/// The most a message's outgoing envelopes may weigh (JSON text, together) to ride in its inbox
+/// record; heavier ones get outbox records of their own, as an item holds at most 400 KB.
+pub const CARRY_LIMIT: usize = 64 * 1024;
+/// The inbox record's attribute holding the envelopes its unit of work sends.
+const CARRIED: &str = "outbox";
 
 /// Names the source of a unit of work (a message for a function, or an HTTP request scope):
 /// its outbox records share this prefix. Hashed so that any text makes a fixed-size,
@@ -71,6 +86,29 @@ pub fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> W
     }
 }
 
+/// The inbox record of a message that carries `outgoing` (the envelopes its unit of work
+/// sends) when they weigh at most [`CARRY_LIMIT`]; returns the write and whether it carries
+/// them (if not, they need outbox records: [`commit_with`]).
+pub fn carrying_inbox_write(
+    function: &str,
+    envelope: &Envelope,
+    now: DateTime<Utc>,
+    outgoing: &[Envelope],
+) -> (Write, bool) {
+    let mut write = inbox_write(function, envelope, now);
+    if outgoing.is_empty() {
+        return (write, true);
+    }
+    let texts: Vec<String> = outgoing.iter().map(Envelope::to_json).collect();
+    if texts.iter().map(String::len).sum::<usize>() > CARRY_LIMIT {
+        return (write, false);
+    }
+    if let Write::Put { item, .. } = &mut write {
+        item.insert(CARRIED.into(), json!(texts));
+    }
+    (write, true)
+}
+
 /// Commits a unit of work: `guard` first, then the handler's writes, then the outbox. Returns
 /// an error when more than 100 writes would be needed (a bug: split the work).
 pub async fn commit(
@@ -81,10 +119,24 @@ pub async fn commit(
     writes: Vec<Write>,
     outgoing: &[Envelope],
 ) -> Result<(), TableError> {
+    commit_with(deps, source, input, guard, writes, outgoing, true).await
+}
+
+/// As [`commit`]; `records`: whether `outgoing` gets outbox records (not when the guard
+/// carries it, [`carrying_inbox_write`]).
+pub async fn commit_with(
+    deps: &Deps,
+    source: &str,
+    input: &str,
+    guard: Vec<Write>,
+    writes: Vec<Write>,
+    outgoing: &[Envelope],
+    records: bool,
+) -> Result<(), TableError> {
     let now = deps.clock.now();
     let mut all = guard;
     all.extend(writes);
-    let stored = if deps.guarantees.outbox {
+    let stored = if deps.guarantees.outbox && records {
         outgoing
     } else {
         &[]
@@ -131,6 +183,19 @@ pub async fn dispatch(
     message_type: &str,
     message_id: &str,
 ) -> Result<(), HandlerError> {
+    dispatch_with(deps, source, outgoing, message_type, message_id, true).await
+}
+
+/// As [`dispatch`]; `records`: whether the messages have outbox records to delete (as
+/// [`commit_with`] was told).
+pub async fn dispatch_with(
+    deps: &Deps,
+    source: &str,
+    outgoing: &[Envelope],
+    message_type: &str,
+    message_id: &str,
+    records: bool,
+) -> Result<(), HandlerError> {
     if outgoing.is_empty() {
         return Ok(());
     }
@@ -142,7 +207,7 @@ pub async fn dispatch(
     );
     deps.publisher.publish(outgoing).await?;
     published(deps, outgoing);
-    if !deps.guarantees.outbox {
+    if !deps.guarantees.outbox || !records {
         return Ok(());
     }
     let table = deps.table()?;
@@ -152,6 +217,58 @@ pub async fn dispatch(
             .await?;
     }
     Ok(())
+}
+
+/// Marks the envelopes the inbox record `inbox` carries as published, by removing them: a
+/// later duplicate of the message then has nothing to send again. A failure here is logged,
+/// not returned: the messages are out, and the worst it leaves is one more publish of them on
+/// a duplicate, which their consumers' inboxes absorb.
+pub async fn sent_from_inbox(deps: &Deps, inbox: &Key) {
+    let Ok(table) = deps.table() else {
+        return;
+    };
+    if let Err(e) = table
+        .update(
+            inbox,
+            crate::item::Update::new().remove(CARRIED),
+            Some(Condition::Exists),
+        )
+        .await
+    {
+        tracing::warn!(function = %deps.function, error = %e, "published envelopes not cleared from the inbox record; a duplicate would send them again");
+    }
+}
+
+/// Re-sends what a processed message's unit of work sent, for a redelivery of it: the
+/// envelopes its inbox record `inbox` carries, or else its outbox records. Returns how many
+/// messages were sent.
+pub async fn resend(
+    deps: &Deps,
+    source: &str,
+    inbox: &crate::item::Item,
+) -> Result<usize, HandlerError> {
+    let Some(carried) = inbox.get(CARRIED).and_then(Value::as_array) else {
+        return redispatch(deps, source).await;
+    };
+    let mut envelopes = Vec::with_capacity(carried.len());
+    for text in carried {
+        let text = text
+            .as_str()
+            .ok_or_else(|| HandlerError::bug("an inbox record carries a non-text envelope"))?;
+        envelopes
+            .push(Envelope::from_json(text).map_err(|e| {
+                HandlerError::bug(format!("a carried envelope is unreadable: {e}"))
+            })?);
+    }
+    if envelopes.is_empty() || !deps.guarantees.outbox {
+        return Ok(0);
+    }
+    deps.publisher.publish(&envelopes).await?;
+    published(deps, &envelopes);
+    if let Some(key) = Key::of(inbox) {
+        sent_from_inbox(deps, &key).await;
+    }
+    Ok(envelopes.len())
 }
 
 /// Re-sends what a source left in the outbox (after a crash between commit and publish).
@@ -237,4 +354,64 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> Result<SweepReport, HandlerE
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bazaar_contracts::{Actor, Flags};
+    use chrono::TimeZone;
+
+    fn envelope(id: &str, data: Value) -> Envelope {
+        Envelope {
+            id: id.into(),
+            source: "bazaar/test".into(),
+            message_type: "inventory.reserved".into(),
+            data_version: 1,
+            time: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            correlation_id: "c".into(),
+            causation_id: None,
+            traceparent: None,
+            actor: Actor::system(),
+            flags: Flags::default(),
+            data,
+        }
+    }
+
+    fn carried(write: &Write) -> Option<Vec<String>> {
+        match write {
+            Write::Put { item, .. } => item.get(CARRIED).map(|v| {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect()
+            }),
+            _ => panic!("an inbox write is a put"),
+        }
+    }
+
+    #[test]
+    fn the_inbox_record_carries_light_envelopes_and_leaves_heavy_ones_to_outbox_records() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let input = envelope("in", json!({}));
+        let light = [
+            envelope("a", json!({"n": 1})),
+            envelope("b", json!({"n": 2})),
+        ];
+        let (write, carries) = carrying_inbox_write("f", &input, now, &light);
+        assert!(carries);
+        let texts = carried(&write).unwrap();
+        assert_eq!(texts.len(), 2);
+        assert_eq!(Envelope::from_json(&texts[1]).unwrap(), light[1]);
+
+        let heavy = [envelope("h", json!({"blob": "x".repeat(CARRY_LIMIT)}))];
+        let (write, carries) = carrying_inbox_write("f", &input, now, &heavy);
+        assert!(!carries, "over the limit: outbox records");
+        assert_eq!(carried(&write), None);
+
+        let (write, carries) = carrying_inbox_write("f", &input, now, &[]);
+        assert!(carries, "nothing to carry needs no records either");
+        assert_eq!(carried(&write), None);
+    }
 }

@@ -80,27 +80,33 @@ async fn run_unit(
 ) -> Result<(), HandlerError> {
     let table = deps.table()?;
     let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
+    let inbox_key = outbox::inbox_key(&deps.function, &envelope.id);
     if deps.guarantees.inbox
-        && table
-            .get(&outbox::inbox_key(&deps.function, &envelope.id))
-            .await?
-            .is_some()
+        && let Some(record) = table.get(&inbox_key).await?
     {
-        outbox::redispatch(deps, &source).await?;
+        outbox::resend(deps, &source, &record).await?;
         return Ok(());
     }
     let mut work = Work::new(deps, Cause::of(envelope));
     for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
         handler.handle(envelope, &mut work).await?;
-        let guard = if deps.guarantees.inbox {
-            vec![outbox::inbox_write(
+        // The inbox record carries the outgoing envelopes when they fit; otherwise they get
+        // outbox records.
+        let (guard, carried) = if deps.guarantees.inbox {
+            let (write, carried) = outbox::carrying_inbox_write(
                 &deps.function,
                 envelope,
                 deps.clock.now(),
-            )]
+                if deps.guarantees.outbox {
+                    &work.outgoing
+                } else {
+                    &[]
+                },
+            );
+            (vec![write], carried)
         } else {
-            Vec::new()
+            (Vec::new(), false)
         };
         let writes = std::mem::take(&mut work.writes);
         deps.faults.at(
@@ -109,21 +115,38 @@ async fn run_unit(
             &envelope.message_type,
             &envelope.id,
         );
-        match outbox::commit(deps, &source, &envelope.id, guard, writes, &work.outgoing).await {
+        match outbox::commit_with(
+            deps,
+            &source,
+            &envelope.id,
+            guard,
+            writes,
+            &work.outgoing,
+            !carried,
+        )
+        .await
+        {
             Ok(()) => {
-                outbox::dispatch(
+                outbox::dispatch_with(
                     deps,
                     &source,
                     &work.outgoing,
                     &envelope.message_type,
                     &envelope.id,
+                    !carried,
                 )
                 .await?;
+                if carried && deps.guarantees.inbox && !work.outgoing.is_empty() {
+                    outbox::sent_from_inbox(deps, &inbox_key).await;
+                }
                 return Ok(());
             }
             Err(e) if deps.guarantees.inbox && e.condition_failed_at(0) => {
                 // Another delivery of the same message committed first: it is processed.
-                outbox::redispatch(deps, &source).await?;
+                match table.get(&inbox_key).await? {
+                    Some(record) => outbox::resend(deps, &source, &record).await?,
+                    None => outbox::redispatch(deps, &source).await?,
+                };
                 return Ok(());
             }
             Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
@@ -139,12 +162,58 @@ async fn run_unit(
     ))
 }
 
+/// Runs a handler of an idempotent consumer ([`Consumer::idempotent`]) on one envelope: its
+/// puts are written one by one, without an inbox record or a transaction.
+async fn run_idempotent(
+    handler: &dyn HandleEnvelope,
+    envelope: &Envelope,
+    deps: &Deps,
+) -> Result<(), HandlerError> {
+    let mut work = Work::new(deps, Cause::of(envelope));
+    handler.handle(envelope, &mut work).await?;
+    if !work.outgoing.is_empty() {
+        return Err(HandlerError::bug(
+            "an idempotent consumer sends nothing: it keeps no outbox",
+        ));
+    }
+    let mut items = Vec::with_capacity(work.writes.len());
+    for write in std::mem::take(&mut work.writes) {
+        match write {
+            crate::item::Write::Put {
+                item,
+                condition: None,
+            } => items.push(item),
+            other => {
+                return Err(HandlerError::bug(format!(
+                    "an idempotent consumer writes only unconditional puts, not {other:?}"
+                )));
+            }
+        }
+    }
+    deps.faults.at(
+        FaultPoint::BeforeCommit,
+        &deps.function,
+        &envelope.message_type,
+        &envelope.id,
+    );
+    let table = deps.table()?;
+    for item in items {
+        table.put(item, None).await?;
+    }
+    deps.record(|| crate::history::Event::Applied {
+        function: deps.function.clone(),
+        input: envelope.id.clone(),
+    });
+    Ok(())
+}
+
 /// A function's SQS consumer: the handlers of the message types it subscribes to.
 #[derive(Clone)]
 pub struct Consumer {
     deps: Arc<Deps>,
     handlers: HashMap<&'static str, Arc<dyn HandleEnvelope>>,
     any: Option<Arc<dyn HandleEnvelope>>,
+    idempotent: bool,
 }
 
 /// The result of one record.
@@ -162,7 +231,21 @@ impl Consumer {
             deps,
             handlers: HashMap::new(),
             any: None,
+            idempotent: false,
         }
+    }
+
+    /// Declares the handlers idempotent by construction: each writes only unconditional puts
+    /// whose keys and contents follow from the message alone, reads nothing it decides on,
+    /// and sends nothing. A redelivery then rewrites the same items and changes nothing, so
+    /// the platform keeps no inbox record, reads none, and writes the puts one by one rather
+    /// than in a transaction: a message costs its items' write units once, instead of twice
+    /// plus the inbox record's (DynamoDB bills a transactional write double). A handler of
+    /// such a consumer that sends, updates, deletes or writes conditionally is a bug: the
+    /// message fails and, after its retries, goes to the DLQ.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
     }
 
     /// Adds the handler of message type `M`.
@@ -255,7 +338,12 @@ impl Consumer {
             &envelope.message_type,
             &envelope.id,
         );
-        match run_unit(handler.as_ref(), &envelope, deps).await {
+        let outcome = if self.idempotent {
+            run_idempotent(handler.as_ref(), &envelope, deps).await
+        } else {
+            run_unit(handler.as_ref(), &envelope, deps).await
+        };
+        match outcome {
             Ok(()) => {
                 deps.faults.at(
                     FaultPoint::AfterPublish,
