@@ -106,9 +106,23 @@ fn per_message(c: &mut Criterion) {
             },
             |(e, writes, outgoing)| {
                 let source = outbox::source_key(&format!("msg:{}:{}", deps.function, e.id));
-                let guard = vec![outbox::inbox_write(&deps.function, &e, chrono::Utc::now())];
-                rt.block_on(outbox::commit(&deps, &source, &e.id, guard, writes, &outgoing))
-                    .unwrap();
+                // As a message's unit of work commits: the inbox record carries the envelopes.
+                let (guard, carried) = outbox::carrying_inbox_write(
+                    &deps.function,
+                    &e,
+                    chrono::Utc::now(),
+                    &outgoing,
+                );
+                rt.block_on(outbox::commit_with(
+                    &deps,
+                    &source,
+                    &e.id,
+                    vec![guard],
+                    writes,
+                    &outgoing,
+                    !carried,
+                ))
+                .unwrap();
                 (source, outgoing)
             },
             BatchSize::SmallInput,
