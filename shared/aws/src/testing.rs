@@ -45,6 +45,20 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Creates an SNS topic named `prefix` made unique ([`unique`]); returns its ARN.
+#[cfg(feature = "sns")]
+pub async fn create_topic(client: &aws_sdk_sns::Client, prefix: &str) -> String {
+    client
+        .create_topic()
+        .name(unique(prefix))
+        .send()
+        .await
+        .expect("create the topic")
+        .topic_arn()
+        .expect("a topic ARN")
+        .to_string()
+}
+
 /// Creates a table with Bazaar's key schema (`pk`, `sk`), on demand.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
     use aws_sdk_dynamodb::types::{

@@ -74,15 +74,7 @@ async fn the_sns_publisher_passes_the_publish_suite() {
     let mut env = BTreeMap::new();
     let mut queues = BTreeMap::new();
     for topic in ["inventory", "tasks"] {
-        let arn = sns
-            .create_topic()
-            .name(testing::unique(topic))
-            .send()
-            .await
-            .unwrap()
-            .topic_arn()
-            .unwrap()
-            .to_string();
+        let arn = testing::create_topic(&sns, topic).await;
         let url = sqs
             .create_queue()
             .queue_name(testing::unique("probe"))

@@ -35,15 +35,7 @@ async fn the_adapters_count_requests_and_capacity_units() {
     let config = testing::config(&endpoint);
     let name = testing::unique("usage");
     testing::create_table(&aws_sdk_dynamodb::Client::new(&config), &name).await;
-    let topic = aws_sdk_sns::Client::new(&config)
-        .create_topic()
-        .name(testing::unique("inventory"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let topic = testing::create_topic(&aws_sdk_sns::Client::new(&config), "inventory").await;
     let env = BTreeMap::from([
         ("TABLE_NAME".to_string(), name),
         ("TOPIC_ARN_INVENTORY".to_string(), topic),

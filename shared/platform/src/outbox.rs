@@ -250,16 +250,10 @@ pub async fn resend(
     let Some(carried) = inbox.get(CARRIED).and_then(Value::as_array) else {
         return redispatch(deps, source).await;
     };
-    let mut envelopes = Vec::with_capacity(carried.len());
-    for text in carried {
-        let text = text
-            .as_str()
-            .ok_or_else(|| HandlerError::bug("an inbox record carries a non-text envelope"))?;
-        envelopes
-            .push(Envelope::from_json(text).map_err(|e| {
-                HandlerError::bug(format!("a carried envelope is unreadable: {e}"))
-            })?);
-    }
+    let envelopes = carried
+        .iter()
+        .map(|text| stored_envelope(Some(text), "a carried envelope"))
+        .collect::<Result<Vec<_>, _>>()?;
     if envelopes.is_empty() || !deps.guarantees.outbox {
         return Ok(0);
     }
@@ -269,6 +263,15 @@ pub async fn resend(
         sent_from_inbox(deps, &key).await;
     }
     Ok(envelopes.len())
+}
+
+/// An envelope the platform stored as JSON text (in an outbox record or an inbox record);
+/// `what` names it in the error, which is a bug: only the platform writes these.
+fn stored_envelope(text: Option<&Value>, what: &str) -> Result<Envelope, HandlerError> {
+    let text = text
+        .and_then(Value::as_str)
+        .ok_or_else(|| HandlerError::bug(format!("{what} is missing or not text")))?;
+    Envelope::from_json(text).map_err(|e| HandlerError::bug(format!("{what} is unreadable: {e}")))
 }
 
 /// Re-sends what a source left in the outbox (after a crash between commit and publish).
@@ -294,14 +297,10 @@ async fn publish_records(
     let mut envelopes = Vec::with_capacity(records.len());
     let mut keys = Vec::with_capacity(records.len());
     for record in &records {
-        let text = record
-            .get("envelope")
-            .and_then(Value::as_str)
-            .ok_or_else(|| HandlerError::bug("outbox record without an envelope"))?;
-        envelopes.push(
-            Envelope::from_json(text)
-                .map_err(|e| HandlerError::bug(format!("outbox record unreadable: {e}")))?,
-        );
+        envelopes.push(stored_envelope(
+            record.get("envelope"),
+            "an outbox record's envelope",
+        )?);
         keys.push(Key::of(record).ok_or_else(|| HandlerError::bug("outbox record without a key"))?);
     }
     deps.publisher.publish(&envelopes).await?;
