@@ -213,3 +213,31 @@ async fn discovery_names_the_issuer_and_its_keys() {
         json!(["RS256"])
     );
 }
+
+#[tokio::test]
+async fn a_key_record_without_its_public_half_is_still_published() {
+    // Key records written before the public half was stored beside the private key.
+    let (world, deps) = world();
+    let table = deps.table().unwrap();
+    let key = bazaar_platform::jwt::SigningKey::generate("k-old").unwrap();
+    identity_api::install_key(table, &key, 0, 4_000_000_000)
+        .await
+        .unwrap();
+    let at = bazaar_platform::item::Key::new("KEY", "k-old");
+    let mut item = table.get(&at).await.unwrap().expect("the key record");
+    assert!(
+        item.remove("public").is_some(),
+        "new records keep the public half: {item:?}"
+    );
+    table.put(item, None).await.unwrap();
+
+    let published = identity_api::published_keys(
+        table,
+        bazaar_platform::clock::Clock::now(world.clock.as_ref()),
+        Duration::minutes(15),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(published.keys, vec![key.jwk()]);
+}
