@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
 use bazaar_platform::Deps;
 use bazaar_platform::clock::SystemClock;
 use bazaar_platform::faults::NoFaults;
@@ -14,17 +18,59 @@ use bazaar_platform::telemetry::{self, EmfStdout};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-/// Loads the SDK configuration from the environment (region, credentials), pointed at
-/// `endpoint` when given (moto, or any AWS-compatible server). Without one, the HTTP client
-/// trusts only Amazon's root CAs ([`crate::tls`]).
+/// Loads the SDK configuration with the SDK's whole credential chain (environment,
+/// profiles, SSO, web identity, container and instance metadata), pointed at `endpoint` when
+/// given (moto, or any AWS-compatible server): what tools run by people need. Without an
+/// endpoint, the HTTP client trusts only Amazon's root CAs ([`crate::tls`]).
+#[cfg(feature = "credential-chain")]
 pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest());
     match endpoint {
         Some(url) => loader.endpoint_url(url),
-        None => crate::tls::with_amazon_roots(loader),
+        None => loader.http_client(crate::tls::amazon_https_client()),
     }
     .load()
     .await
+}
+
+/// What a function's environment lacks to reach AWS.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not set: Lambda sets it for every function (for a local run, export it)")]
+pub struct MissingEnvironment(&'static str);
+
+/// The SDK configuration of a function, from the variables Lambda sets: `AWS_REGION`, and
+/// the execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN`, which stay valid for the execution environment's life. The SDK's
+/// credential chain would read the same variables first; doing it here keeps the chain's
+/// code (profiles, SSO, STS, instance metadata) out of every function's binary.
+/// `AWS_ENDPOINT_URL` points the clients at an AWS-compatible server instead, as the SDK's
+/// own loader does.
+pub fn lambda_config(env: &BTreeMap<String, String>) -> Result<SdkConfig, MissingEnvironment> {
+    let var = |name: &'static str| {
+        env.get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or(MissingEnvironment(name))
+    };
+    let region = var("AWS_REGION").or_else(|e| var("AWS_DEFAULT_REGION").map_err(|_| e))?;
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN").ok(),
+        None,
+        "environment",
+    );
+    let builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials));
+    Ok(
+        match env.get("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()) {
+            Some(url) => builder.endpoint_url(url),
+            None => builder.http_client(crate::tls::amazon_https_client()),
+        }
+        .build(),
+    )
 }
 
 /// Builds a function's ports on the AWS SDK from its environment: `TABLE_NAME`,
@@ -181,7 +227,7 @@ pub async fn run(build: fn(Arc<Deps>) -> Function) -> Result<(), lambda_runtime:
         .or_else(|| env.get("AWS_LAMBDA_FUNCTION_NAME"))
         .cloned()
         .unwrap_or_else(|| "unknown".into());
-    let config = load_config(None).await;
+    let config = lambda_config(&env)?;
     let function = Arc::new(build(Arc::new(aws_deps(&config, &name, env))));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let function = function.clone();
@@ -196,4 +242,72 @@ pub async fn run(build: fn(Arc<Deps>) -> Function) -> Result<(), lambda_runtime:
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::lambda_config;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const LAMBDA: &[(&str, &str)] = &[
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_SESSION_TOKEN", "token"),
+    ];
+
+    #[tokio::test]
+    async fn a_function_takes_region_and_credentials_from_lambdas_variables() {
+        use aws_credential_types::provider::ProvideCredentials;
+
+        let config = lambda_config(&env(LAMBDA)).unwrap();
+
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), None);
+        let credentials = config
+            .credentials_provider()
+            .expect("a credentials provider")
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                credentials.session_token()
+            ),
+            ("AKID", "secret", Some("token"))
+        );
+    }
+
+    #[test]
+    fn an_endpoint_variable_points_the_clients_elsewhere() {
+        let mut vars = env(LAMBDA);
+        vars.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:5000".into());
+        let config = lambda_config(&vars).unwrap();
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        for missing in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            let mut vars = env(LAMBDA);
+            vars.remove(missing);
+            let error = lambda_config(&vars).unwrap_err();
+            assert!(error.to_string().starts_with(missing), "{error}");
+        }
+        let mut vars = env(LAMBDA);
+        vars.remove("AWS_REGION");
+        vars.insert("AWS_DEFAULT_REGION".into(), "us-east-2".into());
+        let config = lambda_config(&vars).unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("us-east-2"));
+    }
 }

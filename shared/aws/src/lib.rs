@@ -31,7 +31,9 @@ pub mod testing;
 pub mod tls;
 pub mod usage;
 
-pub use bootstrap::{aws_deps, counted_deps, load_config, run};
+#[cfg(feature = "credential-chain")]
+pub use bootstrap::load_config;
+pub use bootstrap::{MissingEnvironment, aws_deps, counted_deps, lambda_config, run};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoTable;
 #[cfg(feature = "https")]

@@ -1,8 +1,10 @@
 //! Helpers for tests that run the AWS adapters against an AWS-compatible server
 //! (`moto_server`, started by `scripts/test`, whose URL is in `BAZAAR_TEST_AWS_ENDPOINT`).
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
 
 /// The endpoint of the test server. When `scripts/test` runs (it sets
 /// `BAZAAR_REQUIRE_AWS=1`) a missing endpoint fails the test; a plain `cargo test` without the

@@ -7,15 +7,15 @@
 //! endpoint override (moto, a local emulator) the default client is kept, since such an
 //! endpoint may present any certificate the machine trusts.
 
-use aws_config::ConfigLoader;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Amazon Trust Services' root CAs (PEM).
 pub const AMAZON_ROOTS: &[u8] = include_bytes!("amazon-roots.pem");
 
-/// `loader` with an HTTPS client for AWS endpoints that trusts Amazon's roots only.
-pub fn with_amazon_roots(loader: ConfigLoader) -> ConfigLoader {
+/// An HTTPS client for AWS endpoints that trusts Amazon's roots only.
+pub fn amazon_https_client() -> SharedHttpClient {
     let trust = TrustStore::empty()
         .with_native_roots(false)
         .with_pem_certificate(AMAZON_ROOTS);
@@ -23,12 +23,10 @@ pub fn with_amazon_roots(loader: ConfigLoader) -> ConfigLoader {
         .with_trust_store(trust)
         .build()
         .expect("a TLS context from a fixed trust store");
-    loader.http_client(
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-            .tls_context(context)
-            .build_https(),
-    )
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
 }
 
 #[cfg(test)]
