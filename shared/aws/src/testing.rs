@@ -1,10 +1,7 @@
 //! Helpers for tests that run the AWS adapters against an AWS-compatible server
 //! (`moto_server`, started by `scripts/test`, whose URL is in `BAZAAR_TEST_AWS_ENDPOINT`).
 
-use aws_sdk_dynamodb::config::Credentials;
-use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::SdkConfig;
-use aws_types::region::Region;
 
 /// The endpoint of the test server. When `scripts/test` runs (it sets
 /// `BAZAAR_REQUIRE_AWS=1`) a missing endpoint fails the test; a plain `cargo test` without the
@@ -24,16 +21,19 @@ pub fn endpoint() -> Option<String> {
     }
 }
 
-/// SDK configuration for the test server: fixed region and dummy credentials.
+/// SDK configuration for the test server: what a function gets from its environment, with a
+/// fixed region and dummy credentials.
 pub fn config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            Credentials::new("test", "test", None, None, "bazaar-tests"),
-        ))
-        .build()
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL", endpoint),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    crate::lambda_config(&env).expect("every variable is set")
 }
 
 /// A name unique to this test process, so that tests can share one server.

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bazaar_platform::clock::Clock;
@@ -219,9 +218,14 @@ impl Engine {
         // `pager_end_transaction`): a third of the stack's CPU once a run held a few thousand
         // messages, growing with the data. On `memdb` the pager works as for a file, and the
         // saga ran twice as fast. A name without a leading `/` is private to this connection.
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let conn = Connection::open(format!("file:bazaar-{}-{n}?vfs=memdb", std::process::id()))?;
+        // `memdb` caps a database at 1 GiB by default; `:memory:` had no cap but the
+        // machine's memory, and a long soak run may need more, so the cap is lifted.
+        let conn = Connection::open("file:bazaar?vfs=memdb")?;
+        let mut unlimited = i64::MAX;
+        conn.file_control(
+            rusqlite::DEFAULT_NAME,
+            rusqlite::FileControl::SizeLimit(&mut unlimited),
+        )?;
         conn.pragma_update(None, "journal_mode", "MEMORY")?;
         conn.pragma_update(None, "synchronous", "OFF")?;
         Self::with_connection(conn, clock)
