@@ -33,13 +33,13 @@ async fn the_samples_describe_price_and_show_a_product() {
     let product = world.sent("product");
     assert_eq!(product.len(), 1);
     assert_eq!(product[0].message_type, "product.updated");
-    assert_eq!(product[0].data["version"], 1);
-    assert_eq!(product[0].data["master"]["title"], "Red mug");
+    assert_eq!(product[0].data.value()["version"], 1);
+    assert_eq!(product[0].data.value()["master"]["title"], "Red mug");
     let price = world.sent("price");
     assert_eq!(
         price
             .iter()
-            .map(|e| e.data["version"].as_u64().unwrap())
+            .map(|e| e.data.value()["version"].as_u64().unwrap())
             .collect::<Vec<_>>(),
         [1, 2]
     );

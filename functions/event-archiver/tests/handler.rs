@@ -26,7 +26,7 @@ async fn any_envelope_is_archived_once_by_type_and_by_flow() {
         .await
         .unwrap();
     assert_eq!(archived.len(), 1, "once, whatever the deliveries");
-    assert_eq!(archived[0].data["listing"]["sku"], "MUG-01");
+    assert_eq!(archived[0].data.value()["listing"]["sku"], "MUG-01");
     let flow = event_archiver::flow(table, "JKJaXmPLvHcESHA=")
         .await
         .unwrap();

@@ -85,7 +85,7 @@ async fn a_user_gets_a_token_that_the_published_keys_verify() {
     assert_eq!(
         (
             authed[0].message_type.as_str(),
-            authed[0].data["subject"].as_str()
+            authed[0].data.value()["subject"].as_str()
         ),
         ("user.authed", Some("customer-1"))
     );

@@ -24,7 +24,7 @@ async fn the_sample_put_sets_the_stock_of_the_merchants_sku() {
     let sent = world.sent("stock");
     assert_eq!(sent.len(), 1);
     assert_eq!(
-        sent[0].data,
+        sent[0].data.value(),
         serde_json::json!({ "sku": "MUG-01", "available": 25, "version": 1 })
     );
 }

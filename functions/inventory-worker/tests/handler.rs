@@ -43,7 +43,7 @@ async fn the_sample_task_reserves_once_even_when_delivered_twice() {
     let stock = world.sent("stock");
     assert_eq!(stock.len(), 1, "availability changed once");
     assert_eq!(
-        stock[0].data,
+        stock[0].data.value(),
         json!({ "sku": "MUG-01", "available": 3, "version": 1 })
     );
 }
@@ -66,7 +66,7 @@ async fn the_sample_task_is_rejected_when_stock_is_short() {
 
     let sent = world.sent("inventory");
     assert_eq!(sent[0].message_type, "inventory.rejected");
-    assert_eq!(sent[0].data["short_skus"], json!(["MUG-01"]));
+    assert_eq!(sent[0].data.value()["short_skus"], json!(["MUG-01"]));
     let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
         .await
         .unwrap()

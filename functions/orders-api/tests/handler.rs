@@ -41,7 +41,7 @@ async fn the_sample_post_places_an_order_and_emits_order_placed() {
     let sent = world.sent("order");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message_type, "order.placed");
-    assert_eq!(sent[0].data["order_id"], body["order_id"]);
+    assert_eq!(sent[0].data.value()["order_id"], body["order_id"]);
     assert_eq!(
         sent[0].actor.subject, "customer-1",
         "the actor travels in the envelope"

@@ -48,7 +48,7 @@ async fn due_deadlines_become_expire_tasks_once_and_later_ones_wait() {
     assert_eq!(
         (
             sent[0].message_type.as_str(),
-            sent[0].data["order_id"].as_str()
+            sent[0].data.value()["order_id"].as_str()
         ),
         ("orders.order.expire", Some("o-due"))
     );

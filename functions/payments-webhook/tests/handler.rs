@@ -63,7 +63,7 @@ async fn a_signed_notification_is_proxied_once_per_provider_event() {
         "the provider retried; the edge stores nothing"
     );
     assert_eq!(sent[0].message_type, "payment.captured");
-    assert_eq!(sent[0].data["order_id"], "o-sample");
+    assert_eq!(sent[0].data.value()["order_id"], "o-sample");
     assert_eq!(
         sent[0].id, sent[1].id,
         "the same provider event makes the same envelope: consumers deduplicate it"

@@ -69,7 +69,7 @@ async fn an_approved_card_is_captured_once_even_when_the_task_comes_twice() {
     assert!(sent.iter().all(|e| e.message_type == "payment.captured"));
     assert!(
         sent.iter()
-            .all(|e| e.data["payment_id"] == json!(ledger[0].payment_id)),
+            .all(|e| e.data.value()["payment_id"] == json!(ledger[0].payment_id)),
         "both answers name the one payment"
     );
     assert_eq!(
@@ -89,7 +89,7 @@ async fn a_declined_card_is_declined_with_the_providers_reason() {
     let sent = w.fixture.sent("payment");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message_type, "payment.declined");
-    assert_eq!(sent[0].data["reason"], "card_declined");
+    assert_eq!(sent[0].data.value()["reason"], "card_declined");
     assert_eq!(charge_record(&w).await.unwrap().status, "failed");
 }
 
@@ -186,7 +186,10 @@ async fn a_capture_is_refunded_once() {
         .filter(|e| e.message_type == "payment.refunded")
         .collect();
     assert_eq!(refunds.len(), 2, "each delivery answers");
-    assert_eq!(refunds[0].data["refund_id"], refunds[1].data["refund_id"]);
+    assert_eq!(
+        refunds[0].data.value()["refund_id"],
+        refunds[1].data.value()["refund_id"]
+    );
 }
 
 #[tokio::test]

@@ -11,12 +11,12 @@ use aws_types::region::Region;
 use bazaar_platform::Deps;
 use bazaar_platform::clock::SystemClock;
 use bazaar_platform::faults::NoFaults;
-use bazaar_platform::function::{Function, LambdaFunction};
+use bazaar_platform::function::Function;
 use bazaar_platform::ids::RandomIds;
 use bazaar_platform::ports::Topics;
 use bazaar_platform::telemetry::{self, EmfStdout};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Loads the SDK configuration with the SDK's whole credential chain (environment,
 /// profiles, SSO, web identity, container and instance metadata), pointed at `endpoint` when
@@ -229,11 +229,13 @@ pub async fn run(build: fn(Arc<Deps>) -> Function) -> Result<(), lambda_runtime:
         .unwrap_or_else(|| "unknown".into());
     let config = lambda_config(&env)?;
     let function = Arc::new(build(Arc::new(aws_deps(&config, &name, env))));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    // The event stays JSON text until the function knows its kind: an SQS batch is then read
+    // once, straight into its typed form.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let function = function.clone();
         async move {
             function
-                .invoke(event.payload)
+                .invoke_text(event.payload.get())
                 .await
                 .map_err(|e| Diagnostic {
                     error_type: e.error_type.to_string(),

@@ -31,6 +31,13 @@ pub mod testing;
 pub mod tls;
 pub mod usage;
 
+/// Every function allocates through mimalloc rather than the C library's allocator: a message
+/// makes a few hundred small allocations (JSON text, strings, maps), and glibc's malloc and
+/// free were about a third of the platform's CPU per message (docs/performance.md). Declared
+/// here, once, so that every binary linking this crate has it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(feature = "credential-chain")]
 pub use bootstrap::load_config;
 pub use bootstrap::{MissingEnvironment, aws_deps, counted_deps, lambda_config, run};

@@ -23,7 +23,8 @@ fn envelope(n: usize) -> Envelope {
         traceparent: None,
         actor: Actor::system(),
         flags: Flags::default(),
-        data: json!({"order_id": format!("o-{n}"), "items": [{"sku": "SKU-1", "quantity": 1}]}),
+        data: json!({"order_id": format!("o-{n}"), "items": [{"sku": "SKU-1", "quantity": 1}]})
+            .into(),
     }
 }
 

@@ -148,13 +148,12 @@ pub fn function(deps: Arc<Deps>) -> Function {
     Function::new(deps.clone()).sqs(Consumer::new(deps).on::<OrderPlaced, _>(Arc::new(Reserve)))
 }
 
-/// Parses the event bytes as the runtime does and invokes the function; returns the
-/// partial batch response.
+/// Hands the event bytes to the function as the Lambda runtime does; returns the partial
+/// batch response.
 pub async fn deliver(function: &Function, bytes: &[u8]) -> Value {
-    use bazaar_platform::function::LambdaFunction;
-    let payload: Value = serde_json::from_slice(bytes).expect("an event");
+    let text = std::str::from_utf8(bytes).expect("an event is UTF-8");
     function
-        .invoke(payload)
+        .invoke_text(text)
         .await
         .expect("the invocation succeeds")
 }

@@ -124,13 +124,18 @@ pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Res
             Engine::open(path, clock.clone())?
         }
     };
+    /// The one field the tap reads of a confirmation.
+    #[derive(serde::Deserialize)]
+    struct OrderId {
+        order_id: String,
+    }
     let confirmed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = confirmed.clone();
     let provider = Arc::new(FakeProvider::new(clock));
     let mut options = StackOptions::live(engine).with_provider(provider.clone());
     options.tap = Some(Arc::new(move |e: &Envelope| {
         if e.message_type == "order.confirmed"
-            && let Some(id) = e.data.get("order_id").and_then(|v| v.as_str())
+            && let Ok(OrderId { order_id: id }) = serde_json::from_str(e.data.json())
         {
             seen.lock()
                 .expect("confirmations lock")

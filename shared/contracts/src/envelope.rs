@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::message::{DecodeError, Kind, Message};
 use crate::names;
@@ -108,11 +109,73 @@ impl Flags {
     }
 }
 
+/// The payload of an envelope, kept as the JSON text it arrived (or was written) in: a
+/// consumer reads it once, straight into the contract type it expects, and a producer writes
+/// it once; neither builds a JSON tree in between. Tools and tests that want to look inside
+/// use [`Data::value`].
+#[derive(Clone)]
+pub struct Data(Box<RawValue>);
+
+impl Data {
+    /// The JSON form of `payload`.
+    pub fn new<T: Serialize + ?Sized>(payload: &T) -> Result<Data, serde_json::Error> {
+        serde_json::value::to_raw_value(payload).map(Data)
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a JSON tree.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).expect("raw JSON text always parses")
+    }
+}
+
+impl Default for Data {
+    /// `null`, the payload of an envelope that has none.
+    fn default() -> Data {
+        Data::from(Value::Null)
+    }
+}
+
+impl From<Value> for Data {
+    fn from(value: Value) -> Data {
+        Data::new(&value).expect("a JSON value always serializes")
+    }
+}
+
+/// Equal when the JSON is: the same text, or the same tree written differently.
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        self.json() == other.json() || self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Data, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Data)
+    }
+}
+
 /// A message in its envelope. `data` is kept as JSON until a consumer decodes it into the
 /// contract type it expects ([`Envelope::decode`]), so that routing and deduplication never
 /// depend on the payload's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "Wire", into = "Wire")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "Wire")]
 pub struct Envelope {
     /// Unique per message, set once by its producer; the deduplication key.
     pub id: String,
@@ -135,7 +198,7 @@ pub struct Envelope {
     /// Feature flags of the flow.
     pub flags: Flags,
     /// The payload, in the JSON form of the contract `message_type` at `data_version`.
-    pub data: Value,
+    pub data: Data,
 }
 
 /// What the producer knows about where a message comes from: everything but the payload.
@@ -166,8 +229,7 @@ impl Envelope {
         message
             .validate()
             .map_err(|v| EnvelopeError::Invalid(v.to_string()))?;
-        let data =
-            serde_json::to_value(message).map_err(|e| EnvelopeError::Invalid(e.to_string()))?;
+        let data = Data::new(message).map_err(|e| EnvelopeError::Invalid(e.to_string()))?;
         Ok(Envelope {
             id: origin.id,
             source: origin.source,
@@ -189,7 +251,10 @@ impl Envelope {
         if self.message_type != M::TYPE {
             return Err(DecodeError::UnknownType(self.message_type.clone()));
         }
-        M::decode(self.data_version, self.data.clone())
+        if self.data_version == M::VERSION {
+            return crate::message::read_text(self.data.json());
+        }
+        M::decode(self.data_version, self.data.value())
     }
 
     /// Parses an envelope from its JSON text.
@@ -252,7 +317,7 @@ pub enum EnvelopeError {
 }
 
 /// The JSON form of the envelope, as CloudEvents defines it.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Wire {
     specversion: String,
     id: String,
@@ -274,7 +339,7 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     flags: Option<String>,
     #[serde(default)]
-    data: Value,
+    data: Data,
 }
 
 fn json_content_type() -> String {
@@ -337,23 +402,68 @@ impl TryFrom<Wire> for Envelope {
     }
 }
 
-impl From<Envelope> for Wire {
-    fn from(e: Envelope) -> Wire {
-        Wire {
-            specversion: SPEC_VERSION.into(),
-            id: e.id,
-            source: e.source,
-            message_type: e.message_type,
-            time: e.time,
-            datacontenttype: json_content_type(),
-            dataversion: e.data_version,
-            correlationid: e.correlation_id,
-            causationid: e.causation_id,
-            traceparent: e.traceparent,
-            actor: e.actor.subject,
-            actorroles: e.actor.roles.join(" "),
-            flags: e.flags.encode(),
-            data: e.data,
+/// The JSON form written, borrowing from the envelope: serialising never copies the payload
+/// (a message is serialised for its inbox record and again for its publish request).
+#[derive(Serialize)]
+struct WireOut<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    message_type: &'a str,
+    time: &'a DateTime<Utc>,
+    datacontenttype: &'static str,
+    dataversion: u32,
+    correlationid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    causationid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    actor: &'a str,
+    #[serde(skip_serializing_if = "Roles::is_empty")]
+    actorroles: Roles<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<String>,
+    data: &'a Data,
+}
+
+/// The actor's roles as one space-separated string, written without joining them first.
+struct Roles<'a>(&'a [String]);
+
+impl Roles<'_> {
+    /// Whether the joined string is empty, as no roles or one empty role make it.
+    fn is_empty(&self) -> bool {
+        matches!(self.0, [] | [_]) && self.0.iter().all(String::is_empty)
+    }
+}
+
+impl Serialize for Roles<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => serializer.serialize_str(one),
+            roles => serializer.serialize_str(&roles.join(" ")),
         }
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireOut {
+            specversion: SPEC_VERSION,
+            id: &self.id,
+            source: &self.source,
+            message_type: &self.message_type,
+            time: &self.time,
+            datacontenttype: "application/json",
+            dataversion: self.data_version,
+            correlationid: &self.correlation_id,
+            causationid: self.causation_id.as_deref(),
+            traceparent: self.traceparent.as_deref(),
+            actor: &self.actor.subject,
+            actorroles: Roles(&self.actor.roles),
+            flags: self.flags.encode(),
+            data: &self.data,
+        }
+        .serialize(serializer)
     }
 }

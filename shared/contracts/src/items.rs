@@ -5,20 +5,32 @@ use serde::{Deserialize, Serialize};
 use crate::ContractViolation;
 
 /// A stock-keeping unit: 1 to 64 characters of ASCII letters, digits, `-` and `_`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Sku(String);
+
+/// Written as the text it holds, borrowed (every order line carries one).
+impl Serialize for Sku {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 impl Sku {
     /// Checks and wraps a sku.
     pub fn parse(text: &str) -> Result<Sku, ContractViolation> {
+        Sku::check(text)?;
+        Ok(Sku(text.to_string()))
+    }
+
+    fn check(text: &str) -> Result<(), ContractViolation> {
         let ok = !text.is_empty()
             && text.len() <= 64
             && text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
-            Ok(Sku(text.to_string()))
+            Ok(())
         } else {
             Err(ContractViolation::new(format!(
                 "sku must be 1 to 64 letters, digits, '-' or '_', got {text:?}"
@@ -35,7 +47,8 @@ impl Sku {
 impl TryFrom<String> for Sku {
     type Error = ContractViolation;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Sku::parse(&value)
+        Sku::check(&value)?;
+        Ok(Sku(value))
     }
 }
 

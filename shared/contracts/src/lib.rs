@@ -27,7 +27,7 @@ pub mod orders;
 pub mod payments;
 pub mod registry;
 
-pub use envelope::{Actor, Envelope, EnvelopeError, Flags};
+pub use envelope::{Actor, Data, Envelope, EnvelopeError, Flags};
 pub use items::{Line, Sku};
 pub use message::{ContractViolation, DecodeError, Kind, Message};
 pub use money::{Currency, Money};

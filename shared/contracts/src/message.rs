@@ -52,11 +52,24 @@ pub trait Message: Serialize + DeserializeOwned + Clone + Send + Sync + 'static 
                 version,
             });
         };
-        let message: Self = serde_json::from_value(data)
-            .map_err(|e| DecodeError::Contract(ContractViolation::new(e.to_string())))?;
-        message.validate().map_err(DecodeError::Contract)?;
-        Ok(message)
+        read(&data)
     }
+}
+
+fn read<M: Message>(data: &Value) -> Result<M, DecodeError> {
+    checked(M::deserialize(data))
+}
+
+/// Reads the JSON text of a message of type `M` at its current version, and checks the
+/// contract's rules.
+pub(crate) fn read_text<M: Message>(text: &str) -> Result<M, DecodeError> {
+    checked(serde_json::from_str(text))
+}
+
+fn checked<M: Message>(read: Result<M, serde_json::Error>) -> Result<M, DecodeError> {
+    let message = read.map_err(|e| DecodeError::Contract(ContractViolation::new(e.to_string())))?;
+    message.validate().map_err(DecodeError::Contract)?;
+    Ok(message)
 }
 
 /// A message that breaks its contract's rules.

@@ -121,7 +121,9 @@ fn a_newer_version_than_the_consumer_knows_is_refused() {
 #[test]
 fn a_payload_breaking_the_contract_names_the_field() {
     let mut envelope = Envelope::from_json(&fixture("order.placed.v1.json")).unwrap();
-    envelope.data["items"][0]["quantity"] = 0.into();
+    let mut data = envelope.data.value();
+    data["items"][0]["quantity"] = 0.into();
+    envelope.data = data.into();
 
     let err = envelope.decode::<OrderPlaced>().unwrap_err();
 

@@ -229,3 +229,47 @@ async fn an_idempotent_consumer_keeps_no_inbox_and_refuses_what_would_not_repeat
         assert!(!done(&deps, id).await, "{id}: nothing written");
     }
 }
+
+#[tokio::test]
+async fn an_event_given_as_text_is_judged_as_the_parsed_one_is() {
+    use bazaar_platform::Function;
+    use bazaar_platform::function::LambdaFunction;
+
+    let world = Fixture::new();
+    let deps = world.deps("worker", Some("t"), &[]);
+    let function = Function::new(deps.clone())
+        .sqs(Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Picky)));
+    let event = serde_json::to_value(batch(
+        "arn:aws:sqs:local:000000000000:q",
+        &[envelope("a"), envelope("busy")],
+    ))
+    .unwrap();
+
+    let response = function.invoke_text(&event.to_string()).await.unwrap();
+    assert_eq!(
+        response,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "m1" }] })
+    );
+    assert!(done(&deps, "a").await, "the batch was processed");
+
+    let mut malformed = event.clone();
+    malformed["Records"][0]["body"] = json!(5);
+    let mut foreign = event.clone();
+    foreign["Records"][1]["eventSource"] = json!("aws:kinesis");
+    for (case, expected) in [
+        (malformed, "MalformedEvent"),
+        (foreign, "UnsupportedEvent"),
+        (json!({ "unexpected": "shape" }), "UnsupportedEvent"),
+    ] {
+        let from_text = function.invoke_text(&case.to_string()).await.unwrap_err();
+        let from_value = function.invoke(case.clone()).await.unwrap_err();
+        assert_eq!(from_text.error_type, expected, "{case}");
+        assert_eq!(
+            (from_text.error_type, from_text.message),
+            (from_value.error_type, from_value.message),
+            "{case}"
+        );
+    }
+    let not_json = function.invoke_text("{not json").await.unwrap_err();
+    assert_eq!(not_json.error_type, "MalformedEvent");
+}

@@ -372,7 +372,7 @@ async fn the_caller_travels_in_every_envelope_the_request_causes() {
         .unwrap()
         .iter()
         .map(|m| bazaar_contracts::Envelope::from_json(&m.body).unwrap())
-        .filter(|e| e.data["order_id"] == json!(id))
+        .filter(|e| e.data.value()["order_id"] == json!(id))
         .collect();
     let types: Vec<&str> = flow.iter().map(|e| e.message_type.as_str()).collect();
     for expected in [

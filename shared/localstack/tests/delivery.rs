@@ -187,7 +187,7 @@ async fn a_crash_between_commit_and_publish_of_a_request_is_repaired_by_the_swee
     assert_eq!(retried.status, 202);
     assert_eq!(
         retried.json()["order_id"].as_str(),
-        stored.data["order_id"].as_str()
+        stored.data.value()["order_id"].as_str()
     );
 
     // The sweeper runs every minute and publishes what is older than its grace period.
@@ -195,7 +195,8 @@ async fn a_crash_between_commit_and_publish_of_a_request_is_repaired_by_the_swee
     s.stack.settle().await;
 
     assert_eq!(
-        s.order(stored.data["order_id"].as_str().unwrap()).await["status"],
+        s.order(stored.data.value()["order_id"].as_str().unwrap())
+            .await["status"],
         "confirmed"
     );
     let saga = s.stack.table_of("OrdersSagaFunction").unwrap();

@@ -484,7 +484,9 @@ pub async fn publish_suite(publisher: &dyn Publisher, probe: &dyn Probe, ns: &st
         origin(format!("{ns}-big")),
     )
     .unwrap();
-    huge.data["padding"] = Value::String("x".repeat(260 * 1024));
+    let mut data = huge.data.value();
+    data["padding"] = Value::String("x".repeat(260 * 1024));
+    huge.data = data.into();
     let err = publisher
         .publish(&[huge])
         .await

@@ -83,6 +83,31 @@ impl Function {
     pub fn consumer(&self) -> Option<&Consumer> {
         self.consumer.as_ref()
     }
+
+    /// Handles one event given as JSON text, as the Lambda runtime receives it. An SQS batch,
+    /// the event a queue consumer sees per message, is read straight into its typed form
+    /// ([`sqs_event`]); anything else goes through [`LambdaFunction::invoke`].
+    pub async fn invoke_text(&self, payload: &str) -> Result<Value, FunctionError> {
+        if let Some(consumer) = &self.consumer
+            && let Some(event) = sqs_event(payload)
+        {
+            let response = consumer.handle_batch(event).await;
+            return serde_json::to_value(response).map_err(bad_event);
+        }
+        let payload: Value = serde_json::from_str(payload).map_err(bad_event)?;
+        self.invoke(payload).await
+    }
+}
+
+/// Reads an event's JSON text as an SQS batch, if it is one: `Records` whose every
+/// `eventSource` is `aws:sqs`, the test [`LambdaFunction::invoke`] makes. None for anything
+/// else, a malformed batch included: `invoke` then judges it and names what is wrong.
+pub fn sqs_event(payload: &str) -> Option<SqsEvent> {
+    serde_json::from_str::<SqsEvent>(payload).ok().filter(|e| {
+        e.records
+            .iter()
+            .all(|r| r.event_source.as_deref() == Some("aws:sqs"))
+    })
 }
 
 fn unsupported(what: &str) -> FunctionError {

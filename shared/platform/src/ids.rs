@@ -13,8 +13,14 @@ pub trait Ids: Send + Sync {
 pub struct RandomIds;
 
 impl Ids for RandomIds {
+    /// From the thread's CSPRNG (seeded from the operating system), not a system call per id:
+    /// a function makes one or more ids per message.
     fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        let bytes: [u8; 16] = rand::random();
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .to_string()
     }
 }
 
@@ -39,5 +45,23 @@ impl Ids for SequentialIds {
     fn new_id(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{:08x}-0000-4000-8000-{:012x}", self.prefix, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..1_000).map(|_| RandomIds.new_id()).collect();
+        assert_eq!(ids.len(), 1_000);
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(id, &uuid.hyphenated().to_string());
+        }
     }
 }

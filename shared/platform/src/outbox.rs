@@ -373,7 +373,7 @@ mod tests {
             traceparent: None,
             actor: Actor::system(),
             flags: Flags::default(),
-            data,
+            data: data.into(),
         }
     }
 

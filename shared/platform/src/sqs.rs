@@ -532,6 +532,11 @@ fn truncate(text: &str, max: usize) -> String {
 /// Reads the envelope from an SQS body: the body itself (raw message delivery), or the
 /// `Message` of an SNS notification (delivery without raw mode).
 pub fn envelope_of(body: &str) -> Result<Envelope, HandlerError> {
+    // Raw delivery is what the template configures: read the envelope straight from the text,
+    // and look at the body's shape only when that fails.
+    if let Ok(envelope) = serde_json::from_str::<Envelope>(body) {
+        return Ok(envelope);
+    }
     let value: Value = serde_json::from_str(body)
         .map_err(|e| HandlerError::permanent("malformed", format!("body is not JSON: {e}")))?;
     let is_notification = value.get("Type").and_then(Value::as_str) == Some("Notification")

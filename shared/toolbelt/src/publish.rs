@@ -52,7 +52,7 @@ pub async fn publish(
         traceparent: None,
         actor: Actor::system(),
         flags: Flags::default(),
-        data: payload,
+        data: payload.into(),
     };
     // Round-trip through the envelope's own reader: what consumers will parse.
     let envelope = Envelope::from_json(&envelope.to_json()).context("building the envelope")?;

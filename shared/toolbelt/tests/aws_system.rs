@@ -238,7 +238,8 @@ async fn the_saga_the_catalog_and_a_dlq_replay_run_on_aws_apis() {
         .unwrap();
     let mut data = Envelope::from_json(archived[0]["envelope"].as_str().unwrap())
         .unwrap()
-        .data;
+        .data
+        .value();
     data["listing"]["sku"] = json!("VASE-01");
     data["listing"]["master"]["title"] = json!("Blue vase");
     let letter = Envelope {
@@ -252,7 +253,7 @@ async fn the_saga_the_catalog_and_a_dlq_replay_run_on_aws_apis() {
         traceparent: None,
         actor: Actor::system(),
         flags: Flags::default(),
-        data,
+        data: data.into(),
     };
     let (body, mut attributes) = bazaar_platform::ports::encode_for_publish(&letter).unwrap();
     attributes.insert("bazaar.reason".into(), "unexpected".into());

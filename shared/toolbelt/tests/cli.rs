@@ -141,7 +141,7 @@ async fn data_folder() -> (PathBuf, String) {
         traceparent: None,
         actor: bazaar_contracts::Actor::system(),
         flags: Default::default(),
-        data: json!({}),
+        data: json!({}).into(),
     };
     stack
         .engine()

@@ -243,7 +243,7 @@ async fn poison(world: &World) -> Vec<String> {
                 traceparent: None,
                 actor: Actor::system(),
                 flags: Flags::default(),
-                data: json!({"order_id": format!("bad id {k}"), "customer": "c", "items": [{"sku": "MUG-01", "quantity": 1}]}),
+                data: json!({"order_id": format!("bad id {k}"), "customer": "c", "items": [{"sku": "MUG-01", "quantity": 1}]}).into(),
             };
             let (body, attributes) = bazaar_platform::ports::encode_for_publish(&envelope).unwrap();
             world.send(body, attributes).await;

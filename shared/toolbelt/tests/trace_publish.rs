@@ -106,7 +106,7 @@ async fn trace_shows_every_message_of_an_order_saga_in_causal_order() {
     let placed = archived(&target, "order.placed").await;
     let placed = placed
         .iter()
-        .find(|e| e.data["order_id"] == order_id)
+        .find(|e| e.data.value()["order_id"] == order_id)
         .expect("order.placed archived");
     let flow = placed.correlation_id.clone();
 
