@@ -241,6 +241,13 @@ impl Engine {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Checkpoint every 20,000 pages (80 MiB of log) rather than SQLite's 1,000: the
+        // messages table's indexes change with every send, receive and delete, so a checkpoint
+        // rewrote the same hot pages over and over, and checkpoints (with their fsync) were an
+        // eighth of the CPU. Saga on the file: 111 → 135 orders/s (100,000 pages gave 157, for
+        // a 400 MiB log). The log is truncated back to that size after each checkpoint.
+        conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
+        conn.pragma_update(None, "journal_size_limit", 80 * 1024 * 1024)?;
         Self::with_connection(conn, clock)
     }
 
