@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bazaar_platform::clock::Clock;
+use bazaar_platform::ids::random_uuid;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
@@ -473,7 +474,7 @@ impl Engine {
                 name: topic.to_string(),
             })?;
         check_size(body, attributes, "SNS")?;
-        let message_id = new_uuid();
+        let message_id = random_uuid();
         for sub in subs {
             if let Some(policy) = &sub.filter_policy
                 && !filter::matches(policy, sub.scope, attributes, body)
@@ -527,7 +528,7 @@ impl Engine {
             ));
         }
         let now = self.now_ms();
-        let id = new_uuid();
+        let id = random_uuid();
         if let Some(journal) = self.journal.lock().expect("journal lock").as_mut() {
             let envelope_id = attributes.get("id").map(|a| a.value.clone());
             journal.push((q.name.clone(), envelope_id.unwrap_or_default()));
@@ -579,7 +580,7 @@ impl Engine {
                 }
             };
             for copy in 0..copies {
-                let copy_id = if copy == 0 { id.clone() } else { new_uuid() };
+                let copy_id = if copy == 0 { id.clone() } else { random_uuid() };
                 let visible_at = now + i64::from(q.delay) * 1000;
                 insert_message(
                     &db,
@@ -695,7 +696,7 @@ impl Engine {
                     moved = true;
                     continue;
                 }
-                let receipt = new_uuid();
+                let receipt = random_uuid();
                 let first = first_receive.unwrap_or(now);
                 tx.prepare_cached("UPDATE messages SET receive_count = receive_count + 1, visible_at = ?1, receipt = ?2, first_receive = ?3 WHERE seq = ?4")?.execute(params![now + vt, receipt, first, seq])?;
                 out.push(Received {
@@ -864,14 +865,4 @@ fn insert_message(
         serde_json::to_string(attributes).map_err(|e| EngineError::Invalid(e.to_string()))?;
     db.prepare_cached("INSERT INTO messages (queue, id, body, attributes, sent_at, visible_at, group_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![queue, id, body, attrs, sent_at, visible_at, group])?;
     Ok(())
-}
-
-/// A random (version 4) UUID from the thread's CSPRNG: message ids and receipt handles are
-/// made per message, and the operating system's generator costs a system call each.
-fn new_uuid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
 }

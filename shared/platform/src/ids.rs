@@ -13,15 +13,20 @@ pub trait Ids: Send + Sync {
 pub struct RandomIds;
 
 impl Ids for RandomIds {
-    /// From the thread's CSPRNG (seeded from the operating system), not a system call per id:
-    /// a function makes one or more ids per message.
     fn new_id(&self) -> String {
-        let bytes: [u8; 16] = rand::random();
-        uuid::Builder::from_random_bytes(bytes)
-            .into_uuid()
-            .hyphenated()
-            .to_string()
+        random_uuid()
     }
+}
+
+/// A random (version 4) UUID from the thread's CSPRNG (seeded from the operating system), not
+/// a system call per id: a function makes one or more ids per message, the embedded queues
+/// one per message and per receipt.
+pub fn random_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// Sequential UUID-shaped ids with a prefix, for tests that compare runs.
