@@ -15,7 +15,7 @@ use bazaar_platform::ports::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::engine::{Engine, EngineError, name_of};
+use crate::engine::{Engine, EngineError, TableDb, Tx, lock, name_of};
 use crate::filter::Attribute;
 
 fn store_error(e: EngineError) -> TableError {
@@ -47,35 +47,39 @@ impl EmbeddedTable {
     }
 }
 
-fn read(db: &Connection, table: &str, key: &Key) -> Result<Option<Item>, TableError> {
+impl EmbeddedTable {
+    /// The table's database.
+    fn db(&self) -> Result<TableDb, TableError> {
+        self.engine.table_db(&self.name).map_err(store_error)
+    }
+}
+
+fn read(db: &Connection, key: &Key) -> Result<Option<Item>, TableError> {
     let body: Option<String> = db
-        .prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .prepare_cached("SELECT body FROM items WHERE pk = ?1 AND sk = ?2")
         .map_err(sql_error)?
-        .query_row(params![table, key.pk, key.sk], |r| r.get(0))
+        .query_row(params![key.pk, key.sk], |r| r.get(0))
         .optional()
         .map_err(sql_error)?;
     body.map(|b| serde_json::from_str(&b).map_err(|e| TableError::Unavailable(Box::new(e))))
         .transpose()
 }
 
-fn write(db: &Connection, table: &str, item: &Item) -> Result<(), TableError> {
-    let key = check_item(item)?;
-    db.prepare_cached("INSERT OR REPLACE INTO items (tbl, pk, sk, body) VALUES (?1, ?2, ?3, ?4)")
+/// Writes an item whose key `validate_item` gave (so after every check: the in-memory store
+/// keeps no rollback journal, and a transaction must not fail halfway through its writes).
+fn write(db: &Connection, key: &Key, item: &Item) -> Result<(), TableError> {
+    let body = serde_json::to_string(item).map_err(|e| TableError::Invalid(e.to_string()))?;
+    db.prepare_cached("INSERT OR REPLACE INTO items (pk, sk, body) VALUES (?1, ?2, ?3)")
         .map_err(sql_error)?
-        .execute(params![
-            table,
-            key.pk,
-            key.sk,
-            Value::Object(item.clone()).to_string()
-        ])
+        .execute(params![key.pk, key.sk, body])
         .map_err(sql_error)?;
     Ok(())
 }
 
-fn remove(db: &Connection, table: &str, key: &Key) -> Result<(), TableError> {
-    db.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+fn remove(db: &Connection, key: &Key) -> Result<(), TableError> {
+    db.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
         .map_err(sql_error)?
-        .execute(params![table, key.pk, key.sk])
+        .execute(params![key.pk, key.sk])
         .map_err(sql_error)?;
     Ok(())
 }
@@ -91,8 +95,7 @@ fn apply_update(key: &Key, update: &Update, current: Option<&Item>) -> Result<It
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
-        self.engine.check_table(&self.name).map_err(store_error)?;
-        read(&self.engine.db(), &self.name, key)
+        read(&lock(&*self.db()?), key)
     }
 
     async fn put(
@@ -100,14 +103,17 @@ impl Table for EmbeddedTable {
         item: Item,
         condition: Option<bazaar_platform::item::Condition>,
     ) -> Result<(), TableError> {
-        self.engine.check_table(&self.name).map_err(store_error)?;
         let key = check_item(&item)?;
-        let db = self.engine.db();
-        let current = read(&db, &self.name, &key)?;
-        if condition.is_some_and(|c| !c.holds(current.as_ref())) {
+        let db = self.db()?;
+        let db = lock(&db);
+        // The current item is read only to judge a condition: an unconditional put (the
+        // archive's, four per event) replaces whatever is there.
+        if let Some(c) = condition
+            && !c.holds(read(&db, &key)?.as_ref())
+        {
             return Err(TableError::ConditionFailed);
         }
-        write(&db, &self.name, &item)
+        write(&db, &key, &item)
     }
 
     async fn update(
@@ -116,14 +122,15 @@ impl Table for EmbeddedTable {
         update: Update,
         condition: Option<bazaar_platform::item::Condition>,
     ) -> Result<Item, TableError> {
-        self.engine.check_table(&self.name).map_err(store_error)?;
-        let db = self.engine.db();
-        let current = read(&db, &self.name, key)?;
+        let db = self.db()?;
+        let db = lock(&db);
+        let current = read(&db, key)?;
         let new = apply_update(key, &update, current.as_ref())?;
         if condition.is_some_and(|c| !c.holds(current.as_ref())) {
             return Err(TableError::ConditionFailed);
         }
-        write(&db, &self.name, &new)?;
+        let checked = check_item(&new)?;
+        write(&db, &checked, &new)?;
         Ok(new)
     }
 
@@ -132,28 +139,28 @@ impl Table for EmbeddedTable {
         key: &Key,
         condition: Option<bazaar_platform::item::Condition>,
     ) -> Result<(), TableError> {
-        self.engine.check_table(&self.name).map_err(store_error)?;
-        let db = self.engine.db();
+        let db = self.db()?;
+        let db = lock(&db);
         if let Some(c) = condition {
-            let current = read(&db, &self.name, key)?;
+            let current = read(&db, key)?;
             if !c.holds(current.as_ref()) {
                 return Err(TableError::ConditionFailed);
             }
         }
-        remove(&db, &self.name, key)
+        remove(&db, key)
     }
 
     async fn query(&self, query: Query) -> Result<Page, TableError> {
-        self.engine.check_table(&self.name).map_err(store_error)?;
-        let db = self.engine.db();
+        let db = self.db()?;
+        let db = lock(&db);
         let order = if query.forward { "ASC" } else { "DESC" };
         let mut stmt = db
             .prepare_cached(&format!(
-                "SELECT sk, body FROM items WHERE tbl = ?1 AND pk = ?2 ORDER BY sk {order}"
+                "SELECT sk, body FROM items WHERE pk = ?1 ORDER BY sk {order}"
             ))
             .map_err(sql_error)?;
         let rows = stmt
-            .query_map(params![self.name, query.pk], |r| {
+            .query_map(params![query.pk], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(sql_error)?;
@@ -194,16 +201,16 @@ impl Table for EmbeddedTable {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
-        self.engine.check_table(&self.name).map_err(store_error)?;
+        let db = self.db()?;
         validate_transaction(&writes).map_err(TableError::Invalid)?;
-        let mut db = self.engine.db();
-        let tx = db.transaction().map_err(sql_error)?;
+        let db = lock(&db);
+        let tx = Tx::begin(&db).map_err(sql_error)?;
         let mut reasons = Vec::with_capacity(writes.len());
         let mut failed = false;
         let mut results = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = w.key().expect("checked above");
-            let current = read(&tx, &self.name, &key)?;
+            let current = read(&tx, &key)?;
             let ok = w.condition().is_none_or(|c| c.holds(current.as_ref()));
             reasons.push(if ok {
                 CancelReason::None
@@ -211,10 +218,13 @@ impl Table for EmbeddedTable {
                 CancelReason::ConditionFailed
             });
             failed |= !ok;
+            // Every item the transaction writes is built and checked before the first write.
             let next = match w {
                 Write::Put { item, .. } => Some(Some(item.clone())),
                 Write::Update { key, update, .. } => {
-                    Some(Some(apply_update(key, update, current.as_ref())?))
+                    let new = apply_update(key, update, current.as_ref())?;
+                    check_item(&new)?;
+                    Some(Some(new))
                 }
                 Write::Delete { .. } => Some(None),
                 Write::Check { .. } => None,
@@ -226,8 +236,8 @@ impl Table for EmbeddedTable {
         }
         for (key, next) in results {
             match next {
-                Some(Some(item)) => write(&tx, &self.name, &item)?,
-                Some(None) => remove(&tx, &self.name, &key)?,
+                Some(Some(item)) => write(&tx, &key, &item)?,
+                Some(None) => remove(&tx, &key)?,
                 None => {}
             }
         }

@@ -63,7 +63,7 @@ impl Fixture {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         if let Some(t) = table {
-            self.engine.create_table(t);
+            self.engine.create_table(t).expect("a valid table name");
             env.insert("TABLE_NAME".to_string(), t.to_string());
         }
         for topic in topics {

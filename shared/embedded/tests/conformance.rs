@@ -15,7 +15,7 @@ use bazaar_platform::ports::Topics;
 #[tokio::test]
 async fn the_embedded_table_passes_the_table_suite() {
     let engine = Engine::in_memory(Arc::new(ManualClock::at_epoch())).unwrap();
-    engine.create_table("conformance");
+    engine.create_table("conformance").unwrap();
     conformance::table_suite(&EmbeddedTable::new(engine, "conformance"), "ns1").await;
 }
 
@@ -24,7 +24,7 @@ async fn the_embedded_table_passes_the_table_suite_on_a_file() {
     let dir = std::env::temp_dir().join(format!("bazaar-conformance-{}", std::process::id()));
     let engine =
         Engine::open(&dir.join("store.sqlite"), Arc::new(ManualClock::at_epoch())).unwrap();
-    engine.create_table("conformance");
+    engine.create_table("conformance").unwrap();
     conformance::table_suite(&EmbeddedTable::new(engine, "conformance"), "file").await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -177,4 +177,70 @@ impl conformance::Messaging for EngineMessaging {
 async fn the_embedded_engine_passes_the_messaging_suite() {
     let engine = Engine::in_memory(Arc::new(ManualClock::at_epoch())).unwrap();
     conformance::messaging_suite(&EngineMessaging(engine), "msg").await;
+}
+
+#[tokio::test]
+async fn a_file_keeps_each_table_in_its_own_file_and_moves_items_from_the_old_layout() {
+    use bazaar_platform::item::Key;
+    use bazaar_platform::ports::Table;
+    let dir = std::env::temp_dir().join(format!("bazaar-layout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("local.sqlite");
+    {
+        // A file written when every table's items sat in the queues' file.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE items (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;
+             INSERT INTO items VALUES ('orders', 'O#1', 'ORDER', '{\"pk\":\"O#1\",\"sk\":\"ORDER\",\"n\":1}');
+             INSERT INTO items VALUES ('stock', 'S#1', 'STOCK', '{\"pk\":\"S#1\",\"sk\":\"STOCK\",\"n\":2}');",
+        )
+        .unwrap();
+    }
+    let key = |pk: &str, sk: &str| Key::new(pk, sk);
+    {
+        let engine = Engine::open(&path, Arc::new(ManualClock::at_epoch())).unwrap();
+        engine.create_table("orders").unwrap();
+        let orders = EmbeddedTable::new(engine.clone(), "orders");
+        let moved = orders.get(&key("O#1", "ORDER")).await.unwrap().unwrap();
+        assert_eq!(moved["n"], 1);
+        assert!(dir.join("local.tables/orders.sqlite").exists());
+        assert!(
+            orders.get(&key("S#1", "STOCK")).await.unwrap().is_none(),
+            "another table's item stays out"
+        );
+    }
+    let old = rusqlite::Connection::open(&path).unwrap();
+    let left: Vec<String> = old
+        .prepare("SELECT tbl FROM items")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        left,
+        ["stock"],
+        "moved items leave the old file; the rest wait for their table"
+    );
+    drop(old);
+    // Reopened: the moved item is read from the table's own file.
+    let engine = Engine::open(&path, Arc::new(ManualClock::at_epoch())).unwrap();
+    engine.create_table("orders").unwrap();
+    engine.create_table("stock").unwrap();
+    let orders = EmbeddedTable::new(engine.clone(), "orders");
+    let stock = EmbeddedTable::new(engine.clone(), "stock");
+    assert_eq!(
+        orders.get(&key("O#1", "ORDER")).await.unwrap().unwrap()["n"],
+        1
+    );
+    assert_eq!(
+        stock.get(&key("S#1", "STOCK")).await.unwrap().unwrap()["n"],
+        2
+    );
+    assert!(
+        engine.create_table("../escape").is_err(),
+        "a name is a file name"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

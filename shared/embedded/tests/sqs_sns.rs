@@ -319,3 +319,52 @@ fn data_survives_reopening_the_file() {
     assert_eq!(e.receive("q", 1, None).unwrap()[0].body, "kept");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn a_handle_the_engine_did_not_give_out_deletes_nothing() {
+    let (engine, _) = engine();
+    queue_with_dlq(&engine, "q", 5);
+    queue_with_dlq(&engine, "other", 5);
+    engine.send("q", "m", no_attrs(), None, None).unwrap();
+    let received = engine.receive("q", 1, None).unwrap().remove(0);
+    for handle in ["", "nonsense", "1.x", "-1.x", "99999999999999999999.x"] {
+        assert!(!engine.delete("q", handle).unwrap(), "{handle:?}");
+        assert!(
+            !engine.change_visibility("q", handle, 0).unwrap(),
+            "{handle:?}"
+        );
+    }
+    assert!(
+        !engine.delete("other", &received.receipt_handle).unwrap(),
+        "a handle of another queue"
+    );
+    assert!(engine.delete("q", &received.receipt_handle).unwrap());
+}
+
+#[test]
+fn a_publish_one_subscriber_would_refuse_is_delivered_nowhere() {
+    // SNS checks a message against every subscription before delivering any copy; the
+    // engine stores a publish's copies together, after every check.
+    let (engine, _) = engine();
+    engine.create_queue(QueueConfig::new("plain")).unwrap();
+    engine
+        .create_queue(QueueConfig::new("ordered.fifo"))
+        .unwrap();
+    engine.create_topic("t");
+    for queue in ["plain", "ordered.fifo"] {
+        engine
+            .subscribe(
+                "t",
+                Subscription {
+                    queue: queue.into(),
+                    filter_policy: None,
+                    scope: Scope::MessageAttributes,
+                    raw: true,
+                },
+            )
+            .unwrap();
+    }
+    assert!(engine.publish("t", "m", &no_attrs()).is_err());
+    assert!(engine.peek("plain").unwrap().is_empty());
+    assert!(engine.peek("ordered.fifo").unwrap().is_empty());
+}

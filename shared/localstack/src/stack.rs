@@ -9,6 +9,7 @@ use bazaar_embedded::engine::{ACCOUNT, REGION, queue_arn};
 use bazaar_embedded::{Engine, Received, Subscription};
 use bazaar_platform::clock::{Clock, ManualClock};
 use bazaar_platform::faults::{Faults, NoFaults};
+use bazaar_platform::function::FunctionError;
 use bazaar_platform::history::{Guarantees, History};
 use bazaar_platform::ids::{Ids, RandomIds};
 use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
@@ -17,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use bazaar_aws::usage::Usage;
 use bazaar_embedded::identity::DynamicKeys;
 use bazaar_fake_provider::FakeProvider;
@@ -308,7 +310,7 @@ impl Stack {
             engine.create_topic(name);
         }
         for name in model.tables.values() {
-            engine.create_table(name);
+            engine.create_table(name).map_err(engine_err(name))?;
         }
         // Dead-letter queues first, so that redrive targets exist.
         let mut queues: Vec<_> = model.queues.iter().collect();
@@ -583,23 +585,48 @@ impl Stack {
     /// Invokes a function with an event, as Lambda would. A panic is caught and reported as
     /// the invocation's error.
     pub async fn invoke(&self, function: &str, payload: Value) -> Result<Value, InvokeError> {
-        let f = self
-            .functions
+        let f = self.function(function)?;
+        let records = payload
+            .get("Records")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        self.counted(function, records, f.invoke(payload)).await
+    }
+
+    /// Invokes a function with an SQS batch built in its type (what a poller does: the
+    /// function reads the same event it would from the JSON text Lambda sends).
+    async fn invoke_batch(
+        &self,
+        function: &str,
+        event: SqsEvent,
+    ) -> Result<SqsBatchResponse, InvokeError> {
+        let f = self.function(function)?;
+        let records = event.records.len();
+        self.counted(function, records, f.invoke_sqs(event)).await
+    }
+
+    fn function(&self, function: &str) -> Result<Arc<Function>, InvokeError> {
+        self.functions
             .get(function)
-            .ok_or_else(|| InvokeError::UnknownFunction(function.into()))?
-            .clone();
+            .cloned()
+            .ok_or_else(|| InvokeError::UnknownFunction(function.into()))
+    }
+
+    /// Runs an invocation: catches a panic, counts it when usage is counted.
+    async fn counted<T>(
+        &self,
+        function: &str,
+        records: usize,
+        invocation: impl std::future::Future<Output = Result<T, FunctionError>>,
+    ) -> Result<T, InvokeError> {
         let counted = self.usage.as_ref().map(|usage| {
-            let records = payload
-                .get("Records")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
             let def = self.model.functions.get(function);
             let name = def.map_or_else(|| function.to_string(), |d| d.name());
             let memory = def.map_or(128, |d| d.memory_mb);
-            (usage, name, records, memory, std::time::Instant::now())
+            (usage, name, memory, std::time::Instant::now())
         });
-        let outcome = AssertUnwindSafe(f.invoke(payload)).catch_unwind().await;
-        if let Some((usage, name, records, memory, started)) = counted {
+        let outcome = AssertUnwindSafe(invocation).catch_unwind().await;
+        if let Some((usage, name, memory, started)) = counted {
             usage.invoked(&name, memory, started.elapsed(), records);
         }
         match outcome {
@@ -730,31 +757,23 @@ impl Stack {
         if batch.is_empty() {
             return 0;
         }
-        let event = sqs_event(&esm.queue, &batch);
-        let outcome = self.invoke(&esm.function, event).await;
+        let event = sqs_batch(&esm.queue, &batch);
+        let outcome = self.invoke_batch(&esm.function, event).await;
         let failed: Vec<String> = match &outcome {
             Ok(response) if esm.report_failures => {
-                let ids: Vec<String> = response
-                    .get("batchItemFailures")
-                    .and_then(Value::as_array)
-                    .map(|f| {
-                        f.iter()
-                            .filter_map(|x| {
-                                x.get("itemIdentifier")
-                                    .and_then(Value::as_str)
-                                    .map(String::from)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let ids: Vec<&str> = response
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.as_str())
+                    .collect();
                 // As on Lambda: an unknown or empty identifier fails the whole batch.
                 if ids
                     .iter()
-                    .any(|id| id.is_empty() || !batch.iter().any(|m| &m.message_id == id))
+                    .any(|id| id.is_empty() || !batch.iter().any(|m| m.message_id == *id))
                 {
                     batch.iter().map(|m| m.message_id.clone()).collect()
                 } else {
-                    ids
+                    ids.into_iter().map(String::from).collect()
                 }
             }
             Ok(_) => Vec::new(),
@@ -887,24 +906,80 @@ impl Stack {
 
     /// Runs on the system clock until the future `stop` completes: polls the queues when
     /// messages arrive or become visible, fires schedules on time.
+    ///
+    /// Every event source mapping has a poller of its own, as on Lambda, so that functions
+    /// run side by side (one invocation at a time per mapping); the engine's queues and each
+    /// table have locks of their own, so they mostly do not wait on each other. Schedules and
+    /// the payment provider's callbacks have a loop of their own. On `stop`, the pollers
+    /// finish the invocation they are in and return.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let pollers: Vec<_> = (0..self.esms.len())
+            .map(|i| tokio::spawn(self.clone().run_mapping(i, stop_rx.clone())))
+            .collect();
         tokio::pin!(stop);
         loop {
-            let worked = self.poll_all().await + self.fire_due_schedules().await;
+            // Callbacks come due when the payment step runs, which then publishes: a send
+            // anywhere is the moment to look.
+            let changed = self.engine.next_change();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let worked = self.deliver_provider_callbacks().await + self.fire_due_schedules().await;
             if worked > 0 {
                 continue;
             }
             let now = self.engine.clock().now();
-            let next = [
-                self.next_wakeup_ms()
-                    .and_then(DateTime::from_timestamp_millis),
-                self.next_schedule(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let wait = next
+            let callback = self
+                .webhook
+                .as_ref()
+                .and(self.provider.as_ref())
+                .and_then(|p| p.next_callback_at());
+            let wait = [callback, self.next_schedule()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|t| (t - now).to_std().unwrap_or_default())
+                .unwrap_or(std::time::Duration::from_secs(1))
+                .min(std::time::Duration::from_secs(1));
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = &mut changed => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        for poller in pollers {
+            let _ = poller.await;
+        }
+    }
+
+    /// One event source mapping's poller (see [`Stack::run`]).
+    async fn run_mapping(
+        self: Arc<Self>,
+        index: usize,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let esm = &self.esms[index];
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let changed = self.engine.next_change();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.poll(esm).await > 0 {
+                // An embedded function may run to the end without ever waiting: let the
+                // other pollers and the HTTP side have the thread between batches.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let now = self.engine.clock().now().timestamp_millis();
+            let mut next = self.engine.next_visible_ms(&esm.queue).ok().flatten();
+            if let Some(s) = *esm.window_started.lock().expect("esm lock") {
+                next = Some(next.map_or(s + esm.window_ms, |n| n.min(s + esm.window_ms)));
+            }
+            let wait = next
+                .map(|t| std::time::Duration::from_millis((t - now).max(0) as u64))
                 .unwrap_or(std::time::Duration::from_secs(1))
                 // The engine cannot say when a message arrives on an AWS API: poll again soon,
                 // as Lambda's long-polling pollers see a message as it arrives.
@@ -914,8 +989,8 @@ impl Stack {
                     std::time::Duration::from_secs(1)
                 });
             tokio::select! {
-                _ = &mut stop => return,
-                _ = self.engine.changed() => {}
+                _ = stop.changed() => return,
+                _ = &mut changed => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -923,32 +998,49 @@ impl Stack {
 }
 
 /// The Lambda SQS event for a batch of received messages.
-pub fn sqs_event(queue: &str, batch: &[Received]) -> Value {
-    let records: Vec<Value> = batch
+pub fn sqs_batch(queue: &str, batch: &[Received]) -> SqsEvent {
+    let arn = queue_arn(queue);
+    let records = batch
         .iter()
         .map(|m| {
-            let mut attributes = json!({
-                "ApproximateReceiveCount": m.receive_count.to_string(),
-                "SentTimestamp": m.sent_at_ms.to_string(),
-                "SenderId": ACCOUNT,
-                "ApproximateFirstReceiveTimestamp": m.first_receive_ms.to_string(),
-            });
-            if let Some(g) = &m.group_id {
-                attributes["MessageGroupId"] = json!(g);
-            }
-            let message_attributes: serde_json::Map<String, Value> =
-                m.attributes.iter().map(|(k, a)| (k.clone(), json!({"stringValue": a.value, "stringListValues": [], "binaryListValues": [], "dataType": a.data_type}))).collect();
-            json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "attributes": attributes,
-                "messageAttributes": message_attributes,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn(queue),
-                "awsRegion": REGION,
-            })
+            let mut record = SqsMessage::default();
+            record.message_id = Some(m.message_id.clone());
+            record.receipt_handle = Some(m.receipt_handle.clone());
+            record.body = Some(m.body.clone());
+            record.attributes = [
+                ("ApproximateReceiveCount", m.receive_count.to_string()),
+                ("SentTimestamp", m.sent_at_ms.to_string()),
+                ("SenderId", ACCOUNT.to_string()),
+                (
+                    "ApproximateFirstReceiveTimestamp",
+                    m.first_receive_ms.to_string(),
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(
+                m.group_id
+                    .iter()
+                    .map(|g| ("MessageGroupId".to_string(), g.clone())),
+            )
+            .collect();
+            record.message_attributes = m
+                .attributes
+                .iter()
+                .map(|(k, a)| {
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.string_value = Some(a.value.clone());
+                    attribute.data_type = Some(a.data_type.clone());
+                    (k.clone(), attribute)
+                })
+                .collect();
+            record.event_source = Some("aws:sqs".to_string());
+            record.event_source_arn = Some(arn.clone());
+            record.aws_region = Some(REGION.to_string());
+            record
         })
         .collect();
-    json!({ "Records": records })
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
 use crate::deps::Deps;
@@ -96,6 +96,18 @@ impl Function {
         }
         let payload: Value = serde_json::from_str(payload).map_err(bad_event)?;
         self.invoke(payload).await
+    }
+}
+
+impl Function {
+    /// Handles an SQS batch already read into its type: what the local stack's pollers hand
+    /// a function, the event the runtime would read from the text Lambda sends.
+    pub async fn invoke_sqs(&self, event: SqsEvent) -> Result<SqsBatchResponse, FunctionError> {
+        let consumer = self
+            .consumer
+            .as_ref()
+            .ok_or_else(|| unsupported("this function has no SQS trigger"))?;
+        Ok(consumer.handle_batch(event).await)
     }
 }
 

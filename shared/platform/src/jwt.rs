@@ -168,12 +168,13 @@ pub fn validate(
         e: e.as_slice(),
     };
     let signature = part(s)?;
-    key.verify(
-        &RSA_PKCS1_2048_8192_SHA256,
-        format!("{h}.{p}").as_bytes(),
-        &signature,
-    )
-    .map_err(|_| JwtError::Signature)?;
+    let signed = format!("{h}.{p}");
+    let seen = verified::digest(&n, &e, &signed, &signature);
+    if !verified::contains(&seen) {
+        key.verify(&RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &signature)
+            .map_err(|_| JwtError::Signature)?;
+        verified::insert(seen);
+    }
 
     let claims: Value = serde_json::from_slice(&part(p)?)
         .map_err(|_| JwtError::Malformed("the payload is not JSON"))?;
@@ -326,5 +327,50 @@ impl SigningKey {
             .sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature)
             .map_err(|e| KeyError(e.to_string()))?;
         Ok(format!("{input}.{}", B64.encode(signature)))
+    }
+}
+
+/// Signatures already verified. An RSA verification is most of a token check, and a caller
+/// sends the same token with every request until it expires; verifying the same signature
+/// of the same bytes with the same key gives the same answer, so a match skips it. The
+/// claims (expiry, issuer, audience) are still checked at every call. Entries are SHA-256
+/// digests of key, signed text and signature (32 bytes each); the set is emptied when full.
+mod verified {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+
+    use aws_lc_rs::digest::{Context, SHA256};
+
+    const CAPACITY: usize = 4096;
+
+    fn set() -> &'static Mutex<HashSet<[u8; 32]>> {
+        static SET: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
+        SET.get_or_init(|| Mutex::new(HashSet::new()))
+    }
+
+    pub(super) fn digest(n: &[u8], e: &[u8], signed: &str, signature: &[u8]) -> [u8; 32] {
+        let mut context = Context::new(&SHA256);
+        for part in [n, e, signed.as_bytes(), signature] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        out
+    }
+
+    pub(super) fn contains(digest: &[u8; 32]) -> bool {
+        set()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(digest)
+    }
+
+    pub(super) fn insert(digest: [u8; 32]) {
+        let mut set = set().lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= CAPACITY {
+            set.clear();
+        }
+        set.insert(digest);
     }
 }

@@ -190,3 +190,30 @@ fn a_key_survives_storage() {
         "Debug never shows the private key"
     );
 }
+
+#[test]
+fn a_token_verified_once_is_still_judged_by_its_key_and_its_claims() {
+    // Verified signatures are remembered; what is remembered must not carry over to
+    // another key under the same kid, nor outlive the token's expiry.
+    let token = signed(header(), claims());
+    assert!(check(&token).is_ok());
+    assert!(check(&token).is_ok(), "the second check, from memory");
+    let other = Jwks {
+        keys: vec![keys().1.jwk()],
+    };
+    assert_eq!(
+        validate(&token, &other, &expect(), now()),
+        Err(JwtError::Signature)
+    );
+    let later = now() + Duration::seconds(900 + 31);
+    assert_eq!(
+        validate(&token, &jwks(), &expect(), later),
+        Err(JwtError::Expired)
+    );
+    // One character inside the signature changed (not the last, whose low bits are padding).
+    let mut tampered = token.clone().into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(check(&tampered), Err(JwtError::Signature));
+}

@@ -227,7 +227,7 @@ fn target(args: &TargetArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Resul
         engine.create_queue(q.clone())?;
     }
     for t in model.tables.values() {
-        engine.create_table(t);
+        engine.create_table(t)?;
     }
     for name in model.topics.values() {
         engine.create_topic(name);
