@@ -120,7 +120,8 @@ pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Res
     let engine = match store {
         Store::Memory | Store::Aws(_) => Engine::in_memory(clock.clone())?,
         Store::File(path) => {
-            let _ = std::fs::remove_file(path);
+            // A fresh store each run: the queues' file and every table's.
+            Engine::remove_files(path)?;
             Engine::open(path, clock.clone())?
         }
     };

@@ -259,6 +259,27 @@ impl Engine {
         Ok(Self::with_connection(conn, storage, clock))
     }
 
+    /// Deletes what [`Engine::open`] keeps at `path`: the queues' file with its log, and
+    /// every table's file. Nothing there is not an error.
+    pub fn remove_files(path: &Path) -> std::io::Result<()> {
+        let mut names = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name.into());
+        }
+        for name in names {
+            match std::fs::remove_file(&name) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match std::fs::remove_dir_all(tables_dir(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn with_connection(conn: Connection, storage: Storage, clock: Arc<dyn Clock>) -> Arc<Engine> {
         Arc::new(Engine {
             db: Mutex::new(conn),

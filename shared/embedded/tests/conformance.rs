@@ -242,5 +242,13 @@ async fn a_file_keeps_each_table_in_its_own_file_and_moves_items_from_the_old_la
         engine.create_table("../escape").is_err(),
         "a name is a file name"
     );
+    drop((orders, stock, engine));
+    Engine::remove_files(&path).unwrap();
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "remove_files leaves nothing of the store"
+    );
+    Engine::remove_files(&path).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
