@@ -912,7 +912,14 @@ impl Stack {
     /// table have locks of their own, so they mostly do not wait on each other. Schedules and
     /// the payment provider's callbacks have a loop of their own. On `stop`, the pollers
     /// finish the invocation they are in and return.
+    ///
+    /// On an AWS API (moto, or AWS itself) one loop polls the mappings in turn instead: a
+    /// poller each, each asking every few milliseconds, put a dozen times the requests on
+    /// moto and measured slower (0.9 against 1.5 orders/s).
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        if self.on_aws {
+            return self.run_in_turn(stop).await;
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let pollers: Vec<_> = (0..self.esms.len())
             .map(|i| tokio::spawn(self.clone().run_mapping(i, stop_rx.clone())))
@@ -953,6 +960,35 @@ impl Stack {
         }
     }
 
+    /// [`Stack::run`] on an AWS API: one loop polls every mapping, then waits for the next
+    /// due time, 5 ms at most (the engine cannot say when a message arrives there; Lambda's
+    /// long-polling pollers see a message as it arrives).
+    async fn run_in_turn(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let worked = self.poll_all().await + self.fire_due_schedules().await;
+            if worked > 0 {
+                continue;
+            }
+            let now = self.engine.clock().now();
+            let wait = [
+                self.next_wakeup_ms()
+                    .and_then(DateTime::from_timestamp_millis),
+                self.next_schedule(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| (t - now).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::from_millis(5))
+            .min(std::time::Duration::from_millis(5));
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
     /// One event source mapping's poller (see [`Stack::run`]).
     async fn run_mapping(
         self: Arc<Self>,
@@ -981,13 +1017,7 @@ impl Stack {
             let wait = next
                 .map(|t| std::time::Duration::from_millis((t - now).max(0) as u64))
                 .unwrap_or(std::time::Duration::from_secs(1))
-                // The engine cannot say when a message arrives on an AWS API: poll again soon,
-                // as Lambda's long-polling pollers see a message as it arrives.
-                .min(if self.on_aws {
-                    std::time::Duration::from_millis(5)
-                } else {
-                    std::time::Duration::from_secs(1)
-                });
+                .min(std::time::Duration::from_secs(1));
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = &mut changed => {}
