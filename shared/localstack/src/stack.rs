@@ -941,13 +941,11 @@ impl Stack {
                 .as_ref()
                 .and(self.provider.as_ref())
                 .and_then(|p| p.next_callback_at());
-            let wait = [callback, self.next_schedule()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|t| (t - now).to_std().unwrap_or_default())
-                .unwrap_or(std::time::Duration::from_secs(1))
-                .min(std::time::Duration::from_secs(1));
+            let wait = wait_for_earliest(
+                now,
+                [callback, self.next_schedule()],
+                std::time::Duration::from_secs(1),
+            );
             tokio::select! {
                 _ = &mut stop => break,
                 _ = &mut changed => {}
@@ -971,17 +969,15 @@ impl Stack {
                 continue;
             }
             let now = self.engine.clock().now();
-            let wait = [
-                self.next_wakeup_ms()
-                    .and_then(DateTime::from_timestamp_millis),
-                self.next_schedule(),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| (t - now).to_std().unwrap_or_default())
-            .unwrap_or(std::time::Duration::from_millis(5))
-            .min(std::time::Duration::from_millis(5));
+            let wait = wait_for_earliest(
+                now,
+                [
+                    self.next_wakeup_ms()
+                        .and_then(DateTime::from_timestamp_millis),
+                    self.next_schedule(),
+                ],
+                std::time::Duration::from_millis(5),
+            );
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(wait) => {}
@@ -1025,6 +1021,21 @@ impl Stack {
             }
         }
     }
+}
+
+/// How long to wait from `now` until the earliest of `times`, at most `cap` (also when there
+/// is none).
+fn wait_for_earliest(
+    now: DateTime<Utc>,
+    times: impl IntoIterator<Item = Option<DateTime<Utc>>>,
+    cap: std::time::Duration,
+) -> std::time::Duration {
+    times
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(cap, |t| (t - now).to_std().unwrap_or_default())
+        .min(cap)
 }
 
 /// The Lambda SQS event for a batch of received messages.
