@@ -192,12 +192,13 @@ struct Unavailable;
 
 #[async_trait::async_trait]
 impl bazaar_platform::ports::Publisher for Unavailable {
-    async fn publish(
+    async fn publish_encoded(
         &self,
-        envelopes: &[bazaar_contracts::Envelope],
+        messages: &bazaar_platform::ports::Encoded<'_>,
     ) -> Result<(), bazaar_platform::ports::PublishError> {
         Err(bazaar_platform::ports::PublishError::UnknownTopic(
-            envelopes
+            messages
+                .envelopes()
                 .first()
                 .map(|e| e.topic().to_string())
                 .unwrap_or_default(),

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-use bazaar_contracts::Envelope;
-use bazaar_platform::ports::{MAX_BATCH, PublishError, Publisher, Topics, encode_for_publish};
+use bazaar_platform::ports::{
+    Encoded, MAX_BATCH, PublishError, Publisher, Topics, attributes_for_publish,
+};
 
 /// Publishes envelopes to SNS topics with `PublishBatch`, at most 10 per request.
 #[derive(Clone, Debug)]
@@ -32,16 +33,15 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, PublishError> {
 
 #[async_trait]
 impl Publisher for SnsPublisher {
-    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+    async fn publish_encoded(&self, messages: &Encoded<'_>) -> Result<(), PublishError> {
         // Validate everything before the first request, so an invalid batch sends nothing.
-        let mut by_topic: BTreeMap<String, Vec<(String, BTreeMap<String, String>)>> =
-            BTreeMap::new();
-        for e in envelopes {
+        let mut by_topic: BTreeMap<String, Vec<(&str, BTreeMap<String, String>)>> = BTreeMap::new();
+        for (e, text) in messages.iter() {
             let arn = self.topics.arn(e.topic())?.to_string();
             by_topic
                 .entry(arn)
                 .or_default()
-                .push(encode_for_publish(e)?);
+                .push((text, attributes_for_publish(e, text)?));
         }
         let mut failed = 0;
         for (arn, messages) in by_topic {
@@ -55,7 +55,7 @@ impl Publisher for SnsPublisher {
                     entries.push(
                         PublishBatchRequestEntry::builder()
                             .id(i.to_string())
-                            .message(body)
+                            .message(*body)
                             .set_message_attributes(Some(attrs))
                             .build()
                             .map_err(|e| PublishError::Unavailable(Box::new(e)))?,
@@ -71,7 +71,7 @@ impl Publisher for SnsPublisher {
         if failed > 0 {
             return Err(PublishError::Partial {
                 failed,
-                total: envelopes.len(),
+                total: messages.len(),
             });
         }
         Ok(())

@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::Envelope;
 use bazaar_platform::item::{
     Item, Key, Page, Query, SK, Update, Write, validate_item, validate_transaction,
 };
 use bazaar_platform::ports::{
-    CancelReason, DeadLetter, DeadLetters, MAX_BATCH, PublishError, Publisher, Table, TableError,
-    Topics, encode_for_publish,
+    CancelReason, DeadLetter, DeadLetters, Encoded, MAX_BATCH, PublishError, Publisher, Table,
+    TableError, Topics, attributes_for_publish,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -261,12 +260,12 @@ impl EmbeddedPublisher {
 
 #[async_trait]
 impl Publisher for EmbeddedPublisher {
-    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+    async fn publish_encoded(&self, messages: &Encoded<'_>) -> Result<(), PublishError> {
         // Check every message first, so that nothing is published from an invalid batch.
-        let mut encoded = Vec::with_capacity(envelopes.len());
-        for e in envelopes {
+        let mut encoded = Vec::with_capacity(messages.len());
+        for (e, text) in messages.iter() {
             let arn = self.topics.arn(e.topic())?.to_string();
-            encoded.push((arn, encode_for_publish(e)?));
+            encoded.push((arn, (text, attributes_for_publish(e, text)?)));
         }
         for chunk in encoded.chunks(MAX_BATCH) {
             for (arn, (body, attributes)) in chunk {

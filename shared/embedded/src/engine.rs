@@ -839,6 +839,33 @@ impl Engine {
         Ok(n > 0)
     }
 
+    /// Deletes several messages by their receipt handles in one transaction (what a poller
+    /// does with the records a function processed): one commit for a batch rather than one
+    /// per message. Returns how many were deleted; a stale or foreign handle deletes nothing,
+    /// as in [`Engine::delete`].
+    pub fn delete_all<'h>(
+        &self,
+        queue: &str,
+        receipt_handles: impl IntoIterator<Item = &'h str>,
+    ) -> Result<usize, EngineError> {
+        let q = self.queue(queue)?;
+        let db = self.db();
+        let tx = Tx::begin(&db)?;
+        let mut deleted = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND receipt = ?3",
+            )?;
+            for handle in receipt_handles {
+                if let Some(seq) = seq_of(handle) {
+                    deleted += stmt.execute(params![seq, q.name, handle])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
     /// Changes how long a received message stays invisible, counted from now (0 makes it
     /// visible at once).
     pub fn change_visibility(

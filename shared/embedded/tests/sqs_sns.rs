@@ -342,6 +342,51 @@ fn a_handle_the_engine_did_not_give_out_deletes_nothing() {
 }
 
 #[test]
+fn a_batch_delete_removes_what_its_current_handles_name_and_nothing_else() {
+    let (engine, _) = engine();
+    queue_with_dlq(&engine, "q", 5);
+    queue_with_dlq(&engine, "other", 5);
+    for body in ["a", "b", "c", "d"] {
+        engine.send("q", body, no_attrs(), None, None).unwrap();
+    }
+    engine.send("other", "x", no_attrs(), None, None).unwrap();
+    let first = engine.receive("q", 4, None).unwrap();
+    let foreign = engine.receive("other", 1, None).unwrap().remove(0);
+    assert_eq!(first.len(), 4);
+    // "d" is received again once visible: its first handle is stale from then on.
+    engine
+        .change_visibility("q", &first[3].receipt_handle, 0)
+        .unwrap();
+    let again = engine.receive("q", 1, None).unwrap().remove(0);
+    assert_eq!(again.body, "d");
+    let deleted = engine
+        .delete_all(
+            "q",
+            [
+                first[0].receipt_handle.as_str(),
+                first[1].receipt_handle.as_str(),
+                first[3].receipt_handle.as_str(),
+                foreign.receipt_handle.as_str(),
+                "nonsense",
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        deleted, 2,
+        "a, b; not the stale d, the other queue's, nor nonsense"
+    );
+    let left: Vec<String> = engine
+        .peek("q")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(left, ["c", "d"]);
+    assert_eq!(engine.peek("other").unwrap().len(), 1);
+    assert_eq!(engine.delete_all("q", []).unwrap(), 0);
+}
+
+#[test]
 fn a_publish_one_subscriber_would_refuse_is_delivered_nowhere() {
     // SNS checks a message against every subscription before delivering any copy; the
     // engine stores a publish's copies together, after every check.

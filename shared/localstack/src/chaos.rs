@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bazaar_contracts::Envelope;
 use bazaar_platform::Deps;
 use bazaar_platform::clock::Clock;
 use bazaar_platform::item::{Condition, Item, Key, Page, Query, Update, Write};
-use bazaar_platform::ports::{CancelReason, PublishError, Publisher, Table, TableError};
+use bazaar_platform::ports::{CancelReason, Encoded, PublishError, Publisher, Table, TableError};
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -205,20 +204,22 @@ struct FaultyPublisher {
 
 #[async_trait]
 impl Publisher for FaultyPublisher {
-    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+    async fn publish_encoded(&self, messages: &Encoded<'_>) -> Result<(), PublishError> {
         if !(self.injected.armed() && roll(&self.rng, self.rate)) {
-            return self.inner.publish(envelopes).await;
+            return self.inner.publish_encoded(messages).await;
         }
         self.injected
             .publish_failures
             .fetch_add(1, Ordering::Relaxed);
-        let partly = envelopes.len() > 1 && roll(&self.rng, 0.5);
+        let partly = messages.len() > 1 && roll(&self.rng, 0.5);
         if partly {
-            let half = envelopes.len() / 2;
-            self.inner.publish(&envelopes[..half]).await?;
+            let half = messages.len() / 2;
+            self.inner
+                .publish_encoded(&messages.split_at(half).0)
+                .await?;
             return Err(PublishError::Partial {
-                failed: envelopes.len() - half,
-                total: envelopes.len(),
+                failed: messages.len() - half,
+                total: messages.len(),
             });
         }
         Err(PublishError::Unavailable(

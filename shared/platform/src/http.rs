@@ -32,7 +32,7 @@ use crate::auth::{Auth, authenticate};
 use crate::deps::Deps;
 use crate::item::{Condition, Key, Update, Write, item};
 use crate::outbox;
-use crate::ports::{BoxError, ErrorClass, HandlerError, TableError};
+use crate::ports::{BoxError, Encoded, ErrorClass, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
 use crate::work::{Cause, Work};
 
@@ -620,25 +620,20 @@ impl Api {
             return Ok(response);
         }
         let source = outbox::source_key(&format!("http:{}:{}", deps.function, request.request_id));
+        let outgoing = Encoded::new(&work.outgoing);
         outbox::commit(
             deps,
             &source,
             &request.request_id,
             Vec::new(),
             std::mem::take(&mut work.writes),
-            &work.outgoing,
+            &outgoing,
         )
         .await
         .map_err(commit_error)?;
-        outbox::dispatch(
-            deps,
-            &source,
-            &work.outgoing,
-            &entry.key,
-            &request.request_id,
-        )
-        .await
-        .map_err(ApiError::from)?;
+        outbox::dispatch(deps, &source, &outgoing, &entry.key, &request.request_id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(response)
     }
 
@@ -755,6 +750,7 @@ impl Api {
         } else {
             Vec::new()
         };
+        let outgoing = Encoded::new(&outgoing);
         if let Err(e) = outbox::commit(
             deps,
             &source,

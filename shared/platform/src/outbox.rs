@@ -38,7 +38,7 @@ use crate::deps::Deps;
 use crate::faults::FaultPoint;
 use crate::history::Event;
 use crate::item::{Condition, Key, Query, SortKey, Write, item};
-use crate::ports::{HandlerError, MAX_TRANSACTION_WRITES, TableError};
+use crate::ports::{Encoded, HandlerError, MAX_TRANSACTION_WRITES, TableError};
 
 /// Partition of the outbox records.
 pub const OUTBOX_PK: &str = "OUTBOX";
@@ -93,13 +93,13 @@ pub fn carrying_inbox_write(
     function: &str,
     envelope: &Envelope,
     now: DateTime<Utc>,
-    outgoing: &[Envelope],
+    outgoing: &Encoded<'_>,
 ) -> (Write, bool) {
     let mut write = inbox_write(function, envelope, now);
     if outgoing.is_empty() {
         return (write, true);
     }
-    let texts: Vec<String> = outgoing.iter().map(Envelope::to_json).collect();
+    let texts = outgoing.texts();
     if texts.iter().map(String::len).sum::<usize>() > CARRY_LIMIT {
         return (write, false);
     }
@@ -117,7 +117,7 @@ pub async fn commit(
     input: &str,
     guard: Vec<Write>,
     writes: Vec<Write>,
-    outgoing: &[Envelope],
+    outgoing: &Encoded<'_>,
 ) -> Result<(), TableError> {
     commit_with(deps, source, input, guard, writes, outgoing, true).await
 }
@@ -130,25 +130,22 @@ pub async fn commit_with(
     input: &str,
     guard: Vec<Write>,
     writes: Vec<Write>,
-    outgoing: &[Envelope],
+    outgoing: &Encoded<'_>,
     records: bool,
 ) -> Result<(), TableError> {
     let now = deps.clock.now();
     let mut all = guard;
     all.extend(writes);
-    let stored = if deps.guarantees.outbox && records {
-        outgoing
-    } else {
-        &[]
-    };
-    for (i, envelope) in stored.iter().enumerate() {
-        all.push(Write::Put {
-            item: item(
-                &outbox_key(&deps.function, source, i),
-                json!({ "envelope": envelope.to_json(), "created": now.timestamp(), "type": envelope.message_type }),
-            ),
-            condition: None,
-        });
+    if deps.guarantees.outbox && records {
+        for (i, (envelope, text)) in outgoing.iter().enumerate() {
+            all.push(Write::Put {
+                item: item(
+                    &outbox_key(&deps.function, source, i),
+                    json!({ "envelope": text, "created": now.timestamp(), "type": envelope.message_type }),
+                ),
+                condition: None,
+            });
+        }
     }
     if all.len() > MAX_TRANSACTION_WRITES {
         return Err(TableError::Invalid(format!(
@@ -163,7 +160,7 @@ pub async fn commit_with(
     deps.record(|| Event::Committed {
         function: deps.function.clone(),
         input: input.to_string(),
-        sends: outgoing.iter().map(|e| e.id.clone()).collect(),
+        sends: outgoing.envelopes().iter().map(|e| e.id.clone()).collect(),
     });
     Ok(())
 }
@@ -179,7 +176,7 @@ fn published(deps: &Deps, envelopes: &[Envelope]) {
 pub async fn dispatch(
     deps: &Deps,
     source: &str,
-    outgoing: &[Envelope],
+    outgoing: &Encoded<'_>,
     message_type: &str,
     message_id: &str,
 ) -> Result<(), HandlerError> {
@@ -191,7 +188,7 @@ pub async fn dispatch(
 pub async fn dispatch_with(
     deps: &Deps,
     source: &str,
-    outgoing: &[Envelope],
+    outgoing: &Encoded<'_>,
     message_type: &str,
     message_id: &str,
     records: bool,
@@ -205,8 +202,8 @@ pub async fn dispatch_with(
         message_type,
         message_id,
     );
-    deps.publisher.publish(outgoing).await?;
-    published(deps, outgoing);
+    deps.publisher.publish_encoded(outgoing).await?;
+    published(deps, outgoing.envelopes());
     if !deps.guarantees.outbox || !records {
         return Ok(());
     }
@@ -398,19 +395,47 @@ mod tests {
             envelope("a", json!({"n": 1})),
             envelope("b", json!({"n": 2})),
         ];
-        let (write, carries) = carrying_inbox_write("f", &input, now, &light);
+        let (write, carries) = carrying_inbox_write("f", &input, now, &Encoded::new(&light));
         assert!(carries);
         let texts = carried(&write).unwrap();
         assert_eq!(texts.len(), 2);
         assert_eq!(Envelope::from_json(&texts[1]).unwrap(), light[1]);
 
         let heavy = [envelope("h", json!({"blob": "x".repeat(CARRY_LIMIT)}))];
-        let (write, carries) = carrying_inbox_write("f", &input, now, &heavy);
+        let (write, carries) = carrying_inbox_write("f", &input, now, &Encoded::new(&heavy));
         assert!(!carries, "over the limit: outbox records");
         assert_eq!(carried(&write), None);
 
-        let (write, carries) = carrying_inbox_write("f", &input, now, &[]);
+        let (write, carries) = carrying_inbox_write("f", &input, now, &Encoded::new(&[]));
         assert!(carries, "nothing to carry needs no records either");
         assert_eq!(carried(&write), None);
+    }
+
+    #[test]
+    fn encoded_envelopes_keep_each_text_with_its_envelope_when_split() {
+        let envelopes = [
+            envelope("a", json!({"n": 1})),
+            envelope("b", json!({"n": 2})),
+            envelope("c", json!({"n": 3})),
+        ];
+        let encoded = Encoded::new(&envelopes);
+        assert_eq!(encoded.len(), 3);
+        for (e, text) in encoded.iter() {
+            assert_eq!(text, e.to_json());
+            assert_eq!(&Envelope::from_json(text).unwrap(), e);
+        }
+        let (head, tail) = encoded.split_at(1);
+        assert_eq!(head.envelopes()[0].id, "a");
+        assert_eq!(head.texts(), &encoded.texts()[..1]);
+        let tail: Vec<(String, String)> = tail
+            .iter()
+            .map(|(e, t)| (e.id.clone(), t.to_string()))
+            .collect();
+        assert_eq!(tail.len(), 2);
+        assert!(
+            tail.iter()
+                .all(|(id, t)| Envelope::from_json(t).unwrap().id == *id)
+        );
+        assert!(Encoded::new(&[]).is_empty());
     }
 }

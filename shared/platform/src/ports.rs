@@ -122,7 +122,77 @@ pub trait Publisher: Send + Sync {
     /// Publishes every envelope (in batches of at most 10 per topic, as SNS allows). On error
     /// some may have been published: the caller publishes all again, and consumers deduplicate
     /// on the envelope id.
-    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError>;
+    async fn publish(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+        self.publish_encoded(&Encoded::new(envelopes)).await
+    }
+
+    /// As [`Publisher::publish`], for envelopes already written as JSON: a unit of work writes
+    /// each outgoing envelope once, stores that text in its inbox or outbox record, and
+    /// publishes the same text.
+    async fn publish_encoded(&self, messages: &Encoded<'_>) -> Result<(), PublishError>;
+}
+
+/// Envelopes with their JSON text, each written once ([`Envelope::to_json`]). Only [`new`]
+/// makes one, so a text is always its envelope's.
+///
+/// [`new`]: Encoded::new
+#[derive(Debug, Clone)]
+pub struct Encoded<'a> {
+    envelopes: &'a [Envelope],
+    texts: std::borrow::Cow<'a, [String]>,
+}
+
+impl<'a> Encoded<'a> {
+    /// Writes every envelope's JSON.
+    pub fn new(envelopes: &'a [Envelope]) -> Self {
+        Encoded {
+            envelopes,
+            texts: envelopes.iter().map(Envelope::to_json).collect(),
+        }
+    }
+
+    /// The envelopes.
+    pub fn envelopes(&self) -> &'a [Envelope] {
+        self.envelopes
+    }
+
+    /// Each envelope's JSON text, in the same order.
+    pub fn texts(&self) -> &[String] {
+        &self.texts
+    }
+
+    /// Each envelope with its text.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a Envelope, &str)> + '_ {
+        self.envelopes
+            .iter()
+            .zip(self.texts.iter().map(String::as_str))
+    }
+
+    /// How many envelopes.
+    pub fn len(&self) -> usize {
+        self.envelopes.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.envelopes.is_empty()
+    }
+
+    /// The first `n` envelopes and the rest (as a publish that fails half-way leaves them).
+    pub fn split_at(&self, n: usize) -> (Encoded<'_>, Encoded<'_>) {
+        let (a, b) = self.envelopes.split_at(n);
+        let (ta, tb) = self.texts.split_at(n);
+        (
+            Encoded {
+                envelopes: a,
+                texts: std::borrow::Cow::Borrowed(ta),
+            },
+            Encoded {
+                envelopes: b,
+                texts: std::borrow::Cow::Borrowed(tb),
+            },
+        )
+    }
 }
 
 /// SNS's message size limit (256 KiB, body plus attributes).
@@ -315,8 +385,18 @@ pub fn encode_for_publish(
     envelope: &Envelope,
 ) -> Result<(String, BTreeMap<String, String>), PublishError> {
     let body = envelope.to_json();
+    let attributes = attributes_for_publish(envelope, &body)?;
+    Ok((body, attributes))
+}
+
+/// Checks an envelope whose JSON is `text` against SNS's size limit before any request is
+/// made. Returns the message attributes to publish it with.
+pub fn attributes_for_publish(
+    envelope: &Envelope,
+    text: &str,
+) -> Result<BTreeMap<String, String>, PublishError> {
     let attributes = envelope.attributes();
-    let bytes = body.len()
+    let bytes = text.len()
         + attributes
             .iter()
             .map(|(k, v)| k.len() + v.len() + "String".len())
@@ -327,7 +407,7 @@ pub fn encode_for_publish(
             bytes,
         });
     }
-    Ok((body, attributes))
+    Ok(attributes)
 }
 
 /// The depth of a queue, as the queue service reports it.

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::deps::Deps;
 use crate::faults::FaultPoint;
 use crate::outbox;
-use crate::ports::{DeadLetter, HandlerError, TableError};
+use crate::ports::{DeadLetter, Encoded, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
 use crate::work::{Cause, Work};
 
@@ -91,6 +91,9 @@ async fn run_unit(
     for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
         handler.handle(envelope, &mut work).await?;
+        // Each outgoing envelope is written as JSON once: stored (below) and published as is.
+        let outgoing = Encoded::new(&work.outgoing);
+        let none = Encoded::new(&[]);
         // The inbox record carries the outgoing envelopes when they fit; otherwise they get
         // outbox records.
         let (guard, carried) = if deps.guarantees.inbox {
@@ -99,9 +102,9 @@ async fn run_unit(
                 envelope,
                 deps.clock.now(),
                 if deps.guarantees.outbox {
-                    &work.outgoing
+                    &outgoing
                 } else {
-                    &[]
+                    &none
                 },
             );
             (vec![write], carried)
@@ -121,7 +124,7 @@ async fn run_unit(
             &envelope.id,
             guard,
             writes,
-            &work.outgoing,
+            &outgoing,
             !carried,
         )
         .await
@@ -130,7 +133,7 @@ async fn run_unit(
                 outbox::dispatch_with(
                     deps,
                     &source,
-                    &work.outgoing,
+                    &outgoing,
                     &envelope.message_type,
                     &envelope.id,
                     !carried,

@@ -162,7 +162,8 @@ impl<'a> Work<'a> {
         let source = crate::outbox::source_key(&format!("job:{}:{scope}", deps.function));
         let writes = std::mem::take(&mut self.writes);
         let input = format!("job:{scope}");
-        crate::outbox::commit(deps, &source, &input, Vec::new(), writes, &self.outgoing).await?;
-        crate::outbox::dispatch(deps, &source, &self.outgoing, "job", scope).await
+        let outgoing = crate::ports::Encoded::new(&self.outgoing);
+        crate::outbox::commit(deps, &source, &input, Vec::new(), writes, &outgoing).await?;
+        crate::outbox::dispatch(deps, &source, &outgoing, "job", scope).await
     }
 }
