@@ -828,15 +828,7 @@ impl Engine {
     /// Deletes a message by its latest receipt handle. Returns false when the handle is stale
     /// (the message was received again since) or the message is gone, as SQS silently does.
     pub fn delete(&self, queue: &str, receipt_handle: &str) -> Result<bool, EngineError> {
-        let q = self.queue(queue)?;
-        let Some(seq) = seq_of(receipt_handle) else {
-            return Ok(false);
-        };
-        let n = self
-            .db()
-            .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND receipt = ?3")?
-            .execute(params![seq, q.name, receipt_handle])?;
-        Ok(n > 0)
+        Ok(self.delete_all(queue, [receipt_handle])? > 0)
     }
 
     /// Deletes several messages by their receipt handles in one transaction (what a poller
