@@ -6,8 +6,9 @@
 //! - `GET /products/{sku}`: the product as catalog sees it: its master data and price, and
 //!   from the merged listing its availability and whether it is published.
 //!
-//! The first merchant to describe or price a sku owns it; for other merchants it does not exist
-//! (404). Each change bumps that truth's per-sku version, guarded against a concurrent change
+//! The first merchant to describe, price or stock a sku owns it, for catalog and inventory
+//! alike: both claim it in one registry (`TABLE_NAME_REGISTRY`, [`bazaar_platform::claims`]).
+//! For other merchants it does not exist (404); callers who are not merchants get 403. Each change bumps that truth's per-sku version, guarded against a concurrent change
 //! (409), so that `catalog-merger` can order the truths however they arrive.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ use bazaar_catalog::keys;
 use bazaar_catalog::{ListingState, VersionedMaster, VersionedPrice};
 use bazaar_contracts::catalog::{MasterData, PriceUpdated, ProductUpdated};
 use bazaar_contracts::{Currency, Money, Sku};
+use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, parse, record};
 use bazaar_platform::schedule::OutboxSweeper;
@@ -52,7 +54,7 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .schedule(Arc::new(OutboxSweeper))
 }
 
-/// Who owns a sku.
+/// Who owned a sku in catalog's own table before the registry (read only; see [`owner_of`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Owner {
     merchant: String,
@@ -66,35 +68,58 @@ fn sku_of(request: &Request) -> Result<Sku, ApiError> {
     Sku::parse(request.param("sku")).map_err(|v| ApiError::bad_request(Some("sku"), v.0))
 }
 
-/// Checks that the caller is a merchant who may change `sku` (owning it, or nobody does yet),
-/// and claims it in the unit of work.
-async fn claim(request: &Request, work: &mut Work<'_>, sku: &Sku) -> Result<String, ApiError> {
-    let actor = request.actor_with_role(&["merchant"])?;
-    let owner: Option<Owner> = work
+/// Who owns `sku`: the registry's answer, or catalog's own record from before the registry
+/// (which then becomes the registry's), or nobody.
+async fn owner_of(work: &Work<'_>, sku: &Sku) -> Result<Option<String>, ApiError> {
+    let registry = work.deps().table_named(keys::REGISTRY)?;
+    let reg_key: Key = keys::registry(sku).into();
+    if let Some(owner) = claims::owner(registry, &reg_key).await? {
+        return Ok(Some(owner));
+    }
+    let earlier: Option<Owner> = work
         .table()?
         .get(&key(sku, keys::OWNER))
         .await?
         .map(parse)
         .transpose()?;
-    match owner {
-        Some(o) if o.merchant != actor.subject => {
-            // Another merchant's product does not exist, as far as this caller can tell.
-            Err(ApiError::not_found(format!("no product {sku} of yours")))
-        }
-        Some(_) => Ok(actor.subject),
-        None => {
-            work.put(
-                record(
-                    &key(sku, keys::OWNER),
-                    &Owner {
-                        merchant: actor.subject.clone(),
-                    },
-                ),
-                Some(Condition::NotExists),
-            );
-            Ok(actor.subject)
-        }
+    match earlier {
+        Some(o) => Ok(Some(
+            claims::claim(
+                registry,
+                &reg_key,
+                &o.merchant,
+                &work.deps().function,
+                work.now(),
+            )
+            .await?,
+        )),
+        None => Ok(None),
     }
+}
+
+/// Checks that the caller is a merchant who may change `sku`: its owner, or the first to
+/// claim it (in the registry shared with inventory, so that one merchant owns a sku for
+/// describing, pricing and stocking alike).
+async fn claim(request: &Request, work: &mut Work<'_>, sku: &Sku) -> Result<String, ApiError> {
+    let actor = request.actor_with_role(&["merchant"])?;
+    let owner = match owner_of(work, sku).await? {
+        Some(owner) => owner,
+        None => {
+            claims::claim(
+                work.deps().table_named(keys::REGISTRY)?,
+                &keys::registry(sku).into(),
+                &actor.subject,
+                &work.deps().function,
+                work.now(),
+            )
+            .await?
+        }
+    };
+    if owner != actor.subject {
+        // Another merchant's product does not exist, as far as this caller can tell.
+        return Err(ApiError::not_found(format!("no product {sku} of yours")));
+    }
+    Ok(actor.subject)
 }
 
 /// The version stored in a record (0 without one) and the guard that it is still current.
@@ -213,11 +238,10 @@ struct GetProduct;
 impl Route for GetProduct {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
         let sku = sku_of(request)?;
-        let table = work.table()?;
-        let Some(owner) = table.get(&key(&sku, keys::OWNER)).await? else {
+        let Some(owner) = owner_of(work, &sku).await? else {
             return Err(ApiError::not_found(format!("no product {sku}")));
         };
-        let owner: Owner = parse(owner)?;
+        let table = work.table()?;
         let master: Option<VersionedMaster> = table
             .get(&key(&sku, keys::MASTER))
             .await?
@@ -238,7 +262,7 @@ impl Route for GetProduct {
             200,
             json!({
                 "sku": sku,
-                "merchant": owner.merchant,
+                "merchant": owner,
                 "master": master.map(|m| m.master),
                 "price": price.map(|p| p.price),
                 "available": listing.stock.as_ref().map(|s| s.available),

@@ -8,11 +8,20 @@ fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
 }
 
+/// catalog-api's ports, with the sku registry it shares with inventory-api.
+fn deps(world: &Fixture) -> std::sync::Arc<bazaar_platform::Deps> {
+    world.deps_with_env(
+        "catalog-api",
+        Some("catalog"),
+        &["product", "price"],
+        &[("TABLE_NAME_REGISTRY", "sku-registry")],
+    )
+}
+
 #[tokio::test]
 async fn the_samples_describe_price_and_show_a_product() {
     let world = Fixture::new();
-    let function =
-        catalog_api::function(world.deps("catalog-api", Some("catalog"), &["product", "price"]));
+    let function = catalog_api::function(deps(&world));
 
     let described = function
         .invoke(event("catalog-api.put-product.json"))

@@ -113,6 +113,7 @@ impl Handle<PriceUpdated> for Merger {
 impl Handle<StockUpdated> for Merger {
     async fn handle(&self, e: StockUpdated, work: &mut Work<'_>) -> Result<(), HandlerError> {
         let truth = Truth::Stock {
+            merchant: e.merchant,
             available: e.available,
             version: e.version,
         };

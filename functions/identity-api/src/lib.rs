@@ -4,12 +4,16 @@
 //! describes the issuer, so that API Gateway's JWT authorizer can find the keys.
 //!
 //! Passwords are stored as Argon2id hashes (PHC strings). A wrong password and an unknown
-//! user get the same answer after the same work, so that user names cannot be probed.
+//! user get the same answer after the same work, so that user names cannot be probed. Failed
+//! sign-ins are throttled per user name and per source address ([`throttle`]): past a few,
+//! the next attempt must wait (429 with `Retry-After`), whether the name exists or not.
 //!
 //! Signing keys live in the identity table. The current key signs for [`KEY_LIFETIME`]; after
 //! that a new key is made on the next token request (rotation), and the old one stays in the
 //! JWKS until the last token it signed has expired.
 #![forbid(unsafe_code)]
+
+pub mod throttle;
 
 use std::sync::{Arc, OnceLock};
 
@@ -312,6 +316,25 @@ impl Route for IssueToken {
             ));
         }
         let settings = Settings::of(work.deps())?;
+        // Counted before the password is checked, so that simultaneous guesses count too.
+        let source = if request.source_ip.is_empty() {
+            "unknown"
+        } else {
+            request.source_ip.as_str()
+        };
+        let attempt = match throttle::admit(work.table()?, &body.username, source, work.now()).await
+        {
+            Ok(a) => a,
+            Err(throttle::Refusal::Wait(wait)) => {
+                let seconds = u32::try_from(wait.num_seconds() + 1).unwrap_or(u32::MAX);
+                tracing::warn!(source, "sign-in throttled after failed attempts");
+                return Err(ApiError::too_many(
+                    seconds,
+                    format!("too many failed sign-ins; retry in {seconds} s"),
+                ));
+            }
+            Err(throttle::Refusal::Table(e)) => return Err(e.into()),
+        };
         let user: Option<UserRecord> = work
             .table()?
             .get(&user_key(&body.username))
@@ -330,6 +353,7 @@ impl Route for IssueToken {
         let Some(user) = user.filter(|_| ok) else {
             return Err(ApiError::unauthorized("invalid username or password"));
         };
+        attempt.succeeded(work.table()?).await?;
         let now = work.now();
         let claims = Claims {
             iss: settings.issuer.clone(),

@@ -1,5 +1,7 @@
 //! `inventory-api`: `PUT /inventory/{sku}` sets how many units of a sku can be reserved. The
-//! first merchant to stock a sku owns it; other merchants get 403. Its schedule trigger
+//! first merchant to describe, price or stock a sku owns it, for inventory and catalog alike
+//! (one registry, `TABLE_NAME_REGISTRY`, decides); for other merchants it does not exist (404,
+//! as catalog answers them), and callers who are not merchants get 403. Its schedule trigger
 //! sweeps the outbox.
 #![forbid(unsafe_code)]
 
@@ -9,6 +11,7 @@ use async_trait::async_trait;
 use bazaar_contracts::Sku;
 use bazaar_contracts::catalog::StockUpdated;
 use bazaar_inventory::Stock;
+use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, Update, parse};
 use bazaar_platform::schedule::OutboxSweeper;
@@ -38,6 +41,30 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .schedule(Arc::new(OutboxSweeper))
 }
 
+/// Who owns `sku`: the registry's answer; else the owner the stock record named before the
+/// registry (`current`), or else `caller`, claimed in the registry for good.
+async fn owner(
+    work: &Work<'_>,
+    sku: &Sku,
+    current: Option<&Stock>,
+    caller: &str,
+) -> Result<String, ApiError> {
+    let registry = work.deps().table_named(bazaar_catalog::keys::REGISTRY)?;
+    let reg_key: Key = bazaar_catalog::keys::registry(sku).into();
+    if let Some(owner) = claims::owner(registry, &reg_key).await? {
+        return Ok(owner);
+    }
+    let claimant = current.map_or(caller, |s| s.owner.as_str());
+    Ok(claims::claim(
+        registry,
+        &reg_key,
+        claimant,
+        &work.deps().function,
+        work.now(),
+    )
+    .await?)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetStockBody {
@@ -65,23 +92,18 @@ impl Route for SetStock {
         }
         let key = stock_key(&sku);
         let current: Option<Stock> = work.table()?.get(&key).await?.map(parse).transpose()?;
-        if let Some(stock) = &current
-            && stock.owner != actor.subject
-        {
+        let owner = owner(work, &sku, current.as_ref(), &actor.subject).await?;
+        if owner != actor.subject {
             // Another merchant's sku does not exist, as far as this caller can tell.
             return Err(ApiError::not_found(format!("no sku {sku} of yours")));
         }
         let read_version = current.as_ref().map(|s| s.version).unwrap_or(0);
+        // The registry decides the owner; the stock record's copy is written with every
+        // change (it names the merchant in `stock.updated`), guarded by the version read.
         let unchanged = match &current {
             None => Condition::NotExists,
-            Some(_) => Condition::And(vec![
-                Condition::Equals("owner".into(), json!(actor.subject)),
-                if read_version == 0 {
-                    Condition::AttributeNotExists("version".into())
-                } else {
-                    Condition::Equals("version".into(), json!(read_version))
-                },
-            ]),
+            Some(_) if read_version == 0 => Condition::AttributeNotExists("version".into()),
+            Some(_) => Condition::Equals("version".into(), json!(read_version)),
         };
         work.update(
             key,
@@ -96,6 +118,7 @@ impl Route for SetStock {
         );
         work.send(&StockUpdated {
             sku: sku.clone(),
+            merchant: Some(actor.subject.clone()),
             available: body.available,
             version: read_version + 1,
         })?;

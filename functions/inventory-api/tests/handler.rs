@@ -3,10 +3,20 @@
 use bazaar_embedded::testing::{Fixture, event};
 use bazaar_platform::LambdaFunction;
 
+/// inventory-api's ports, with the sku registry it shares with catalog-api.
+fn deps(world: &Fixture) -> std::sync::Arc<bazaar_platform::Deps> {
+    world.deps_with_env(
+        "inventory-api",
+        Some("inventory"),
+        &["inventory", "stock"],
+        &[("TABLE_NAME_REGISTRY", "sku-registry")],
+    )
+}
+
 #[tokio::test]
 async fn the_sample_put_sets_the_stock_of_the_merchants_sku() {
     let world = Fixture::new();
-    let deps = world.deps("inventory-api", Some("inventory"), &["inventory", "stock"]);
+    let deps = deps(&world);
     let function = inventory_api::function(deps.clone());
 
     let response = function
@@ -25,7 +35,7 @@ async fn the_sample_put_sets_the_stock_of_the_merchants_sku() {
     assert_eq!(sent.len(), 1);
     assert_eq!(
         sent[0].data.value(),
-        serde_json::json!({ "sku": "MUG-01", "available": 25, "version": 1 })
+        serde_json::json!({ "sku": "MUG-01", "merchant": "merchant-1", "available": 25, "version": 1 })
     );
 }
 
@@ -44,11 +54,7 @@ async fn stored_stock(
 #[tokio::test]
 async fn another_merchant_cannot_change_the_sku() {
     let world = Fixture::new();
-    let function = inventory_api::function(world.deps(
-        "inventory-api",
-        Some("inventory"),
-        &["inventory", "stock"],
-    ));
+    let function = inventory_api::function(deps(&world));
     function
         .invoke(event("inventory-api.put-inventory.json"))
         .await
@@ -63,4 +69,41 @@ async fn another_merchant_cannot_change_the_sku() {
         response["statusCode"], 404,
         "another merchant's sku does not exist for this caller"
     );
+}
+
+#[tokio::test]
+async fn a_sku_described_by_one_merchant_cannot_be_stocked_by_another() {
+    let world = Fixture::new();
+    let catalog = catalog_api_deps(&world);
+    let described = catalog_api::function(catalog)
+        .invoke(event("catalog-api.put-product.json"))
+        .await
+        .unwrap();
+    assert_eq!(described["statusCode"], 200, "{described}");
+    let inventory = inventory_api::function(deps(&world));
+
+    let mut other = event("inventory-api.put-inventory.json");
+    other["headers"]["authorization"] =
+        bazaar_embedded::identity::bearer("merchant-2", &["merchant"]).into();
+    let response = inventory.invoke(other).await.unwrap();
+
+    assert_eq!(response["statusCode"], 404, "{response}");
+    assert!(
+        world.sent("stock").is_empty(),
+        "no stock set by a non-owner"
+    );
+    let own = inventory
+        .invoke(event("inventory-api.put-inventory.json"))
+        .await
+        .unwrap();
+    assert_eq!(own["statusCode"], 200, "the owner still stocks it: {own}");
+}
+
+fn catalog_api_deps(world: &Fixture) -> std::sync::Arc<bazaar_platform::Deps> {
+    world.deps_with_env(
+        "catalog-api",
+        Some("catalog"),
+        &["product", "price"],
+        &[("TABLE_NAME_REGISTRY", "sku-registry")],
+    )
 }

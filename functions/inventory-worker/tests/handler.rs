@@ -44,7 +44,7 @@ async fn the_sample_task_reserves_once_even_when_delivered_twice() {
     assert_eq!(stock.len(), 1, "availability changed once");
     assert_eq!(
         stock[0].data.value(),
-        json!({ "sku": "MUG-01", "available": 3, "version": 1 })
+        json!({ "sku": "MUG-01", "merchant": "merchant-1", "available": 3, "version": 1 })
     );
 }
 

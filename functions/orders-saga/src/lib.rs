@@ -3,7 +3,10 @@
 //! (`inventory.stock.reserve`); once reserved it asks payments to charge
 //! (`payments.payment.charge`); a capture confirms the order (`order.confirmed`), a decline,
 //! a rejection or a passed deadline (`orders.order.expire`) cancels it (`order.cancelled`); a
-//! capture for an order already cancelled is refunded (`payments.payment.refund`).
+//! capture for an order already cancelled is refunded (`payments.payment.refund`). Payment
+//! outcomes come only from the payments worker, which checks the provider's callbacks against
+//! its charges; a capture whose amount is not the order's total is parked
+//! (`payment-mismatch`) all the same.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -128,6 +131,19 @@ impl Handle<PaymentCaptured> for Saga {
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
         let order = load(work, &captured.order_id).await?;
+        // The payments worker announces only captures that match the charge it made for the
+        // order's total; a capture of another amount (a bug, or a forged event) confirms
+        // nothing and is parked for a human.
+        if captured.amount != order.total {
+            tracing::error!(reason = "payment-mismatch", order_id = %order.order_id, "a capture that does not match the order's total: nothing changed");
+            return Err(HandlerError::permanent(
+                "payment-mismatch",
+                format!(
+                    "order {} totals {:?}; the capture says {:?}",
+                    order.order_id, order.total, captured.amount
+                ),
+            ));
+        }
         transition(
             work,
             &order,

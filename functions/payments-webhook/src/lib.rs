@@ -1,17 +1,26 @@
 //! `payments-webhook`: `POST /webhooks/payments`, the payment provider's callback. It checks
-//! the HMAC signature and its timestamp (401 for unsigned, wrongly signed, stale or replayed
-//! calls), persists nothing, and proxies the notification to SNS as `payment.captured` or
-//! `payment.declined`, answering 202.
+//! the HMAC signature and its timestamp (401 for unsigned, wrongly signed or stale calls),
+//! persists nothing, and passes the notification on to the payments worker as the task
+//! `payments.payment.settle`, answering 202.
+//!
+//! It does not announce the outcome itself: a signed callback proves only that someone holds
+//! the webhook secret. The payments worker owns the charges, so it checks the callback against
+//! the charge it made for the order (payment id, amount, currency) and against the provider's
+//! own books before `payment.captured` or `payment.declined` is emitted (see
+//! `payments-worker`).
 //!
 //! The envelope id is derived from the provider's event id, so a notification delivered twice
-//! (the provider retries until it gets a 2xx) becomes the same envelope, which consumers
-//! deduplicate. If publishing fails the answer is 503, and the provider retries.
+//! (the provider retries until it gets a 2xx, and a captured call can be replayed inside the
+//! signature's five minutes) becomes the same envelope, which the worker deduplicates: such a
+//! repeat is answered 202 and has no second effect. If publishing fails the answer is 503,
+//! and the provider retries.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
+use bazaar_contracts::payments::{SettlePayment, Settlement};
+use bazaar_contracts::{Currency, Money};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::webhook;
 use bazaar_platform::{Deps, Function, HandlerError, Work};
@@ -46,6 +55,12 @@ struct ProviderEvent {
     order_id: String,
     #[serde(default)]
     reason: Option<String>,
+    /// Minor units charged, as the provider says.
+    #[serde(default)]
+    amount_cents: Option<i64>,
+    /// Their currency.
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 /// A UUID-shaped id derived from the provider's event id.
@@ -83,38 +98,50 @@ impl Route for Notification {
         )
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         let event: ProviderEvent = request.json()?;
-        let id = envelope_id(&event.id);
-        let envelope = match event.kind.as_str() {
-            "payment.succeeded" => work.envelope(
-                &PaymentCaptured {
-                    order_id: event.order_id,
-                    payment_id: event.payment_id,
-                    amount: None,
-                },
-                id,
-            ),
-            "payment.failed" => work.envelope(
-                &PaymentDeclined {
-                    order_id: event.order_id,
-                    payment_id: event.payment_id,
-                    reason: event.reason,
-                },
-                id,
-            ),
+        let outcome = match event.kind.as_str() {
+            "payment.succeeded" => Settlement::Succeeded,
+            "payment.failed" => Settlement::Failed,
             other => {
                 return Err(ApiError::unprocessable(
                     Some("type"),
                     format!("unknown notification type {other:?}"),
                 ));
             }
-        }
-        .map_err(|e| match e {
-            HandlerError::Bug(_) => ApiError::unprocessable(
-                None,
-                "the notification does not make a valid payment event",
-            ),
-            other => other.into(),
-        })?;
+        };
+        let amount = match (event.amount_cents, event.currency.as_deref()) {
+            (None, None) => None,
+            (Some(amount_cents), Some(code)) => Some(Money {
+                amount_cents,
+                currency: Currency::parse(code)
+                    .map_err(|why| ApiError::unprocessable(Some("currency"), why))?,
+            }),
+            _ => {
+                return Err(ApiError::unprocessable(
+                    Some("amount_cents"),
+                    "amount_cents and currency come together",
+                ));
+            }
+        };
+        let id = envelope_id(&event.id);
+        let envelope = work
+            .envelope(
+                &SettlePayment {
+                    order_id: event.order_id,
+                    payment_id: event.payment_id,
+                    outcome,
+                    amount,
+                    reason: event.reason,
+                    provider_event: event.id,
+                },
+                id,
+            )
+            .map_err(|e| match e {
+                HandlerError::Bug(_) => ApiError::unprocessable(
+                    None,
+                    "the notification does not make a valid payment event",
+                ),
+                other => other.into(),
+            })?;
         work.deps()
             .publisher
             .publish(std::slice::from_ref(&envelope))

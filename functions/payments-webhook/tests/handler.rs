@@ -18,7 +18,7 @@ fn world() -> (Fixture, impl LambdaFunction) {
     let deps = world.deps_with_env(
         "payments-webhook",
         None,
-        &["payment"],
+        &["tasks"],
         &[("WEBHOOK_SECRET", SECRET)],
     );
     (world, payments_webhook::function(deps))
@@ -40,7 +40,7 @@ fn with(body: &Value, signature: Option<String>) -> Value {
 }
 
 #[tokio::test]
-async fn a_signed_notification_is_proxied_once_per_provider_event() {
+async fn a_signed_notification_goes_to_the_payments_worker_once_per_provider_event() {
     let (world, function) = world();
 
     let first = function
@@ -56,22 +56,29 @@ async fn a_signed_notification_is_proxied_once_per_provider_event() {
         (first["statusCode"].as_i64(), again["statusCode"].as_i64()),
         (Some(202), Some(202))
     );
-    let sent = world.sent("payment");
+    let sent = world.sent("tasks");
     assert_eq!(
         sent.len(),
         2,
         "the provider retried; the edge stores nothing"
     );
-    assert_eq!(sent[0].message_type, "payment.captured");
-    assert_eq!(sent[0].data.value()["order_id"], "o-sample");
+    assert_eq!(
+        sent[0].message_type, "payments.payment.settle",
+        "the worker checks it before anyone believes it"
+    );
+    assert_eq!(
+        sent[0].data.value(),
+        json!({ "order_id": "o-sample", "payment_id": "pay_0001", "outcome": "succeeded",
+                "amount": { "amount_cents": 2500, "currency": "EUR" }, "provider_event": "evt_0001" })
+    );
     assert_eq!(
         sent[0].id, sent[1].id,
-        "the same provider event makes the same envelope: consumers deduplicate it"
+        "the same provider event makes the same envelope: the worker deduplicates it"
     );
 }
 
 #[tokio::test]
-async fn unsigned_wrongly_signed_stale_and_replayed_calls_get_401_and_publish_nothing() {
+async fn unsigned_wrongly_signed_and_stale_calls_get_401_and_publish_nothing() {
     let (world, function) = world();
     let body = json!({ "id": "evt_2", "type": "payment.failed", "payment_id": "pay_2", "order_id": "o-2", "reason": "insufficient_funds" });
     let now = SIGNED_AT + 10;
@@ -103,14 +110,14 @@ async fn unsigned_wrongly_signed_stale_and_replayed_calls_get_401_and_publish_no
         let r = function.invoke(with(&body, signature)).await.unwrap();
         assert_eq!(r["statusCode"], 401, "{name}: {r}");
     }
-    // A genuine call captured and replayed ten minutes later.
+    // A genuine call captured and replayed ten minutes later: stale.
     world.clock.advance(Duration::minutes(10));
     let replayed = function
         .invoke(event("payments-webhook.post-notification.json"))
         .await
         .unwrap();
     assert_eq!(replayed["statusCode"], 401, "replayed");
-    assert!(world.sent("payment").is_empty(), "nothing was published");
+    assert!(world.sent("tasks").is_empty(), "nothing was published");
 }
 
 #[tokio::test]
@@ -120,6 +127,9 @@ async fn a_signed_but_unusable_notification_is_a_4xx_not_a_5xx() {
         json!({ "id": "e", "type": "payment.refunded", "payment_id": "p", "order_id": "o-1" }),
         json!({ "id": "e", "type": "payment.succeeded" }),
         json!({ "id": "e", "type": "payment.succeeded", "payment_id": "p", "order_id": "" }),
+        json!({ "id": "e", "type": "payment.succeeded", "payment_id": "p", "order_id": "o-1", "amount_cents": 1 }),
+        json!({ "id": "e", "type": "payment.succeeded", "payment_id": "p", "order_id": "o-1", "amount_cents": 1, "currency": "XXX" }),
+        json!({ "id": "e", "type": "payment.succeeded", "payment_id": "p", "order_id": "o-1", "amount_cents": 1e308, "currency": "EUR" }),
     ] {
         let signature = sign(
             SECRET.as_bytes(),
@@ -130,5 +140,17 @@ async fn a_signed_but_unusable_notification_is_a_4xx_not_a_5xx() {
         let status = r["statusCode"].as_i64().unwrap();
         assert!((400..500).contains(&status), "{body}: {r}");
     }
-    assert!(world.sent("payment").is_empty());
+    assert!(world.sent("tasks").is_empty());
+}
+
+#[tokio::test]
+async fn a_timestamp_at_the_end_of_the_number_range_is_401_not_a_panic() {
+    let (world, function) = world();
+    for t in ["-9223372036854775808", "9223372036854775807", "-1", "0"] {
+        let mut e = event("payments-webhook.post-notification.json");
+        e["headers"]["x-payments-signature"] = json!(format!("t={t},v1=00"));
+        let r = function.invoke(e).await.unwrap();
+        assert_eq!(r["statusCode"], 401, "t={t}: {r}");
+    }
+    assert!(world.sent("tasks").is_empty());
 }

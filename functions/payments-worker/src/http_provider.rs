@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bazaar_payments::wire::{
-    ChargeBody, ChargeObject, ErrorBody, IDEMPOTENCY_HEADER, RefundBody, RefundObject,
+    ChargeBody, ChargeList, ChargeObject, ErrorBody, IDEMPOTENCY_HEADER, RefundBody, RefundObject,
 };
 use bazaar_payments::{
-    Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest,
+    Charge, ChargeRequest, LedgerCharge, LedgerPage, PaymentProvider, ProviderError, Refund,
+    RefundRequest,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -83,14 +84,29 @@ impl HttpProvider {
     ) -> Result<T, ProviderError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| ProviderError::Rejected(format!("encoding the request: {e}")))?;
-        let mut request = http::Request::post(format!("{}{path}", self.base))
+        let request = http::Request::post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .header(IDEMPOTENCY_HEADER, key);
+        self.send(path, request, Bytes::from(body)).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
+        let request = http::Request::get(format!("{}{path}", self.base));
+        self.send(path, request, Bytes::new()).await
+    }
+
+    /// Sends a request with the API key and the deadline, and reads the answer.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        mut request: http::request::Builder,
+        body: Bytes,
+    ) -> Result<T, ProviderError> {
         if let Some(k) = &self.api_key {
             request = request.header("authorization", format!("Bearer {k}"));
         }
         let request = request
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| ProviderError::Rejected(format!("building the request: {e}")))?;
         let call = async {
             let response = self
@@ -151,4 +167,38 @@ impl PaymentProvider for HttpProvider {
             refund_id: object.id,
         })
     }
+
+    async fn retrieve(&self, payment_id: &str) -> Result<LedgerCharge, ProviderError> {
+        let object: ChargeObject = self
+            .get(&format!("/v1/charges/{}", escape(payment_id)))
+            .await?;
+        object.into_ledger()
+    }
+
+    async fn list(
+        &self,
+        created_from: i64,
+        starting_after: Option<&str>,
+        limit: usize,
+    ) -> Result<LedgerPage, ProviderError> {
+        let mut path = format!("/v1/charges?created_from={created_from}&limit={limit}");
+        if let Some(after) = starting_after {
+            path.push_str(&format!("&starting_after={}", escape(after)));
+        }
+        self.get::<ChargeList>(&path).await?.into_page()
+    }
+}
+
+/// A payment id as one path segment or query value: anything but letters, digits, `-` and
+/// `_` percent-encoded (ids come from the provider's own answers, but a callback names one too).
+fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

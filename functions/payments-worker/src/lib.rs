@@ -1,8 +1,19 @@
-//! `payments-worker`: takes the money. On task `payments.payment.charge` it asks the payment
-//! provider to charge the card and emits `payment.captured` or `payment.declined` (or nothing
-//! yet, when the provider answers "pending": its callback reaches `payments-webhook` later). On
-//! task `payments.payment.refund` it gives a captured payment back and emits
-//! `payment.refunded`.
+//! `payments-worker`: takes the money, and is the only one who says it was taken. On task
+//! `payments.payment.charge` it asks the payment provider to charge the card and emits
+//! `payment.captured` or `payment.declined` (or nothing yet, when the provider answers
+//! "pending"). On task `payments.payment.settle` (the provider's callback, passed on by
+//! `payments-webhook`) it believes the callback only when it matches the charge it made for
+//! that order (the same payment id, amount and currency) and the provider's books agree; then
+//! it emits the outcome. On task `payments.payment.refund` it gives back this order's own
+//! capture and emits `payment.refunded`.
+//!
+//! A callback or a refund that does not match the order's charge changes nothing: it is parked
+//! in the DLQ with reason `payment-mismatch` (which raises the DLQ's alarm) and logged as an
+//! error. Holding the webhook secret is then not enough to confirm an order with a made-up
+//! payment, to cancel someone else's, or to refund another order's capture.
+//!
+//! On a schedule it reconciles the provider's books with its records ([`reconcile`]): an
+//! outcome whose callback never came is settled, money taken for no order is reported.
 //!
 //! The provider is called before the worker commits, so a crash, a timeout or a redelivered
 //! task calls it again: every call carries the provider's idempotency key, derived from the
@@ -13,19 +24,21 @@
 #![forbid(unsafe_code)]
 
 pub mod http_provider;
+pub mod reconcile;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::payments::{
-    ChargePayment, PaymentCaptured, PaymentDeclined, PaymentRefunded, RefundPayment,
+    ChargePayment, PaymentCaptured, PaymentDeclined, PaymentRefunded, RefundPayment, SettlePayment,
+    Settlement,
 };
 use bazaar_payments::keys::{self, ChargeRecord, RefundRecord};
 use bazaar_payments::{
     ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, RetryPolicy,
     charge_key, refund_key,
 };
-use bazaar_platform::item::{Key, record};
+use bazaar_platform::item::{Condition, Key, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
 
@@ -53,11 +66,19 @@ pub fn function_with(
     provider: Arc<dyn PaymentProvider>,
     retry: RetryPolicy,
 ) -> Function {
+    let reconcile = Arc::new(reconcile::Reconcile {
+        provider: provider.clone(),
+        retry,
+    });
     let worker = Arc::new(Payments { provider, retry });
     let consumer = Consumer::new(deps.clone())
         .on::<ChargePayment, _>(worker.clone())
-        .on::<RefundPayment, _>(worker);
-    Function::new(deps).sqs(consumer)
+        .on::<RefundPayment, _>(worker.clone())
+        .on::<SettlePayment, _>(worker);
+    Function::new(deps)
+        .sqs(consumer)
+        .schedule(reconcile)
+        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper))
 }
 
 /// A provider that cannot be reached because the configuration is wrong: every call is
@@ -73,6 +94,37 @@ impl PaymentProvider for Unconfigured {
     async fn refund(&self, _: &RefundRequest) -> Result<bazaar_payments::Refund, ProviderError> {
         Err(ProviderError::Unavailable(self.0.clone()))
     }
+    async fn retrieve(&self, _: &str) -> Result<bazaar_payments::LedgerCharge, ProviderError> {
+        Err(ProviderError::Unavailable(self.0.clone()))
+    }
+    async fn list(
+        &self,
+        _: i64,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<bazaar_payments::LedgerPage, ProviderError> {
+        Err(ProviderError::Unavailable(self.0.clone()))
+    }
+}
+
+/// The reason a payment outcome or refund that does not match its order's charge is parked
+/// with.
+pub const PAYMENT_MISMATCH: &str = "payment-mismatch";
+
+/// A callback or refund that does not match the order's charge: logged as an error (someone
+/// holds the webhook secret, or the provider is confused) and parked.
+fn mismatch(order_id: &str, detail: String) -> HandlerError {
+    tracing::error!(reason = PAYMENT_MISMATCH, order_id, detail = %detail, "a payment outcome that does not match the order's charge: nothing changed");
+    HandlerError::permanent(PAYMENT_MISMATCH, detail)
+}
+
+/// The charge this service made for an order, if any.
+async fn charge_of(work: &Work<'_>, order_id: &str) -> Result<Option<ChargeRecord>, HandlerError> {
+    work.table()?
+        .get(&Key::new(keys::order_partition(order_id), keys::CHARGE))
+        .await?
+        .map(parse)
+        .transpose()
 }
 
 /// The handlers.
@@ -148,8 +200,167 @@ impl Handle<ChargePayment> for Payments {
 }
 
 #[async_trait]
+impl Handle<SettlePayment> for Payments {
+    async fn handle(&self, task: SettlePayment, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let order = task.order_id.as_str();
+        let Some(charge) = charge_of(work, order).await? else {
+            // Either no charge was ever made for this order, or the charge task has not
+            // committed its record yet (it crashed after calling the provider, and its
+            // redelivery is on the way): the provider's books tell which.
+            return match self.provider.retrieve(&task.payment_id).await {
+                Ok(books) if books.reference == order => Err(HandlerError::Transient(
+                    format!(
+                        "payment {} of order {order} has no record here yet",
+                        task.payment_id
+                    )
+                    .into(),
+                )),
+                Err(ProviderError::Unavailable(why)) => Err(HandlerError::Transient(why.into())),
+                _ => Err(mismatch(
+                    order,
+                    format!(
+                        "no charge was made for order {order} under payment {:?}",
+                        task.payment_id
+                    ),
+                )),
+            };
+        };
+        if charge.payment_id != task.payment_id {
+            return Err(mismatch(
+                order,
+                format!(
+                    "the callback names payment {:?}; order {order} was charged as {:?}",
+                    task.payment_id, charge.payment_id
+                ),
+            ));
+        }
+        match (charge.amount, task.amount) {
+            (Some(made), Some(said)) if made != said => {
+                return Err(mismatch(
+                    order,
+                    format!(
+                        "the callback says {} {}; the charge was {} {}",
+                        said.amount_cents, said.currency, made.amount_cents, made.currency
+                    ),
+                ));
+            }
+            (Some(_), None) if task.outcome == Settlement::Succeeded => {
+                return Err(mismatch(
+                    order,
+                    "the callback says the money was taken but not how much".into(),
+                ));
+            }
+            _ => {}
+        }
+        // A signed callback proves only that its sender holds the webhook secret: what
+        // happened is what the provider's own books say.
+        let books = self
+            .retry
+            .run(|| self.provider.retrieve(&charge.payment_id), pause)
+            .await
+            .map_err(handler_error)?;
+        if books.reference != order || (charge.amount.is_some() && books.amount != charge.amount) {
+            return Err(mismatch(
+                order,
+                format!(
+                    "the provider's books show payment {} for {:?} of {:?}",
+                    books.payment_id, books.reference, books.amount
+                ),
+            ));
+        }
+        let (status, reason) = match (&books.status, task.outcome) {
+            (ChargeStatus::Succeeded, Settlement::Succeeded) => ("succeeded", None),
+            (ChargeStatus::Failed { reason }, Settlement::Failed) => {
+                ("failed", Some(reason.clone()))
+            }
+            (ChargeStatus::Pending, _) => {
+                // The callback is ahead of the books (or made up): ask again later.
+                return Err(HandlerError::Transient(
+                    format!(
+                        "the provider's books still show payment {} pending",
+                        books.payment_id
+                    )
+                    .into(),
+                ));
+            }
+            (books_say, said) => {
+                return Err(mismatch(
+                    order,
+                    format!("the callback says {said:?}; the provider's books say {books_say:?}"),
+                ));
+            }
+        };
+        if charge.status == status {
+            // Settled before (a sync answer, an earlier callback, a reconciliation): the
+            // outcome is out already.
+            return Ok(());
+        }
+        if charge.status != "pending" {
+            return Err(mismatch(
+                order,
+                format!(
+                    "the charge was settled as {} before; the callback says {status}",
+                    charge.status
+                ),
+            ));
+        }
+        match status {
+            "succeeded" => work.send(&PaymentCaptured {
+                order_id: order.to_string(),
+                payment_id: charge.payment_id.clone(),
+                amount: charge.amount,
+            })?,
+            _ => work.send(&PaymentDeclined {
+                order_id: order.to_string(),
+                payment_id: charge.payment_id.clone(),
+                reason: reason.clone(),
+            })?,
+        }
+        let at = work.now().to_rfc3339();
+        work.put(
+            record(
+                &Key::new(keys::order_partition(order), keys::CHARGE),
+                &ChargeRecord {
+                    status: status.into(),
+                    reason,
+                    at,
+                    ..charge
+                },
+            ),
+            Some(Condition::Equals(
+                "status".into(),
+                serde_json::json!("pending"),
+            )),
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl Handle<RefundPayment> for Payments {
     async fn handle(&self, task: RefundPayment, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        // Only ever this order's own capture.
+        match charge_of(work, &task.order_id).await? {
+            Some(c) if c.payment_id == task.payment_id => {}
+            Some(c) => {
+                return Err(mismatch(
+                    &task.order_id,
+                    format!(
+                        "a refund of payment {:?} for order {}, whose charge is {:?}",
+                        task.payment_id, task.order_id, c.payment_id
+                    ),
+                ));
+            }
+            None => {
+                return Err(mismatch(
+                    &task.order_id,
+                    format!(
+                        "a refund for order {}, which this service never charged",
+                        task.order_id
+                    ),
+                ));
+            }
+        }
         let request = RefundRequest {
             idempotency_key: refund_key(&task.order_id),
             payment_id: task.payment_id.clone(),

@@ -7,6 +7,7 @@ use bazaar_fake_provider::{FakeProvider, Switches};
 use bazaar_payments::RetryPolicy;
 use bazaar_payments::keys::{self, ChargeRecord};
 use bazaar_platform::LambdaFunction;
+use bazaar_platform::clock::Clock;
 use bazaar_platform::item::{Key, parse};
 use serde_json::{Value, json};
 
@@ -195,11 +196,15 @@ async fn a_capture_is_refunded_once() {
 #[tokio::test]
 async fn a_refund_the_provider_refuses_is_parked_with_its_words() {
     let w = world();
-    let r = w
-        .function
-        .invoke(event("payments-worker.refund.sqs.json"))
+    w.function
+        .invoke(charge_with("tok_declined"))
         .await
         .unwrap();
+    let payment = w.provider.ledger()[0].payment_id.clone();
+    let refund = with_envelope(event("payments-worker.refund.sqs.json"), |env| {
+        env["data"]["payment_id"] = json!(payment)
+    });
+    let r = w.function.invoke(refund).await.unwrap();
     assert_eq!(r["batchItemFailures"], json!([]), "parked, not retried");
     let parked = w.fixture.parked("payments-worker");
     assert_eq!(parked.len(), 1);
@@ -220,4 +225,202 @@ async fn a_worker_without_a_provider_url_keeps_its_tasks() {
         .unwrap();
     assert_eq!(r["batchItemFailures"].as_array().unwrap().len(), 1);
     assert!(fixture.parked("payments-worker").is_empty());
+}
+
+/// The settle task the webhook makes of the provider's due callback, with `change` applied.
+fn settle_from_callback(w: &World, change: impl FnOnce(&mut Value)) -> Value {
+    w.fixture
+        .clock
+        .advance(bazaar_fake_provider::DEFAULT_CALLBACK_DELAY);
+    let due = w.provider.take_due_callbacks(w.fixture.clock.now());
+    assert_eq!(due.len(), 1, "one callback due");
+    let n = &due[0].notification;
+    with_envelope(event("payments-worker.settle.sqs.json"), |env| {
+        env["data"] = json!({
+            "order_id": n.order_id, "payment_id": n.payment_id,
+            "outcome": if n.kind == "payment.succeeded" { "succeeded" } else { "failed" },
+            "amount": { "amount_cents": n.amount_cents, "currency": n.currency },
+            "provider_event": n.id,
+        });
+        change(&mut env["data"]);
+    })
+}
+
+fn reasons(w: &World) -> Vec<String> {
+    w.fixture
+        .parked("payments-worker")
+        .iter()
+        .map(|m| m.attributes["bazaar.reason"].value.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_callback_that_matches_the_charge_and_the_books_settles_it_once() {
+    let w = world();
+    w.function.invoke(charge_with("tok_async")).await.unwrap();
+    let settle = settle_from_callback(&w, |_| {});
+
+    let first = w.function.invoke(settle.clone()).await.unwrap();
+    let again = with_envelope(settle, |env| {
+        env["id"] = json!("the-provider-said-it-twice")
+    });
+    w.function.invoke(again).await.unwrap();
+
+    assert_eq!(first["batchItemFailures"], json!([]));
+    let sent = w.fixture.sent("payment");
+    assert_eq!(sent.len(), 1, "announced once: {sent:?}");
+    assert_eq!(sent[0].message_type, "payment.captured");
+    assert_eq!(
+        sent[0].data.value()["amount"],
+        json!({ "amount_cents": 2500, "currency": "EUR" })
+    );
+    assert_eq!(charge_record(&w).await.unwrap().status, "succeeded");
+    assert!(reasons(&w).is_empty());
+}
+
+/// How a forged callback differs from the genuine one.
+type Change = fn(&mut Value);
+
+#[tokio::test]
+async fn callbacks_that_do_not_match_the_charge_change_nothing_and_are_parked() {
+    let cases: [(&str, Change); 5] = [
+        ("a made-up payment id", |d| {
+            d["payment_id"] = json!("pay_madeup")
+        }),
+        ("an amount of one cent", |d| {
+            d["amount"]["amount_cents"] = json!(1)
+        }),
+        ("another currency", |d| {
+            d["amount"]["currency"] = json!("USD")
+        }),
+        ("no amount", |d| {
+            d.as_object_mut().unwrap().remove("amount");
+        }),
+        ("another order", |d| {
+            d["order_id"] = json!("o-someone-elses")
+        }),
+    ];
+    for (name, change) in cases {
+        let w = world();
+        w.function.invoke(charge_with("tok_async")).await.unwrap();
+        let forged = settle_from_callback(&w, change);
+
+        let r = w.function.invoke(forged).await.unwrap();
+
+        assert_eq!(
+            r["batchItemFailures"],
+            json!([]),
+            "{name}: parked, not retried"
+        );
+        assert_eq!(reasons(&w), ["payment-mismatch"], "{name}");
+        assert!(
+            w.fixture.sent("payment").is_empty(),
+            "{name}: nothing announced"
+        );
+        assert_eq!(charge_record(&w).await.unwrap().status, "pending", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_callback_the_providers_books_contradict_is_parked() {
+    let w = world();
+    w.function.invoke(charge_with("tok_async")).await.unwrap();
+    // The genuine callback says succeeded; a forged one with the right ids says failed.
+    let forged = settle_from_callback(&w, |d| d["outcome"] = json!("failed"));
+
+    w.function.invoke(forged).await.unwrap();
+
+    assert_eq!(reasons(&w), ["payment-mismatch"]);
+    assert!(w.fixture.sent("payment").is_empty());
+}
+
+#[tokio::test]
+async fn a_refund_of_another_orders_payment_is_parked_and_refunds_nothing() {
+    let w = world();
+    w.function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    let victim = w.provider.ledger()[0].payment_id.clone();
+    let refund = with_envelope(event("payments-worker.refund.sqs.json"), |env| {
+        env["data"]["order_id"] = json!("o-cancelled-elsewhere");
+        env["data"]["payment_id"] = json!(victim);
+    });
+
+    w.function.invoke(refund).await.unwrap();
+
+    assert_eq!(reasons(&w), ["payment-mismatch"]);
+    assert!(
+        !w.provider.ledger()[0].refunded,
+        "the victim's capture stands"
+    );
+}
+
+/// Runs the worker's schedule (the reconciliation and the outbox sweeper).
+async fn reconcile(w: &World) {
+    let r = w
+        .function
+        .invoke(event("payments-worker.schedule.json"))
+        .await
+        .unwrap();
+    assert!(r.is_null() || r.is_object(), "{r}");
+}
+
+#[tokio::test]
+async fn the_reconciliation_settles_a_capture_whose_callback_never_came_and_reports_it_once() {
+    let w = world();
+    w.function.invoke(charge_with("tok_async")).await.unwrap();
+    // The provider settles the charge, but its callback is lost.
+    w.fixture
+        .clock
+        .advance(bazaar_fake_provider::DEFAULT_CALLBACK_DELAY);
+    assert_eq!(
+        w.provider.take_due_callbacks(w.fixture.clock.now()).len(),
+        1
+    );
+    reconcile(&w).await;
+    assert!(
+        w.fixture.sent("payment").is_empty(),
+        "within the grace period: left alone"
+    );
+
+    w.fixture.clock.advance(chrono::Duration::minutes(10));
+    reconcile(&w).await;
+    reconcile(&w).await;
+
+    let sent = w.fixture.sent("payment");
+    assert_eq!(sent.len(), 1, "settled once: {sent:?}");
+    assert_eq!(sent[0].message_type, "payment.captured");
+    assert_eq!(charge_record(&w).await.unwrap().status, "succeeded");
+    assert_eq!(reasons(&w), ["capture-unannounced"], "reported once");
+}
+
+#[tokio::test]
+async fn the_reconciliation_reports_money_taken_for_no_order_once() {
+    let w = world();
+    // A charge at the provider that this service has no record of.
+    use bazaar_payments::PaymentProvider;
+    w.provider
+        .charge(&bazaar_payments::ChargeRequest {
+            idempotency_key: "charge-o-nobody".into(),
+            order_id: "o-nobody".into(),
+            customer: "customer-9".into(),
+            token: "tok_ok".into(),
+            amount: None,
+        })
+        .await
+        .unwrap();
+    w.fixture.clock.advance(chrono::Duration::minutes(10));
+
+    reconcile(&w).await;
+    reconcile(&w).await;
+
+    assert_eq!(reasons(&w), ["capture-without-order"]);
+    let letter = &w.fixture.parked("payments-worker")[0];
+    let body: Value = serde_json::from_str(&letter.body).unwrap();
+    assert_eq!(body["reference"], "o-nobody");
+    assert!(
+        w.fixture.sent("payment").is_empty(),
+        "nothing is announced for it"
+    );
 }

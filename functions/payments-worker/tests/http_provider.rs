@@ -82,6 +82,53 @@ async fn charges_and_refunds_go_over_the_wire_once_per_key() {
 }
 
 #[tokio::test]
+async fn the_books_are_read_over_the_wire_a_page_at_a_time() {
+    let (_, url) = served("sk_test").await;
+    let http = client(&url, "sk_test", Duration::from_secs(5));
+    let mut made = Vec::new();
+    for i in 0..5 {
+        made.push(
+            http.charge(&charge("tok_ok", &format!("o-{i}")))
+                .await
+                .unwrap()
+                .payment_id,
+        );
+    }
+
+    let one = http.retrieve(&made[2]).await.unwrap();
+    assert_eq!(
+        (one.reference.as_str(), one.status.clone()),
+        ("o-2", ChargeStatus::Succeeded)
+    );
+    assert_eq!(one.amount.map(|m| m.amount_cents), Some(1250));
+    assert!(matches!(
+        http.retrieve("pay_nope/../x").await,
+        Err(ProviderError::Rejected(m)) if m.contains("404")
+    ));
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = http.list(0, after.as_deref(), 2).await.unwrap();
+        assert!(page.charges.len() <= 2);
+        seen.extend(page.charges.iter().map(|c| c.payment_id.clone()));
+        match (page.has_more, page.charges.last()) {
+            (true, Some(last)) => after = Some(last.payment_id.clone()),
+            _ => break,
+        }
+    }
+    seen.sort();
+    made.sort();
+    assert_eq!(seen, made, "every charge once");
+    assert!(
+        http.list(i64::MAX, None, 10)
+            .await
+            .unwrap()
+            .charges
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_api_key_is_refused_not_retried() {
     let (_, url) = served("sk_test").await;
     let http = client(&url, "sk_wrong", Duration::from_secs(5));

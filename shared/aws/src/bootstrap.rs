@@ -117,11 +117,30 @@ pub fn counted_deps(
             None => table,
         }) as _
     });
+    #[cfg(feature = "dynamodb")]
+    let tables = bazaar_platform::deps::named_tables(&env)
+        .map(|(role, name)| {
+            let table =
+                crate::DynamoTable::new(client!(aws_sdk_dynamodb, config, usage, function), name);
+            let table: Arc<dyn bazaar_platform::ports::Table> = Arc::new(match usage {
+                Some(u) => table.counted(u.clone(), function),
+                None => table,
+            });
+            (role, table)
+        })
+        .collect();
     #[cfg(not(feature = "dynamodb"))]
     let table = env.get("TABLE_NAME").and_then(|_| {
         missing("TABLE_NAME", "dynamodb");
         None
     });
+    #[cfg(not(feature = "dynamodb"))]
+    let tables = {
+        if bazaar_platform::deps::named_tables(&env).next().is_some() {
+            missing("TABLE_NAME_*", "dynamodb");
+        }
+        BTreeMap::new()
+    };
     #[cfg(feature = "sns")]
     let publisher: Arc<dyn bazaar_platform::ports::Publisher> = Arc::new(crate::SnsPublisher::new(
         client!(aws_sdk_sns, config, usage, function),
@@ -171,6 +190,7 @@ pub fn counted_deps(
     Deps {
         function: function.to_string(),
         table,
+        tables,
         publisher,
         dead_letters,
         clock: Arc::new(SystemClock),

@@ -129,6 +129,7 @@ pub fn deps(table: Arc<MemoryTable>, publisher: Arc<EncodingPublisher>) -> Arc<D
     Arc::new(Deps {
         function: "bench".into(),
         table: Some(table),
+        tables: BTreeMap::new(),
         publisher,
         dead_letters: Arc::new(NoDeadLetters),
         clock: Arc::new(SystemClock),

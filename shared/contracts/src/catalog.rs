@@ -41,12 +41,16 @@ impl MasterData {
                 format!("title must be 1 to {MAX_TITLE} characters"),
             ));
         }
+        crate::text::check(&self.title, crate::text::Lines::One)
+            .map_err(|why| ("title", format!("title: {why}")))?;
         if self.description.chars().count() > MAX_DESCRIPTION {
             return Err((
                 "description",
                 format!("description must be at most {MAX_DESCRIPTION} characters"),
             ));
         }
+        crate::text::check(&self.description, crate::text::Lines::Many)
+            .map_err(|why| ("description", format!("description: {why}")))?;
         let c = &self.category;
         if c.is_empty()
             || c.len() > 64
@@ -63,7 +67,11 @@ impl MasterData {
             return Err(("images", format!("at most {MAX_IMAGES} images")));
         }
         for (i, url) in self.images.iter().enumerate() {
-            if !url.starts_with("https://") || url.len() > 1024 || url.contains(char::is_whitespace)
+            if !url.starts_with("https://")
+                || url.len() > 1024
+                || url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'))
             {
                 return Err((
                     "images",
@@ -141,6 +149,10 @@ crate::event!(PriceUpdated, "price.updated", version 1, {
 pub struct StockUpdated {
     /// The product.
     pub sku: Sku,
+    /// The merchant who owns the sku (the one who stocks it). Absent only in events written
+    /// before it was carried; a listing is never published from stock without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<String>,
     /// Units that can still be reserved.
     pub available: i64,
     /// Increases with each change of this sku's stock.

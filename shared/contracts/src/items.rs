@@ -4,7 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ContractViolation;
 
-/// A stock-keeping unit: 1 to 64 characters of ASCII letters, digits, `-` and `_`.
+/// A stock-keeping unit: 1 to 64 characters of capital ASCII letters, digits, `-` and `_`.
+///
+/// One alphabet, with no lower case, so that two skus that read the same are the same sku:
+/// were `mug-01` and `MUG-01` both allowed, two merchants could own what a customer, a
+/// support agent or a spreadsheet takes for one product.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Sku(String);
@@ -28,12 +32,12 @@ impl Sku {
             && text.len() <= 64
             && text
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(())
         } else {
             Err(ContractViolation::new(format!(
-                "sku must be 1 to 64 letters, digits, '-' or '_', got {text:?}"
+                "sku must be 1 to 64 capital letters, digits, '-' or '_', got {text:?}"
             )))
         }
     }

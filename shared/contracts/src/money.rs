@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub struct Money {
     /// Minor units; negative amounts are allowed only where a contract says so.
     pub amount_cents: i64,
-    /// Three uppercase ASCII letters, such as `EUR`.
+    /// An ISO 4217 code of [`CURRENCIES`], such as `EUR`.
     pub currency: Currency,
 }
 
@@ -23,15 +23,34 @@ impl Serialize for Currency {
     }
 }
 
+/// The currencies a price may be in: the ISO 4217 codes of legal tender in use (2026), sorted.
+/// Left out on purpose: the codes ISO 4217 keeps for things that are not money a customer
+/// pays with (funds such as `BOV` or `CHE`, metals such as `XAU`, `XDR`, the testing code
+/// `XTS` and `XXX`, "no currency") and retired codes (`HRK`, `ANG`, `SLL`, `ZWL`).
+pub const CURRENCIES: [&str; 156] = [
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP",
+    "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY",
+    "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
+    "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
+    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG",
+    "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS",
+    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
 impl Currency {
-    /// Parses a three-letter uppercase code.
+    /// Parses an ISO 4217 code of [`CURRENCIES`].
     pub fn parse(code: &str) -> Result<Self, String> {
         let b = code.as_bytes();
-        if b.len() == 3 && b.iter().all(u8::is_ascii_uppercase) {
+        if b.len() == 3 && CURRENCIES.binary_search(&code).is_ok() {
             Ok(Currency([b[0], b[1], b[2]]))
         } else {
             Err(format!(
-                "currency must be three uppercase letters, got {code:?}"
+                "currency must be an ISO 4217 code of legal tender (EUR, USD, ...), got {code:?}"
             ))
         }
     }
@@ -58,5 +77,27 @@ impl From<Currency> for String {
 impl std::fmt::Display for Currency {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_codes_of_money_in_use_are_currencies() {
+        assert!(
+            CURRENCIES.windows(2).all(|w| w[0] < w[1]),
+            "sorted, once each"
+        );
+        for ok in ["EUR", "USD", "JPY", "CHF", "XOF"] {
+            assert_eq!(
+                Currency::parse(ok).map(|c| c.to_string()),
+                Ok(ok.to_string())
+            );
+        }
+        for bad in ["XXX", "XTS", "XAU", "ABC", "eur", "EURO", "", "HRK"] {
+            assert!(Currency::parse(bad).is_err(), "{bad}");
+        }
     }
 }

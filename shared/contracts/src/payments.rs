@@ -94,6 +94,52 @@ crate::task!(RefundPayment, "payments.payment.refund", version 1, {
     }
 });
 
+/// What the provider says became of a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settlement {
+    /// The money was taken.
+    Succeeded,
+    /// The provider refused.
+    Failed,
+}
+
+/// Task `payments.payment.settle`: the provider's signed callback says how a pending charge
+/// ended. `payments-webhook` passes it on as it came; `payments-worker` believes it only when
+/// it matches the charge it made for the order (same payment id, amount and currency) and
+/// the provider's own books agree, and only then emits `payment.captured` or
+/// `payment.declined`. A mismatch changes nothing and is parked (`payment-mismatch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettlePayment {
+    /// The order the callback names.
+    pub order_id: String,
+    /// The payment the callback names.
+    pub payment_id: String,
+    /// What the callback says.
+    pub outcome: Settlement,
+    /// What the callback says was charged, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// The provider's reason for a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The provider's event id.
+    pub provider_event: String,
+}
+
+crate::task!(SettlePayment, "payments.payment.settle", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)?;
+        validate_payment_id(&self.payment_id)?;
+        if self.provider_event.is_empty() || self.provider_event.len() > 128 {
+            return Err(ContractViolation::new(
+                "provider_event must be 1 to 128 characters",
+            ));
+        }
+        Ok(())
+    }
+});
+
 /// `payment.refunded`: a captured payment was given back (a capture that came after its order
 /// was cancelled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -58,6 +58,7 @@ pub fn all() -> Vec<Contract> {
         entry::<inventory::InventoryReserved>(),
         entry::<inventory::InventoryRejected>(),
         entry::<orders::OrderPlaced>(),
+        entry::<payments::SettlePayment>(),
         entry::<orders::OrderCancelled>(),
         entry::<orders::ExpireOrder>(),
         entry::<orders::OrderConfirmed>(),

@@ -345,6 +345,14 @@ pub fn deps(
         table: env
             .get("TABLE_NAME")
             .map(|t| Arc::new(EmbeddedTable::new(engine.clone(), t.clone())) as _),
+        tables: bazaar_platform::deps::named_tables(&env)
+            .map(|(role, t)| {
+                (
+                    role,
+                    Arc::new(EmbeddedTable::new(engine.clone(), t.clone())) as _,
+                )
+            })
+            .collect(),
         publisher: Arc::new(EmbeddedPublisher::new(
             engine.clone(),
             Topics::from_env(&env),

@@ -50,7 +50,8 @@ impl Fixture {
         self.deps_with_env(function, table, topics, &[])
     }
 
-    /// [`Fixture::deps`] with more environment variables (`ISSUER`, ...).
+    /// [`Fixture::deps`] with more environment variables (`ISSUER`, `TABLE_NAME_<NAME>`
+    /// for another table, which is created, ...).
     pub fn deps_with_env(
         &self,
         function: &str,
@@ -65,6 +66,10 @@ impl Fixture {
         if let Some(t) = table {
             self.engine.create_table(t).expect("a valid table name");
             env.insert("TABLE_NAME".to_string(), t.to_string());
+        }
+        // Other tables named by `vars` (`TABLE_NAME_REGISTRY`) exist too.
+        for (_, t) in bazaar_platform::deps::named_tables(&env) {
+            self.engine.create_table(t).expect("a valid table name");
         }
         for topic in topics {
             self.engine.create_topic(topic);

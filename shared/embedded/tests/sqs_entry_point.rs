@@ -172,6 +172,46 @@ async fn an_envelope_from_a_wrapped_sns_notification_is_read() {
     assert!(done(&deps, "w").await);
 }
 
+/// `envelope(order_id)` under another envelope id.
+fn envelope_with_id(id: &str, order_id: &str) -> String {
+    let mut e: serde_json::Value = serde_json::from_str(&envelope(order_id)).unwrap();
+    e["id"] = json!(id);
+    e.to_string()
+}
+
+#[tokio::test]
+async fn an_id_processed_before_with_another_payload_is_parked_not_taken_for_a_duplicate() {
+    let world = Fixture::new();
+    let deps = world.deps("worker", Some("t"), &[]);
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Picky));
+    let arn = "arn:aws:sqs:local:000000000000:q";
+    let first = envelope_with_id("evt-1", "first");
+    consumer
+        .handle_batch(batch(arn, std::slice::from_ref(&first)))
+        .await;
+
+    // A true duplicate is acknowledged without a second effect; the same id over another
+    // payload (a producer that numbered its messages from 1 again) is parked.
+    let duplicate = consumer.handle_batch(batch(arn, &[first])).await;
+    let reused = consumer
+        .handle_batch(batch(arn, &[envelope_with_id("evt-1", "second")]))
+        .await;
+
+    assert!(failed(&duplicate).is_empty() && failed(&reused).is_empty());
+    assert!(done(&deps, "first").await);
+    assert!(
+        !done(&deps, "second").await,
+        "the reused id changed nothing"
+    );
+    let parked = world.parked("worker");
+    assert_eq!(parked.len(), 1, "only the reuse is parked");
+    assert_eq!(parked[0].attributes["bazaar.reason"].value, "id-reuse");
+    assert!(
+        parked[0].body.contains("second"),
+        "the original body is kept"
+    );
+}
+
 /// Writes the order id twice over (a put per record, keyed by the message), and breaks the
 /// idempotent consumer's rules for ids that ask it to.
 struct Copier;

@@ -1,6 +1,7 @@
 //! The provider over HTTP, for `scripts/dev` and for testing the payments worker's HTTP
-//! adapter: `POST /v1/charges`, `POST /v1/refunds`, `GET /v1/charges` (the ledger), and
-//! `GET`/`PUT /v1/switches` to make it slow or down by hand.
+//! adapter: `POST /v1/charges`, `POST /v1/refunds`, `GET /v1/charges` (the books, a page at a
+//! time: `?created_from=<epoch s>&starting_after=<payment id>&limit=<1..100>`),
+//! `GET /v1/charges/{id}`, and `GET`/`PUT /v1/switches` to make it slow or down by hand.
 
 use std::sync::Arc;
 
@@ -93,8 +94,41 @@ async fn refunds(State(p): State<Arc<FakeProvider>>, headers: HeaderMap, body: B
     }
 }
 
-async fn ledger(State(p): State<Arc<FakeProvider>>) -> Response {
-    json(StatusCode::OK, &p.ledger())
+async fn ledger(State(p): State<Arc<FakeProvider>>, uri: axum::http::Uri) -> Response {
+    let mut created_from = 0i64;
+    let mut starting_after = None;
+    let mut limit = 100usize;
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| error(400, format!("{k} must be {what}"));
+        match k {
+            "created_from" => match v.parse() {
+                Ok(n) => created_from = n,
+                Err(_) => return bad("epoch seconds"),
+            },
+            "starting_after" => starting_after = Some(v.to_string()),
+            "limit" => match v.parse() {
+                Ok(n) => limit = n,
+                Err(_) => return bad("a number"),
+            },
+            _ => {}
+        }
+    }
+    let a = p.list_call(created_from, starting_after.as_deref(), limit);
+    answer(&p, a).await
+}
+
+async fn charge(
+    State(p): State<Arc<FakeProvider>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let a = p.retrieve_call(&id);
+    answer(&p, a).await
 }
 
 async fn switches(State(p): State<Arc<FakeProvider>>) -> Response {
@@ -123,6 +157,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/v1/charges", post(charges).get(ledger))
+        .route("/v1/charges/{id}", get(charge))
         .route("/v1/refunds", post(refunds))
         .route("/v1/switches", get(switches).put(set_switches))
         .with_state(provider);

@@ -7,6 +7,12 @@
 //! call's charge (in its current state) and never charges again; the same key with a different
 //! request is refused (422).
 //!
+//! Its books can be read (`GET /v1/charges` a page at a time, `GET /v1/charges/{id}`), as the
+//! payments worker does to check a callback and to reconcile. Payment, event and refund ids are
+//! random (96 bits from a generator seeded by the operating system), so that no two runs hand
+//! out the same id: a restarted `scripts/dev` over its kept data meets none of the first run's.
+//! Callbacks carry the amount and currency charged.
+//!
 //! Switches make it misbehave: `down` answers 503 without doing anything; `slow` does the work
 //! but answers too late (over HTTP it waits [`Switches::slow_ms`] before answering, in process
 //! the caller sees a timeout), which is the case idempotency keys exist for. [`FakeProvider::chaos`]
@@ -29,9 +35,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 #[cfg(test)]
 use bazaar_payments::ChargeStatus;
-use bazaar_payments::wire::{ChargeBody, ChargeObject, Notification, RefundBody, RefundObject};
+use bazaar_payments::wire::{
+    ChargeBody, ChargeList, ChargeObject, Notification, RefundBody, RefundObject,
+};
 use bazaar_payments::{
-    Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, RefundRequest,
+    Charge, ChargeRequest, LedgerCharge, LedgerPage, PaymentProvider, ProviderError, Refund,
+    RefundRequest,
 };
 use bazaar_platform::clock::Clock;
 use chrono::{DateTime, Duration, Utc};
@@ -110,7 +119,6 @@ pub struct Callback {
 struct StoredCharge {
     request: ChargeBody,
     object: ChargeObject,
-    refunded: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -126,7 +134,7 @@ struct Chaos {
     slow_rate: f64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     switches: Switches,
     callback_delay: Duration,
@@ -135,7 +143,10 @@ struct State {
     payments: BTreeMap<String, String>,
     refunds: BTreeMap<String, (RefundBody, RefundObject)>,
     callbacks: Vec<Pending>,
-    seq: u64,
+    /// Where ids come from: seeded once per provider from the operating system, so that no
+    /// two runs (a restart of `scripts/dev` over its kept data included) hand out the same
+    /// payment or event id, as no real provider does.
+    ids: SmallRng,
     calls: u64,
     /// Every how many callbacks one is sent twice (none when `None`).
     duplicate_every: Option<u64>,
@@ -144,8 +155,7 @@ struct State {
 
 impl State {
     fn next(&mut self, prefix: &str) -> String {
-        self.seq += 1;
-        format!("{prefix}_{:08}", self.seq)
+        format!("{prefix}_{:024x}", self.ids.random::<u128>() >> 32)
     }
 
     /// Down, slow or fine for this call: the switches, or a roll of the chaos dice.
@@ -176,8 +186,17 @@ impl FakeProvider {
             clock,
             api_key: None,
             state: Mutex::new(State {
+                switches: Switches::default(),
                 callback_delay: DEFAULT_CALLBACK_DELAY,
-                ..State::default()
+                chaos: None,
+                charges: BTreeMap::new(),
+                payments: BTreeMap::new(),
+                refunds: BTreeMap::new(),
+                callbacks: Vec::new(),
+                ids: SmallRng::from_rng(&mut rand::rng()),
+                calls: 0,
+                duplicate_every: None,
+                delivered: 0,
             }),
         }
     }
@@ -270,6 +289,10 @@ impl FakeProvider {
                 status: status.into(),
                 failure_reason: failure_reason.map(String::from),
                 reference: request.reference.clone(),
+                amount_cents: request.amount_cents,
+                currency: request.currency.clone(),
+                refunded: false,
+                created: now.timestamp(),
             };
             if let Some((kind, reason)) = later {
                 let event = s.next("evt");
@@ -282,6 +305,8 @@ impl FakeProvider {
                         payment_id: id.clone(),
                         order_id: request.reference.clone(),
                         reason: reason.map(String::from),
+                        amount_cents: request.amount_cents,
+                        currency: request.currency.clone(),
                     },
                 });
             }
@@ -291,7 +316,6 @@ impl FakeProvider {
                 StoredCharge {
                     request,
                     object: object.clone(),
-                    refunded: false,
                 },
             );
             object
@@ -326,8 +350,8 @@ impl FakeProvider {
                 return Answer::Error(404, format!("no payment {:?}", request.payment_id));
             };
             let charge = &s.charges[&charge_key];
-            if charge.object.status != "succeeded" || charge.refunded {
-                let why = if charge.refunded {
+            if charge.object.status != "succeeded" || charge.object.refunded {
+                let why = if charge.object.refunded {
                     "already refunded".to_string()
                 } else {
                     format!("it is {}", charge.object.status)
@@ -343,7 +367,7 @@ impl FakeProvider {
                 payment_id: request.payment_id.clone(),
             };
             if let Some(c) = s.charges.get_mut(&charge_key) {
-                c.refunded = true;
+                c.object.refunded = true;
             }
             s.refunds.insert(key.to_string(), (request, object.clone()));
             object
@@ -423,9 +447,73 @@ impl FakeProvider {
                 payment_id: c.object.id.clone(),
                 status: c.object.status.clone(),
                 amount_cents: c.request.amount_cents,
-                refunded: c.refunded,
+                refunded: c.object.refunded,
             })
             .collect()
+    }
+
+    /// `GET /v1/charges/{id}`: one charge as the books show it now.
+    pub fn retrieve_call(&self, payment_id: &str) -> Answer<ChargeObject> {
+        let mut s = self.state();
+        let (down, slow) = s.mood();
+        if down {
+            return Answer::Error(503, "the provider is down".into());
+        }
+        let Some(object) = s
+            .payments
+            .get(payment_id)
+            .and_then(|key| s.charges.get(key))
+            .map(|c| c.object.clone())
+        else {
+            return Answer::Error(404, format!("no payment {payment_id:?}"));
+        };
+        if slow {
+            Answer::Late(object)
+        } else {
+            Answer::Ok(object)
+        }
+    }
+
+    /// `GET /v1/charges?created_from=&starting_after=&limit=`: the charges made at or after
+    /// `created_from`, oldest first (ties by payment id), `limit` (1 to 100) at a time.
+    pub fn list_call(
+        &self,
+        created_from: i64,
+        starting_after: Option<&str>,
+        limit: usize,
+    ) -> Answer<ChargeList> {
+        let mut s = self.state();
+        let (down, slow) = s.mood();
+        if down {
+            return Answer::Error(503, "the provider is down".into());
+        }
+        if !(1..=100).contains(&limit) {
+            return Answer::Error(400, "limit must be 1 to 100".into());
+        }
+        let mut all: Vec<&ChargeObject> = s
+            .charges
+            .values()
+            .map(|c| &c.object)
+            .filter(|o| o.created >= created_from)
+            .collect();
+        all.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let start = match starting_after {
+            None => 0,
+            Some(after) => match all.iter().position(|o| o.id == after) {
+                Some(i) => i + 1,
+                None => return Answer::Error(400, format!("no payment {after:?} to start after")),
+            },
+        };
+        let rest = &all[start..];
+        let page = ChargeList {
+            data: rest.iter().take(limit).map(|o| (*o).clone()).collect(),
+            has_more: rest.len() > limit,
+        };
+        if slow {
+            Answer::Late(page)
+        } else {
+            Answer::Ok(page)
+        }
     }
 }
 
@@ -461,6 +549,19 @@ impl PaymentProvider for FakeProvider {
         Ok(Refund {
             refund_id: object.id,
         })
+    }
+
+    async fn retrieve(&self, payment_id: &str) -> Result<LedgerCharge, ProviderError> {
+        in_process(self.retrieve_call(payment_id))?.into_ledger()
+    }
+
+    async fn list(
+        &self,
+        created_from: i64,
+        starting_after: Option<&str>,
+        limit: usize,
+    ) -> Result<LedgerPage, ProviderError> {
+        in_process(self.list_call(created_from, starting_after, limit))?.into_page()
     }
 }
 

@@ -93,14 +93,21 @@ impl Chaos {
             h.wrapping_mul(31).wrapping_add(u64::from(b))
         });
         let rng = Arc::new(Mutex::new(SmallRng::seed_from_u64(salt)));
-        if let Some(table) = deps.table.take() {
-            deps.table = Some(Arc::new(FaultyTable {
-                inner: table,
+        let faulty = |inner: Arc<dyn bazaar_platform::ports::Table>| -> Arc<dyn bazaar_platform::ports::Table> {
+            Arc::new(FaultyTable {
+                inner,
                 injected: self.injected.clone(),
                 rng: rng.clone(),
                 throttle: self.throttle,
                 conflict: self.conflict,
-            }));
+            })
+        };
+        if let Some(table) = deps.table.take() {
+            deps.table = Some(faulty(table));
+        }
+        // The shared tables (the sku registry) throttle and conflict too.
+        for table in deps.tables.values_mut() {
+            *table = faulty(table.clone());
         }
         deps.publisher = Arc::new(FaultyPublisher {
             inner: deps.publisher.clone(),

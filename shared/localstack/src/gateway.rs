@@ -29,6 +29,9 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// The address the connection came from, as API Gateway passes it on
+    /// (`requestContext.http.sourceIp`); `127.0.0.1` when not set.
+    pub source_ip: Option<String>,
 }
 
 impl HttpRequest {
@@ -52,6 +55,12 @@ impl HttpRequest {
             query: query.into(),
             ..Default::default()
         }
+    }
+
+    /// Comes from `ip`.
+    pub fn from_ip(mut self, ip: &str) -> Self {
+        self.source_ip = Some(ip.to_string());
+        self
     }
 
     /// Adds a header.
@@ -170,8 +179,31 @@ impl Stack {
         Err(last)
     }
 
-    /// Answers one HTTP request through the template's routes.
+    /// Answers one HTTP request through the template's routes. The whole of it (the JWT
+    /// authorizer's token check included, which reads the caller's numbers) runs inside the
+    /// same panic guard as an invocation: a panic anywhere is a 500, as API Gateway answers
+    /// when its integration fails, never a connection closed without an answer.
     pub async fn http(&self, request: HttpRequest) -> HttpResponse {
+        use futures::FutureExt;
+        let route = format!("{} {}", request.method, request.path);
+        match std::panic::AssertUnwindSafe(self.route_http(request))
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                tracing::error!(%route, panic = %what, "the gateway panicked; answering 500");
+                HttpResponse::message(500, "Internal Server Error")
+            }
+        }
+    }
+
+    async fn route_http(&self, request: HttpRequest) -> HttpResponse {
         let method = request.method.to_uppercase();
         let Some((route, params)) = self.routes().iter().find_map(|r| {
             (r.method == method || r.method == "ANY")
@@ -224,7 +256,7 @@ impl Stack {
                 "apiId": "local",
                 "domainName": "127.0.0.1",
                 "domainPrefix": "127",
-                "http": { "method": method, "path": request.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent").cloned().unwrap_or(json!("")) },
+                "http": { "method": method, "path": request.path, "protocol": "HTTP/1.1", "sourceIp": request.source_ip.as_deref().unwrap_or("127.0.0.1"), "userAgent": headers.get("user-agent").cloned().unwrap_or(json!("")) },
                 "requestId": self.new_id(),
                 "routeKey": route_key,
                 "stage": "$default",
@@ -345,7 +377,11 @@ pub async fn serve_on(
     use axum::extract::State;
     use axum::http::{Request, Response};
 
-    async fn handle(State(stack): State<Arc<Stack>>, request: Request<Body>) -> Response<Body> {
+    async fn handle(
+        State(stack): State<Arc<Stack>>,
+        axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+        request: Request<Body>,
+    ) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let refuse = |r: HttpResponse| {
             Response::builder()
@@ -387,6 +423,7 @@ pub async fn serve_on(
                 })
                 .collect(),
             body,
+            source_ip: Some(peer.ip().to_string()),
         };
         let started = std::time::Instant::now();
         let res = stack.http(req.clone()).await;
@@ -401,9 +438,12 @@ pub async fn serve_on(
     }
 
     let app = axum::Router::new().fallback(handle).with_state(stack);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
 }
 
 #[cfg(test)]

@@ -205,8 +205,9 @@ async fn seed(stack: &Stack) -> anyhow::Result<()> {
     };
     if let Some(catalog) = stack.table_of("CatalogApiFunction") {
         for (sku, title, description, category, cents) in DEMO_PRODUCTS {
-            let owner = bazaar_platform::item::Key::new(format!("PRODUCT#{sku}"), "OWNER");
-            if catalog.get(&owner).await?.is_some() {
+            // Described once: later starts keep what the merchant changed since.
+            let master = bazaar_platform::item::Key::new(format!("PRODUCT#{sku}"), "MASTER");
+            if catalog.get(&master).await?.is_some() {
                 continue;
             }
             put(
@@ -306,7 +307,18 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let provider = provider(&cli, *provider_port).await?;
             let stack = load(&cli, &provider).await?;
-            if !no_seed {
+            let local_keys = match &cli.endpoint_url {
+                Some(url) if !bazaar_localstack::stack::is_loopback(url) => {
+                    println!(
+                        "==> {url} is not a loopback endpoint: the local signing key is not installed \
+                         there (its private half is public), the identity service makes its own keys, \
+                         and no demo users (whose password is public too) or products are seeded"
+                    );
+                    false
+                }
+                _ => true,
+            };
+            if !no_seed && local_keys {
                 seed(&stack).await?;
             }
             let addr = SocketAddr::from(([127, 0, 0, 1], *port));

@@ -145,6 +145,23 @@ impl StackOptions {
     pub fn simulated(faults: Arc<dyn Faults>, metrics: Arc<dyn MetricsSink>) -> Self {
         let clock = Arc::new(ManualClock::at_epoch());
         let engine = Engine::in_memory(clock.clone()).expect("an in-memory engine");
+        StackOptions {
+            // Repeatable ids for a run that starts from nothing and never restarts.
+            ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
+            ..Self::simulated_on(engine, clock, faults, metrics)
+        }
+    }
+
+    /// [`StackOptions::simulated`] on a given engine whose clock is `clock`: a stack on files
+    /// that a test stops and starts again over its own data, as `scripts/dev` is restarted.
+    /// Each call makes a new fake provider, as a restart does, and random ids (a restarted
+    /// process never starts a sequence over).
+    pub fn simulated_on(
+        engine: Arc<Engine>,
+        clock: Arc<ManualClock>,
+        faults: Arc<dyn Faults>,
+        metrics: Arc<dyn MetricsSink>,
+    ) -> Self {
         let provider = Arc::new(FakeProvider::new(clock.clone()));
         let mut constructors = registry();
         let in_process = provider.clone();
@@ -157,7 +174,7 @@ impl StackOptions {
         StackOptions {
             engine,
             manual_clock: Some(clock),
-            ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
+            ids: Arc::new(RandomIds),
             faults,
             metrics,
             history: None,
@@ -525,6 +542,7 @@ impl Stack {
         for change in &provisioned.changes {
             tracing::info!(%change, "provisioned");
         }
+        let endpoint = config.endpoint_url().map(String::from);
         let stack = Stack::build(
             model,
             options.on_aws(AwsWiring {
@@ -533,11 +551,36 @@ impl Stack {
                 retry_at_once,
             }),
         )?;
-        stack
-            .install_local_signing_key()
-            .await
-            .map_err(|e| anyhow::anyhow!("installing the local signing key: {e}"))?;
+        match endpoint.as_deref() {
+            Some(url) if is_loopback(url) => {
+                stack
+                    .install_local_signing_key()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("installing the local signing key: {e}"))?;
+            }
+            other => {
+                tracing::warn!(
+                    endpoint = other.unwrap_or("AWS"),
+                    "not a loopback endpoint: the local signing key is not installed there; \
+                     the identity service makes its own keys (tokens minted with the local \
+                     key, such as those of events/, are refused there)"
+                );
+            }
+        }
         Ok(stack)
+    }
+
+    /// Whether the identity service's keys include the local development key: on the
+    /// embedded store and on loopback endpoints only ([`is_loopback`]).
+    pub async fn has_local_signing_key(&self) -> bool {
+        let Some(keys) = &self.keys else {
+            return false;
+        };
+        keys.jwks().await.is_ok_and(|set| {
+            set.keys
+                .iter()
+                .any(|k| k.kid == bazaar_embedded::identity::LOCAL_KID)
+        })
     }
 
     /// Where this stack counts what it would cost on AWS, if anywhere.
@@ -1033,6 +1076,27 @@ impl Stack {
     }
 }
 
+/// Whether an endpoint URL names this machine by a loopback name or address (`localhost`,
+/// `*.localhost`, `127.0.0.0/8`, `::1`). Only there does the local stack install its fixed
+/// signing key: its private half is in this repository, so on any other endpoint (a real
+/// stage's tables, a shared test account) it would let anyone mint a token of any role.
+/// Anything else, `0.0.0.0` and names that merely resolve to this machine included, counts
+/// as not loopback: the safe side.
+pub fn is_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// How long to wait from `now` until the earliest of `times`, at most `cap` (also when there
 /// is none).
 fn wait_for_earliest(
@@ -1094,4 +1158,34 @@ pub fn sqs_batch(queue: &str, batch: &[Received]) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = records;
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_names_and_addresses_are_loopback() {
+        for url in [
+            "http://127.0.0.1:5000",
+            "http://127.1.2.3",
+            "http://localhost:4566",
+            "http://LOCALHOST",
+            "http://moto.localhost:9",
+            "http://[::1]:5000",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            "http://0.0.0.0:5000",
+            "http://10.0.0.5:4566",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "not a url",
+            "",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Identity at the edge and in the functions: the API Gateway emulator's JWT authorizer and the
 //! functions' own check both refuse forged tokens with 401; each route maps roles to its own
 //! permissions (wrong role 403, another owner's resource 404); the caller travels in every
-//! envelope the request causes.
+//! envelope the request causes; failed sign-ins are throttled per user and per source.
 
 mod common;
 
@@ -11,8 +11,11 @@ use bazaar_embedded::filter::Scope;
 use bazaar_embedded::identity::{self, FAR_FUTURE, LOCAL_AUDIENCE, LOCAL_ISSUER, LOCAL_KID};
 use bazaar_embedded::testing::event;
 use bazaar_embedded::{QueueConfig, Subscription};
-use bazaar_localstack::gateway::HttpRequest;
+use std::collections::BTreeMap;
+
+use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
 use bazaar_platform::jwt::SigningKey;
+use chrono::Duration;
 use common::{TestStack, bearer, stack};
 use serde_json::{Value, json};
 
@@ -393,5 +396,183 @@ async fn the_caller_travels_in_every_envelope_the_request_causes() {
             e.message_type
         );
         assert_eq!(e.correlation_id, flow[0].correlation_id, "one flow");
+    }
+}
+
+async fn sign_in(s: &TestStack, user: &str, password: &str, from: &str) -> HttpResponse {
+    s.stack
+        .http(
+            HttpRequest::json(
+                "POST",
+                "/auth/token",
+                &json!({ "username": user, "password": password }),
+            )
+            .from_ip(from),
+        )
+        .await
+}
+
+fn retry_after(r: &HttpResponse) -> i64 {
+    r.header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a 429 says when: {r:?}"))
+}
+
+#[tokio::test]
+async fn two_hundred_wrong_passwords_are_throttled_without_locking_the_user_out() {
+    let s = stack();
+    let identity = s.stack.table_of("IdentityApiFunction").unwrap();
+    for user in ["alice", "bob"] {
+        identity_api::ensure_user(
+            identity.as_ref(),
+            user,
+            "correct horse battery",
+            &["customer"],
+        )
+        .await
+        .unwrap();
+    }
+    let attacker = "203.0.113.66";
+
+    let mut statuses = BTreeMap::new();
+    for _ in 0..200 {
+        let r = sign_in(&s, "alice", "guess", attacker).await;
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        BTreeMap::from([(401, 5), (429, 195)]),
+        "five guesses, then the door closes"
+    );
+    let blocked = sign_in(&s, "alice", "correct horse battery", attacker).await;
+    assert_eq!(
+        blocked.status, 429,
+        "the right password waits too: no oracle"
+    );
+    assert_eq!(
+        blocked.header("content-type"),
+        Some("application/problem+json")
+    );
+    // Other users are not touched, from anywhere.
+    assert_eq!(
+        sign_in(&s, "bob", "correct horse battery", "198.51.100.7")
+            .await
+            .status,
+        200
+    );
+
+    // The attacker keeps guessing whenever let in, for half an hour. The real user, from
+    // their own address, never waits more than a minute, and the attacker gets about one
+    // guess a minute.
+    let mut longest_for_user = 0;
+    let mut guesses = 0;
+    for _ in 0..60 {
+        let r = sign_in(&s, "alice", "guess", attacker).await;
+        let wait = if r.status == 429 { retry_after(&r) } else { 1 };
+        guesses += usize::from(r.status == 401);
+        let real = sign_in(&s, "alice", "wrong by the real user", "198.51.100.7").await;
+        if real.status == 429 {
+            longest_for_user = longest_for_user.max(retry_after(&real));
+        }
+        s.stack.run_for(Duration::seconds(wait.min(30))).await;
+    }
+    assert!(
+        longest_for_user <= 61,
+        "the real user waited {longest_for_user} s at most"
+    );
+    assert!(guesses <= 30, "{guesses} guesses in half an hour");
+    s.stack.run_for(Duration::seconds(61)).await;
+    let real = sign_in(&s, "alice", "correct horse battery", "198.51.100.7").await;
+    assert_eq!(real.status, 200, "{}", String::from_utf8_lossy(&real.body));
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_throttled_exactly_like_a_wrong_password() {
+    let s = stack();
+    let identity = s.stack.table_of("IdentityApiFunction").unwrap();
+    identity_api::ensure_user(
+        identity.as_ref(),
+        "alice",
+        "correct horse battery",
+        &["customer"],
+    )
+    .await
+    .unwrap();
+    let mut answers = Vec::new();
+    for (user, from) in [("alice", "203.0.113.1"), ("nobody-at-all", "203.0.113.2")] {
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let r = sign_in(&s, user, "guess", from).await;
+            seen.push((
+                r.status,
+                r.json()["detail"].clone(),
+                r.header("retry-after").map(String::from),
+            ));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][5].0, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_guesses_are_all_counted() {
+    let s = std::sync::Arc::new(stack());
+    let identity = s.stack.table_of("IdentityApiFunction").unwrap();
+    identity_api::ensure_user(
+        identity.as_ref(),
+        "alice",
+        "correct horse battery",
+        &["customer"],
+    )
+    .await
+    .unwrap();
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { sign_in(&s, "alice", "guess", "203.0.113.9").await.status })
+        })
+        .collect();
+    let mut checked = 0;
+    for task in burst {
+        if task.await.unwrap() == 401 {
+            checked += 1;
+        }
+    }
+    assert!(
+        checked <= 5,
+        "{checked} guesses were checked in a burst of 40"
+    );
+}
+
+/// A validly signed token whose dates sit at the ends of the number range is judged (a token
+/// valid until the end of time is accepted, one from before it refused) at the edge and in
+/// the function: an answer, never a closed connection.
+#[tokio::test]
+async fn tokens_with_dates_at_the_ends_of_the_number_range_get_an_answer() {
+    let s = stack();
+    let cases = [
+        (json!({ "exp": i64::MAX }), 200),
+        (json!({ "exp": i64::MIN }), 401),
+        (json!({ "nbf": i64::MAX }), 401),
+        (json!({ "nbf": i64::MIN, "iat": i64::MIN }), 200),
+        (json!({ "exp": u64::MAX }), 401),
+        (json!({ "exp": 1e308 }), 401),
+    ];
+    for (dates, expected) in cases {
+        let token = signed(rs256(), claims(dates.clone()));
+        let r = s
+            .stack
+            .http(
+                HttpRequest::get("/orders?customer=customer-1")
+                    .header("authorization", &format!("Bearer {token}")),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            expected,
+            "{dates}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
 }

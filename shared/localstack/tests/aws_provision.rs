@@ -114,3 +114,35 @@ async fn provisioning_twice_changes_nothing_the_second_time_and_the_wiring_works
     let d = depth("OrdersSagaQueue").await;
     assert_eq!((d.visible, d.in_flight, d.oldest_age_s), (0, 1, None));
 }
+
+/// The local signing key (whose private half is in this repository) goes only to loopback
+/// endpoints. `0.0.0.0` reaches moto on this machine (Linux connects it to the local host)
+/// while not being a loopback name: it stands for a real stage's endpoint here.
+#[tokio::test]
+async fn the_local_signing_key_is_installed_on_loopback_endpoints_only() {
+    let Some(endpoint) = testing::endpoint() else {
+        return;
+    };
+    let elsewhere = endpoint.replace("127.0.0.1", "0.0.0.0");
+    assert_ne!(elsewhere, endpoint, "moto listens on 127.0.0.1");
+    for (url, installed) in [(&endpoint, true), (&elsewhere, false)] {
+        let model = StackModel::load_local(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
+            &BTreeMap::from([("Stage".to_string(), testing::unique("keys"))]),
+        )
+        .unwrap();
+        let engine = bazaar_embedded::Engine::in_memory(std::sync::Arc::new(
+            bazaar_platform::clock::SystemClock,
+        ))
+        .unwrap();
+        let stack = bazaar_localstack::Stack::build_on_aws(
+            model,
+            bazaar_localstack::StackOptions::live(engine),
+            testing::config(url),
+            true,
+        )
+        .await
+        .unwrap();
+        assert_eq!(stack.has_local_signing_key().await, installed, "{url}");
+    }
+}

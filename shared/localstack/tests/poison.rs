@@ -10,8 +10,11 @@
 //!
 //! The inputs come from the sample events in `events/` (each mutated: random bytes, cuts,
 //! deep nesting, huge numbers, wrong types, missing and extra fields, unknown types and
-//! versions, oversized bodies, another contract's data, headers missing or wrong) and from
-//! nothing (garbage). Seeded: `BAZAAR_FUZZ_SEED` replays a run; `BAZAAR_FUZZ_INPUTS` sets the
+//! versions, oversized bodies, another contract's data, headers missing or wrong, boundary
+//! numbers: 0, -1, the ends of i32, u32, i64 and u64, ±1e308 and `"NaN"`, in every numeric
+//! field, in the signature header's timestamp, the `limit` query and the idempotency key, and
+//! in the dates of tokens signed with the local key) and from nothing (garbage). Tests build
+//! with overflow checks, so any unchecked arithmetic on such a number panics here. Seeded: `BAZAAR_FUZZ_SEED` replays a run; `BAZAAR_FUZZ_INPUTS` sets the
 //! number of inputs (default 100,000, split between messages and requests).
 
 mod common;
@@ -104,6 +107,58 @@ fn node<'a>(value: &'a mut Value, path: &[Step]) -> &'a mut Value {
 /// Placeholder replaced by a number serde_json cannot hold, after serialising.
 const HUGE: &str = "\u{1}huge\u{1}";
 
+/// Numbers at the edges, as JSON text: where arithmetic on a value from outside overflows,
+/// wraps or loses precision. Each is tried in every numeric field, header and claim.
+const BOUNDARIES: [&str; 14] = [
+    "0",
+    "-1",
+    "1",
+    "2147483647",
+    "4294967295",
+    "4294967296",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "-9223372036854775807",
+    "18446744073709551615",
+    "1e308",
+    "-1e308",
+    "\"NaN\"",
+    "\"-Infinity\"",
+];
+
+/// A boundary number as header or query text (without JSON's quotes).
+fn boundary_text(m: &mut Mutator) -> String {
+    m.pick(&BOUNDARIES).trim_matches('"').to_string()
+}
+
+/// A token signed with the local key, for `subject` with `role`, whose dates (one or more of
+/// `exp`, `nbf`, `iat`) are boundary numbers: it passes the signature check, so the numbers
+/// reach the date arithmetic of the authorizer and of every function.
+fn boundary_token(m: &mut Mutator) -> String {
+    use bazaar_embedded::identity::{LOCAL_AUDIENCE, LOCAL_ISSUER, LOCAL_KID, local_signing_key};
+    let mut claims = json!({
+        "iss": LOCAL_ISSUER, "sub": "customer-1", "aud": LOCAL_AUDIENCE,
+        "roles": [*m.pick(&["customer", "merchant", "operator"])],
+        "iat": 0, "nbf": 0, "exp": bazaar_embedded::identity::FAR_FUTURE, "jti": "fuzz",
+    });
+    for claim in ["exp", "nbf", "iat"] {
+        if m.rng.random_bool(0.5) {
+            let text: &&str = m.pick(&BOUNDARIES);
+            let n: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            claims[claim] = n;
+        }
+    }
+    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": LOCAL_KID });
+    // `1e308` and friends do not survive a JSON tree as written: sign the text.
+    let text = claims.to_string();
+    format!(
+        "Bearer {}",
+        local_signing_key()
+            .sign_text(&header.to_string(), &text)
+            .unwrap()
+    )
+}
+
 impl Mutator {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.rng.random_range(0..items.len())]
@@ -170,7 +225,7 @@ impl Mutator {
         let mut all = Vec::new();
         paths(&value, &mut Vec::new(), &mut all);
         let target = self.pick(&all).clone();
-        match self.rng.random_range(0..16) {
+        match self.rng.random_range(0..19) {
             0 => {
                 let bytes: Vec<u8> = (0..self.rng.random_range(1..300))
                     .map(|_| self.rng.random())
@@ -255,6 +310,25 @@ impl Mutator {
                 value.to_string()
             }
             12 => serde_json::to_string(&self.garbage_value(0)).unwrap(),
+            16..=18 => {
+                // A boundary number in place of a number (or of anything, when the document
+                // holds none), written as text so that even those no JSON tree holds arrive.
+                let numeric: Vec<&Path> = all
+                    .iter()
+                    .filter(|p| {
+                        let mut v = value.clone();
+                        node(&mut v, p).is_number()
+                    })
+                    .collect();
+                let target = if numeric.is_empty() {
+                    target
+                } else {
+                    (*self.pick(&numeric)).clone()
+                };
+                *node(&mut value, &target) = json!(HUGE);
+                let n = *self.pick(&BOUNDARIES);
+                value.to_string().replace(&format!("\"{HUGE}\""), n)
+            }
             // Not "": SQS and SNS refuse an empty message, so none can arrive.
             13 => self
                 .pick(&[" ", "null", "[]", "{}", "\"\"", "0", "{\"data\":{}}"])
@@ -584,28 +658,41 @@ async fn malformed_requests_get_a_4xx_document_on_every_route_never_a_5xx() {
             query: match m.rng.random_range(0..4) {
                 0 => String::new(),
                 1 => format!("q={}&limit={}", wire(&m.text(10)), m.rng.random::<i32>()),
+                2 if m.rng.random_bool(0.5) => format!("limit={}", boundary_text(&mut m)),
                 2 => format!("cursor={}&customer=customer-2", wire(&m.text(30))),
                 _ => wire(&m.text(40)),
             },
             headers: Vec::new(),
             body,
+            // Many callers: the sign-in throttle (per source) slows some, not all.
+            source_ip: Some(format!("198.51.100.{}", n % 250)),
         };
-        let token = m.pick(&tokens).clone();
+        let token = if m.rng.random_bool(0.1) {
+            boundary_token(&mut m)
+        } else {
+            m.pick(&tokens).clone()
+        };
         if !token.is_empty() {
             request.headers.push(("authorization".into(), token));
         }
         if m.rng.random_bool(0.7) {
-            let key = match m.rng.random_range(0..3) {
+            let key = match m.rng.random_range(0..4) {
                 0 => format!("k-{n}"),
                 1 => String::new(),
+                2 => boundary_text(&mut m),
                 _ => m.header_text(300),
             };
             request.headers.push(("idempotency-key".into(), key));
         }
         if m.rng.random_bool(0.3) {
+            let signature = if m.rng.random_bool(0.5) {
+                m.header_text(80)
+            } else {
+                format!("t={},v1=00", boundary_text(&mut m))
+            };
             request
                 .headers
-                .push(("x-payments-signature".into(), m.header_text(80)));
+                .push(("x-payments-signature".into(), signature));
         }
         if m.rng.random_bool(0.3) {
             request

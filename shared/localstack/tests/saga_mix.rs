@@ -14,10 +14,18 @@
 //! - the payment provider is down for a while, sometimes slow or failing at random, sometimes
 //!   deciding only after the order's deadline, and answers some callbacks twice.
 //!
+//! Meanwhile an attacker who holds the webhook secret sends signed callbacks that do not match
+//! any charge (a made-up payment id, one cent instead of the total, another order's payment,
+//! a failure the provider never reported), and two merchants race to claim the same skus by
+//! describing, pricing and stocking them.
+//!
 //! Whatever happens, the history checker finds nothing lost, duplicated or unexpected, and the
 //! books balance: every order ends confirmed or cancelled; for each sku, initial stock =
 //! committed + available; no order is charged twice; a cancelled order that was charged is
-//! refunded; every final order is notified exactly once; no message is dead-lettered.
+//! refunded; no order is confirmed, cancelled or refunded by a forged callback (a confirmed
+//! order kept its money at the provider, a cancelled one kept none); every final order is
+//! notified exactly once; each contested sku has one owner and only its truths; the only
+//! dead letters are the forged callbacks, parked as `payment-mismatch`.
 //!
 //! Seeded: `BAZAAR_CAMPAIGN_SEED` replays a run, `BAZAAR_CAMPAIGN_ORDERS` sets the count
 //! (`scripts/soak` runs 50,000).
@@ -101,12 +109,14 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     }
     crashes.arm(true);
     injected.arm(true);
+    let rivals = rivals_claim_skus(&s, seed).await;
     s.stack.engine().set_chaos_at_most(4, seed);
     s.provider().chaos(Some((seed, 0.08, 0.08)));
     s.provider().set_duplicate_callbacks(Some(7));
     let mut rng = SmallRng::seed_from_u64(seed);
 
     let mut placed = Vec::new();
+    let mut forged: Vec<String> = Vec::new();
     let mut refused = 0;
     let mut retried = 0;
     // Until `orders` orders are accepted (orders for a sold-out sku are refused at the door).
@@ -186,6 +196,9 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         }
         if !rush {
             s.stack.run_for(Duration::seconds(2)).await;
+        }
+        if i % 37 == 0 && !placed.is_empty() {
+            forged.push(forge_callback(&s, &placed, forged.len(), &mut rng).await);
         }
     }
     // Long enough for every deadline, every late decision and every retry (the outbox
@@ -315,17 +328,44 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         assert_eq!(notified.get(id), Some(status), "order {id}");
     }
 
-    for dlq in [
-        "OrdersSagaDLQ",
-        "InventoryWorkerDLQ",
-        "NotifierDLQ",
-        "PaymentsWorkerDLQ",
-    ] {
+    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
         assert!(
             s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
             "{dlq} stays empty"
         );
     }
+    // The payments worker parked the forged callbacks (each at least once: a parked message
+    // keeps no inbox record, so each of its 1 to 5 deliveries is parked), and nothing else.
+    let mut parked_forgeries = std::collections::BTreeSet::new();
+    for letter in s
+        .stack
+        .engine()
+        .peek(&s.queue("PaymentsWorkerDLQ"))
+        .unwrap()
+    {
+        assert_eq!(
+            letter.attributes["bazaar.reason"].value, "payment-mismatch",
+            "{}",
+            letter.body
+        );
+        let event = bazaar_contracts::Envelope::from_json(&letter.body).unwrap();
+        let provider_event = event.data.value()["provider_event"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(forged.contains(&provider_event), "{}", letter.body);
+        parked_forgeries.insert(provider_event);
+    }
+    assert_eq!(
+        parked_forgeries.len(),
+        forged.len(),
+        "every forged callback is parked"
+    );
+    println!(
+        "forged callbacks: {}, all parked as payment-mismatch",
+        forged.len()
+    );
+    rivals_own_their_skus(&s, &rivals).await;
     // The search index equals the truths: a listing for exactly the skus with stock left,
     // at their price (every sku here has master data and a price of 10.00).
     let index =
@@ -340,7 +380,11 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         }
     }
     let mut in_stock = std::collections::BTreeSet::new();
-    for (sku, _) in &stock {
+    for sku in stock
+        .iter()
+        .map(|(sku, _)| *sku)
+        .chain(rivals.keys().map(String::as_str))
+    {
         if s.stock(sku).await.0 > 0 {
             in_stock.insert(sku.to_string());
         }
@@ -372,4 +416,152 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         started.elapsed(),
         crashes.crashes()
     );
+}
+
+/// A signed callback from someone who holds the webhook secret, about a placed order: a
+/// made-up payment, one cent, another order's payment, or a failure the provider never
+/// reported. Returns its provider event id. A 5xx is retried, as the provider would.
+async fn forge_callback(
+    s: &common::TestStack,
+    placed: &[(String, String)],
+    n: usize,
+    rng: &mut SmallRng,
+) -> String {
+    let (order, _) = &placed[rng.random_range(0..placed.len())];
+    let ledger = s.provider().ledger();
+    let own = ledger.iter().find(|e| e.reference == *order);
+    let other = ledger
+        .iter()
+        .find(|e| e.reference != *order && e.status == "succeeded");
+    let id = format!("evt_forged_{n}");
+    let made_up = format!("pay_forged_{n}");
+    let (kind, payment, cents) = match (n % 4, own, other) {
+        // Another order's capture, with its amount: to confirm this order, or to have the
+        // other payment refunded when this one is cancelled.
+        (0, _, Some(o)) => ("payment.succeeded", o.payment_id.clone(), o.amount_cents),
+        // The order's own payment for one cent.
+        (1, Some(e), _) => ("payment.succeeded", e.payment_id.clone(), Some(1)),
+        // A failure of another order's payment, naming this order.
+        (2, _, Some(o)) => ("payment.failed", o.payment_id.clone(), o.amount_cents),
+        _ => ("payment.succeeded", made_up, Some(1)),
+    };
+    let body = json!({
+        "id": id, "type": kind, "payment_id": payment, "order_id": order,
+        "amount_cents": cents.unwrap_or(1), "currency": "EUR", "reason": "forged",
+    })
+    .to_string();
+    let secret =
+        s.stack.model().functions["PaymentsWebhookFunction"].environment["WEBHOOK_SECRET"].clone();
+    for _ in 0..20 {
+        let now = s.stack.engine().clock().now().timestamp();
+        let request = bazaar_localstack::gateway::HttpRequest {
+            method: "POST".into(),
+            path: "/webhooks/payments".into(),
+            body: body.clone().into_bytes(),
+            ..Default::default()
+        }
+        .header("content-type", "application/json")
+        .header(
+            payments_webhook::SIGNATURE_HEADER,
+            &bazaar_platform::webhook::sign(secret.as_bytes(), now, body.as_bytes()),
+        );
+        let r = s.stack.http(request).await;
+        if r.status < 500 {
+            assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+            return id;
+        }
+    }
+    panic!("the forged callback {id} was never accepted");
+}
+
+/// Two merchants race to claim ten skus: each tries to describe, price and stock each of
+/// them, in a random interleaving, under the campaign's faults (a 5xx is retried). Returns
+/// each sku's owner: the merchant whose first call succeeded.
+async fn rivals_claim_skus(s: &common::TestStack, seed: u64) -> BTreeMap<String, &'static str> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x0123);
+    let mut owners = BTreeMap::new();
+    for i in 0..10 {
+        let sku = format!("RIVAL-{i:02}");
+        let mut steps: Vec<(&'static str, u8)> = ["merchant-1", "merchant-2"]
+            .iter()
+            .flat_map(|m| (0..3).map(move |k| (*m, k)))
+            .collect();
+        for k in (1..steps.len()).rev() {
+            steps.swap(k, rng.random_range(0..=k));
+        }
+        for (merchant, kind) in steps {
+            let (path, body) = match kind {
+                0 => (
+                    format!("/products/{sku}"),
+                    json!({ "title": format!("Rival {i} of {merchant}"), "category": "test" }),
+                ),
+                1 => (
+                    format!("/products/{sku}/price"),
+                    json!({ "amount_cents": 1000, "currency": "EUR" }),
+                ),
+                _ => (format!("/inventory/{sku}"), json!({ "available": 5 })),
+            };
+            let status = loop {
+                let r = s
+                    .stack
+                    .http(
+                        bazaar_localstack::gateway::HttpRequest::json("PUT", &path, &body)
+                            .header("authorization", &common::bearer(merchant, "merchant")),
+                    )
+                    .await;
+                if r.status < 500 {
+                    break r.status;
+                }
+            };
+            match status {
+                200 => assert_eq!(
+                    *owners.entry(sku.clone()).or_insert(merchant),
+                    merchant,
+                    "{sku}: only its owner changes it"
+                ),
+                404 => assert_ne!(
+                    owners.get(&sku),
+                    Some(&merchant),
+                    "{sku}: the owner refused"
+                ),
+                other => panic!("{sku}: {merchant} got {other}"),
+            }
+        }
+        assert!(owners.contains_key(&sku), "{sku} has an owner");
+        s.stack.run_for(Duration::seconds(2)).await;
+    }
+    owners
+}
+
+/// Each contested sku shows its owner, holds the stock its owner set, and is listed with
+/// the owner's truths only.
+async fn rivals_own_their_skus(s: &common::TestStack, owners: &BTreeMap<String, &'static str>) {
+    for (sku, owner) in owners {
+        let shown = s
+            .stack
+            .http(bazaar_localstack::gateway::HttpRequest::get(&format!(
+                "/products/{sku}"
+            )))
+            .await
+            .json();
+        assert_eq!(shown["merchant"], *owner, "{sku}: {shown}");
+        assert_eq!(
+            shown["master"]["title"]
+                .as_str()
+                .map(|t| t.ends_with(owner)),
+            Some(true),
+            "{sku}: described by its owner only: {shown}"
+        );
+        let table = s.stack.table_of("InventoryWorkerFunction").unwrap();
+        let stock = table
+            .get(&bazaar_platform::item::Key::new(
+                format!("SKU#{sku}"),
+                "STOCK",
+            ))
+            .await
+            .unwrap()
+            .expect("stocked by its owner");
+        assert_eq!(stock["owner"], *owner, "{sku}: stock set by its owner only");
+        assert_eq!(shown["published"], true, "{sku}: {shown}");
+    }
 }

@@ -12,6 +12,18 @@ use crate::ids::Ids;
 use crate::ports::{DeadLetters, HandlerError, Publisher, QueueStats, Table};
 use crate::telemetry::MetricsSink;
 
+/// The prefix of the variables naming a function's other tables ([`Deps::tables`]).
+pub const TABLE_PREFIX: &str = "TABLE_NAME_";
+
+/// The other tables an environment names: `(name in lower case, physical table name)`.
+pub fn named_tables(env: &BTreeMap<String, String>) -> impl Iterator<Item = (String, &String)> {
+    env.iter().filter_map(|(k, v)| {
+        k.strip_prefix(TABLE_PREFIX)
+            .filter(|n| !n.is_empty())
+            .map(|n| (n.to_lowercase(), v))
+    })
+}
+
 /// The ports and configuration of one function.
 #[derive(Clone)]
 pub struct Deps {
@@ -20,6 +32,10 @@ pub struct Deps {
     pub function: String,
     /// The service's table, when the function has one.
     pub table: Option<Arc<dyn Table>>,
+    /// Other tables the function is given by name, from `TABLE_NAME_<NAME>` variables (the
+    /// sku registry, `TABLE_NAME_REGISTRY`): shared records that no one service owns, each
+    /// reached only by the functions whose policy names it.
+    pub tables: BTreeMap<String, Arc<dyn Table>>,
     /// Where outgoing messages go.
     pub publisher: Arc<dyn Publisher>,
     /// The function's DLQ, for messages that can never be processed.
@@ -52,6 +68,18 @@ impl Deps {
             HandlerError::bug(format!(
                 "{} has no table configured (TABLE_NAME)",
                 self.function
+            ))
+        })
+    }
+
+    /// The table given as `TABLE_NAME_<NAME>` (`name` in lower case), or a bug error.
+    pub fn table_named(&self, name: &str) -> Result<&dyn Table, HandlerError> {
+        self.tables.get(name).map(|t| t.as_ref()).ok_or_else(|| {
+            HandlerError::bug(format!(
+                "{} has no table {name:?} configured ({}{})",
+                self.function,
+                TABLE_PREFIX,
+                name.to_uppercase()
             ))
         })
     }

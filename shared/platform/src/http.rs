@@ -63,6 +63,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// API Gateway's request id.
     pub request_id: String,
+    /// The address the request came from, as API Gateway saw the connection
+    /// (`requestContext.http.sourceIp`; not a header a client can set). Empty when unknown.
+    pub source_ip: String,
     /// The caller, from the bearer token.
     pub auth: Auth,
 }
@@ -183,7 +186,7 @@ pub struct ApiError {
     pub detail: String,
     /// The request field at fault, when there is one.
     pub field: Option<String>,
-    /// For 503: when to retry, in seconds.
+    /// For 429 and 503: when to retry, in seconds.
     pub retry_after: Option<u32>,
     /// The cause, logged but never shown to the caller.
     pub source: Option<BoxError>,
@@ -232,6 +235,13 @@ impl ApiError {
         ApiError {
             field: field.map(String::from),
             ..Self::new(422, "Unprocessable Content", detail)
+        }
+    }
+    /// 429: too many attempts; retry after `seconds` (sent as `Retry-After`).
+    pub fn too_many(retry_after: u32, detail: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(429, "Too Many Requests", detail)
         }
     }
     /// 503: try again later.
@@ -531,6 +541,12 @@ impl Api {
             )));
         }
         let query = parse_query(event.raw_query_string.as_deref().unwrap_or(""));
+        let source_ip = event
+            .request_context
+            .http
+            .source_ip
+            .clone()
+            .unwrap_or_default();
         Ok((
             Request {
                 method,
@@ -540,6 +556,7 @@ impl Api {
                 headers: event.headers,
                 body,
                 request_id,
+                source_ip,
                 auth: Auth::Anonymous,
             },
             entry,

@@ -147,8 +147,8 @@ pub fn validate(
     else {
         return Err(JwtError::Malformed("a token has three parts"));
     };
-    let header: Value = serde_json::from_slice(&part(h)?)
-        .map_err(|_| JwtError::Malformed("the header is not JSON"))?;
+    let header = unique_json(&part(h)?)
+        .map_err(|_| JwtError::Malformed("the header is not JSON with each key once"))?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
     if alg != ALGORITHM {
         return Err(JwtError::Algorithm(alg.to_string()));
@@ -176,8 +176,8 @@ pub fn validate(
         verified::insert(seen);
     }
 
-    let claims: Value = serde_json::from_slice(&part(p)?)
-        .map_err(|_| JwtError::Malformed("the payload is not JSON"))?;
+    let claims = unique_json(&part(p)?)
+        .map_err(|_| JwtError::Malformed("the payload is not JSON with each key once"))?;
     let number = |name: &'static str| {
         claims
             .get(name)
@@ -192,9 +192,11 @@ pub fn validate(
             .map(String::from)
             .ok_or(JwtError::Claim(name))
     };
+    // `exp` and `nbf` are the token's numbers, any i64: the leeway is applied to now, which
+    // is ours and far from the ends of the range, so no sum can overflow.
     let t = now.timestamp();
     let exp = number("exp")?;
-    if t > exp + LEEWAY_SECONDS {
+    if t - LEEWAY_SECONDS > exp {
         return Err(JwtError::Expired);
     }
     let nbf = match claims.get("nbf") {
@@ -235,6 +237,73 @@ pub fn validate(
         exp,
         jti: string("jti").unwrap_or_default(),
     })
+}
+
+/// JSON text as a tree, refused when an object names a key twice. A plain parse keeps the
+/// last of two `alg` or `roles`, while another reader (a proxy, a log pipeline, the issuer's
+/// own tools) may keep the first: a token whose meaning depends on the reader is refused.
+fn unique_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Unique>(bytes).map(|u| u.0)
+}
+
+/// A JSON value read with [`unique_json`]'s rule.
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON whose objects name each key once")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Unique(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "key {key:?} appears twice"
+                )));
+            }
+            let Unique(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// A private signing key with its id.
@@ -316,11 +385,13 @@ impl SigningKey {
     /// Signs any header and payload with RS256, whatever they say: for tests that forge
     /// tokens, never for issuing them.
     pub fn sign_parts(&self, header: &Value, payload: &Value) -> Result<String, KeyError> {
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(payload.to_string())
-        );
+        self.sign_text(&header.to_string(), &payload.to_string())
+    }
+
+    /// Signs a header and payload given as JSON text, exactly as written (tests use it for
+    /// JSON a tree cannot hold, such as a key named twice).
+    pub fn sign_text(&self, header: &str, payload: &str) -> Result<String, KeyError> {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
         let mut signature = vec![0; self.pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
         self.pair

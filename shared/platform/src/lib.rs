@@ -13,9 +13,11 @@
 //!   the right one from the shape of the event, so a function can have several triggers.
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format.
 //! - [`faults`]: named points where tests inject crashes.
+//! - [`claims`]: names with exactly one owner, whoever claims first (a registry table).
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod claims;
 pub mod clock;
 pub mod conformance;
 pub mod deps;

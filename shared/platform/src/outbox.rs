@@ -71,19 +71,56 @@ pub fn inbox_key(function: &str, envelope_id: &str) -> Key {
     Key::new(format!("INBOX#{envelope_id}"), function)
 }
 
-/// The write that records a message as processed; fails if it already was.
+/// The write that records a message as processed; fails if it already was. It keeps a digest
+/// of what was processed ([`payload_digest`]), so that a later message with the same id and
+/// another payload is told apart from a duplicate ([`reused`]).
 pub fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> Write {
     Write::Put {
         item: item(
             &inbox_key(function, &envelope.id),
             json!({
                 "type": envelope.message_type,
+                "digest": payload_digest(envelope),
                 "processed_at": now.to_rfc3339(),
                 "ttl": (now + INBOX_RETENTION).timestamp(),
             }),
         ),
         condition: Some(Condition::NotExists),
     }
+}
+
+/// A digest of a message's type and payload, as its JSON text: every copy of one message
+/// (a redelivery, an outbox re-send, a DLQ or archive replay) carries the same text, since
+/// the platform never rewrites a payload it passes on. 128 bits of SHA-256, in hex.
+pub fn payload_digest(envelope: &Envelope) -> String {
+    let mut h = Sha256::new();
+    h.update(envelope.message_type.as_bytes());
+    h.update([0]);
+    h.update(envelope.data.json().as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Whether the inbox record `record` was written for another message than `envelope` with
+/// the same id: a producer that reused an id (one that numbers its messages from 1 at every
+/// start, say). Acknowledging it as a duplicate would drop it without a trace; the consumer
+/// parks it instead (reason `id-reuse`). Records from before digests were kept match anything.
+pub fn reused(record: &crate::item::Item, envelope: &Envelope) -> bool {
+    record
+        .get("digest")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d != payload_digest(envelope))
+}
+
+/// The failure of a message whose id was processed before with another payload.
+pub fn id_reuse(function: &str, envelope: &Envelope) -> HandlerError {
+    tracing::error!(function, message_id = %envelope.id, message_type = %envelope.message_type, "an id processed before, with another payload: parked, not dropped as a duplicate");
+    HandlerError::permanent(
+        "id-reuse",
+        format!(
+            "{function} processed a message with id {} before, with another payload; this {} is not a duplicate of it",
+            envelope.id, envelope.message_type
+        ),
+    )
 }
 
 /// The inbox record of a message that carries `outgoing` (the envelopes its unit of work

@@ -6,7 +6,8 @@
 //!    Any failure here is *permanent*: the record is parked in the function's DLQ with reason
 //!    attributes and acknowledged, on its first receive;
 //! 3. if the inbox says the envelope was processed, re-send what its outbox still holds and
-//!    acknowledge (a duplicate has no second effect);
+//!    acknowledge (a duplicate has no second effect); but if it was processed with another
+//!    payload, the producer reused an id: park it (`id-reuse`) rather than drop it;
 //! 4. run the handler, commit inbox + state + outbox in one transaction, publish, acknowledge.
 //!    A conflict re-runs the handler on fresh reads (a few times); other failures are
 //!    *transient* and reported as item failures, so SQS redelivers and, after
@@ -84,6 +85,9 @@ async fn run_unit(
     if deps.guarantees.inbox
         && let Some(record) = table.get(&inbox_key).await?
     {
+        if outbox::reused(&record, envelope) {
+            return Err(outbox::id_reuse(&deps.function, envelope));
+        }
         outbox::resend(deps, &source, &record).await?;
         return Ok(());
     }
@@ -147,6 +151,9 @@ async fn run_unit(
             Err(e) if deps.guarantees.inbox && e.condition_failed_at(0) => {
                 // Another delivery of the same message committed first: it is processed.
                 match table.get(&inbox_key).await? {
+                    Some(record) if outbox::reused(&record, envelope) => {
+                        return Err(outbox::id_reuse(&deps.function, envelope));
+                    }
                     Some(record) => outbox::resend(deps, &source, &record).await?,
                     None => outbox::redispatch(deps, &source).await?,
                 };

@@ -72,7 +72,13 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(WebhookError::Malformed);
     }
-    if (now.timestamp() - timestamp).abs() > TOLERANCE_SECONDS {
+    // The timestamp is the caller's number: any i64 can arrive, so the distance is checked
+    // arithmetic (`i64::MIN` would overflow a plain subtraction, or its `abs`).
+    let fresh = now
+        .timestamp()
+        .checked_sub(timestamp)
+        .is_some_and(|d| d.unsigned_abs() <= TOLERANCE_SECONDS.unsigned_abs());
+    if !fresh {
         return Err(WebhookError::Stale);
     }
     let key = signing_key(secret);
@@ -133,6 +139,23 @@ mod tests {
         assert_eq!(
             verify(b"s", Some(&sign(b"s", t + 301, b"{}")), b"{}", now()),
             Err(WebhookError::Stale)
+        );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_stale_not_a_panic() {
+        for t in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX, i64::MAX - 1] {
+            let header = format!("t={t},v1=00");
+            assert_eq!(
+                verify(b"s", Some(&header), b"{}", now()),
+                Err(WebhookError::Stale),
+                "{t}"
+            );
+        }
+        assert_eq!(
+            verify(b"s", Some("t=9223372036854775808,v1=00"), b"{}", now()),
+            Err(WebhookError::Malformed),
+            "past i64 is not a timestamp"
         );
     }
 

@@ -217,3 +217,58 @@ fn a_token_verified_once_is_still_judged_by_its_key_and_its_claims() {
     let tampered = String::from_utf8(tampered).unwrap();
     assert_eq!(check(&tampered), Err(JwtError::Signature));
 }
+
+#[test]
+fn dates_at_the_ends_of_the_number_range_are_judged_not_a_panic() {
+    for (exp, ok) in [(i64::MAX, true), (i64::MIN, false), (0, false), (-1, false)] {
+        let mut c = claims();
+        c["exp"] = json!(exp);
+        let r = check(&signed(header(), c));
+        assert_eq!(r.is_ok(), ok, "exp {exp}: {r:?}");
+    }
+    for (nbf, ok) in [(i64::MAX, false), (i64::MIN, true), (0, true)] {
+        let mut c = claims();
+        c["nbf"] = json!(nbf);
+        let r = check(&signed(header(), c));
+        assert_eq!(r.is_ok(), ok, "nbf {nbf}: {r:?}");
+    }
+    let mut c = claims();
+    c["exp"] = json!(u64::MAX);
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Claim("exp")));
+    let mut c = claims();
+    c["exp"] = json!(1e308);
+    assert_eq!(check(&signed(header(), c)), Err(JwtError::Claim("exp")));
+}
+
+#[test]
+fn a_header_or_payload_naming_a_key_twice_is_refused() {
+    let t = now().timestamp();
+    let payload = claims().to_string();
+    let two_algs = r#"{"alg":"HS256","typ":"JWT","kid":"k1","alg":"RS256"}"#;
+    let token = keys().0.sign_text(two_algs, &payload).unwrap();
+    assert!(
+        matches!(check(&token), Err(JwtError::Malformed(_))),
+        "{:?}",
+        check(&token)
+    );
+    let two_roles = format!(
+        r#"{{"iss":"https://identity.bazaar.local","sub":"customer-1","aud":"bazaar-api","roles":["customer"],"iat":{t},"nbf":{t},"exp":{},"jti":"j1","roles":["operator"]}}"#,
+        t + 900
+    );
+    let token = keys()
+        .0
+        .sign_text(&header().to_string(), &two_roles)
+        .unwrap();
+    assert!(matches!(check(&token), Err(JwtError::Malformed(_))));
+    let nested = format!(
+        r#"{{"iss":"https://identity.bazaar.local","sub":"customer-1","aud":"bazaar-api","roles":["customer"],"iat":{t},"nbf":{t},"exp":{},"jti":"j1","x":{{"a":1,"a":2}}}}"#,
+        t + 900
+    );
+    let token = keys().0.sign_text(&header().to_string(), &nested).unwrap();
+    assert!(
+        matches!(check(&token), Err(JwtError::Malformed(_))),
+        "nested objects too"
+    );
+    let once = keys().0.sign_text(&header().to_string(), &payload).unwrap();
+    assert!(check(&once).is_ok(), "the same text with each key once");
+}

@@ -37,6 +37,8 @@ pub enum Truth {
     },
     /// Availability from inventory.
     Stock {
+        /// The owner, as inventory knows it (absent in events from before it was carried).
+        merchant: Option<String>,
         /// Units that can be ordered.
         available: i64,
         /// Its version.
@@ -69,6 +71,9 @@ pub struct VersionedPrice {
 /// Availability with its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionedStock {
+    /// The owner, as inventory knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<String>,
     /// Units that can be ordered.
     pub available: i64,
     /// Its version.
@@ -109,14 +114,19 @@ impl ListingState {
             + self.stock.as_ref().map_or(0, |s| s.version)
     }
 
-    /// The listing, when complete: master data, a price, and stock to sell.
+    /// The listing, when complete: master data, a price, and stock to sell, all three from
+    /// the same merchant. Truths of different merchants never make a listing: catalog and
+    /// inventory share one owner per sku, so a mix means something is wrong (or stock from
+    /// before events named their merchant), and publishing it would sell one merchant's
+    /// units at another's price.
     pub fn listing(&self, sku: &Sku) -> Option<Listing> {
         let (m, p, s) = (
             self.master.as_ref()?,
             self.price.as_ref()?,
             self.stock.as_ref()?,
         );
-        (s.available > 0).then(|| Listing {
+        let one_merchant = p.merchant == m.merchant && s.merchant.as_ref() == Some(&m.merchant);
+        (one_merchant && s.available > 0).then(|| Listing {
             sku: sku.clone(),
             merchant: m.merchant.clone(),
             master: m.master.clone(),
@@ -155,11 +165,19 @@ impl ListingState {
                     version,
                 });
             }
-            Truth::Stock { available, version } => {
+            Truth::Stock {
+                merchant,
+                available,
+                version,
+            } => {
                 if self.stock.as_ref().is_some_and(|s| s.version >= version) {
                     return false;
                 }
-                self.stock = Some(VersionedStock { available, version });
+                self.stock = Some(VersionedStock {
+                    merchant,
+                    available,
+                    version,
+                });
             }
         }
         true
@@ -185,11 +203,21 @@ impl ListingState {
 pub mod keys {
     use bazaar_contracts::Sku;
 
+    /// The sku registry's record of who owns a sku, for catalog and inventory alike (the
+    /// registry table, `TABLE_NAME_REGISTRY`; see `bazaar_platform::claims`).
+    pub fn registry(sku: &Sku) -> (String, String) {
+        (format!("SKU#{sku}"), "OWNER".to_string())
+    }
+
+    /// The name under which functions find the registry table (`TABLE_NAME_REGISTRY`).
+    pub const REGISTRY: &str = "registry";
+
     /// The partition of a sku's records.
     pub fn product(sku: &Sku) -> String {
         format!("PRODUCT#{sku}")
     }
-    /// The owner record (who may change the product).
+    /// The owner record catalog kept before the registry: read only, to keep an owner
+    /// recorded then when the registry has none yet.
     pub const OWNER: &str = "OWNER";
     /// Master data as the merchant last gave it.
     pub const MASTER: &str = "MASTER";
@@ -235,9 +263,53 @@ mod tests {
 
     fn stock(available: i64, v: u64) -> Truth {
         Truth::Stock {
+            merchant: Some("m".into()),
             available,
             version: v,
         }
+    }
+
+    #[test]
+    fn truths_of_different_merchants_never_make_a_listing() {
+        let other_stock = |available, version| Truth::Stock {
+            merchant: Some("other".into()),
+            available,
+            version,
+        };
+        let mut s = ListingState::default();
+        s.merge(&sku(), master(1));
+        s.merge(&sku(), price(1));
+        assert_eq!(s.merge(&sku(), other_stock(5, 1)), Announce::Nothing);
+        assert_eq!(s.listing(&sku()), None);
+        assert!(matches!(
+            s.merge(&sku(), stock(5, 2)),
+            Announce::Publish(..)
+        ));
+        assert_eq!(
+            s.merge(&sku(), other_stock(9, 3)),
+            Announce::Withdraw(5),
+            "stock from another merchant withdraws it"
+        );
+        let unnamed = Truth::Stock {
+            merchant: None,
+            available: 9,
+            version: 4,
+        };
+        assert_eq!(s.merge(&sku(), unnamed), Announce::Nothing);
+        assert_eq!(s.listing(&sku()), None, "stock that names no merchant");
+        let mut cheap = ListingState::default();
+        cheap.merge(&sku(), master(1));
+        cheap.merge(&sku(), stock(5, 1));
+        let foreign_price = Truth::Price {
+            merchant: "other".into(),
+            price: Money {
+                amount_cents: 1,
+                currency: Currency::parse("EUR").unwrap(),
+            },
+            version: 1,
+        };
+        assert_eq!(cheap.merge(&sku(), foreign_price), Announce::Nothing);
+        assert_eq!(cheap.listing(&sku()), None, "another merchant's price");
     }
 
     #[test]

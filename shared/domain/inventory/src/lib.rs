@@ -31,6 +31,7 @@ impl Stock {
     pub fn updated(&self, delta: i64) -> bazaar_contracts::catalog::StockUpdated {
         bazaar_contracts::catalog::StockUpdated {
             sku: self.sku.clone(),
+            merchant: Some(self.owner.clone()),
             available: self.available + delta,
             version: self.version + 1,
         }

@@ -103,6 +103,33 @@ impl ProviderError {
     }
 }
 
+/// A charge as the provider's books show it: what a callback is checked against, and what a
+/// reconciliation compares with the payments records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerCharge {
+    /// The provider's payment id.
+    pub payment_id: String,
+    /// Our reference (the order id).
+    pub reference: String,
+    /// Its status now.
+    pub status: ChargeStatus,
+    /// What was charged, when the request said.
+    pub amount: Option<Money>,
+    /// Whether it was refunded.
+    pub refunded: bool,
+    /// When it was made (epoch seconds).
+    pub created: i64,
+}
+
+/// One page of the provider's charges, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LedgerPage {
+    /// The charges.
+    pub charges: Vec<LedgerCharge>,
+    /// Whether more follow the last one.
+    pub has_more: bool,
+}
+
 /// The payment provider, as the payments worker sees it.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
@@ -110,6 +137,16 @@ pub trait PaymentProvider: Send + Sync {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, ProviderError>;
     /// Refunds a succeeded payment, or returns the earlier refund with the same key.
     async fn refund(&self, request: &RefundRequest) -> Result<Refund, ProviderError>;
+    /// One charge as the provider's books show it now.
+    async fn retrieve(&self, payment_id: &str) -> Result<LedgerCharge, ProviderError>;
+    /// The charges made at or after `created_from` (epoch seconds), oldest first, `limit` at
+    /// a time, after the charge `starting_after` when given.
+    async fn list(
+        &self,
+        created_from: i64,
+        starting_after: Option<&str>,
+        limit: usize,
+    ) -> Result<LedgerPage, ProviderError>;
 }
 
 /// The idempotency key of an order's charge.

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Charge, ChargeRequest, ChargeStatus, ProviderError};
+use bazaar_contracts::{Currency, Money};
+
+use crate::{Charge, ChargeRequest, ChargeStatus, LedgerCharge, ProviderError};
 
 /// The header carrying the idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -39,6 +41,41 @@ pub struct ChargeObject {
     pub failure_reason: Option<String>,
     /// Our reference.
     pub reference: String,
+    /// Minor units charged, when the request said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    /// Their currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Whether it was refunded.
+    #[serde(default)]
+    pub refunded: bool,
+    /// When it was made (epoch seconds).
+    #[serde(default)]
+    pub created: i64,
+}
+
+/// `GET /v1/charges?created_from=&starting_after=&limit=`: a page of charges, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeList {
+    /// The charges.
+    pub data: Vec<ChargeObject>,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+impl ChargeList {
+    /// The port's view of the page (each charge by [`ChargeObject::into_ledger`]).
+    pub fn into_page(self) -> Result<crate::LedgerPage, ProviderError> {
+        Ok(crate::LedgerPage {
+            charges: self
+                .data
+                .into_iter()
+                .map(ChargeObject::into_ledger)
+                .collect::<Result<_, _>>()?,
+            has_more: self.has_more,
+        })
+    }
 }
 
 /// `POST /v1/refunds` body.
@@ -88,6 +125,12 @@ pub struct Notification {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Minor units charged, as the provider's books say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    /// Their currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 impl ChargeBody {
@@ -104,6 +147,28 @@ impl ChargeBody {
 }
 
 impl ChargeObject {
+    /// The books' view of the charge ([`ChargeObject::into_charge`]'s rules; an amount whose
+    /// currency is not one is an answer we cannot act on either).
+    pub fn into_ledger(self) -> Result<LedgerCharge, ProviderError> {
+        let amount = match (self.amount_cents, self.currency.as_deref()) {
+            (Some(amount_cents), Some(code)) => Some(Money {
+                amount_cents,
+                currency: Currency::parse(code).map_err(ProviderError::Unavailable)?,
+            }),
+            _ => None,
+        };
+        let (refunded, created, reference) = (self.refunded, self.created, self.reference.clone());
+        let charge = self.into_charge()?;
+        Ok(LedgerCharge {
+            payment_id: charge.payment_id,
+            reference,
+            status: charge.status,
+            amount,
+            refunded,
+            created,
+        })
+    }
+
     /// The port's view of the charge; an unknown status is an answer we cannot act on, so the
     /// call counts as unanswered (and is retried with the same key).
     pub fn into_charge(self) -> Result<Charge, ProviderError> {
