@@ -17,11 +17,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_catalog::keys;
 use bazaar_catalog::{ListingState, VersionedMaster, VersionedPrice};
+use bazaar_contracts::Role;
 use bazaar_contracts::catalog::{MasterData, PriceUpdated, ProductUpdated};
 use bazaar_contracts::{Currency, Money, Sku};
 use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
-use bazaar_platform::item::{Condition, Key, parse, record};
+use bazaar_platform::item::{Condition, Key, record, unchanged};
 use bazaar_platform::schedule::OutboxSweeper;
 use bazaar_platform::{Deps, Function, Work};
 use http::Method;
@@ -76,12 +77,7 @@ async fn owner_of(work: &Work<'_>, sku: &Sku) -> Result<Option<String>, ApiError
     if let Some(owner) = claims::owner(registry, &reg_key).await? {
         return Ok(Some(owner));
     }
-    let earlier: Option<Owner> = work
-        .table()?
-        .get(&key(sku, keys::OWNER))
-        .await?
-        .map(parse)
-        .transpose()?;
+    let earlier: Option<Owner> = work.table()?.get_as(&key(sku, keys::OWNER)).await?;
     match earlier {
         Some(o) => Ok(Some(
             claims::claim(
@@ -101,7 +97,7 @@ async fn owner_of(work: &Work<'_>, sku: &Sku) -> Result<Option<String>, ApiError
 /// claim it (in the registry shared with inventory, so that one merchant owns a sku for
 /// describing, pricing and stocking alike).
 async fn claim(request: &Request, work: &mut Work<'_>, sku: &Sku) -> Result<String, ApiError> {
-    let actor = request.actor_with_role(&["merchant"])?;
+    let actor = request.actor_with_role(&[Role::Merchant])?;
     let owner = match owner_of(work, sku).await? {
         Some(owner) => owner,
         None => {
@@ -124,10 +120,7 @@ async fn claim(request: &Request, work: &mut Work<'_>, sku: &Sku) -> Result<Stri
 
 /// The version stored in a record (0 without one) and the guard that it is still current.
 fn guard(stored: Option<u64>) -> (u64, Condition) {
-    match stored {
-        None => (0, Condition::NotExists),
-        Some(v) => (v, Condition::Equals("version".into(), json!(v))),
-    }
+    (stored.unwrap_or(0), unchanged(stored))
 }
 
 /// `PUT /products/{sku}`.
@@ -143,12 +136,8 @@ impl Route for PutMaster {
         master
             .validate()
             .map_err(|(field, why)| ApiError::unprocessable(Some(field), why))?;
-        let stored: Option<VersionedMaster> = work
-            .table()?
-            .get(&key(&sku, keys::MASTER))
-            .await?
-            .map(parse)
-            .transpose()?;
+        let stored: Option<VersionedMaster> =
+            work.table()?.get_as(&key(&sku, keys::MASTER)).await?;
         let (version, condition) = guard(stored.map(|m| m.version));
         let versioned = VersionedMaster {
             merchant: merchant.clone(),
@@ -200,12 +189,7 @@ impl Route for PutPrice {
             amount_cents: body.amount_cents,
             currency,
         };
-        let stored: Option<VersionedPrice> = work
-            .table()?
-            .get(&key(&sku, keys::PRICE))
-            .await?
-            .map(parse)
-            .transpose()?;
+        let stored: Option<VersionedPrice> = work.table()?.get_as(&key(&sku, keys::PRICE)).await?;
         let (version, condition) = guard(stored.map(|p| p.version));
         work.put(
             record(
@@ -242,21 +226,11 @@ impl Route for GetProduct {
             return Err(ApiError::not_found(format!("no product {sku}")));
         };
         let table = work.table()?;
-        let master: Option<VersionedMaster> = table
-            .get(&key(&sku, keys::MASTER))
-            .await?
-            .map(parse)
-            .transpose()?;
-        let price: Option<VersionedPrice> = table
-            .get(&key(&sku, keys::PRICE))
-            .await?
-            .map(parse)
-            .transpose()?;
+        let master: Option<VersionedMaster> = table.get_as(&key(&sku, keys::MASTER)).await?;
+        let price: Option<VersionedPrice> = table.get_as(&key(&sku, keys::PRICE)).await?;
         let listing: ListingState = table
-            .get(&key(&sku, keys::LISTING))
+            .get_as(&key(&sku, keys::LISTING))
             .await?
-            .map(parse)
-            .transpose()?
             .unwrap_or_default();
         Ok(Response::json(
             200,

@@ -17,11 +17,10 @@ use bazaar_contracts::Sku;
 use bazaar_contracts::catalog::{
     PriceUpdated, ProductPublished, ProductUpdated, ProductWithdrawn, StockUpdated,
 };
-use bazaar_platform::item::{Condition, Key, parse, record};
+use bazaar_platform::item::{Key, record, unchanged_at};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// Builds the function with its SQS trigger.
 pub fn function(deps: Arc<Deps>) -> Function {
@@ -52,21 +51,16 @@ pub async fn listing_state(
     sku: &Sku,
 ) -> Result<ListingState, HandlerError> {
     Ok(table
-        .get(&Key::new(keys::product(sku), keys::LISTING))
+        .get_as::<Stored>(&Key::new(keys::product(sku), keys::LISTING))
         .await?
-        .map(parse::<Stored>)
-        .transpose()?
         .unwrap_or_default()
         .state)
 }
 
 async fn merge(work: &mut Work<'_>, sku: &Sku, truth: Truth) -> Result<(), HandlerError> {
     let key = Key::new(keys::product(sku), keys::LISTING);
-    let stored: Option<Stored> = work.table()?.get(&key).await?.map(parse).transpose()?;
-    let guard = match &stored {
-        None => Condition::NotExists,
-        Some(s) => Condition::Equals("rev".into(), json!(s.rev)),
-    };
+    let stored: Option<Stored> = work.table()?.get_as(&key).await?;
+    let guard = unchanged_at("rev", stored.as_ref().map(|s| s.rev));
     let mut next = stored.unwrap_or_default();
     let before = next.state.clone();
     let announce = next.state.merge(sku, truth);

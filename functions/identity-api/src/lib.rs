@@ -335,12 +335,7 @@ impl Route for IssueToken {
             }
             Err(throttle::Refusal::Table(e)) => return Err(e.into()),
         };
-        let user: Option<UserRecord> = work
-            .table()?
-            .get(&user_key(&body.username))
-            .await?
-            .map(parse)
-            .transpose()?;
+        let user: Option<UserRecord> = work.table()?.get_as(&user_key(&body.username)).await?;
         let hash = user
             .as_ref()
             .map(|u| u.password_hash.clone())

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bazaar_contracts::Role;
 use bazaar_contracts::Sku;
 use bazaar_contracts::catalog::StockUpdated;
 use bazaar_inventory::Stock;
 use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
-use bazaar_platform::item::{Condition, Key, Update, parse};
+use bazaar_platform::item::{Key, Update, unchanged};
 use bazaar_platform::schedule::OutboxSweeper;
 use bazaar_platform::{Deps, Function, Work};
 use http::Method;
@@ -78,7 +79,7 @@ struct SetStock;
 impl Route for SetStock {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
         let actor = request.actor()?;
-        if !actor.has_role("merchant") {
+        if !actor.has_role(Role::Merchant) {
             return Err(ApiError::forbidden("only merchants set stock"));
         }
         let sku = Sku::parse(request.param("sku"))
@@ -91,7 +92,7 @@ impl Route for SetStock {
             ));
         }
         let key = stock_key(&sku);
-        let current: Option<Stock> = work.table()?.get(&key).await?.map(parse).transpose()?;
+        let current: Option<Stock> = work.table()?.get_as(&key).await?;
         let owner = owner(work, &sku, current.as_ref(), &actor.subject).await?;
         if owner != actor.subject {
             // Another merchant's sku does not exist, as far as this caller can tell.
@@ -100,11 +101,7 @@ impl Route for SetStock {
         let read_version = current.as_ref().map(|s| s.version).unwrap_or(0);
         // The registry decides the owner; the stock record's copy is written with every
         // change (it names the merchant in `stock.updated`), guarded by the version read.
-        let unchanged = match &current {
-            None => Condition::NotExists,
-            Some(_) if read_version == 0 => Condition::AttributeNotExists("version".into()),
-            Some(_) => Condition::Equals("version".into(), json!(read_version)),
-        };
+        let unchanged = unchanged(current.as_ref().map(|s| s.version));
         work.update(
             key,
             Update::new()

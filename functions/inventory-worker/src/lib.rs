@@ -9,16 +9,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bazaar_contracts::Sku;
 use bazaar_contracts::inventory::{
     InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
 };
 use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
-use bazaar_contracts::{Line, Sku};
-use bazaar_inventory::{Reservation, Stock};
+use bazaar_inventory::{Reservation, ReservationRecord, ReservationState, Stock};
 use bazaar_platform::item::{Condition, Key, Update, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
-use serde::{Deserialize, Serialize};
 
 /// The key of a sku's stock record (shared with `inventory-api`).
 pub fn stock_key(sku: &Sku) -> Key {
@@ -39,20 +38,6 @@ pub fn function(deps: Arc<Deps>) -> Function {
     Function::new(deps).sqs(consumer)
 }
 
-/// What inventory remembers of an order's reservation request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReservationRecord {
-    /// The order.
-    pub order_id: String,
-    /// `reserved` or `rejected`.
-    pub state: String,
-    /// The lines held (reserved) or asked for (rejected).
-    pub items: Vec<Line>,
-    /// The skus short of stock (rejected).
-    #[serde(default)]
-    pub short_skus: Vec<Sku>,
-}
-
 /// The handler of `inventory.stock.reserve`.
 pub struct Reserve;
 
@@ -60,22 +45,20 @@ pub struct Reserve;
 impl Handle<ReserveStock> for Reserve {
     async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
         let table = work.table()?;
-        if let Some(existing) = table.get(&reservation_key(&task.order_id)).await? {
-            let existing: ReservationRecord = parse(existing)?;
+        if let Some(existing) = table
+            .get_as::<ReservationRecord>(&reservation_key(&task.order_id))
+            .await?
+        {
             return answer(work, &existing);
         }
         let mut lines = Vec::with_capacity(task.items.len());
         for line in &task.items {
-            let stock: Option<Stock> = table
-                .get(&stock_key(&line.sku))
-                .await?
-                .map(parse)
-                .transpose()?;
+            let stock: Option<Stock> = table.get_as(&stock_key(&line.sku)).await?;
             lines.push((line.clone(), stock));
         }
-        let record_of = |state: &str, short: Vec<Sku>| ReservationRecord {
+        let record_of = |state: ReservationState, short: Vec<Sku>| ReservationRecord {
             order_id: task.order_id.clone(),
-            state: state.into(),
+            state,
             items: task.items.clone(),
             short_skus: short,
         };
@@ -97,9 +80,9 @@ impl Handle<ReserveStock> for Reserve {
                     );
                     work.send(&stock.updated(-q))?;
                 }
-                record_of("reserved", Vec::new())
+                record_of(ReservationState::Reserved, Vec::new())
             }
-            Reservation::Reject { short } => record_of("rejected", short),
+            Reservation::Reject { short } => record_of(ReservationState::Rejected, short),
         };
         work.put(
             record(&reservation_key(&task.order_id), &outcome),
@@ -110,7 +93,7 @@ impl Handle<ReserveStock> for Reserve {
 }
 
 fn answer(work: &mut Work<'_>, r: &ReservationRecord) -> Result<(), HandlerError> {
-    if r.state == "reserved" {
+    if r.state == ReservationState::Reserved {
         work.send(&InventoryReserved {
             order_id: r.order_id.clone(),
             items: r.items.clone(),
@@ -137,19 +120,18 @@ impl Handle<OrderCancelled> for Release {
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
         let key = reservation_key(&cancelled.order_id);
-        let existing: Option<ReservationRecord> =
-            work.table()?.get(&key).await?.map(parse).transpose()?;
+        let existing: Option<ReservationRecord> = work.table()?.get_as(&key).await?;
         match existing {
             None => {
                 let tombstone = ReservationRecord {
                     order_id: cancelled.order_id.clone(),
-                    state: "cancelled".into(),
+                    state: ReservationState::Cancelled,
                     items: cancelled.items.clone(),
                     short_skus: Vec::new(),
                 };
                 work.put(record(&key, &tombstone), Some(Condition::NotExists));
             }
-            Some(r) if r.state == "reserved" => {
+            Some(r) if r.state == ReservationState::Reserved => {
                 let mut versions = Vec::with_capacity(r.items.len());
                 for line in &r.items {
                     let stock: Stock =
@@ -159,7 +141,13 @@ impl Handle<OrderCancelled> for Release {
                     work.send(&stock.updated(i64::from(line.quantity)))?;
                     versions.push(stock.version);
                 }
-                settle_reservation(work, &r, "available", "released", Some(&versions))
+                settle_reservation(
+                    work,
+                    &r,
+                    "available",
+                    ReservationState::Released,
+                    Some(&versions),
+                )
             }
             // Rejected, already released or already cancelled: nothing is held.
             Some(_) => {}
@@ -171,11 +159,7 @@ impl Handle<OrderCancelled> for Release {
 /// Guards a change of `available` against a concurrent one: the version read must still be the
 /// stored one (records from before versions count as 0).
 pub fn version_guard(read: u64) -> Condition {
-    if read == 0 {
-        Condition::AttributeNotExists("version".into())
-    } else {
-        Condition::Equals("version".into(), serde_json::json!(read))
-    }
+    bazaar_platform::item::unchanged(Some(read))
 }
 
 /// Ends a reservation: every held unit moves from `reserved` to `to` (`available` when
@@ -187,7 +171,7 @@ fn settle_reservation(
     work: &mut Work<'_>,
     r: &ReservationRecord,
     to: &str,
-    state: &str,
+    state: ReservationState,
     versions: Option<&[u64]>,
 ) {
     for (i, line) in r.items.iter().enumerate() {
@@ -202,8 +186,11 @@ fn settle_reservation(
     }
     work.update(
         reservation_key(&r.order_id),
-        Update::new().set("state", state),
-        Some(Condition::Equals("state".into(), "reserved".into())),
+        Update::new().set("state", state.as_str()),
+        Some(Condition::Equals(
+            "state".into(),
+            ReservationState::Reserved.as_str().into(),
+        )),
     );
 }
 
@@ -220,28 +207,27 @@ impl Handle<OrderConfirmed> for Commit {
     ) -> Result<(), HandlerError> {
         let existing: Option<ReservationRecord> = work
             .table()?
-            .get(&reservation_key(&confirmed.order_id))
-            .await?
-            .map(parse)
-            .transpose()?;
-        match existing.as_ref().map(|r| r.state.as_str()) {
-            Some("reserved") => {
+            .get_as(&reservation_key(&confirmed.order_id))
+            .await?;
+        match existing.as_ref().map(|r| r.state) {
+            Some(ReservationState::Reserved) => {
                 settle_reservation(
                     work,
                     existing.as_ref().expect("matched Some"),
                     "committed",
-                    "committed",
+                    ReservationState::Committed,
                     None,
                 );
                 Ok(())
             }
-            Some("committed") => Ok(()),
+            Some(ReservationState::Committed) => Ok(()),
             // The saga confirms only reserved orders: anything else needs a person.
             Some(other) => Err(HandlerError::permanent(
                 "conflicting-outcome",
                 format!(
-                    "order {} was confirmed but its reservation is {other}",
-                    confirmed.order_id
+                    "order {} was confirmed but its reservation is {}",
+                    confirmed.order_id,
+                    other.as_str()
                 ),
             )),
             None => Err(HandlerError::permanent(
@@ -260,5 +246,5 @@ pub async fn stock_of(
     table: &dyn bazaar_platform::ports::Table,
     sku: &Sku,
 ) -> Result<Option<Stock>, HandlerError> {
-    table.get(&stock_key(sku)).await?.map(parse).transpose()
+    table.get_as(&stock_key(sku)).await
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bazaar_contracts::Role;
 use bazaar_contracts::items::{Line, validate_lines};
 use bazaar_contracts::orders::OrderPlaced;
+use bazaar_orders::keys::OrderRef;
 use bazaar_orders::{Order, PriceCopy, Status};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, parse, record};
@@ -87,7 +89,7 @@ struct PlaceOrder;
 impl Route for PlaceOrder {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
         let actor = request.actor()?;
-        if !actor.has_role("customer") {
+        if !actor.has_role(Role::Customer) {
             return Err(ApiError::forbidden("only customers place orders"));
         }
         let body: PlaceOrderBody = request.json()?;
@@ -111,10 +113,8 @@ impl Route for PlaceOrder {
         for (i, line) in body.items.iter().enumerate() {
             let copy: Option<PriceCopy> = work
                 .table()?
-                .get(&bazaar_orders::keys::price(&line.sku).into())
-                .await?
-                .map(parse)
-                .transpose()?;
+                .get_as(&bazaar_orders::keys::price(&line.sku).into())
+                .await?;
             match copy.and_then(|c| c.price) {
                 Some(price) => unit_prices.push(price),
                 None => {
@@ -141,8 +141,11 @@ impl Route for PlaceOrder {
             Some(Condition::NotExists),
         );
         // The customer's list of orders (GET /orders).
+        let entry = OrderRef {
+            order_id: order.order_id.clone(),
+        };
         work.put(
-            bazaar_platform::item::item(
+            record(
                 &Key::new(
                     customer_orders(&order.customer),
                     format!(
@@ -151,17 +154,14 @@ impl Route for PlaceOrder {
                         order.order_id
                     ),
                 ),
-                json!({ "order_id": order.order_id }),
+                &entry,
             ),
             None,
         );
         // The deadline entry lets orders-timeouts find the order when its time is up.
         let deadline_key: Key =
             bazaar_orders::keys::deadline(order.deadline, &order.order_id).into();
-        work.put(
-            bazaar_platform::item::item(&deadline_key, json!({ "order_id": order.order_id })),
-            None,
-        );
+        work.put(record(&deadline_key, &entry), None);
         work.send(&OrderPlaced {
             order_id: order.order_id.clone(),
             customer: order.customer.clone(),
@@ -181,14 +181,14 @@ struct GetOrder;
 #[async_trait]
 impl Route for GetOrder {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let actor = request.actor_with_role(&["customer", "operator"])?;
+        let actor = request.actor_with_role(&[Role::Customer, Role::Operator])?;
         let id = request.param("id");
         let not_found = || ApiError::not_found(format!("no order {id}"));
         let Some(item) = work.table()?.get(&order_key(id)).await? else {
             return Err(not_found());
         };
         let order: Order = parse(item)?;
-        if !order.visible_to(&actor.subject, actor.has_role("operator")) {
+        if !order.visible_to(&actor.subject, actor.has_role(Role::Operator)) {
             // Another customer's order does not exist, as far as this caller can tell.
             return Err(not_found());
         }
@@ -238,11 +238,11 @@ struct ListOrders;
 #[async_trait]
 impl Route for ListOrders {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let actor = request.actor_with_role(&["customer", "operator"])?;
+        let actor = request.actor_with_role(&[Role::Customer, Role::Operator])?;
         let customer = match request.query.get("customer") {
-            Some(c) if actor.has_role("operator") => c.clone(),
+            Some(c) if actor.has_role(Role::Operator) => c.clone(),
             // A customer asking for someone else's list gets their own: nothing to probe.
-            _ if actor.has_role("customer") => actor.subject.clone(),
+            _ if actor.has_role(Role::Customer) => actor.subject.clone(),
             _ => {
                 return Err(ApiError::bad_request(
                     Some("customer"),
@@ -266,10 +266,8 @@ impl Route for ListOrders {
         let page = table.query(query).await?;
         let mut orders = Vec::with_capacity(page.items.len());
         for entry in &page.items {
-            let Some(id) = entry.get("order_id").and_then(|v| v.as_str()) else {
-                continue;
-            };
-            if let Some(item) = table.get(&order_key(id)).await? {
+            let entry: OrderRef = parse(entry.clone())?;
+            if let Some(item) = table.get(&order_key(&entry.order_id)).await? {
                 orders.push(view(&parse::<Order>(item)?));
             }
         }

@@ -11,10 +11,9 @@ use async_trait::async_trait;
 use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn};
 use bazaar_contracts::{Money, Sku};
 use bazaar_orders::PriceCopy;
-use bazaar_platform::item::{Condition, Key, parse, record};
+use bazaar_platform::item::{Key, newer, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
-use serde_json::json;
 
 /// Builds the function with its SQS trigger.
 pub fn function(deps: Arc<Deps>) -> Function {
@@ -40,11 +39,9 @@ async fn keep(
     version: u64,
 ) -> Result<(), HandlerError> {
     let key = price_key(sku);
-    let stored: Option<PriceCopy> = work.table()?.get(&key).await?.map(parse).transpose()?;
-    let guard = match &stored {
-        Some(c) if c.version >= version => return Ok(()),
-        Some(c) => Condition::Equals("version".into(), json!(c.version)),
-        None => Condition::NotExists,
+    let stored: Option<PriceCopy> = work.table()?.get_as(&key).await?;
+    let Some(guard) = newer(stored.map(|c| c.version), version) else {
+        return Ok(());
     };
     let copy = PriceCopy {
         sku: sku.clone(),

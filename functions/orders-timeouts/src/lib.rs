@@ -66,12 +66,8 @@ impl Job for Expire {
         for entry in due.into_iter().take(MAX_PER_RUN) {
             let key = Key::of(&entry)
                 .ok_or_else(|| HandlerError::bug("a deadline entry without a key"))?;
-            let Some(order_id) = entry.get("order_id").and_then(Value::as_str) else {
-                return Err(HandlerError::bug(format!(
-                    "deadline entry {} names no order",
-                    key.sk
-                )));
-            };
+            let order_id = bazaar_platform::item::parse::<keys::OrderRef>(entry)?.order_id;
+            let order_id = order_id.as_str();
             let deadline = key
                 .sk
                 .split('#')

@@ -33,12 +33,12 @@ use bazaar_contracts::payments::{
     ChargePayment, PaymentCaptured, PaymentDeclined, PaymentRefunded, RefundPayment, SettlePayment,
     Settlement,
 };
-use bazaar_payments::keys::{self, ChargeRecord, RefundRecord};
+use bazaar_payments::keys::{self, ChargeRecord, ChargeState, RefundRecord};
 use bazaar_payments::{
     ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, RetryPolicy,
     charge_key, refund_key,
 };
-use bazaar_platform::item::{Condition, Key, parse, record};
+use bazaar_platform::item::{Condition, Key, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
 
@@ -118,13 +118,20 @@ fn mismatch(order_id: &str, detail: String) -> HandlerError {
     HandlerError::permanent(PAYMENT_MISMATCH, detail)
 }
 
+/// The guard of settling a charge record: it is still pending (settled once, whoever is
+/// first: a callback or the reconciliation).
+pub(crate) fn pending_only() -> Condition {
+    Condition::Equals(
+        "status".into(),
+        serde_json::to_value(ChargeState::Pending).unwrap_or_default(),
+    )
+}
+
 /// The charge this service made for an order, if any.
 async fn charge_of(work: &Work<'_>, order_id: &str) -> Result<Option<ChargeRecord>, HandlerError> {
     work.table()?
-        .get(&Key::new(keys::order_partition(order_id), keys::CHARGE))
-        .await?
-        .map(parse)
-        .transpose()
+        .get_as(&Key::new(keys::order_partition(order_id), keys::CHARGE))
+        .await
 }
 
 /// The handlers.
@@ -166,7 +173,7 @@ impl Handle<ChargePayment> for Payments {
                     payment_id: charge.payment_id.clone(),
                     amount: task.amount,
                 })?;
-                ("succeeded", None)
+                (ChargeState::Succeeded, None)
             }
             ChargeStatus::Failed { reason } => {
                 work.send(&PaymentDeclined {
@@ -174,12 +181,12 @@ impl Handle<ChargePayment> for Payments {
                     payment_id: charge.payment_id.clone(),
                     reason: Some(reason.clone()),
                 })?;
-                ("failed", Some(reason.clone()))
+                (ChargeState::Failed, Some(reason.clone()))
             }
-            ChargeStatus::Pending => ("pending", None),
+            ChargeStatus::Pending => (ChargeState::Pending, None),
         };
         let key = Key::new(keys::order_partition(&task.order_id), keys::CHARGE);
-        let at = work.now().to_rfc3339();
+        let at = work.now();
         work.put(
             record(
                 &key,
@@ -187,7 +194,7 @@ impl Handle<ChargePayment> for Payments {
                     order_id: task.order_id,
                     customer: task.customer,
                     payment_id: charge.payment_id,
-                    status: status.into(),
+                    status,
                     reason,
                     amount: task.amount,
                     at,
@@ -269,9 +276,9 @@ impl Handle<SettlePayment> for Payments {
             ));
         }
         let (status, reason) = match (&books.status, task.outcome) {
-            (ChargeStatus::Succeeded, Settlement::Succeeded) => ("succeeded", None),
+            (ChargeStatus::Succeeded, Settlement::Succeeded) => (ChargeState::Succeeded, None),
             (ChargeStatus::Failed { reason }, Settlement::Failed) => {
-                ("failed", Some(reason.clone()))
+                (ChargeState::Failed, Some(reason.clone()))
             }
             (ChargeStatus::Pending, _) => {
                 // The callback is ahead of the books (or made up): ask again later.
@@ -295,17 +302,17 @@ impl Handle<SettlePayment> for Payments {
             // outcome is out already.
             return Ok(());
         }
-        if charge.status != "pending" {
+        if charge.status != ChargeState::Pending {
             return Err(mismatch(
                 order,
                 format!(
-                    "the charge was settled as {} before; the callback says {status}",
+                    "the charge was settled as {:?} before; the callback says {status:?}",
                     charge.status
                 ),
             ));
         }
         match status {
-            "succeeded" => work.send(&PaymentCaptured {
+            ChargeState::Succeeded => work.send(&PaymentCaptured {
                 order_id: order.to_string(),
                 payment_id: charge.payment_id.clone(),
                 amount: charge.amount,
@@ -316,21 +323,17 @@ impl Handle<SettlePayment> for Payments {
                 reason: reason.clone(),
             })?,
         }
-        let at = work.now().to_rfc3339();
         work.put(
             record(
                 &Key::new(keys::order_partition(order), keys::CHARGE),
                 &ChargeRecord {
-                    status: status.into(),
+                    status,
                     reason,
-                    at,
+                    at: work.now(),
                     ..charge
                 },
             ),
-            Some(Condition::Equals(
-                "status".into(),
-                serde_json::json!("pending"),
-            )),
+            Some(pending_only()),
         );
         Ok(())
     }
@@ -377,7 +380,7 @@ impl Handle<RefundPayment> for Payments {
             refund_id: refund.refund_id.clone(),
         })?;
         let key = Key::new(keys::order_partition(&task.order_id), keys::REFUND);
-        let at = work.now().to_rfc3339();
+        let at = work.now();
         work.put(
             record(
                 &key,

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::Actor;
 use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
-use bazaar_payments::keys::{self, ChargeRecord};
+use bazaar_payments::keys::{self, ChargeRecord, ChargeState};
 use bazaar_payments::{ChargeStatus, LedgerCharge, PaymentProvider, RetryPolicy};
-use bazaar_platform::item::{Condition, Key, item, parse, record};
+use bazaar_platform::item::{Key, item, record};
 use bazaar_platform::ports::DeadLetter;
 use bazaar_platform::schedule::Job;
 use bazaar_platform::work::Cause;
@@ -123,11 +123,11 @@ impl Reconcile {
         report: &mut Report,
     ) -> Result<(), HandlerError> {
         let key = Key::new(keys::order_partition(&charge.reference), keys::CHARGE);
-        let record: Option<ChargeRecord> = deps.table()?.get(&key).await?.map(parse).transpose()?;
+        let record: Option<ChargeRecord> = deps.table()?.get_as(&key).await?;
         let captured = charge.status == ChargeStatus::Succeeded && !charge.refunded;
         match record {
             Some(r) if r.payment_id == charge.payment_id => {
-                if r.status != "pending" || charge.status == ChargeStatus::Pending {
+                if r.status != ChargeState::Pending || charge.status == ChargeStatus::Pending {
                     return Ok(());
                 }
                 if settle(deps, &key, r, charge).await? {
@@ -179,7 +179,7 @@ async fn settle(
                 payment_id: pending.payment_id.clone(),
                 amount: pending.amount,
             })?;
-            ("succeeded", None)
+            (ChargeState::Succeeded, None)
         }
         ChargeStatus::Failed { reason } => {
             work.send(&PaymentDeclined {
@@ -187,22 +187,22 @@ async fn settle(
                 payment_id: pending.payment_id.clone(),
                 reason: Some(reason.clone()),
             })?;
-            ("failed", Some(reason.clone()))
+            (ChargeState::Failed, Some(reason.clone()))
         }
         ChargeStatus::Pending => return Ok(false),
     };
-    let at = deps.clock.now().to_rfc3339();
+    let at = deps.clock.now();
     work.put(
         record(
             key,
             &ChargeRecord {
-                status: status.into(),
+                status,
                 reason,
                 at,
                 ..pending
             },
         ),
-        Some(Condition::Equals("status".into(), json!("pending"))),
+        Some(super::pending_only()),
     );
     match work.commit(&scope).await {
         Ok(()) => Ok(true),

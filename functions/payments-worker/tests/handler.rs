@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bazaar_embedded::testing::{Fixture, event, with_envelope};
 use bazaar_fake_provider::{FakeProvider, Switches};
 use bazaar_payments::RetryPolicy;
-use bazaar_payments::keys::{self, ChargeRecord};
+use bazaar_payments::keys::{self, ChargeRecord, ChargeState};
 use bazaar_platform::LambdaFunction;
 use bazaar_platform::clock::Clock;
 use bazaar_platform::item::{Key, parse};
@@ -77,7 +77,10 @@ async fn an_approved_card_is_captured_once_even_when_the_task_comes_twice() {
         sent[0].correlation_id, "JKJaXmPLvHcESHA=",
         "the flow is kept"
     );
-    assert_eq!(charge_record(&w).await.unwrap().status, "succeeded");
+    assert_eq!(
+        charge_record(&w).await.unwrap().status,
+        ChargeState::Succeeded
+    );
 }
 
 #[tokio::test]
@@ -91,7 +94,7 @@ async fn a_declined_card_is_declined_with_the_providers_reason() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message_type, "payment.declined");
     assert_eq!(sent[0].data.value()["reason"], "card_declined");
-    assert_eq!(charge_record(&w).await.unwrap().status, "failed");
+    assert_eq!(charge_record(&w).await.unwrap().status, ChargeState::Failed);
 }
 
 #[tokio::test]
@@ -100,7 +103,10 @@ async fn a_pending_charge_emits_nothing_and_waits_for_the_callback() {
     let r = w.function.invoke(charge_with("tok_async")).await.unwrap();
     assert_eq!(r["batchItemFailures"], json!([]));
     assert!(w.fixture.sent("payment").is_empty());
-    assert_eq!(charge_record(&w).await.unwrap().status, "pending");
+    assert_eq!(
+        charge_record(&w).await.unwrap().status,
+        ChargeState::Pending
+    );
     assert!(
         w.provider.next_callback_at().is_some(),
         "the provider will call back"
@@ -274,7 +280,10 @@ async fn a_callback_that_matches_the_charge_and_the_books_settles_it_once() {
         sent[0].data.value()["amount"],
         json!({ "amount_cents": 2500, "currency": "EUR" })
     );
-    assert_eq!(charge_record(&w).await.unwrap().status, "succeeded");
+    assert_eq!(
+        charge_record(&w).await.unwrap().status,
+        ChargeState::Succeeded
+    );
     assert!(reasons(&w).is_empty());
 }
 
@@ -317,7 +326,11 @@ async fn callbacks_that_do_not_match_the_charge_change_nothing_and_are_parked() 
             w.fixture.sent("payment").is_empty(),
             "{name}: nothing announced"
         );
-        assert_eq!(charge_record(&w).await.unwrap().status, "pending", "{name}");
+        assert_eq!(
+            charge_record(&w).await.unwrap().status,
+            ChargeState::Pending,
+            "{name}"
+        );
     }
 }
 
@@ -391,7 +404,10 @@ async fn the_reconciliation_settles_a_capture_whose_callback_never_came_and_repo
     let sent = w.fixture.sent("payment");
     assert_eq!(sent.len(), 1, "settled once: {sent:?}");
     assert_eq!(sent[0].message_type, "payment.captured");
-    assert_eq!(charge_record(&w).await.unwrap().status, "succeeded");
+    assert_eq!(
+        charge_record(&w).await.unwrap().status,
+        ChargeState::Succeeded
+    );
     assert_eq!(reasons(&w), ["capture-unannounced"], "reported once");
 }
 

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::Sku;
 use bazaar_contracts::catalog::{Listing, ProductPublished, ProductWithdrawn};
-use bazaar_platform::item::{Condition, Key, Query, parse, record};
+use bazaar_platform::item::{Key, Query, newer, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
-use serde_json::json;
 
 pub use bazaar_catalog::search::{Entry, INDEX_PK};
 
@@ -53,11 +52,9 @@ async fn index(
     listing: Option<Listing>,
 ) -> Result<(), HandlerError> {
     let key = entry_key(sku);
-    let stored: Option<Entry> = work.table()?.get(&key).await?.map(parse).transpose()?;
-    let guard = match &stored {
-        Some(e) if e.version >= version => return Ok(()),
-        Some(e) => Condition::Equals("version".into(), json!(e.version)),
-        None => Condition::NotExists,
+    let stored: Option<Entry> = work.table()?.get_as(&key).await?;
+    let Some(guard) = newer(stored.map(|e| e.version), version) else {
+        return Ok(());
     };
     let entry = Entry {
         sku: sku.clone(),

@@ -30,6 +30,38 @@ use crate::names;
 /// The CloudEvents spec version Bazaar speaks.
 pub const SPEC_VERSION: &str = "1.0";
 
+/// A role identity grants, and what the routes check. Roles travel as text (in tokens and
+/// envelopes, where an unknown one is kept); code compares this enum, never the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Buys: places and reads their own orders.
+    Customer,
+    /// Sells: describes, prices and stocks the skus it owns.
+    Merchant,
+    /// Runs the marketplace: reads any order.
+    Operator,
+    /// Work nobody asked for directly (schedules, the operator's tools).
+    System,
+}
+
+impl Role {
+    /// The role as text, as tokens and envelopes carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Merchant => "merchant",
+            Role::Operator => "operator",
+            Role::System => "system",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who a message is done for: a subject and its roles.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Actor {
@@ -44,7 +76,7 @@ impl Actor {
     pub fn system() -> Actor {
         Actor {
             subject: "system".into(),
-            roles: vec!["system".into()],
+            roles: vec![Role::System.as_str().into()],
         }
     }
 
@@ -57,8 +89,8 @@ impl Actor {
     }
 
     /// True when the actor holds `role`.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r == role.as_str())
     }
 }
 

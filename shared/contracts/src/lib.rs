@@ -28,7 +28,7 @@ pub mod payments;
 pub mod registry;
 pub mod text;
 
-pub use envelope::{Actor, Data, Envelope, EnvelopeError, Flags};
+pub use envelope::{Actor, Data, Envelope, EnvelopeError, Flags, Role};
 pub use items::{Line, Sku};
 pub use message::{ContractViolation, DecodeError, Kind, Message};
 pub use money::{Currency, Money};

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::item::{Condition, Key, parse, record};
+use crate::item::{Condition, Key, record};
 use crate::ports::{HandlerError, Table, TableError};
 
 /// What a registry keeps per name.
@@ -28,12 +28,7 @@ pub struct ClaimRecord {
 
 /// Reads who owns `key`, if anyone.
 pub async fn owner(registry: &dyn Table, key: &Key) -> Result<Option<String>, HandlerError> {
-    Ok(registry
-        .get(key)
-        .await?
-        .map(parse::<ClaimRecord>)
-        .transpose()?
-        .map(|r| r.owner))
+    Ok(registry.get_as::<ClaimRecord>(key).await?.map(|r| r.owner))
 }
 
 /// Claims `key` for `claimant` unless someone owns it already; returns who owns it now (the

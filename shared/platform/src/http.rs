@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use base64::Engine;
-use bazaar_contracts::{Actor, Flags};
+use bazaar_contracts::{Actor, Flags, Role};
 use chrono::Duration;
 use http::{HeaderMap, HeaderValue, Method};
 use serde::Serialize;
@@ -113,17 +113,15 @@ impl Request {
     }
 
     /// The caller, who must hold one of `roles`: 403 otherwise (after the 401 cases).
-    pub fn actor_with_role(&self, roles: &[&str]) -> Result<Actor, ApiError> {
+    pub fn actor_with_role(&self, roles: &[Role]) -> Result<Actor, ApiError> {
         let actor = self.actor()?;
-        if roles
-            .iter()
-            .any(|r| actor.roles.iter().any(|have| have == r))
-        {
+        if roles.iter().any(|r| actor.has_role(*r)) {
             Ok(actor)
         } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             Err(ApiError::forbidden(format!(
                 "this route is for {}",
-                roles.join(" or ")
+                names.join(" or ")
             )))
         }
     }
@@ -678,7 +676,7 @@ impl Api {
         let claim = item(
             &record_key,
             json!({
-                "state": "in_progress",
+                "state": KeyState::InProgress,
                 "fingerprint": fingerprint,
                 "locked_until": (now + IDEMPOTENCY_LOCK).timestamp(),
                 "ttl": (now + IDEMPOTENCY_RETENTION).timestamp(),
@@ -687,7 +685,7 @@ impl Api {
         let free = Condition::Or(vec![
             Condition::NotExists,
             Condition::And(vec![
-                Condition::Equals("state".into(), json!("in_progress")),
+                Condition::Equals("state".into(), json!(KeyState::InProgress)),
                 Condition::LessThan("locked_until".into(), now.timestamp()),
             ]),
         ]);
@@ -703,18 +701,19 @@ impl Api {
                             "the request with this Idempotency-Key changed state; retry",
                         )
                     })?;
-                if existing.get("fingerprint").and_then(Value::as_str) != Some(fingerprint.as_str())
-                {
+                let existing: KeyRecord = crate::item::parse(existing)?;
+                if existing.fingerprint != fingerprint {
                     return Err(ApiError::unprocessable(
                         Some(IDEMPOTENCY_HEADER),
                         "this Idempotency-Key was used for a different request",
                     ));
                 }
-                if existing.get("state").and_then(Value::as_str) == Some("completed") {
-                    let mut stored: Response = serde_json::from_value(
-                        existing.get("response").cloned().unwrap_or(Value::Null),
-                    )
-                    .map_err(|e| ApiError::internal(Box::new(e)))?;
+                if existing.state == KeyState::Completed {
+                    let mut stored = existing.response.ok_or_else(|| {
+                        ApiError::internal(
+                            HandlerError::bug("a completed key without its response").into(),
+                        )
+                    })?;
                     stored
                         .headers
                         .insert("idempotent-replayed".into(), "true".into());
@@ -748,7 +747,7 @@ impl Api {
         let complete = Write::Update {
             key: record_key.clone(),
             update: Update::new()
-                .set("state", "completed")
+                .set("state", json!(KeyState::Completed))
                 .set(
                     "response",
                     serde_json::to_value(&response).unwrap_or(Value::Null),
@@ -781,7 +780,10 @@ impl Api {
             let _ = table
                 .delete(
                     &record_key,
-                    Some(Condition::Equals("state".into(), json!("in_progress"))),
+                    Some(Condition::Equals(
+                        "state".into(),
+                        json!(KeyState::InProgress),
+                    )),
                 )
                 .await;
             return Err(commit_error(e));
@@ -794,10 +796,35 @@ impl Api {
 }
 
 fn commit_error(e: TableError) -> ApiError {
+    if e.is_stale() {
+        return ApiError {
+            source: Some(Box::new(e)),
+            ..ApiError::conflict("what this request read changed while it ran; retry it")
+        };
+    }
     match e.class() {
         ErrorClass::Bug => ApiError::internal(Box::new(e)),
         _ => ApiError::unavailable(Box::new(e)),
     }
+}
+
+/// Where a request under an idempotency key stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KeyState {
+    /// A request holds the key (until `locked_until`, if it crashed).
+    InProgress,
+    /// Its response is stored and answers every retry.
+    Completed,
+}
+
+/// The record of an idempotency key, as the table holds it.
+#[derive(Debug, serde::Deserialize)]
+struct KeyRecord {
+    state: KeyState,
+    fingerprint: String,
+    #[serde(default)]
+    response: Option<Response>,
 }
 
 /// What makes two requests "the same" for idempotency: method, path and body.

@@ -56,6 +56,17 @@ pub trait Table: Send + Sync {
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError>;
 }
 
+impl dyn Table + '_ {
+    /// Reads one item as a record of type `T` (strongly consistent); a stored item that does
+    /// not read as `T` is a bug.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> Result<Option<T>, HandlerError> {
+        self.get(key).await?.map(crate::item::parse).transpose()
+    }
+}
+
 /// Why one write of a cancelled transaction failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelReason {
@@ -99,6 +110,19 @@ impl TableError {
         match self {
             TableError::TransactionCanceled { reasons } => {
                 reasons.get(index) == Some(&CancelReason::ConditionFailed)
+            }
+            _ => false,
+        }
+    }
+
+    /// True when a write's condition did not hold (alone, or in a transaction): the state it
+    /// guarded changed since it was read. On an HTTP route that is a conflict (409) for the
+    /// caller to retry; in a consumer the unit of work runs again on fresh reads.
+    pub fn is_stale(&self) -> bool {
+        match self {
+            TableError::ConditionFailed => true,
+            TableError::TransactionCanceled { reasons } => {
+                reasons.contains(&CancelReason::ConditionFailed)
             }
             _ => false,
         }

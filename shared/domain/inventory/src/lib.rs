@@ -38,6 +38,50 @@ impl Stock {
     }
 }
 
+/// Where an order's reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    /// Every line is held for the order.
+    Reserved,
+    /// Some line was short: nothing was held.
+    Rejected,
+    /// The order was confirmed: what it held is sold.
+    Committed,
+    /// The order was cancelled after its reservation: what it held is available again.
+    Released,
+    /// The order was cancelled before its reservation request arrived: a late request is
+    /// refused and holds nothing.
+    Cancelled,
+}
+
+impl ReservationState {
+    /// The state as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Reserved => "reserved",
+            ReservationState::Rejected => "rejected",
+            ReservationState::Committed => "committed",
+            ReservationState::Released => "released",
+            ReservationState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What inventory remembers of an order's reservation request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationRecord {
+    /// The order.
+    pub order_id: String,
+    /// Where it stands.
+    pub state: ReservationState,
+    /// The lines held (reserved) or asked for (rejected).
+    pub items: Vec<Line>,
+    /// The skus short of stock (rejected).
+    #[serde(default)]
+    pub short_skus: Vec<Sku>,
+}
+
 /// The outcome of a reservation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {

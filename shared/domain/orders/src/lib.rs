@@ -238,6 +238,15 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
 /// Where the orders service keeps its records in its table (partition key, sort key).
 pub mod keys {
     use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+
+    /// An entry that points at an order: one per order in its customer's list (`GET /orders`)
+    /// and in the deadline partition (`orders-timeouts`).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderRef {
+        /// The order pointed at.
+        pub order_id: String,
+    }
 
     /// An order's record.
     pub fn order(order_id: &str) -> (String, String) {

@@ -1,11 +1,24 @@
 //! Where the payments table keeps its records: one partition per order, one record per step.
 
 use bazaar_contracts::Money;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The partition of an order's payment records.
 pub fn order_partition(order_id: &str) -> String {
     format!("PAYMENT#{order_id}")
+}
+
+/// Where an order's charge stands, as this service knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeState {
+    /// The provider decides later (its callback, or the reconciliation, settles it).
+    Pending,
+    /// The money was taken.
+    Succeeded,
+    /// The provider refused.
+    Failed,
 }
 
 /// What the worker was told about an order's charge.
@@ -17,17 +30,16 @@ pub struct ChargeRecord {
     pub customer: String,
     /// The provider's payment id.
     pub payment_id: String,
-    /// `succeeded`, `failed` or `pending` (an asynchronous outcome arrives by the provider's
-    /// callback, as an event on the payment topic).
-    pub status: String,
+    /// Where it stands.
+    pub status: ChargeState,
     /// The provider's reason for a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The amount asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
-    /// When (RFC 3339).
-    pub at: String,
+    /// When it was last written.
+    pub at: DateTime<Utc>,
 }
 
 /// A refund made.
@@ -39,8 +51,8 @@ pub struct RefundRecord {
     pub payment_id: String,
     /// The provider's refund id.
     pub refund_id: String,
-    /// When (RFC 3339).
-    pub at: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// Sort key of the charge record.
