@@ -54,7 +54,8 @@ async fn stored_stock(
 #[tokio::test]
 async fn another_merchant_cannot_change_the_sku() {
     let world = Fixture::new();
-    let function = inventory_api::function(deps(&world));
+    let deps = deps(&world);
+    let function = inventory_api::function(deps.clone());
     function
         .invoke(event("inventory-api.put-inventory.json"))
         .await
@@ -68,6 +69,18 @@ async fn another_merchant_cannot_change_the_sku() {
     assert_eq!(
         response["statusCode"], 404,
         "another merchant's sku does not exist for this caller"
+    );
+    let sku = bazaar_contracts::Sku::parse("MUG-01").unwrap();
+    let stock = stored_stock(&deps, &sku).await;
+    assert_eq!(
+        (stock["available"].as_i64(), stock["owner"].as_str()),
+        (Some(25), Some("merchant-1")),
+        "the owner's stock stands"
+    );
+    assert_eq!(
+        world.sent("stock").len(),
+        1,
+        "only the owner's change was announced"
     );
 }
 

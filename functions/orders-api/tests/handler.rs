@@ -72,12 +72,41 @@ async fn the_sample_get_of_an_unknown_order_is_a_404_problem() {
 #[tokio::test]
 async fn the_scheduled_event_runs_the_outbox_sweeper() {
     let world = Fixture::new();
-    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]));
-    assert_eq!(
-        function
-            .invoke(event("orders-api.schedule.json"))
-            .await
+    let deps = world.deps("orders-api", Some("orders"), &["order"]);
+    let function = orders_api::function(deps.clone());
+    // What a request that crashed between its commit and its publish left behind, two
+    // minutes ago (past the sweeper's grace).
+    let placed = bazaar_contracts::Envelope::from_json(
+        event("orders-saga.sqs.json")["Records"][0]["body"]
+            .as_str()
             .unwrap(),
-        serde_json::Value::Null
+    )
+    .unwrap();
+    let left = bazaar_platform::item::Key::new("OUTBOX", "orders-api#crashed-request#000");
+    let created = bazaar_platform::clock::Clock::now(world.clock.as_ref()).timestamp() - 120;
+    deps.table()
+        .unwrap()
+        .put(
+            bazaar_platform::item::item(
+                &left,
+                serde_json::json!({ "envelope": placed.to_json(), "created": created, "type": placed.message_type }),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let answer = function
+        .invoke(event("orders-api.schedule.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(answer, serde_json::Value::Null);
+    let sent = world.sent("order");
+    assert_eq!(sent.len(), 1, "the sweeper published what was left");
+    assert_eq!(sent[0].id, placed.id, "with its original id");
+    assert!(
+        deps.table().unwrap().get(&left).await.unwrap().is_none(),
+        "and deleted the record"
     );
 }

@@ -13,11 +13,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
-use bazaar_contracts::orders::{
-    CancellationReason, ExpireOrder, OrderCancelled, OrderConfirmed, OrderPlaced,
-};
+use bazaar_contracts::orders::{ExpireOrder, OrderCancelled, OrderConfirmed, OrderPlaced};
 use bazaar_contracts::payments::{ChargePayment, PaymentCaptured, PaymentDeclined, RefundPayment};
-use bazaar_orders::{CancelReason, Decision, Order, SagaInput, Status};
+use bazaar_orders::{Decision, Order, SagaInput, Status};
 use bazaar_platform::item::{Condition, Key, Update, parse};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, Work};
@@ -97,11 +95,7 @@ fn transition(
                 (Status::Cancelled, Some(reason)) => work.send(&OrderCancelled {
                     order_id: order.order_id.clone(),
                     customer: order.customer.clone(),
-                    reason: match reason {
-                        CancelReason::OutOfStock => CancellationReason::OutOfStock,
-                        CancelReason::PaymentDeclined => CancellationReason::PaymentDeclined,
-                        CancelReason::Timeout => CancellationReason::Timeout,
-                    },
+                    reason,
                     items: order.items.clone(),
                 })?,
                 _ => {}

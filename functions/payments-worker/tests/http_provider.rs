@@ -156,7 +156,9 @@ async fn a_down_provider_is_unavailable() {
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the provider's minute and the client's three seconds are
+/// simulated, so the test waits for neither and the order of the two is certain.
+#[tokio::test(start_paused = true)]
 async fn an_answer_later_than_the_timeout_is_unavailable_and_the_retry_finds_the_charge() {
     let (provider, url) = served("k").await;
     // The slow answer would come after a minute; the client gives up long before.
@@ -165,11 +167,17 @@ async fn an_answer_later_than_the_timeout_is_unavailable_and_the_retry_finds_the
         slow_ms: 60_000,
         ..Switches::default()
     });
-    let http = client(&url, "k", Duration::from_millis(200));
+    let http = client(&url, "k", Duration::from_secs(3));
+    let started = tokio::time::Instant::now();
     let e = http.charge(&charge("tok_ok", "o-1")).await.unwrap_err();
     assert!(
         matches!(&e, ProviderError::Unavailable(m) if m.contains("no answer")),
         "{e}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "gave up after {waited:?}, the client's deadline"
     );
 
     provider.set_switches(Switches::default());

@@ -13,7 +13,7 @@ use bazaar_platform::item::{
     Condition, Item, Key, PK, Page, Query, SK, SortKey, Update, Write, validate_item,
     validate_transaction,
 };
-use bazaar_platform::ports::{CancelReason, Table, TableError};
+use bazaar_platform::ports::{Table, TableError, WriteFailure};
 use serde_json::{Map, Number, Value};
 
 use crate::usage::{Usage, read_units, write_units};
@@ -548,10 +548,10 @@ impl Table for DynamoTable {
                         .cancellation_reasons()
                         .iter()
                         .map(|r| match r.code() {
-                            None | Some("None") => CancelReason::None,
-                            Some("ConditionalCheckFailed") => CancelReason::ConditionFailed,
-                            Some("TransactionConflict") => CancelReason::Conflict,
-                            Some(other) => CancelReason::Other(other.to_string()),
+                            None | Some("None") => WriteFailure::None,
+                            Some("ConditionalCheckFailed") => WriteFailure::ConditionFailed,
+                            Some("TransactionConflict") => WriteFailure::Conflict,
+                            Some(other) => WriteFailure::Other(other.to_string()),
                         })
                         .collect();
                     return Err(TableError::TransactionCanceled { reasons });

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bazaar_platform::item::{Condition, Item, Key, Page, Query, Update, Write};
 use bazaar_platform::ports::{
-    CancelReason, DeadLetter, DeadLetters, Encoded, PublishError, Publisher, Table, TableError,
+    DeadLetter, DeadLetters, Encoded, PublishError, Publisher, Table, TableError, WriteFailure,
     attributes_for_publish,
 };
 
@@ -148,13 +148,13 @@ impl Table for MemoryTable {
                 .ok_or_else(|| TableError::Invalid("a write without a key".into()))?;
             match after(write, items.get(&key)) {
                 Ok(new) => {
-                    reasons.push(CancelReason::None);
+                    reasons.push(WriteFailure::None);
                     results.push((key, new, matches!(write, Write::Check { .. })));
                 }
-                Err(_) => reasons.push(CancelReason::ConditionFailed),
+                Err(_) => reasons.push(WriteFailure::ConditionFailed),
             }
         }
-        if reasons.iter().any(|r| *r != CancelReason::None) {
+        if reasons.iter().any(|r| *r != WriteFailure::None) {
             return Err(TableError::TransactionCanceled { reasons });
         }
         for (key, new, check_only) in results {

@@ -8,8 +8,8 @@ use bazaar_platform::item::{
     Item, Key, Page, Query, SK, Update, Write, validate_item, validate_transaction,
 };
 use bazaar_platform::ports::{
-    CancelReason, DeadLetter, DeadLetters, Encoded, MAX_BATCH, PublishError, Publisher, Table,
-    TableError, Topics, attributes_for_publish,
+    DeadLetter, DeadLetters, Encoded, MAX_BATCH, PublishError, Publisher, Table, TableError,
+    Topics, WriteFailure, attributes_for_publish,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -212,9 +212,9 @@ impl Table for EmbeddedTable {
             let current = read(&tx, &key)?;
             let ok = w.condition().is_none_or(|c| c.holds(current.as_ref()));
             reasons.push(if ok {
-                CancelReason::None
+                WriteFailure::None
             } else {
-                CancelReason::ConditionFailed
+                WriteFailure::ConditionFailed
             });
             failed |= !ok;
             // Every item the transaction writes is built and checked before the first write.

@@ -463,49 +463,11 @@ impl Engine {
         }
         let conn = connect(&self.storage, Some(name))?;
         conn.execute_batch(TABLE_SCHEMA)?;
-        if let Storage::File(_) = &self.storage {
-            self.move_legacy_items(name, &conn)?;
-        }
         self.tables
             .write()
             .expect("tables lock")
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(Mutex::new(conn)));
-        Ok(())
-    }
-
-    /// Files written before tables had databases of their own kept every table's items in
-    /// the queues' file: a table's items move to its own file when it is first opened.
-    fn move_legacy_items(&self, name: &str, to: &Connection) -> Result<(), EngineError> {
-        let db = self.db();
-        let legacy: bool = db
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items')",
-            )?
-            .query_row([], |r| r.get(0))?;
-        if !legacy {
-            return Ok(());
-        }
-        let rows: Vec<(String, String, String)> = db
-            .prepare("SELECT pk, sk, body FROM items WHERE tbl = ?1")?
-            .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        to.execute_batch("BEGIN")?;
-        for (pk, sk, body) in &rows {
-            to.prepare_cached("INSERT OR REPLACE INTO items (pk, sk, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![pk, sk, body])?;
-        }
-        to.execute_batch("COMMIT")?;
-        db.prepare("DELETE FROM items WHERE tbl = ?1")?
-            .execute(params![name])?;
-        tracing::info!(
-            table = name,
-            items = rows.len(),
-            "moved the table's items to its own file"
-        );
         Ok(())
     }
 

@@ -180,51 +180,42 @@ async fn the_embedded_engine_passes_the_messaging_suite() {
 }
 
 #[tokio::test]
-async fn a_file_keeps_each_table_in_its_own_file_and_moves_items_from_the_old_layout() {
-    use bazaar_platform::item::Key;
+async fn a_file_keeps_each_table_in_its_own_file() {
+    use bazaar_platform::item::{Key, item};
     use bazaar_platform::ports::Table;
     let dir = std::env::temp_dir().join(format!("bazaar-layout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("local.sqlite");
-    {
-        // A file written when every table's items sat in the queues' file.
-        let old = rusqlite::Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE items (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;
-             INSERT INTO items VALUES ('orders', 'O#1', 'ORDER', '{\"pk\":\"O#1\",\"sk\":\"ORDER\",\"n\":1}');
-             INSERT INTO items VALUES ('stock', 'S#1', 'STOCK', '{\"pk\":\"S#1\",\"sk\":\"STOCK\",\"n\":2}');",
-        )
-        .unwrap();
-    }
     let key = |pk: &str, sk: &str| Key::new(pk, sk);
     {
         let engine = Engine::open(&path, Arc::new(ManualClock::at_epoch())).unwrap();
         engine.create_table("orders").unwrap();
+        engine.create_table("stock").unwrap();
         let orders = EmbeddedTable::new(engine.clone(), "orders");
-        let moved = orders.get(&key("O#1", "ORDER")).await.unwrap().unwrap();
-        assert_eq!(moved["n"], 1);
+        let stock = EmbeddedTable::new(engine.clone(), "stock");
+        orders
+            .put(
+                item(&key("O#1", "ORDER"), serde_json::json!({ "n": 1 })),
+                None,
+            )
+            .await
+            .unwrap();
+        stock
+            .put(
+                item(&key("S#1", "STOCK"), serde_json::json!({ "n": 2 })),
+                None,
+            )
+            .await
+            .unwrap();
         assert!(dir.join("local.tables/orders.sqlite").exists());
+        assert!(dir.join("local.tables/stock.sqlite").exists());
         assert!(
             orders.get(&key("S#1", "STOCK")).await.unwrap().is_none(),
             "another table's item stays out"
         );
     }
-    let old = rusqlite::Connection::open(&path).unwrap();
-    let left: Vec<String> = old
-        .prepare("SELECT tbl FROM items")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(
-        left,
-        ["stock"],
-        "moved items leave the old file; the rest wait for their table"
-    );
-    drop(old);
-    // Reopened: the moved item is read from the table's own file.
+    // Reopened: each item is read from its table's own file.
     let engine = Engine::open(&path, Arc::new(ManualClock::at_epoch())).unwrap();
     engine.create_table("orders").unwrap();
     engine.create_table("stock").unwrap();

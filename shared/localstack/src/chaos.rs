@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bazaar_platform::Deps;
 use bazaar_platform::clock::Clock;
 use bazaar_platform::item::{Condition, Item, Key, Page, Query, Update, Write};
-use bazaar_platform::ports::{CancelReason, Encoded, PublishError, Publisher, Table, TableError};
+use bazaar_platform::ports::{Encoded, PublishError, Publisher, Table, TableError, WriteFailure};
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -189,9 +189,9 @@ impl Table for FaultyTable {
             let reasons = (0..writes.len())
                 .map(|i| {
                     if i == at {
-                        CancelReason::Conflict
+                        WriteFailure::Conflict
                     } else {
-                        CancelReason::None
+                        WriteFailure::None
                     }
                 })
                 .collect();

@@ -186,3 +186,94 @@ async fn faults_can_be_aimed_at_one_function_and_one_message_type() {
     );
     assert!(report.is_clean(), "{report:#?}");
 }
+
+/// The checker's three other rules, each shown firing: a message sent to a consumer that it
+/// neither processed nor parked (its queue purged before delivery); a consumer that committed
+/// a message never sent to it (handed to it by hand under the id of another consumer's
+/// message); and a publication that no committed unit of work owed.
+#[tokio::test]
+async fn the_checker_reports_a_lost_delivery_and_work_nobody_asked_for() {
+    let run = run_with(Guarantees::default(), Arc::new(NoFaults), 0, 9);
+    run.s.set_stock("MUG-01", 5).await;
+    let order = run
+        .s
+        .placed(
+            "customer-1",
+            "lost",
+            json!([{"sku": "MUG-01", "quantity": 1}]),
+        )
+        .await;
+    // order.placed is in the saga's queue: it goes before the saga sees it.
+    let saga_queue = run.s.queue("OrdersSagaQueue");
+    let placed_id = run
+        .s
+        .stack
+        .engine()
+        .peek(&saga_queue)
+        .unwrap()
+        .iter()
+        .find_map(|m| m.attributes.get("id").map(|a| a.value.clone()))
+        .expect("order.placed waits for the saga");
+    run.s.stack.engine().purge(&saga_queue).unwrap();
+    run.s.stack.settle().await;
+
+    let report = check(&run.s.stack, &run.recorder);
+    assert_eq!(
+        report.lost,
+        [format!(
+            "orders-saga neither processed nor parked {placed_id}"
+        )],
+        "{report:#?}"
+    );
+
+    // The notifier handles order.confirmed; one arrives under the id of the message the saga
+    // was sent, which the notifier never was.
+    let confirmed = bazaar_contracts::orders::OrderConfirmed {
+        order_id: order.clone(),
+        customer: "customer-1".into(),
+        items: vec![bazaar_contracts::Line {
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            quantity: 1,
+        }],
+    };
+    let mut envelope = bazaar_contracts::Envelope::wrap(
+        &confirmed,
+        bazaar_contracts::envelope::Origin {
+            id: placed_id.clone(),
+            source: "bazaar/test".into(),
+            time: chrono::Utc::now(),
+            correlation_id: "c".into(),
+            causation_id: None,
+            traceparent: None,
+            actor: bazaar_contracts::Actor::system(),
+            flags: Default::default(),
+        },
+    )
+    .unwrap();
+    envelope.id = placed_id.clone();
+    let record = json!({ "messageId": "m1", "receiptHandle": "r1", "body": envelope.to_json(),
+        "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:local:000000000000:elsewhere", "awsRegion": "local" });
+    run.s
+        .stack
+        .invoke("NotifierFunction", json!({ "Records": [record] }))
+        .await
+        .unwrap();
+    // And an envelope is published that no committed work owed.
+    use bazaar_platform::history::History;
+    run.recorder
+        .record(bazaar_platform::history::Event::Published {
+            function: "rogue".into(),
+            ids: vec!["published-by-nobody".into()],
+        });
+
+    let report = check(&run.s.stack, &run.recorder);
+    assert_eq!(
+        report.unexpected,
+        [
+            format!("notifier processed {placed_id}, never sent to it"),
+            "published-by-nobody was published but no committed work owed it".to_string(),
+        ],
+        "{report:#?}"
+    );
+}

@@ -8,12 +8,19 @@ use std::collections::BTreeMap;
 use common::stack;
 use serde_json::json;
 
-async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String, usize> {
+/// The statuses the orders ended in, and how many times the saga's function handled each
+/// message sent to its queue, on average (deliveries over sends).
+async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> (BTreeMap<String, usize>, f64) {
     let s = stack();
     s.set_stock("MUG-01", 150).await;
     if let Some(seed) = chaos {
         s.stack.engine().set_chaos(1, Some(seed));
     }
+    s.stack.engine().record_sends();
+    let handled_before = s.metrics.count(
+        "orders-saga",
+        bazaar_platform::telemetry::Outcome::Processed,
+    );
 
     let mut ids = Vec::new();
     for i in 0..200 {
@@ -72,12 +79,27 @@ async fn two_hundred_orders_for_150_units(chaos: Option<u64>) -> BTreeMap<String
             "{dlq} stays empty"
         );
     }
-    statuses
+    let saga_queue = s.queue("OrdersSagaQueue");
+    let sent = s
+        .stack
+        .engine()
+        .sends()
+        .iter()
+        .filter(|(queue, _)| *queue == saga_queue)
+        .count();
+    let handled = s.metrics.count(
+        "orders-saga",
+        bazaar_platform::telemetry::Outcome::Processed,
+    ) - handled_before;
+    // 200 order.placed, 200 inventory answers, 150 payment.captured.
+    assert_eq!(sent, 550, "messages sent to the saga");
+    (statuses, handled as f64 / sent as f64)
 }
 
 #[tokio::test]
 async fn two_hundred_orders_against_150_units_confirm_exactly_150() {
-    let statuses = two_hundred_orders_for_150_units(None).await;
+    let (statuses, deliveries) = two_hundred_orders_for_150_units(None).await;
+    assert_eq!(deliveries, 1.0, "each message handled once");
     assert_eq!(
         statuses,
         BTreeMap::from([
@@ -90,7 +112,11 @@ async fn two_hundred_orders_against_150_units_confirm_exactly_150() {
 #[tokio::test]
 async fn every_message_delivered_twice_in_shuffled_order_gives_the_same_result() {
     for seed in [7, 42] {
-        let statuses = two_hundred_orders_for_150_units(Some(seed)).await;
+        let (statuses, deliveries) = two_hundred_orders_for_150_units(Some(seed)).await;
+        assert_eq!(
+            deliveries, 2.0,
+            "seed {seed}: every message was delivered twice"
+        );
         assert_eq!(
             statuses,
             BTreeMap::from([

@@ -459,6 +459,7 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
     };
     let per_function = (inputs() / 2).div_ceil(consumers.len() * BATCH);
     let mut totals: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut effects = 0;
     for c in &consumers {
         for batch in 0..per_function {
             let mut records = Vec::with_capacity(BATCH);
@@ -542,6 +543,33 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
                     letter.body.chars().take(300).collect::<String>()
                 );
             }
+            // What was not parked was processed for real: the consumer recorded it (its inbox
+            // record, or the archived envelope for the idempotent archiver).
+            let parked_ids: std::collections::BTreeSet<String> = dlq
+                .iter()
+                .filter_map(|l| l.attributes.get("id").map(|a| a.value.clone()))
+                .collect();
+            let table = s.stack.table_of(&c.logical_id).unwrap();
+            for body in &bodies {
+                let Ok(envelope) = bazaar_contracts::Envelope::from_json(body) else {
+                    continue;
+                };
+                if parked_ids.contains(&envelope.id) {
+                    continue;
+                }
+                let key = if c.binary == "event-archiver" {
+                    bazaar_platform::item::Key::new(format!("EVENT#{}", envelope.id), "EVENT")
+                } else {
+                    bazaar_platform::outbox::inbox_key(&c.binary, &envelope.id)
+                };
+                assert!(
+                    table.get(&key).await.unwrap().is_some(),
+                    "{}: {} counted processed but left no record",
+                    c.binary,
+                    envelope.id
+                );
+                effects += 1;
+            }
             let t = totals.entry(c.binary.clone()).or_default();
             t.0 += new_processed;
             t.1 += new_parked;
@@ -554,6 +582,10 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
             "{function}: {processed} processed, {parked} parked"
         );
     }
+    assert!(
+        effects * 20 > inputs() / 2,
+        "{effects} processed messages checked for their record"
+    );
     let sum: usize = totals.values().map(|(a, b)| a + b).sum();
     println!(
         "{sum} generated messages from seeds of {} contracts: {totals:?}",

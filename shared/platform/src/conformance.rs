@@ -14,7 +14,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use crate::item::{Condition, Key, Query, SortKey, Update, Write, item};
-use crate::ports::{CancelReason, PublishError, Publisher, Table, TableError};
+use crate::ports::{PublishError, Publisher, Table, TableError, WriteFailure};
 
 /// Runs every table check.
 pub async fn table_suite(table: &dyn Table, ns: &str) {
@@ -287,7 +287,7 @@ async fn transactions_are_all_or_nothing(t: &dyn Table, ns: &str) {
     match &err {
         TableError::TransactionCanceled { reasons } => {
             assert_eq!(reasons.len(), 3, "one reason per write: {reasons:?}");
-            assert_eq!(reasons[2], CancelReason::ConditionFailed, "{reasons:?}");
+            assert_eq!(reasons[2], WriteFailure::ConditionFailed, "{reasons:?}");
             assert!(err.condition_failed_at(2) && !err.condition_failed_at(0));
         }
         other => panic!("expected TransactionCanceled, got {other:?}"),

@@ -69,7 +69,7 @@ impl dyn Table + '_ {
 
 /// Why one write of a cancelled transaction failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelReason {
+pub enum WriteFailure {
     /// This write was fine; another one failed.
     None,
     /// Its condition did not hold.
@@ -89,8 +89,8 @@ pub enum TableError {
     /// A transaction was cancelled; one reason per write, in order.
     #[error("transaction cancelled: {reasons:?}")]
     TransactionCanceled {
-        /// Why each write failed (or [`CancelReason::None`]).
-        reasons: Vec<CancelReason>,
+        /// Why each write failed (or [`WriteFailure::None`]).
+        reasons: Vec<WriteFailure>,
     },
     /// Too many requests; retry later.
     #[error("throttled by the table")]
@@ -109,7 +109,7 @@ impl TableError {
     pub fn condition_failed_at(&self, index: usize) -> bool {
         match self {
             TableError::TransactionCanceled { reasons } => {
-                reasons.get(index) == Some(&CancelReason::ConditionFailed)
+                reasons.get(index) == Some(&WriteFailure::ConditionFailed)
             }
             _ => false,
         }
@@ -122,7 +122,7 @@ impl TableError {
         match self {
             TableError::ConditionFailed => true,
             TableError::TransactionCanceled { reasons } => {
-                reasons.contains(&CancelReason::ConditionFailed)
+                reasons.contains(&WriteFailure::ConditionFailed)
             }
             _ => false,
         }

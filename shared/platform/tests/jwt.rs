@@ -272,3 +272,36 @@ fn a_header_or_payload_naming_a_key_twice_is_refused() {
     let once = keys().0.sign_text(&header().to_string(), &payload).unwrap();
     assert!(check(&once).is_ok(), "the same text with each key once");
 }
+
+/// A token signed outside this code (OpenSSL's `dgst -sha256 -sign` over
+/// `base64url(header).base64url(payload)`, with a 2048-bit key whose public half is below):
+/// the signer and the validator here could agree with each other and still be wrong.
+#[test]
+fn a_token_signed_independently_with_openssl_is_accepted_and_a_tampered_one_is_not() {
+    const N: &str = "r4hfqtINhsnIDzhCt4om9Z8pQGbwYlozwDNYqylzs1VDvNoaphf55-DrN89-o1HXahpnE-y4MI1V-QRmUftN65DM1ERLHB89wbICLTtgISywS5CAuBvFvufSHk3vx8hUkP7eYBE2I6Kygp93oSzMER4CLuXwmldxtHspVAdeRlW8-jcgovcvAISyucTNpJ6pjJBRbvKl0HAr0DjO1UtiqN_uKZQuAX9xqJZAKiZ5TfRQIy3mdmltUxPglogZ-CzBqhgUg-EaVnxAfu_rYJ9P29J7uPNivS7_cv99fd0uieidbxnkw-gfN7pFxQr8hfkUnQQRcdqe-TwGV30-A0z7zw";
+    const TOKEN: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6InZlY3Rvci0xIn0.eyJpc3MiOiJodHRwczovL2lkZW50aXR5LmJhemFhci5sb2NhbCIsInN1YiI6ImN1c3RvbWVyLTEiLCJhdWQiOiJiYXphYXItYXBpIiwicm9sZXMiOlsiY3VzdG9tZXIiXSwiaWF0IjoxNzY3MjY4ODAwLCJuYmYiOjE3NjcyNjg4MDAsImV4cCI6MTc2NzI2OTcwMCwianRpIjoidjEifQ.OgX7c_YWYm1i9_GL050tvI2yJ-Xf8DnPvfgDx4EyrKsJosPQGKs-03yJcruizjF_kOv6V2Om87DWmc7x1_cmxDGeViC5kktSl4tKDWa01BcOSsnOhVXiXoEvBRXoZa0DfR7vh9rJWz6vB2lcnYFiCNauQ7Cm14WauasgNDkrGlCeZJySBs6LiWLU0MHYJ991bssG1KipI5ooN8LVTQuX7655Bjstx7infhN2-b5ww8ngyzSxDOsjOriNNL-b0be0QSy0863YbaFBy-l3Ifmo6zvLmrDdUPpMSxW6-lzZXt9WQqhTy4D-nZyoeD4cYQvbo2GbLNG7OoVEbLmYRAxCCQ";
+    let jwks = Jwks {
+        keys: vec![bazaar_platform::jwt::Jwk {
+            kty: "RSA".into(),
+            kid: "vector-1".into(),
+            alg: "RS256".into(),
+            use_: "sig".into(),
+            n: N.into(),
+            e: "AQAB".into(),
+        }],
+    };
+    let c = validate(TOKEN, &jwks, &expect(), now()).expect("OpenSSL's signature verifies");
+    assert_eq!(
+        (c.sub.as_str(), c.roles.clone(), c.exp),
+        ("customer-1", vec!["customer".to_string()], 1_767_269_700)
+    );
+    // One character of the signature changed (not the last: its spare bits must be zero).
+    let mut tampered: Vec<char> = TOKEN.chars().collect();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == 'A' { 'B' } else { 'A' };
+    let tampered: String = tampered.into_iter().collect();
+    assert_eq!(
+        validate(&tampered, &jwks, &expect(), now()),
+        Err(JwtError::Signature)
+    );
+}

@@ -14,8 +14,6 @@ pub enum Status {
     Pending,
     /// Stock reserved; payment not yet taken.
     Reserved,
-    /// Paid; not yet confirmed.
-    Paid,
     /// Final: the customer gets the goods.
     Confirmed,
     /// Final: nothing is held nor charged.
@@ -29,17 +27,8 @@ impl Status {
     }
 }
 
-/// Why an order was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CancelReason {
-    /// Inventory could not reserve every line.
-    OutOfStock,
-    /// The payment provider declined.
-    PaymentDeclined,
-    /// The order did not progress before its deadline.
-    Timeout,
-}
+/// Why an order was cancelled: one type, the contract's, from the record to `order.cancelled`.
+pub use bazaar_contracts::orders::CancellationReason;
 
 /// An order as the orders service keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +45,7 @@ pub struct Order {
     pub status: Status,
     /// Set when cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cancel_reason: Option<CancelReason>,
+    pub cancel_reason: Option<CancellationReason>,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
     /// When it is cancelled if not final.
@@ -184,10 +173,9 @@ impl SagaInput {
 
 impl Status {
     /// Every status, for exhaustive tests.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 4] = [
         Status::Pending,
         Status::Reserved,
-        Status::Paid,
         Status::Confirmed,
         Status::Cancelled,
     ];
@@ -197,7 +185,7 @@ impl Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Move to a new status (with a reason when cancelling).
-    Move(Status, Option<CancelReason>),
+    Move(Status, Option<CancellationReason>),
     /// Give the money back: it was captured for an order that is already cancelled.
     Refund,
     /// Nothing to do: a late or repeated answer. The reason is logged.
@@ -210,18 +198,20 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
     use Status as S;
     match (status, input) {
         (S::Pending, I::Reserved) => Decision::Move(S::Reserved, None),
-        (S::Pending, I::Rejected) => Decision::Move(S::Cancelled, Some(CancelReason::OutOfStock)),
-        (S::Reserved | S::Paid | S::Confirmed, I::Reserved) => Decision::Ignore("already reserved"),
-        (S::Reserved | S::Paid | S::Confirmed, I::Rejected) => {
+        (S::Pending, I::Rejected) => {
+            Decision::Move(S::Cancelled, Some(CancellationReason::OutOfStock))
+        }
+        (S::Reserved | S::Confirmed, I::Reserved) => Decision::Ignore("already reserved"),
+        (S::Reserved | S::Confirmed, I::Rejected) => {
             Decision::Ignore("a rejection after a reservation cannot happen for one order; ignored")
         }
-        (S::Pending | S::Reserved | S::Paid, I::DeadlinePassed) => {
-            Decision::Move(S::Cancelled, Some(CancelReason::Timeout))
+        (S::Pending | S::Reserved, I::DeadlinePassed) => {
+            Decision::Move(S::Cancelled, Some(CancellationReason::Timeout))
         }
         (S::Confirmed, I::DeadlinePassed) => Decision::Ignore("the order is confirmed"),
-        (S::Reserved | S::Paid, I::PaymentCaptured) => Decision::Move(S::Confirmed, None),
-        (S::Reserved | S::Paid, I::PaymentDeclined) => {
-            Decision::Move(S::Cancelled, Some(CancelReason::PaymentDeclined))
+        (S::Reserved, I::PaymentCaptured) => Decision::Move(S::Confirmed, None),
+        (S::Reserved, I::PaymentDeclined) => {
+            Decision::Move(S::Cancelled, Some(CancellationReason::PaymentDeclined))
         }
         (S::Pending, I::PaymentCaptured | I::PaymentDeclined) => Decision::Ignore(
             "a payment answer before the reservation cannot happen: the charge is asked for once reserved",
@@ -288,18 +278,13 @@ mod tests {
         );
         assert_eq!(
             decide(Status::Pending, SagaInput::Rejected),
-            Decision::Move(Status::Cancelled, Some(CancelReason::OutOfStock))
+            Decision::Move(Status::Cancelled, Some(CancellationReason::OutOfStock))
         );
     }
 
     #[test]
     fn late_and_repeated_answers_change_nothing() {
-        for status in [
-            Status::Reserved,
-            Status::Paid,
-            Status::Confirmed,
-            Status::Cancelled,
-        ] {
+        for status in [Status::Reserved, Status::Confirmed, Status::Cancelled] {
             for input in [SagaInput::Reserved, SagaInput::Rejected] {
                 assert!(
                     matches!(decide(status, input), Decision::Ignore(_)),
@@ -318,7 +303,7 @@ mod tests {
             } else {
                 assert_eq!(
                     d,
-                    Decision::Move(Status::Cancelled, Some(CancelReason::Timeout)),
+                    Decision::Move(Status::Cancelled, Some(CancellationReason::Timeout)),
                     "{status:?}"
                 );
             }
@@ -363,7 +348,7 @@ mod tests {
         );
         assert_eq!(
             decide(Status::Reserved, SagaInput::PaymentDeclined),
-            Decision::Move(Status::Cancelled, Some(CancelReason::PaymentDeclined))
+            Decision::Move(Status::Cancelled, Some(CancellationReason::PaymentDeclined))
         );
         assert_eq!(
             decide(Status::Cancelled, SagaInput::PaymentCaptured),
@@ -387,8 +372,6 @@ mod tests {
     #[test]
     fn final_states_are_confirmed_and_cancelled() {
         assert!(Status::Confirmed.is_final() && Status::Cancelled.is_final());
-        assert!(
-            !Status::Pending.is_final() && !Status::Reserved.is_final() && !Status::Paid.is_final()
-        );
+        assert!(!Status::Pending.is_final() && !Status::Reserved.is_final());
     }
 }
