@@ -333,79 +333,77 @@ pub enum Idempotency {
 
 struct RouteEntry {
     method: Method,
-    pattern: Vec<Segment>,
     /// `METHOD /pattern`: how metrics, logs and fault points name the route.
     key: String,
     idempotency: Idempotency,
     handler: Arc<dyn Route>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Param(String),
+/// A path with its empty segments dropped (`/orders/` and `//orders` are `/orders`), as the
+/// routes are matched.
+fn normalized(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    format!("/{}", parts.join("/"))
 }
 
-fn parse_pattern(pattern: &str) -> Vec<Segment> {
-    pattern
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(
-            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => Segment::Param(name.to_string()),
-                None => Segment::Literal(s.to_string()),
-            },
-        )
-        .collect()
-}
-
-fn match_path(pattern: &[Segment], path: &str) -> Option<BTreeMap<String, String>> {
-    let parts: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    if parts.len() != pattern.len() {
-        return None;
-    }
-    let mut params = BTreeMap::new();
-    for (seg, part) in pattern.iter().zip(parts) {
-        match seg {
-            Segment::Literal(l) if l == part => {}
-            Segment::Literal(_) => return None,
-            Segment::Param(name) => {
-                params.insert(name.clone(), percent_decode(part, false));
-            }
-        }
-    }
-    Some(params)
-}
-
+/// Percent-decodes a path parameter or query part (`plus_is_space` for the query's
+/// form encoding), keeping invalid UTF-8 as replacement characters.
 fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
+    let text = if plus_is_space {
+        std::borrow::Cow::Owned(s.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
+    percent_encoding::percent_decode_str(&text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The routes: their entries, and a `matchit` router from each path pattern to the entries
+/// (one per method) that share it.
+#[derive(Default)]
+struct Routes {
+    entries: Vec<RouteEntry>,
+    by_pattern: matchit::Router<usize>,
+    /// The entries of each pattern, by the router's value.
+    slots: Vec<Vec<usize>>,
+    patterns: BTreeMap<String, usize>,
+}
+
+impl Routes {
+    fn add(&mut self, entry: RouteEntry, pattern: &str) {
+        let pattern = normalized(pattern);
+        let slot = match self.patterns.get(&pattern) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.slots.len();
+                self.by_pattern
+                    .insert(pattern.clone(), slot)
+                    .unwrap_or_else(|e| panic!("route {pattern}: {e}"));
+                self.slots.push(Vec::new());
+                self.patterns.insert(pattern, slot);
+                slot
+            }
+        };
+        self.slots[slot].push(self.entries.len());
+        self.entries.push(entry);
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(if plus_is_space && bytes[i] == b'+' {
-            b' '
-        } else {
-            bytes[i]
-        });
-        i += 1;
+
+    /// The entries whose pattern matches `path`, with the path's parameters decoded.
+    fn find(&self, path: &str) -> Option<(Vec<&RouteEntry>, BTreeMap<String, String>)> {
+        let path = normalized(path);
+        let found = self.by_pattern.at(&path).ok()?;
+        let params = found
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), percent_decode(v, false)))
+            .collect();
+        let entries = self.slots[*found.value]
+            .iter()
+            .map(|i| &self.entries[*i])
+            .collect();
+        Some((entries, params))
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse_query(raw: &str) -> BTreeMap<String, String> {
@@ -422,7 +420,7 @@ fn parse_query(raw: &str) -> BTreeMap<String, String> {
 #[derive(Clone)]
 pub struct Api {
     deps: Arc<Deps>,
-    routes: Arc<Vec<RouteEntry>>,
+    routes: Arc<Routes>,
 }
 
 impl Api {
@@ -430,7 +428,7 @@ impl Api {
     pub fn new(deps: Arc<Deps>) -> Self {
         Api {
             deps,
-            routes: Arc::new(Vec::new()),
+            routes: Arc::new(Routes::default()),
         }
     }
 
@@ -445,19 +443,21 @@ impl Api {
         let routes =
             Arc::get_mut(&mut self.routes).expect("routes are added before the API is shared");
         let key = format!("{method} {pattern}");
-        routes.push(RouteEntry {
-            method,
-            pattern: parse_pattern(pattern),
-            key,
-            idempotency,
-            handler,
-        });
+        routes.add(
+            RouteEntry {
+                method,
+                key,
+                idempotency,
+                handler,
+            },
+            pattern,
+        );
         self
     }
 
     /// The routes as `METHOD /pattern`, for checking against the template.
     pub fn route_keys(&self) -> Vec<String> {
-        self.routes.iter().map(|r| r.key.clone()).collect()
+        self.routes.entries.iter().map(|r| r.key.clone()).collect()
     }
 
     /// Answers one API Gateway event.
@@ -502,17 +502,12 @@ impl Api {
         method: Method,
         path: String,
     ) -> Result<(Request, &RouteEntry), ApiError> {
-        let mut allowed = Vec::new();
-        let mut found = None;
-        for entry in self.routes.iter() {
-            if let Some(params) = match_path(&entry.pattern, &path) {
-                if entry.method == method {
-                    found = Some((entry, params));
-                    break;
-                }
-                allowed.push(entry.method.to_string());
-            }
-        }
+        let (entries, params) = self.routes.find(&path).unwrap_or_default();
+        let found = entries
+            .iter()
+            .find(|e| e.method == method)
+            .map(|e| (*e, params));
+        let allowed: Vec<String> = entries.iter().map(|e| e.method.to_string()).collect();
         let Some((entry, params)) = found else {
             return Err(if allowed.is_empty() {
                 ApiError::not_found(format!("no route for {path}"))
@@ -868,14 +863,42 @@ fn to_lambda(r: Response) -> ApiGatewayV2httpResponse {
 mod tests {
     use super::*;
 
+    struct Nothing;
+
+    #[async_trait]
+    impl Route for Nothing {
+        async fn handle(&self, _: &Request, _: &mut Work<'_>) -> Result<Response, ApiError> {
+            Ok(Response::json(204, Value::Null))
+        }
+    }
+
     #[test]
     fn patterns_match_literal_and_parameter_segments() {
-        let p = parse_pattern("/orders/{id}");
-        assert_eq!(match_path(&p, "/orders/o-1").unwrap()["id"], "o-1");
-        assert_eq!(match_path(&p, "/orders/a%20b").unwrap()["id"], "a b");
-        assert!(match_path(&p, "/orders").is_none());
-        assert!(match_path(&p, "/orders/1/x").is_none());
-        assert!(match_path(&p, "/other/1").is_none());
+        let mut routes = Routes::default();
+        let entry = |method: Method| RouteEntry {
+            key: format!("{method} /orders/{{id}}"),
+            method,
+            idempotency: Idempotency::None,
+            handler: Arc::new(Nothing),
+        };
+        routes.add(entry(Method::GET), "/orders/{id}");
+        routes.add(entry(Method::DELETE), "/orders/{id}");
+        let params = |path: &str| routes.find(path).map(|(_, p)| p);
+        assert_eq!(params("/orders/o-1").unwrap()["id"], "o-1");
+        assert_eq!(params("/orders/a%20b").unwrap()["id"], "a b");
+        assert_eq!(
+            params("//orders/o-1/").unwrap()["id"],
+            "o-1",
+            "empty segments drop"
+        );
+        assert_eq!(
+            routes.find("/orders/o-1").unwrap().0.len(),
+            2,
+            "one entry per method"
+        );
+        assert!(params("/orders").is_none());
+        assert!(params("/orders/1/x").is_none());
+        assert!(params("/other/1").is_none());
     }
 
     #[test]

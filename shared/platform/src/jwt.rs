@@ -2,15 +2,18 @@
 //! authorizer accepts) with a `kid` naming the key in the issuer's JWKS.
 //!
 //! [`validate`] is what every handler runs, whatever the edge already checked, so that a
-//! misconfigured route cannot open a hole. It accepts exactly one algorithm (`RS256`; `none`
-//! and the HMAC family are refused, which closes the algorithm-confusion attacks), finds the
-//! key by `kid` in the JWKS it is given (it never follows `jku` or `x5u`), and checks `exp`,
-//! `nbf`, `iss` and `aud`, with numeric dates only. Tokens over 8 KB are refused before any
-//! parsing.
+//! misconfigured route cannot open a hole. Tokens over 8 KB are refused before any parsing;
+//! a header or payload that names a key twice is refused; only `RS256` is accepted (`none`
+//! and the HMAC family are refused, which closes the algorithm-confusion attacks); the key is
+//! found by `kid` in the JWKS it is given (never by `jku` or `x5u`). The signature, the
+//! algorithm, the issuer and the audience are then checked by `jsonwebtoken` (on aws-lc-rs,
+//! the crypto library rustls links already), and `exp` and `nbf` here, on the function's
+//! clock (a simulated one in tests; `jsonwebtoken` reads the system clock), as numbers only.
+//! Issuing ([`SigningKey::sign`]) goes through `jsonwebtoken` too.
 
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256};
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
@@ -162,22 +165,23 @@ pub fn validate(
         .iter()
         .find(|k| k.kid == kid && k.kty == "RSA")
         .ok_or_else(|| JwtError::UnknownKey(kid.to_string()))?;
-    let (n, e) = (part(&jwk.n)?, part(&jwk.e)?);
-    let key = PublicKeyComponents {
-        n: n.as_slice(),
-        e: e.as_slice(),
-    };
-    let signature = part(s)?;
-    let signed = format!("{h}.{p}");
-    let seen = verified::digest(&n, &e, &signed, &signature);
-    if !verified::contains(&seen) {
-        key.verify(&RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &signature)
-            .map_err(|_| JwtError::Signature)?;
-        verified::insert(seen);
-    }
-
+    // The payload is read here only to refuse a key named twice; `jsonwebtoken` verifies the
+    // signature, the algorithm, the issuer and the audience.
     let claims = unique_json(&part(p)?)
         .map_err(|_| JwtError::Malformed("the payload is not JSON with each key once"))?;
+    part(s)?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(&jwk.n, &jwk.e)
+        .map_err(|_| JwtError::UnknownKey(kid.to_string()))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&[&expect.issuer]);
+    validation.set_audience(&[&expect.audience]);
+    validation.set_required_spec_claims(&["iss", "aud", "sub"]);
+    // Dates are judged below, on the function's clock (a simulated one in tests):
+    // `jsonwebtoken` reads the system clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key, &validation).map_err(refusal)?;
+
     let number = |name: &'static str| {
         claims
             .get(name)
@@ -237,6 +241,33 @@ pub fn validate(
         exp,
         jti: string("jti").unwrap_or_default(),
     })
+}
+
+/// Why `jsonwebtoken` refused a token, in this module's terms.
+fn refusal(e: jsonwebtoken::errors::Error) -> JwtError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => JwtError::Signature,
+        K::InvalidIssuer => JwtError::Issuer,
+        K::InvalidAudience => JwtError::Audience,
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
+            JwtError::Algorithm("unreadable".into())
+        }
+        K::MissingRequiredClaim(c) | K::InvalidClaimFormat(c) => {
+            JwtError::Claim(match c.as_str() {
+                "iss" => "iss",
+                "aud" => "aud",
+                "sub" => "sub",
+                "exp" => "exp",
+                "nbf" => "nbf",
+                _ => "claims",
+            })
+        }
+        K::Base64(_) => JwtError::Malformed("a part is not base64url"),
+        K::Json(_) | K::Utf8(_) => JwtError::Malformed("a part is not JSON"),
+        K::InvalidRsaKey(_) | K::InvalidKeyFormat => JwtError::Signature,
+        _ => JwtError::Malformed("the token is not a JWT"),
+    }
 }
 
 /// JSON text as a tree, refused when an object names a key twice. A plain parse keeps the
@@ -309,7 +340,10 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
 /// A private signing key with its id.
 pub struct SigningKey {
     kid: String,
+    /// The key pair, for its public half (the JWK) and its storage form.
     pair: KeyPair,
+    /// The same key as `jsonwebtoken` signs with.
+    encoding: jsonwebtoken::EncodingKey,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -330,18 +364,21 @@ impl SigningKey {
     /// A new 2048-bit RSA key.
     pub fn generate(kid: impl Into<String>) -> Result<Self, KeyError> {
         let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| KeyError(e.to_string()))?;
-        Ok(SigningKey {
-            kid: kid.into(),
-            pair,
-        })
+        let der = pair.as_der().map_err(|e| KeyError(e.to_string()))?;
+        Self::from_pkcs8(kid, der.as_ref())
     }
 
     /// A key from its PKCS#8 DER form.
     pub fn from_pkcs8(kid: impl Into<String>, der: &[u8]) -> Result<Self, KeyError> {
         let pair = KeyPair::from_pkcs8(der).map_err(|e| KeyError(e.to_string()))?;
+        // `jsonwebtoken` takes a PKCS#8 key as PEM (and finds the RSA key inside itself).
+        let pem = pem_of(der);
+        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|e| KeyError(e.to_string()))?;
         Ok(SigningKey {
             kid: kid.into(),
             pair,
+            encoding,
         })
     }
 
@@ -373,17 +410,16 @@ impl SigningKey {
         }
     }
 
-    /// Signs claims into a compact token.
+    /// Signs claims into a compact token (with `jsonwebtoken`).
     pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
-        let header = serde_json::json!({ "alg": ALGORITHM, "typ": "JWT", "kid": self.kid });
-        self.sign_parts(
-            &header,
-            &serde_json::to_value(claims).map_err(|e| KeyError(e.to_string()))?,
-        )
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| KeyError(e.to_string()))
     }
 
     /// Signs any header and payload with RS256, whatever they say: for tests that forge
-    /// tokens, never for issuing them.
+    /// tokens (a header naming another algorithm, a key named twice), never for issuing them;
+    /// [`SigningKey::sign`] issues.
     pub fn sign_parts(&self, header: &Value, payload: &Value) -> Result<String, KeyError> {
         self.sign_text(&header.to_string(), &payload.to_string())
     }
@@ -401,47 +437,19 @@ impl SigningKey {
     }
 }
 
-/// Signatures already verified. An RSA verification is most of a token check, and a caller
-/// sends the same token with every request until it expires; verifying the same signature
-/// of the same bytes with the same key gives the same answer, so a match skips it. The
-/// claims (expiry, issuer, audience) are still checked at every call. Entries are SHA-256
-/// digests of key, signed text and signature (32 bytes each); the set is emptied when full.
-mod verified {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-
-    use aws_lc_rs::digest::{Context, SHA256};
-
-    const CAPACITY: usize = 4096;
-
-    fn set() -> &'static Mutex<HashSet<[u8; 32]>> {
-        static SET: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
-        SET.get_or_init(|| Mutex::new(HashSet::new()))
-    }
-
-    pub(super) fn digest(n: &[u8], e: &[u8], signed: &str, signature: &[u8]) -> [u8; 32] {
-        let mut context = Context::new(&SHA256);
-        for part in [n, e, signed.as_bytes(), signature] {
-            context.update(&(part.len() as u64).to_be_bytes());
-            context.update(part);
+/// A PKCS#8 DER key as PEM text.
+fn pem_of(der: &[u8]) -> String {
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for (i, c) in text.chars().enumerate() {
+        pem.push(c);
+        if i % 64 == 63 {
+            pem.push('\n');
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(context.finish().as_ref());
-        out
     }
-
-    pub(super) fn contains(digest: &[u8; 32]) -> bool {
-        set()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(digest)
+    if !pem.ends_with('\n') {
+        pem.push('\n');
     }
-
-    pub(super) fn insert(digest: [u8; 32]) {
-        let mut set = set().lock().unwrap_or_else(|p| p.into_inner());
-        if set.len() >= CAPACITY {
-            set.clear();
-        }
-        set.insert(digest);
-    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
 }
