@@ -8,13 +8,40 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bazaar_embedded::engine::ACCOUNT;
+use bazaar_platform::auth::{CheckError, KeySource, check};
+use bazaar_platform::clock::Clock;
+use bazaar_platform::ids::Ids;
+use bazaar_platform::jwt::Expect;
 use serde_json::{Value, json};
 
-use bazaar_platform::auth::{CheckError, check};
-use bazaar_platform::jwt::Expect;
-
-use crate::stack::Stack;
+use crate::functions::Functions;
 use crate::template::JwtAuthorizer;
+
+/// An HTTP route of the template.
+#[derive(Debug, Clone)]
+pub struct RouteDef {
+    /// Method, uppercase, or `ANY`.
+    pub method: String,
+    /// Path pattern.
+    pub path: String,
+    /// The function's logical id.
+    pub function: String,
+    /// The JWT authorizer guarding it (`None`: public).
+    pub authorizer: Option<JwtAuthorizer>,
+}
+
+/// The API Gateway emulator of a stack: its routes, the functions behind them, and the
+/// issuer's keys its JWT authorizer checks tokens with.
+pub struct Gateway {
+    routes: Vec<RouteDef>,
+    functions: Arc<Functions>,
+    /// The token issuer's keys, as the identity service publishes them.
+    keys: Option<Arc<dyn KeySource>>,
+    /// The stack's clock (simulated in tests): token dates and event times.
+    clock: Arc<dyn Clock>,
+    /// Request ids.
+    ids: Arc<dyn Ids>,
+}
 
 /// An HTTP request as the emulator receives it.
 #[derive(Debug, Clone, Default)]
@@ -134,7 +161,34 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
     (pat.len() == parts.len()).then_some(params)
 }
 
-impl Stack {
+impl Gateway {
+    /// A gateway for `routes`, invoking `functions`.
+    pub fn new(
+        routes: Vec<RouteDef>,
+        functions: Arc<Functions>,
+        keys: Option<Arc<dyn KeySource>>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn Ids>,
+    ) -> Self {
+        Gateway {
+            routes,
+            functions,
+            keys,
+            clock,
+            ids,
+        }
+    }
+
+    /// The routes.
+    pub fn routes(&self) -> &[RouteDef] {
+        &self.routes
+    }
+
+    /// The token issuer's keys.
+    pub fn keys(&self) -> Option<&Arc<dyn KeySource>> {
+        self.keys.as_ref()
+    }
+
     /// API Gateway's JWT authorizer: the token of the identity source (with or without its
     /// `Bearer` prefix) must verify with the issuer's keys, be current, and be for the issuer
     /// and one of the audiences. Returns the claims as API Gateway passes them on (strings).
@@ -154,7 +208,7 @@ impl Stack {
             _ => value,
         };
         let keys = self.keys().ok_or("no issuer keys")?;
-        let now = self.engine().clock().now();
+        let now = self.clock.now();
         let mut last = String::from("no audience configured");
         for audience in &authorizer.audience {
             let expect = Expect {
@@ -192,11 +246,7 @@ impl Stack {
         {
             Ok(response) => response,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let what = crate::functions::panic_text(panic.as_ref());
                 tracing::error!(%route, panic = %what, "the gateway panicked; answering 500");
                 HttpResponse::message(500, "Internal Server Error")
             }
@@ -212,7 +262,7 @@ impl Stack {
         }) else {
             return HttpResponse::message(404, "Not Found");
         };
-        let now = self.engine().clock().now();
+        let now = self.clock.now();
         let authorizer = match &route.authorizer {
             None => None,
             Some(a) => match self.authorize(a, &request).await {
@@ -257,7 +307,7 @@ impl Stack {
                 "domainName": "127.0.0.1",
                 "domainPrefix": "127",
                 "http": { "method": method, "path": request.path, "protocol": "HTTP/1.1", "sourceIp": request.source_ip.as_deref().unwrap_or("127.0.0.1"), "userAgent": headers.get("user-agent").cloned().unwrap_or(json!("")) },
-                "requestId": self.new_id(),
+                "requestId": self.ids.new_id(),
                 "routeKey": route_key,
                 "stage": "$default",
                 "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
@@ -281,12 +331,12 @@ impl Stack {
         }
         // Billed as API Gateway bills: requests that reach an integration (not those the
         // authorizer refuses).
-        if let Some(usage) = self.usage()
-            && let Some(def) = self.model().functions.get(&route.function)
+        if let Some(usage) = self.functions.usage()
+            && let Some(def) = self.functions.def(&route.function)
         {
             usage.http_request(&def.name());
         }
-        match self.invoke(&route.function, event).await {
+        match self.functions.invoke(&route.function, event).await {
             Ok(response) => from_lambda(&response),
             Err(e) => {
                 tracing::error!(route = %route_key, error = %e, "the function failed; answering 500 as API Gateway does");
@@ -359,17 +409,17 @@ pub const MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Serves the emulator on `addr` until `stop` completes.
 pub async fn serve(
-    stack: Arc<Stack>,
+    gateway: Arc<Gateway>,
     addr: SocketAddr,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(stack, listener, stop).await
+    serve_on(gateway, listener, stop).await
 }
 
 /// [`serve`] on a listener the caller bound (tests bind port 0 and read the address).
 pub async fn serve_on(
-    stack: Arc<Stack>,
+    gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -378,7 +428,7 @@ pub async fn serve_on(
     use axum::http::{Request, Response};
 
     async fn handle(
-        State(stack): State<Arc<Stack>>,
+        State(gateway): State<Arc<Gateway>>,
         axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
         request: Request<Body>,
     ) -> Response<Body> {
@@ -426,7 +476,7 @@ pub async fn serve_on(
             source_ip: Some(peer.ip().to_string()),
         };
         let started = std::time::Instant::now();
-        let res = stack.http(req.clone()).await;
+        let res = gateway.http(req.clone()).await;
         tracing::info!(target: "gateway", "{} {} -> {} ({:.1} ms)", req.method, req.path, res.status, started.elapsed().as_secs_f64() * 1000.0);
         let mut builder = Response::builder().status(res.status);
         for (k, v) in &res.headers {
@@ -437,7 +487,7 @@ pub async fn serve_on(
             .unwrap_or_else(|_| Response::new(Body::from("bad response headers")))
     }
 
-    let app = axum::Router::new().fallback(handle).with_state(stack);
+    let app = axum::Router::new().fallback(handle).with_state(gateway);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

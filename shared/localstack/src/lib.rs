@@ -6,52 +6,31 @@
 //! (batch size, batching window, partial batch responses), schedules ([`schedule`]) and an API
 //! Gateway HTTP API emulator ([`gateway`]). Tests drive it step by step on a simulated clock
 //! ([`Stack::settle`]); `scripts/dev` runs it on the system clock ([`Stack::run`]).
+//!
+//! Layout: [`stack`] is the runner (resources, schedules, the loops), generic over the
+//! template; [`wiring`] builds one function's ports (the embedded store or an AWS endpoint)
+//! from [`StackOptions`]; `esm` holds the event source mappings, [`gateway`] the HTTP side,
+//! [`functions`] the built functions and their invocation. What is particular to Bazaar (the
+//! local signing key, the fake payment provider and its callbacks) sits behind the
+//! [`fake::LocalFake`] trait, in [`bazaar`]; [`registry`] names the function crates.
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod bazaar;
 pub mod chaos;
+mod esm;
+pub mod fake;
 pub mod faults;
+pub mod functions;
 pub mod gateway;
 pub mod history;
+pub mod registry;
 pub mod schedule;
 pub mod stack;
 pub mod template;
+pub mod wiring;
 
-pub use stack::{Stack, StackOptions};
+pub use registry::{Constructor, registry};
+pub use stack::Stack;
 pub use template::StackModel;
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use bazaar_platform::{Deps, Function};
-
-/// Builds a function from its dependencies: what each function crate exports as `function`,
-/// or a closure that gives it more (the fake payment provider, in process).
-pub type Constructor = Arc<dyn Fn(Arc<Deps>) -> Function + Send + Sync>;
-
-fn constructor(f: fn(Arc<Deps>) -> Function) -> Constructor {
-    Arc::new(f)
-}
-
-/// Every function of this repository, by binary name (the template's
-/// `Metadata.BuildProperties.Binary`).
-pub fn registry() -> BTreeMap<&'static str, Constructor> {
-    BTreeMap::from([
-        ("identity-api", constructor(identity_api::function)),
-        ("orders-api", constructor(orders_api::function)),
-        ("orders-saga", constructor(orders_saga::function)),
-        ("orders-timeouts", constructor(orders_timeouts::function)),
-        ("inventory-api", constructor(inventory_api::function)),
-        ("inventory-worker", constructor(inventory_worker::function)),
-        ("notifier", constructor(notifier::function)),
-        ("payments-webhook", constructor(payments_webhook::function)),
-        ("payments-worker", constructor(payments_worker::function)),
-        ("catalog-api", constructor(catalog_api::function)),
-        ("catalog-merger", constructor(catalog_merger::function)),
-        ("search-indexer", constructor(search_indexer::function)),
-        ("search-api", constructor(search_api::function)),
-        ("orders-prices", constructor(orders_prices::function)),
-        ("event-archiver", constructor(event_archiver::function)),
-        ("queue-monitor", constructor(queue_monitor::function)),
-    ])
-}
+pub use wiring::StackOptions;

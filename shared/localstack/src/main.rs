@@ -308,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
             let provider = provider(&cli, *provider_port).await?;
             let stack = load(&cli, &provider).await?;
             let local_keys = match &cli.endpoint_url {
-                Some(url) if !bazaar_localstack::stack::is_loopback(url) => {
+                Some(url) if !bazaar_localstack::bazaar::is_loopback(url) => {
                     println!(
                         "==> {url} is not a loopback endpoint: the local signing key is not installed \
                          there (its private half is public), the identity service makes its own keys, \
@@ -334,7 +334,7 @@ async fn main() -> anyhow::Result<()> {
                 let _ = rx.wait_for(|s| *s).await;
             };
             let server = tokio::spawn(gateway::serve(
-                stack.clone(),
+                stack.gateway().clone(),
                 addr,
                 stopped(stop_rx.clone()),
             ));

@@ -37,7 +37,11 @@ async fn gateway() -> std::net::SocketAddr {
     let t = common::stack();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("an address");
-    tokio::spawn(gateway::serve_on(t.stack, listener, std::future::pending()));
+    tokio::spawn(gateway::serve_on(
+        t.stack.gateway().clone(),
+        listener,
+        std::future::pending(),
+    ));
     addr
 }
 

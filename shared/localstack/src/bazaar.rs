@@ -1,0 +1,302 @@
+//! Bazaar's local fakes ([`LocalFake`]): the issuer's fixed development key, and the fake
+//! payment provider with its signed callbacks. Only here does the local stack name the
+//! identity and payment crates; the runner knows the trait.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use bazaar_embedded::identity::DynamicKeys;
+use bazaar_fake_provider::FakeProvider;
+use bazaar_payments::RetryPolicy;
+use bazaar_platform::auth::KeySource;
+use bazaar_platform::ports::{BoxError, Table};
+use chrono::{DateTime, Utc};
+
+use crate::fake::{Built, LocalFake, TableAccess};
+use crate::gateway::{Gateway, HttpRequest};
+use crate::registry::Constructor;
+use crate::stack::Stack;
+use crate::template::{EventDef, StackModel};
+
+/// The route of the payment provider's callbacks.
+const WEBHOOK_PATH: &str = "/webhooks/payments";
+
+/// The binary of the identity service.
+const IDENTITY: &str = "identity-api";
+
+/// The identity service's table, by the template.
+fn identity_table(model: &StackModel) -> Option<&String> {
+    model
+        .functions
+        .values()
+        .find(|f| f.binary == IDENTITY)?
+        .environment
+        .get("TABLE_NAME")
+}
+
+/// The issuer: the keys the identity service publishes (what API Gateway and the functions
+/// fetch from its JWKS route on AWS), and the fixed development key installed where its
+/// private half is harmless ([`is_loopback`]).
+#[derive(Debug, Default)]
+pub struct LocalIdentity;
+
+#[async_trait]
+impl LocalFake for LocalIdentity {
+    fn name(&self) -> &'static str {
+        "identity"
+    }
+
+    fn keys(&self, model: &StackModel, tables: &TableAccess) -> Option<Arc<dyn KeySource>> {
+        let table = tables.table(identity_table(model)?);
+        let clock = tables.clock();
+        Some(Arc::new(DynamicKeys(move || {
+            let (table, clock) = (table.clone(), clock.clone());
+            async move {
+                identity_api::published_keys(
+                    table.as_ref(),
+                    clock.now(),
+                    identity_api::DEFAULT_TOKEN_TTL,
+                )
+                .await
+                .map_err(|e| Box::new(e) as BoxError)
+            }
+        })))
+    }
+
+    async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
+        match stack.endpoint {
+            Some(url) if !is_loopback(url) => {
+                tracing::warn!(
+                    endpoint = url,
+                    "not a loopback endpoint: the local signing key is not installed there; \
+                     the identity service makes its own keys (tokens minted with the local \
+                     key, such as those of events/, are refused there)"
+                );
+                Ok(())
+            }
+            _ => install_local_key(stack.model, |id| stack.functions.table_of(id))
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Installs the fixed development signing key in the identity service's table.
+async fn install_local_key(
+    model: &StackModel,
+    table_of: impl Fn(&str) -> Option<Arc<dyn Table>>,
+) -> Result<(), bazaar_platform::HandlerError> {
+    let Some(table) = model
+        .functions
+        .iter()
+        .find(|(_, f)| f.binary == IDENTITY)
+        .and_then(|(id, _)| table_of(id))
+    else {
+        return Ok(());
+    };
+    identity_api::install_key(
+        table.as_ref(),
+        &bazaar_embedded::identity::local_signing_key(),
+        0,
+        bazaar_embedded::identity::FAR_FUTURE,
+    )
+    .await
+}
+
+/// The fake payment provider: its callbacks delivered to the webhook route, signed with the
+/// template's webhook secret, and (in process) the payments worker built to call it directly.
+pub struct PaymentProviderFake {
+    provider: Arc<FakeProvider>,
+    /// Build the payments worker with the provider in process, retrying without waiting
+    /// (tests on a simulated clock), rather than over HTTP at its `PROVIDER_URL`.
+    in_process: bool,
+    /// Where callbacks go and the secret they are signed with, from the template.
+    webhook: OnceLock<(String, String)>,
+}
+
+impl PaymentProviderFake {
+    /// The fake provider, called over HTTP by the payments worker.
+    pub fn over_http(provider: Arc<FakeProvider>) -> Self {
+        PaymentProviderFake {
+            provider,
+            in_process: false,
+            webhook: OnceLock::new(),
+        }
+    }
+
+    /// The fake provider, called in process.
+    pub fn in_process(provider: Arc<FakeProvider>) -> Self {
+        PaymentProviderFake {
+            in_process: true,
+            ..Self::over_http(provider)
+        }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Arc<FakeProvider> {
+        &self.provider
+    }
+}
+
+#[async_trait]
+impl LocalFake for PaymentProviderFake {
+    fn name(&self) -> &'static str {
+        "payment provider"
+    }
+
+    fn constructors(&self) -> Vec<(&'static str, Constructor)> {
+        if !self.in_process {
+            return Vec::new();
+        }
+        let provider = self.provider.clone();
+        vec![(
+            "payments-worker",
+            Arc::new(move |deps| {
+                payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3))
+            }),
+        )]
+    }
+
+    async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
+        let webhook = stack.model.functions.values().find_map(|f| {
+            let routed = f
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, EventDef::Http { path, .. } if path == WEBHOOK_PATH));
+            routed
+                .then(|| f.environment.get("WEBHOOK_SECRET"))
+                .flatten()
+                .map(|secret| (WEBHOOK_PATH.to_string(), secret.clone()))
+        });
+        if let Some(w) = webhook {
+            let _ = self.webhook.set(w);
+        }
+        Ok(())
+    }
+
+    /// Delivers the provider's due callbacks, signed as the provider signs them; one that is
+    /// not accepted is sent again later.
+    async fn deliver_due(&self, gateway: &Gateway, now: DateTime<Utc>) -> usize {
+        let Some((path, secret)) = self.webhook.get() else {
+            return 0;
+        };
+        let due = self.provider.take_due_callbacks(now);
+        let n = due.len();
+        for callback in due {
+            let signature =
+                bazaar_platform::webhook::sign(secret.as_bytes(), now.timestamp(), &callback.body);
+            let request = HttpRequest {
+                method: "POST".into(),
+                path: path.clone(),
+                body: callback.body.clone(),
+                ..Default::default()
+            }
+            .header("content-type", "application/json")
+            .header(payments_webhook::SIGNATURE_HEADER, &signature);
+            let response = gateway.http(request).await;
+            if !(200..300).contains(&response.status) {
+                tracing::warn!(status = response.status, event = %callback.notification.id, "the payment callback was not accepted; it will be sent again");
+                self.provider.retry_callback(callback);
+            }
+        }
+        n
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.webhook.get()?;
+        self.provider.next_callback_at()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Stack {
+    /// The fake payment provider, when the stack runs one.
+    pub fn provider(&self) -> Option<&Arc<FakeProvider>> {
+        self.fake::<PaymentProviderFake>().map(|f| f.provider())
+    }
+
+    /// Delivers the payment provider's due callbacks (and whatever else the fakes have due);
+    /// returns how many were delivered.
+    pub async fn deliver_provider_callbacks(&self) -> usize {
+        self.deliver_due_fakes().await
+    }
+
+    /// Installs the local stack's fixed development signing key in the identity service, so
+    /// that tokens minted with it (tests, the sample events of `events/`) are valid, and the
+    /// tokens `POST /auth/token` issues are signed with it.
+    pub async fn install_local_signing_key(&self) -> Result<(), bazaar_platform::HandlerError> {
+        install_local_key(self.model(), |id| self.table_of(id)).await
+    }
+
+    /// Whether the identity service's keys include the local development key: on the
+    /// embedded store and on loopback endpoints only ([`is_loopback`]).
+    pub async fn has_local_signing_key(&self) -> bool {
+        let Some(keys) = self.keys() else {
+            return false;
+        };
+        keys.jwks().await.is_ok_and(|set| {
+            set.keys
+                .iter()
+                .any(|k| k.kid == bazaar_embedded::identity::LOCAL_KID)
+        })
+    }
+}
+
+/// Whether an endpoint URL names this machine by a loopback name or address (`localhost`,
+/// `*.localhost`, `127.0.0.0/8`, `::1`). Only there does the local stack install its fixed
+/// signing key: its private half is in this repository, so on any other endpoint (a real
+/// stage's tables, a shared test account) it would let anyone mint a token of any role.
+/// Anything else, `0.0.0.0` and names that merely resolve to this machine included, counts
+/// as not loopback: the safe side.
+pub fn is_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_names_and_addresses_are_loopback() {
+        for url in [
+            "http://127.0.0.1:5000",
+            "http://127.1.2.3",
+            "http://localhost:4566",
+            "http://LOCALHOST",
+            "http://moto.localhost:9",
+            "http://[::1]:5000",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            "http://0.0.0.0:5000",
+            "http://10.0.0.5:4566",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "not a url",
+            "",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
+}
