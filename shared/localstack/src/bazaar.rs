@@ -6,18 +6,25 @@ use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use bazaar_embedded::Engine;
 use bazaar_embedded::identity::DynamicKeys;
 use bazaar_fake_provider::FakeProvider;
 use bazaar_payments::RetryPolicy;
 use bazaar_platform::auth::KeySource;
+use bazaar_platform::clock::{ManualClock, SystemClock};
+use bazaar_platform::faults::{Faults, NoFaults};
+use bazaar_platform::history::Guarantees;
+use bazaar_platform::ids::RandomIds;
 use bazaar_platform::ports::{BoxError, Table};
+use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
 use chrono::{DateTime, Utc};
 
 use crate::fake::{Built, LocalFake, TableAccess};
 use crate::gateway::{Gateway, HttpRequest};
-use crate::registry::Constructor;
+use crate::registry::{Constructor, registry};
 use crate::stack::Stack;
 use crate::template::{EventDef, StackModel};
+use crate::wiring::StackOptions;
 
 /// The route of the payment provider's callbacks.
 const WEBHOOK_PATH: &str = "/webhooks/payments";
@@ -214,6 +221,87 @@ impl LocalFake for PaymentProviderFake {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+// The options Bazaar's stacks are built with: the runner itself knows no fake; these add
+// the issuer's keys everywhere and the fake payment provider where it is asked for.
+
+impl Default for StackOptions {
+    /// A stack on the system clock, in memory, every function as the registry builds it, and
+    /// the issuer's keys ([`LocalIdentity`]).
+    fn default() -> Self {
+        StackOptions {
+            engine: Engine::in_memory(Arc::new(SystemClock)).expect("an in-memory engine"),
+            manual_clock: None,
+            ids: Arc::new(RandomIds),
+            faults: Arc::new(NoFaults),
+            metrics: Arc::new(CollectedMetrics::default()),
+            history: None,
+            guarantees: Guarantees::default(),
+            chaos: None,
+            constructors: registry(),
+            fakes: vec![Arc::new(LocalIdentity)],
+            aws: None,
+            batching_windows: true,
+            usage: None,
+            tap: None,
+        }
+    }
+}
+
+impl StackOptions {
+    /// A stack on the system clock with the given engine.
+    pub fn live(engine: Arc<Engine>) -> Self {
+        StackOptions {
+            engine,
+            ..Self::default()
+        }
+    }
+
+    /// Delivers `provider`'s callbacks (the provider itself is served over HTTP, where the
+    /// payments worker's `PROVIDER_URL` points).
+    pub fn with_provider(mut self, provider: Arc<FakeProvider>) -> Self {
+        self.fakes
+            .push(Arc::new(PaymentProviderFake::over_http(provider)));
+        self
+    }
+
+    /// An in-memory stack on a simulated clock, for tests. The fake payment provider runs in
+    /// process on the same clock, and the payments worker retries it without waiting (time is
+    /// simulated; a real wait would only slow the test).
+    pub fn simulated(faults: Arc<dyn Faults>, metrics: Arc<dyn MetricsSink>) -> Self {
+        let clock = Arc::new(ManualClock::at_epoch());
+        let engine = Engine::in_memory(clock.clone()).expect("an in-memory engine");
+        StackOptions {
+            // Repeatable ids for a run that starts from nothing and never restarts.
+            ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
+            ..Self::simulated_on(engine, clock, faults, metrics)
+        }
+    }
+
+    /// [`StackOptions::simulated`] on a given engine whose clock is `clock`: a stack on files
+    /// that a test stops and starts again over its own data, as `scripts/dev` is restarted.
+    /// Each call makes a new fake provider, as a restart does, and random ids (a restarted
+    /// process never starts a sequence over).
+    pub fn simulated_on(
+        engine: Arc<Engine>,
+        clock: Arc<ManualClock>,
+        faults: Arc<dyn Faults>,
+        metrics: Arc<dyn MetricsSink>,
+    ) -> Self {
+        let provider = Arc::new(FakeProvider::new(clock.clone()));
+        StackOptions {
+            engine,
+            manual_clock: Some(clock),
+            faults,
+            metrics,
+            fakes: vec![
+                Arc::new(LocalIdentity),
+                Arc::new(PaymentProviderFake::in_process(provider)),
+            ],
+            ..Self::default()
+        }
     }
 }
 

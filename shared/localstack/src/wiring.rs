@@ -7,18 +7,16 @@ use std::sync::Arc;
 
 use bazaar_aws::usage::Usage;
 use bazaar_embedded::Engine;
-use bazaar_fake_provider::FakeProvider;
 use bazaar_platform::Deps;
 use bazaar_platform::auth::KeySource;
-use bazaar_platform::clock::{ManualClock, SystemClock};
-use bazaar_platform::faults::{Faults, NoFaults};
+use bazaar_platform::clock::ManualClock;
+use bazaar_platform::faults::Faults;
 use bazaar_platform::history::{Guarantees, History};
-use bazaar_platform::ids::{Ids, RandomIds};
-use bazaar_platform::telemetry::{CollectedMetrics, MetricsSink};
+use bazaar_platform::ids::Ids;
+use bazaar_platform::telemetry::MetricsSink;
 
-use crate::bazaar::{LocalIdentity, PaymentProviderFake};
 use crate::fake::LocalFake;
-use crate::registry::{Constructor, registry};
+use crate::registry::Constructor;
 use crate::template::FunctionDef;
 
 /// What a stack is built with besides its template.
@@ -42,7 +40,7 @@ pub struct StackOptions {
     pub guarantees: Guarantees,
     /// Dependency faults (throttling, conflicts, publish failures, clock skew), if any.
     pub chaos: Option<crate::chaos::Chaos>,
-    /// The functions by binary name (normally [`registry`]); a fake may build some of them
+    /// The functions by binary name (normally [`crate::registry::registry`]); a fake may build some of them
     /// its own way ([`LocalFake::constructors`]).
     pub constructors: BTreeMap<&'static str, Constructor>,
     /// What runs beside the template (the issuer's keys, the fake payment provider, ...).
@@ -96,87 +94,11 @@ pub struct AwsWiring {
     pub retry_at_once: bool,
 }
 
-impl Default for StackOptions {
-    /// A stack on the system clock, in memory, every function as the registry builds it, and
-    /// the issuer's keys ([`LocalIdentity`]).
-    fn default() -> Self {
-        StackOptions {
-            engine: Engine::in_memory(Arc::new(SystemClock)).expect("an in-memory engine"),
-            manual_clock: None,
-            ids: Arc::new(RandomIds),
-            faults: Arc::new(NoFaults),
-            metrics: Arc::new(CollectedMetrics::default()),
-            history: None,
-            guarantees: Guarantees::default(),
-            chaos: None,
-            constructors: registry(),
-            fakes: vec![Arc::new(LocalIdentity)],
-            aws: None,
-            batching_windows: true,
-            usage: None,
-            tap: None,
-        }
-    }
-}
-
 impl StackOptions {
-    /// A stack on the system clock with the given engine.
-    pub fn live(engine: Arc<Engine>) -> Self {
-        StackOptions {
-            engine,
-            ..Self::default()
-        }
-    }
-
     /// Runs the functions on an AWS API (see [`AwsWiring`]).
     pub fn on_aws(mut self, wiring: AwsWiring) -> Self {
         self.aws = Some(wiring);
         self
-    }
-
-    /// Delivers `provider`'s callbacks (the provider itself is served over HTTP, where the
-    /// payments worker's `PROVIDER_URL` points).
-    pub fn with_provider(mut self, provider: Arc<FakeProvider>) -> Self {
-        self.fakes
-            .push(Arc::new(PaymentProviderFake::over_http(provider)));
-        self
-    }
-
-    /// An in-memory stack on a simulated clock, for tests. The fake payment provider runs in
-    /// process on the same clock, and the payments worker retries it without waiting (time is
-    /// simulated; a real wait would only slow the test).
-    pub fn simulated(faults: Arc<dyn Faults>, metrics: Arc<dyn MetricsSink>) -> Self {
-        let clock = Arc::new(ManualClock::at_epoch());
-        let engine = Engine::in_memory(clock.clone()).expect("an in-memory engine");
-        StackOptions {
-            // Repeatable ids for a run that starts from nothing and never restarts.
-            ids: Arc::new(bazaar_platform::ids::SequentialIds::new(0xba2a)),
-            ..Self::simulated_on(engine, clock, faults, metrics)
-        }
-    }
-
-    /// [`StackOptions::simulated`] on a given engine whose clock is `clock`: a stack on files
-    /// that a test stops and starts again over its own data, as `scripts/dev` is restarted.
-    /// Each call makes a new fake provider, as a restart does, and random ids (a restarted
-    /// process never starts a sequence over).
-    pub fn simulated_on(
-        engine: Arc<Engine>,
-        clock: Arc<ManualClock>,
-        faults: Arc<dyn Faults>,
-        metrics: Arc<dyn MetricsSink>,
-    ) -> Self {
-        let provider = Arc::new(FakeProvider::new(clock.clone()));
-        StackOptions {
-            engine,
-            manual_clock: Some(clock),
-            faults,
-            metrics,
-            fakes: vec![
-                Arc::new(LocalIdentity),
-                Arc::new(PaymentProviderFake::in_process(provider)),
-            ],
-            ..Self::default()
-        }
     }
 
     /// The ports of one function of the template: on the embedded store, or on the AWS
