@@ -24,13 +24,13 @@ use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, record, unchanged};
 use bazaar_platform::schedule::OutboxSweeper;
-use bazaar_platform::{Deps, Function, Work};
+use bazaar_platform::{Deps, Function, SettingsError, Work};
 use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// Builds the function with its routes and the outbox sweeper.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let api = Api::new(deps.clone())
         .route(
             Method::PUT,
@@ -50,9 +50,9 @@ pub fn function(deps: Arc<Deps>) -> Function {
             Idempotency::None,
             Arc::new(GetProduct),
         );
-    Function::new(deps)
+    Ok(Function::new(deps)
         .http(api)
-        .schedule(Arc::new(OutboxSweeper))
+        .schedule(Arc::new(OutboxSweeper)))
 }
 
 /// Who owned a sku in catalog's own table before the registry (read only; see [`owner_of`]).

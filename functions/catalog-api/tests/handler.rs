@@ -21,7 +21,7 @@ fn deps(world: &Fixture) -> std::sync::Arc<bazaar_platform::Deps> {
 #[tokio::test]
 async fn the_samples_describe_price_and_show_a_product() {
     let world = Fixture::new();
-    let function = catalog_api::function(deps(&world));
+    let function = catalog_api::function(deps(&world)).expect("valid settings");
 
     let described = function
         .invoke(event("catalog-api.put-product.json"))

@@ -19,17 +19,17 @@ use bazaar_contracts::catalog::{
 };
 use bazaar_platform::item::{Key, record, unchanged_at};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use serde::{Deserialize, Serialize};
 
 /// Builds the function with its SQS trigger.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let merger = Arc::new(Merger);
     let consumer = Consumer::new(deps.clone())
         .on::<ProductUpdated, _>(merger.clone())
         .on::<PriceUpdated, _>(merger.clone())
         .on::<StockUpdated, _>(merger);
-    Function::new(deps).sqs(consumer)
+    Ok(Function::new(deps).sqs(consumer))
 }
 
 /// The merger's record of a sku.

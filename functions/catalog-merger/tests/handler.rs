@@ -8,7 +8,8 @@ use serde_json::json;
 async fn three_truths_publish_a_listing_and_selling_out_withdraws_it() {
     let world = Fixture::new();
     let function =
-        catalog_merger::function(world.deps("catalog-merger", Some("catalog"), &["product"]));
+        catalog_merger::function(world.deps("catalog-merger", Some("catalog"), &["product"]))
+            .expect("valid settings");
 
     // Out of order: stock first, then price, then master data (twice).
     for sample in [

@@ -18,15 +18,15 @@ use bazaar_contracts::Envelope;
 use bazaar_platform::item::{Key, Query, item};
 use bazaar_platform::ports::Table;
 use bazaar_platform::sqs::{Consumer, HandleEnvelope};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use serde_json::{Value, json};
 
 /// Builds the function with its SQS trigger: it handles every type.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let consumer = Consumer::new(deps.clone())
         .on_any(Arc::new(Archiver))
         .idempotent();
-    Function::new(deps).sqs(consumer)
+    Ok(Function::new(deps).sqs(consumer))
 }
 
 /// The partition listing every archived type.

@@ -8,7 +8,7 @@ use serde_json::json;
 async fn any_envelope_is_archived_once_by_type_and_by_flow() {
     let world = Fixture::new();
     let deps = world.deps("event-archiver", Some("ops"), &[]);
-    let function = event_archiver::function(deps.clone());
+    let function = event_archiver::function(deps.clone()).expect("valid settings");
 
     for _ in 0..2 {
         let r = function

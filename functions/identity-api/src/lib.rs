@@ -29,7 +29,8 @@ use bazaar_platform::item::{Condition, Key, Query, parse, record};
 use bazaar_platform::jwt::{Claims, Jwk, Jwks, SigningKey};
 use bazaar_platform::ports::Table;
 use bazaar_platform::schedule::OutboxSweeper;
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::settings::Env;
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use chrono::{DateTime, Duration, Utc};
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -44,30 +45,31 @@ pub const DEFAULT_AUDIENCE: &str = "bazaar-api";
 /// The partition of signing keys.
 const KEYS_PK: &str = "KEY";
 
-/// Builds the function with its routes.
-pub fn function(deps: Arc<Deps>) -> Function {
+/// Builds the function with its routes; its settings are read here, once.
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let settings: Arc<Settings> = Arc::new(deps.settings()?);
     let api = Api::new(deps.clone())
         .route(
             Method::POST,
             "/auth/token",
             Idempotency::None,
-            Arc::new(IssueToken),
+            Arc::new(IssueToken(settings.clone())),
         )
         .route(
             Method::GET,
             "/.well-known/jwks.json",
             Idempotency::None,
-            Arc::new(PublishKeys),
+            Arc::new(PublishKeys(settings.clone())),
         )
         .route(
             Method::GET,
             "/.well-known/openid-configuration",
             Idempotency::None,
-            Arc::new(Discovery),
+            Arc::new(Discovery(settings)),
         );
-    Function::new(deps)
+    Ok(Function::new(deps)
         .http(api)
-        .schedule(Arc::new(OutboxSweeper))
+        .schedule(Arc::new(OutboxSweeper)))
 }
 
 /// The issuer settings, from the function's environment.
@@ -81,22 +83,29 @@ pub struct Settings {
     pub token_ttl: Duration,
 }
 
-impl Settings {
-    /// Reads the settings; a missing `ISSUER` is a deployment mistake.
-    pub fn of(deps: &Deps) -> Result<Settings, HandlerError> {
-        let issuer = deps
-            .var("ISSUER")
-            .ok_or_else(|| HandlerError::bug("ISSUER is not set"))?
-            .trim_end_matches('/')
-            .to_string();
-        let audience = deps.var("AUDIENCE").unwrap_or(DEFAULT_AUDIENCE).to_string();
-        let token_ttl = deps
-            .var("TOKEN_TTL_SECONDS")
-            .and_then(|s| s.parse().ok())
-            .map(Duration::seconds)
-            .unwrap_or(DEFAULT_TOKEN_TTL);
+/// The longest token lifetime `TOKEN_TTL_SECONDS` may ask for: a day.
+const MAX_TOKEN_TTL_SECONDS: i64 = 86_400;
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        let issuer = env.required(
+            "ISSUER",
+            "the issuer's base URL (https://...), where the JWKS is served",
+        )?;
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(env.invalid(
+                "ISSUER",
+                "the issuer's base URL (https://...), where the JWKS is served",
+            ));
+        }
+        let audience = env.get("AUDIENCE").unwrap_or(DEFAULT_AUDIENCE).to_string();
+        let token_ttl = env.seconds_or(
+            "TOKEN_TTL_SECONDS",
+            60..=MAX_TOKEN_TTL_SECONDS,
+            DEFAULT_TOKEN_TTL,
+        )?;
         Ok(Settings {
-            issuer,
+            issuer: issuer.trim_end_matches('/').to_string(),
             audience,
             token_ttl,
         })
@@ -297,7 +306,7 @@ struct TokenRequest {
 }
 
 /// `POST /auth/token`.
-struct IssueToken;
+struct IssueToken(Arc<Settings>);
 
 #[async_trait]
 impl Route for IssueToken {
@@ -315,7 +324,7 @@ impl Route for IssueToken {
                 "password must be 1 to 1024 characters",
             ));
         }
-        let settings = Settings::of(work.deps())?;
+        let settings = &self.0;
         // Counted before the password is checked, so that simultaneous guesses count too.
         let source = if request.source_ip.is_empty() {
             "unknown"
@@ -381,13 +390,12 @@ impl Route for IssueToken {
 }
 
 /// `GET /.well-known/jwks.json`.
-struct PublishKeys;
+struct PublishKeys(Arc<Settings>);
 
 #[async_trait]
 impl Route for PublishKeys {
     async fn handle(&self, _request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let settings = Settings::of(work.deps())?;
-        let jwks = published_keys(work.table()?, work.now(), settings.token_ttl).await?;
+        let jwks = published_keys(work.table()?, work.now(), self.0.token_ttl).await?;
         let mut response = Response::json(200, jwks);
         response
             .headers
@@ -397,12 +405,12 @@ impl Route for PublishKeys {
 }
 
 /// `GET /.well-known/openid-configuration`.
-struct Discovery;
+struct Discovery(Arc<Settings>);
 
 #[async_trait]
 impl Route for Discovery {
-    async fn handle(&self, _request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let s = Settings::of(work.deps())?;
+    async fn handle(&self, _request: &Request, _work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let s = &self.0;
         Ok(Response::json(
             200,
             json!({

@@ -52,7 +52,7 @@ async fn a_user_gets_a_token_that_the_published_keys_verify() {
     )
     .await
     .unwrap();
-    let function = identity_api::function(deps);
+    let function = identity_api::function(deps).expect("valid settings");
 
     let response = function
         .invoke(event("identity-api.post-token.json"))
@@ -106,7 +106,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
     )
     .await
     .unwrap();
-    let function = identity_api::function(deps);
+    let function = identity_api::function(deps).expect("valid settings");
 
     let wrong = function.invoke(login("customer-1", "guess")).await.unwrap();
     let unknown = function.invoke(login("nobody", "guess")).await.unwrap();
@@ -120,7 +120,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
 #[tokio::test]
 async fn malformed_credentials_are_400_naming_the_field() {
     let (_world, deps) = world();
-    let function = identity_api::function(deps);
+    let function = identity_api::function(deps).expect("valid settings");
     let mut e = event("identity-api.post-token.json");
     e["body"] = json!(json!({ "username": "customer-1" }).to_string());
     let r = function.invoke(e).await.unwrap();
@@ -141,7 +141,7 @@ async fn keys_rotate_and_the_old_key_stays_published_until_its_tokens_expire() {
     )
     .await
     .unwrap();
-    let function = identity_api::function(deps);
+    let function = identity_api::function(deps).expect("valid settings");
     let kid_of = |r: &Value| {
         use base64::Engine;
         let header = body(r)["access_token"]
@@ -199,7 +199,7 @@ async fn keys_rotate_and_the_old_key_stays_published_until_its_tokens_expire() {
 #[tokio::test]
 async fn discovery_names_the_issuer_and_its_keys() {
     let (_world, deps) = world();
-    let function = identity_api::function(deps);
+    let function = identity_api::function(deps).expect("valid settings");
     let mut e = event("identity-api.get-jwks.json");
     e["rawPath"] = json!("/.well-known/openid-configuration");
     let config = body(&function.invoke(e).await.unwrap());
@@ -240,4 +240,43 @@ async fn a_key_record_without_its_public_half_is_still_published() {
     .unwrap();
 
     assert_eq!(published.keys, vec![key.jwk()]);
+}
+
+#[test]
+fn a_bad_setting_stops_init_naming_the_variable_and_what_it_expects() {
+    let world = Fixture::new();
+    let start = |env: &[(&str, &str)]| {
+        identity_api::function(world.deps_with_env(
+            "identity-api",
+            Some("identity"),
+            &["user"],
+            env,
+        ))
+        .err()
+        .map(|e| e.to_string())
+    };
+    assert_eq!(
+        start(&[]).as_deref(),
+        Some(
+            "ISSUER is not set; expected the issuer's base URL (https://...), where the JWKS is served"
+        )
+    );
+    assert_eq!(
+        start(&[("ISSUER", "api.bazaar.test")]).as_deref(),
+        Some(
+            "ISSUER is \"api.bazaar.test\"; expected the issuer's base URL (https://...), where the JWKS is served"
+        )
+    );
+    assert_eq!(
+        start(&[("ISSUER", ISSUER), ("TOKEN_TTL_SECONDS", "15m")]).as_deref(),
+        Some("TOKEN_TTL_SECONDS is \"15m\"; expected a whole number of seconds from 60 to 86400")
+    );
+    assert_eq!(
+        start(&[("ISSUER", ISSUER), ("TOKEN_TTL_SECONDS", "0")]).as_deref(),
+        Some("TOKEN_TTL_SECONDS is \"0\"; expected a whole number of seconds from 60 to 86400")
+    );
+    assert_eq!(
+        start(&[("ISSUER", ISSUER), ("TOKEN_TTL_SECONDS", "600")]),
+        None
+    );
 }

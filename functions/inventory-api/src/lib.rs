@@ -16,7 +16,7 @@ use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Key, Update, unchanged};
 use bazaar_platform::schedule::OutboxSweeper;
-use bazaar_platform::{Deps, Function, Work};
+use bazaar_platform::{Deps, Function, SettingsError, Work};
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -30,16 +30,16 @@ pub fn stock_key(sku: &Sku) -> Key {
 }
 
 /// Builds the function with its triggers.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let api = Api::new(deps.clone()).route(
         Method::PUT,
         "/inventory/{sku}",
         Idempotency::Optional,
         Arc::new(SetStock),
     );
-    Function::new(deps)
+    Ok(Function::new(deps)
         .http(api)
-        .schedule(Arc::new(OutboxSweeper))
+        .schedule(Arc::new(OutboxSweeper)))
 }
 
 /// Who owns `sku`: the registry's answer; else the owner the stock record named before the

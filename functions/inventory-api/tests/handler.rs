@@ -17,7 +17,7 @@ fn deps(world: &Fixture) -> std::sync::Arc<bazaar_platform::Deps> {
 async fn the_sample_put_sets_the_stock_of_the_merchants_sku() {
     let world = Fixture::new();
     let deps = deps(&world);
-    let function = inventory_api::function(deps.clone());
+    let function = inventory_api::function(deps.clone()).expect("valid settings");
 
     let response = function
         .invoke(event("inventory-api.put-inventory.json"))
@@ -55,7 +55,7 @@ async fn stored_stock(
 async fn another_merchant_cannot_change_the_sku() {
     let world = Fixture::new();
     let deps = deps(&world);
-    let function = inventory_api::function(deps.clone());
+    let function = inventory_api::function(deps.clone()).expect("valid settings");
     function
         .invoke(event("inventory-api.put-inventory.json"))
         .await
@@ -89,11 +89,12 @@ async fn a_sku_described_by_one_merchant_cannot_be_stocked_by_another() {
     let world = Fixture::new();
     let catalog = catalog_api_deps(&world);
     let described = catalog_api::function(catalog)
+        .expect("valid settings")
         .invoke(event("catalog-api.put-product.json"))
         .await
         .unwrap();
     assert_eq!(described["statusCode"], 200, "{described}");
-    let inventory = inventory_api::function(deps(&world));
+    let inventory = inventory_api::function(deps(&world)).expect("valid settings");
 
     let mut other = event("inventory-api.put-inventory.json");
     other["headers"]["authorization"] =

@@ -17,7 +17,7 @@ use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
 use bazaar_inventory::{Reservation, ReservationRecord, ReservationState, Stock};
 use bazaar_platform::item::{Condition, Key, Update, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 
 /// The key of a sku's stock record (shared with `inventory-api`).
 pub fn stock_key(sku: &Sku) -> Key {
@@ -30,12 +30,12 @@ pub fn reservation_key(order_id: &str) -> Key {
 }
 
 /// Builds the function with its SQS trigger.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let consumer = Consumer::new(deps.clone())
         .on::<ReserveStock, _>(Arc::new(Reserve))
         .on::<OrderCancelled, _>(Arc::new(Release))
         .on::<OrderConfirmed, _>(Arc::new(Commit));
-    Function::new(deps).sqs(consumer)
+    Ok(Function::new(deps).sqs(consumer))
 }
 
 /// The handler of `inventory.stock.reserve`.

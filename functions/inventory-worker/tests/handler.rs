@@ -20,7 +20,7 @@ async fn the_sample_task_reserves_once_even_when_delivered_twice() {
         &["inventory", "stock"],
     );
     stock(&deps, 5).await;
-    let function = inventory_worker::function(deps.clone());
+    let function = inventory_worker::function(deps.clone()).expect("valid settings");
 
     function
         .invoke(event("inventory-worker.sqs.json"))
@@ -57,7 +57,7 @@ async fn the_sample_task_is_rejected_when_stock_is_short() {
         &["inventory", "stock"],
     );
     stock(&deps, 1).await;
-    let function = inventory_worker::function(deps.clone());
+    let function = inventory_worker::function(deps.clone()).expect("valid settings");
 
     function
         .invoke(event("inventory-worker.sqs.json"))
@@ -81,7 +81,8 @@ async fn a_task_breaking_its_contract_is_parked_not_retried() {
         "inventory-worker",
         Some("inventory"),
         &["inventory"],
-    ));
+    ))
+    .expect("valid settings");
     let e = with_envelope(event("inventory-worker.sqs.json"), |env| {
         env["data"]["items"] = json!([])
     });
@@ -104,7 +105,7 @@ async fn a_cancellation_gives_back_what_the_order_holds_once() {
         &["inventory", "stock"],
     );
     stock(&deps, 5).await;
-    let function = inventory_worker::function(deps.clone());
+    let function = inventory_worker::function(deps.clone()).expect("valid settings");
     function
         .invoke(event("inventory-worker.sqs.json"))
         .await
@@ -139,7 +140,7 @@ async fn a_cancellation_before_the_reservation_request_makes_it_hold_nothing() {
         &["inventory", "stock"],
     );
     stock(&deps, 5).await;
-    let function = inventory_worker::function(deps.clone());
+    let function = inventory_worker::function(deps.clone()).expect("valid settings");
 
     function
         .invoke(event("inventory-worker.order-cancelled.sqs.json"))
@@ -177,7 +178,7 @@ async fn a_confirmation_sells_what_the_order_holds_once() {
         &["inventory", "stock"],
     );
     stock(&deps, 5).await;
-    let function = inventory_worker::function(deps.clone());
+    let function = inventory_worker::function(deps.clone()).expect("valid settings");
     function
         .invoke(event("inventory-worker.sqs.json"))
         .await
@@ -212,7 +213,8 @@ async fn a_confirmation_without_a_reservation_is_parked_for_a_person() {
         "inventory-worker",
         Some("inventory"),
         &["inventory"],
-    ));
+    ))
+    .expect("valid settings");
     let e = with_envelope(event("inventory-worker.order-cancelled.sqs.json"), |env| {
         env["type"] = json!("order.confirmed");
         env["data"] = json!({ "order_id": "o-ghost", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 1 }] });

@@ -17,12 +17,12 @@ use async_trait::async_trait;
 use bazaar_contracts::orders::{CancellationReason, OrderCancelled, OrderConfirmed};
 use bazaar_platform::item::{Condition, Key, Query, SortKey, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use serde::{Deserialize, Serialize};
 
 /// Builds the function with its SQS trigger and the local channel (the record).
-pub fn function(deps: Arc<Deps>) -> Function {
-    function_with(deps, Arc::new(Recorded))
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    Ok(function_with(deps, Arc::new(Recorded)))
 }
 
 /// Builds the function with another channel.

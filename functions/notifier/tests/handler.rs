@@ -8,7 +8,7 @@ use serde_json::json;
 async fn a_cancellation_is_notified_once_even_when_re_sent_with_a_new_id() {
     let world = Fixture::new();
     let deps = world.deps("notifier", Some("notifications"), &[]);
-    let function = notifier::function(deps.clone());
+    let function = notifier::function(deps.clone()).expect("valid settings");
 
     function.invoke(event("notifier.sqs.json")).await.unwrap();
     let resent = with_envelope(event("notifier.sqs.json"), |env| {

@@ -17,7 +17,8 @@ use bazaar_orders::{Order, PriceCopy, Status};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, parse, record};
 use bazaar_platform::schedule::OutboxSweeper;
-use bazaar_platform::{Deps, Function, Work};
+use bazaar_platform::settings::Env;
+use bazaar_platform::{Deps, Function, SettingsError, Work};
 use chrono::Duration;
 use http::Method;
 use serde::Deserialize;
@@ -44,13 +45,13 @@ pub async fn store_price_copy(
 }
 
 /// Builds the function with its triggers.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let api = Api::new(deps.clone())
         .route(
             Method::POST,
             "/orders",
             Idempotency::Required,
-            Arc::new(PlaceOrder),
+            Arc::new(PlaceOrder(deps.settings()?)),
         )
         .route(
             Method::GET,
@@ -64,9 +65,9 @@ pub fn function(deps: Arc<Deps>) -> Function {
             Idempotency::None,
             Arc::new(ListOrders),
         );
-    Function::new(deps)
+    Ok(Function::new(deps)
         .http(api)
-        .schedule(Arc::new(OutboxSweeper))
+        .schedule(Arc::new(OutboxSweeper)))
 }
 
 #[derive(Deserialize)]
@@ -82,8 +83,24 @@ struct Payment {
     token: String,
 }
 
+/// What `orders-api` is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long an order has to reach a final state (`ORDER_DEADLINE_SECONDS`, 60 s to a
+    /// week, as the template's parameter allows; 15 minutes when unset).
+    pub deadline: Duration,
+}
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        Ok(Settings {
+            deadline: env.seconds_or("ORDER_DEADLINE_SECONDS", 60..=604_800, DEFAULT_DEADLINE)?,
+        })
+    }
+}
+
 /// `POST /orders`.
-struct PlaceOrder;
+struct PlaceOrder(Settings);
 
 #[async_trait]
 impl Route for PlaceOrder {
@@ -102,12 +119,7 @@ impl Route for PlaceOrder {
                 "payment.token must be 1 to 64 characters",
             ));
         }
-        let deadline_seconds = work
-            .deps()
-            .var("ORDER_DEADLINE_SECONDS")
-            .and_then(|s| s.parse().ok())
-            .map(Duration::seconds)
-            .unwrap_or(DEFAULT_DEADLINE);
+        let deadline_seconds = self.0.deadline;
         // Priced from orders' own copy of the published prices, never by asking catalog.
         let mut unit_prices = Vec::with_capacity(body.items.len());
         for (i, line) in body.items.iter().enumerate() {

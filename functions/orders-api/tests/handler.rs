@@ -7,7 +7,7 @@ use bazaar_platform::LambdaFunction;
 async fn the_sample_post_places_an_order_and_emits_order_placed() {
     let world = Fixture::new();
     let deps = world.deps("orders-api", Some("orders"), &["order"]);
-    let function = orders_api::function(deps.clone());
+    let function = orders_api::function(deps.clone()).expect("valid settings");
     let mut early = event("orders-api.post-orders.json");
     early["headers"]["idempotency-key"] = "an-earlier-attempt".into();
     let unpriced = function.invoke(early).await.unwrap();
@@ -55,7 +55,8 @@ async fn the_sample_post_places_an_order_and_emits_order_placed() {
 #[tokio::test]
 async fn the_sample_get_of_an_unknown_order_is_a_404_problem() {
     let world = Fixture::new();
-    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]));
+    let function = orders_api::function(world.deps("orders-api", Some("orders"), &["order"]))
+        .expect("valid settings");
 
     let response = function
         .invoke(event("orders-api.get-order.json"))
@@ -73,7 +74,7 @@ async fn the_sample_get_of_an_unknown_order_is_a_404_problem() {
 async fn the_scheduled_event_runs_the_outbox_sweeper() {
     let world = Fixture::new();
     let deps = world.deps("orders-api", Some("orders"), &["order"]);
-    let function = orders_api::function(deps.clone());
+    let function = orders_api::function(deps.clone()).expect("valid settings");
     // What a request that crashed between its commit and its publish left behind, two
     // minutes ago (past the sweeper's grace).
     let placed = bazaar_contracts::Envelope::from_json(
@@ -109,4 +110,29 @@ async fn the_scheduled_event_runs_the_outbox_sweeper() {
         deps.table().unwrap().get(&left).await.unwrap().is_none(),
         "and deleted the record"
     );
+}
+
+#[test]
+fn a_bad_deadline_stops_init_naming_the_variable_and_what_it_expects() {
+    let world = Fixture::new();
+    let start = |value: &str| {
+        orders_api::function(world.deps_with_env(
+            "orders-api",
+            Some("orders"),
+            &["order"],
+            &[("ORDER_DEADLINE_SECONDS", value)],
+        ))
+        .err()
+        .map(|e| e.to_string())
+    };
+    for bad in ["soon", "-5", "59", "99999999999999999999"] {
+        assert_eq!(
+            start(bad),
+            Some(format!(
+                "ORDER_DEADLINE_SECONDS is {bad:?}; expected a whole number of seconds from 60 to 604800"
+            ))
+        );
+    }
+    assert_eq!(start("900"), None);
+    assert_eq!(start(""), None, "unset: the default deadline");
 }

@@ -13,15 +13,15 @@ use bazaar_contracts::{Money, Sku};
 use bazaar_orders::PriceCopy;
 use bazaar_platform::item::{Key, newer, record};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 
 /// Builds the function with its SQS trigger.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let prices = Arc::new(Prices);
     let consumer = Consumer::new(deps.clone())
         .on::<ProductPublished, _>(prices.clone())
         .on::<ProductWithdrawn, _>(prices);
-    Function::new(deps).sqs(consumer)
+    Ok(Function::new(deps).sqs(consumer))
 }
 
 /// The key of a sku's price copy.

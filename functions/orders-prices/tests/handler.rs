@@ -10,7 +10,7 @@ use serde_json::json;
 async fn a_published_price_is_copied_and_a_withdrawal_takes_it_off_sale() {
     let world = Fixture::new();
     let deps = world.deps("orders-prices", Some("orders"), &[]);
-    let function = orders_prices::function(deps.clone());
+    let function = orders_prices::function(deps.clone()).expect("valid settings");
     let sku = bazaar_contracts::Sku::parse("MUG-01").unwrap();
     let copy = || async {
         let item = deps

@@ -18,7 +18,7 @@ use bazaar_contracts::payments::{ChargePayment, PaymentCaptured, PaymentDeclined
 use bazaar_orders::{Decision, Order, SagaInput, Status};
 use bazaar_platform::item::{Condition, Key, Update, parse};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use serde_json::json;
 
 /// The key of an order's record (one service, one table: shared with `orders-api`).
@@ -27,7 +27,7 @@ pub fn order_key(order_id: &str) -> Key {
 }
 
 /// Builds the function with its SQS trigger.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let saga = Arc::new(Saga);
     let consumer = Consumer::new(deps.clone())
         .on::<OrderPlaced, _>(saga.clone())
@@ -36,7 +36,7 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .on::<ExpireOrder, _>(saga.clone())
         .on::<PaymentCaptured, _>(saga.clone())
         .on::<PaymentDeclined, _>(saga);
-    Function::new(deps).sqs(consumer)
+    Ok(Function::new(deps).sqs(consumer))
 }
 
 /// The saga's handlers.

@@ -29,7 +29,7 @@ async fn order_placed_asks_inventory_to_reserve_once_even_when_delivered_twice()
     let world = Fixture::new();
     let deps = world.deps("orders-saga", Some("orders"), &["tasks"]);
     pending_order(&deps).await;
-    let function = orders_saga::function(deps);
+    let function = orders_saga::function(deps).expect("valid settings");
 
     let first = function
         .invoke(event("orders-saga.sqs.json"))
@@ -55,7 +55,8 @@ async fn order_placed_asks_inventory_to_reserve_once_even_when_delivered_twice()
 #[tokio::test]
 async fn order_placed_for_an_unknown_order_is_parked_with_its_reason() {
     let world = Fixture::new();
-    let function = orders_saga::function(world.deps("orders-saga", Some("orders"), &["tasks"]));
+    let function = orders_saga::function(world.deps("orders-saga", Some("orders"), &["tasks"]))
+        .expect("valid settings");
 
     let response = function
         .invoke(event("orders-saga.sqs.json"))

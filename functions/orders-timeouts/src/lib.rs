@@ -18,7 +18,7 @@ use bazaar_orders::keys;
 use bazaar_platform::item::{Condition, Key, Query, SortKey};
 use bazaar_platform::schedule::Job;
 use bazaar_platform::work::Cause;
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use serde_json::Value;
 
 /// How many due entries one run handles at most, so that a run ends well within the
@@ -27,10 +27,10 @@ pub const MAX_PER_RUN: usize = 500;
 
 /// Builds the function with its schedule trigger: the expiry, and the sweeper that publishes
 /// what a run committed but did not publish (a crash in between).
-pub fn function(deps: Arc<Deps>) -> Function {
-    Function::new(deps)
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    Ok(Function::new(deps)
         .schedule(Arc::new(Expire))
-        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper))
+        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
 }
 
 /// The job.

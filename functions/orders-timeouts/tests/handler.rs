@@ -28,7 +28,7 @@ async fn due_deadlines_become_expire_tasks_once_and_later_ones_wait() {
             .await
             .unwrap();
     }
-    let function = orders_timeouts::function(deps.clone());
+    let function = orders_timeouts::function(deps.clone()).expect("valid settings");
 
     function
         .invoke(event("orders-timeouts.schedule.json"))

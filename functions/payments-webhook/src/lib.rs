@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use bazaar_contracts::payments::{SettlePayment, Settlement};
 use bazaar_contracts::{Currency, Money};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::settings::Env;
 use bazaar_platform::webhook;
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -32,15 +33,50 @@ use sha2::{Digest, Sha256};
 /// The header carrying the provider's signature.
 pub const SIGNATURE_HEADER: &str = "x-payments-signature";
 
-/// Builds the function with its route.
-pub fn function(deps: Arc<Deps>) -> Function {
+/// Builds the function with its route; the secret is read here, once.
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let settings: Settings = deps.settings()?;
     let api = Api::new(deps.clone()).route(
         Method::POST,
         "/webhooks/payments",
         Idempotency::None,
-        Arc::new(Notification),
+        Arc::new(Notification(settings)),
     );
-    Function::new(deps).http(api)
+    Ok(Function::new(deps).http(api))
+}
+
+/// The shortest webhook secret accepted, as the template's parameter requires.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// What `payments-webhook` is configured with.
+pub struct Settings {
+    /// The secret the provider signs its callbacks with (`WEBHOOK_SECRET`).
+    secret: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Settings { secret: <hidden> }")
+    }
+}
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        const EXPECTED: &str =
+            "the secret the payment provider signs callbacks with, at least 16 characters";
+        let secret = env.required("WEBHOOK_SECRET", EXPECTED)?;
+        if secret.len() < MIN_SECRET_LEN {
+            // The value is a secret: the error says how long it is, never what it is.
+            return Err(SettingsError {
+                variable: "WEBHOOK_SECRET".into(),
+                found: Some(format!("<{} characters>", secret.len())),
+                expected: EXPECTED.into(),
+            });
+        }
+        Ok(Settings {
+            secret: secret.to_string(),
+        })
+    }
 }
 
 /// What the provider tells.
@@ -78,18 +114,12 @@ fn envelope_id(provider_event: &str) -> String {
 }
 
 /// `POST /webhooks/payments`.
-struct Notification;
+struct Notification(Settings);
 
 #[async_trait]
 impl Route for Notification {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let secret = work
-            .deps()
-            .var("WEBHOOK_SECRET")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ApiError::internal(HandlerError::bug("WEBHOOK_SECRET is not set").into())
-            })?;
+        let secret = &self.0.secret;
         webhook::verify(
             secret.as_bytes(),
             request.header(SIGNATURE_HEADER),

@@ -21,7 +21,10 @@ fn world() -> (Fixture, impl LambdaFunction) {
         &["tasks"],
         &[("WEBHOOK_SECRET", SECRET)],
     );
-    (world, payments_webhook::function(deps))
+    (
+        world,
+        payments_webhook::function(deps).expect("valid settings"),
+    )
 }
 
 fn with(body: &Value, signature: Option<String>) -> Value {
@@ -153,4 +156,27 @@ async fn a_timestamp_at_the_end_of_the_number_range_is_401_not_a_panic() {
         assert_eq!(r["statusCode"], 401, "t={t}: {r}");
     }
     assert!(world.sent("tasks").is_empty());
+}
+
+#[test]
+fn a_missing_or_short_secret_stops_init_without_printing_it() {
+    let world = Fixture::new();
+    let start = |env: &[(&str, &str)]| {
+        payments_webhook::function(world.deps_with_env("payments-webhook", None, &["tasks"], env))
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        start(&[]).as_deref(),
+        Some(
+            "WEBHOOK_SECRET is not set; expected the secret the payment provider signs callbacks with, at least 16 characters"
+        )
+    );
+    let short = start(&[("WEBHOOK_SECRET", "hunter2")]).unwrap();
+    assert_eq!(
+        short,
+        "WEBHOOK_SECRET is \"<7 characters>\"; expected the secret the payment provider signs callbacks with, at least 16 characters"
+    );
+    assert!(!short.contains("hunter2"));
+    assert_eq!(start(&[("WEBHOOK_SECRET", SECRET)]), None);
 }

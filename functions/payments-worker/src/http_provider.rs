@@ -12,6 +12,8 @@ use bazaar_payments::{
     Charge, ChargeRequest, LedgerCharge, LedgerPage, PaymentProvider, ProviderError, Refund,
     RefundRequest,
 };
+use bazaar_platform::SettingsError;
+use bazaar_platform::settings::Env;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -25,6 +27,47 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The largest answer read from the provider.
 const MAX_ANSWER: usize = 64 * 1024;
+
+/// Where the provider is and how long to wait for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// `PROVIDER_URL` (required): `https://...`, or `http://` for a local fake.
+    pub url: String,
+    /// `PROVIDER_API_KEY`, sent as a bearer token (a secret: never logged).
+    pub api_key: Option<String>,
+    /// `PROVIDER_TIMEOUT_MS` (1 ms to 60 s; [`DEFAULT_TIMEOUT`] when unset).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl bazaar_platform::Settings for ProviderSettings {
+    fn read(env: &Env<'_>) -> Result<ProviderSettings, SettingsError> {
+        const URL: &str = "the provider's base URL, http:// or https:// with a host";
+        let url = env.required("PROVIDER_URL", URL)?;
+        let parsed: Option<http::Uri> = url.parse().ok();
+        if !parsed
+            .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        {
+            return Err(env.invalid("PROVIDER_URL", URL));
+        }
+        let default_ms = i64::try_from(DEFAULT_TIMEOUT.as_millis()).unwrap_or(3_000);
+        let ms = env.number_or("PROVIDER_TIMEOUT_MS", 1..=60_000, default_ms)?;
+        Ok(ProviderSettings {
+            url: url.to_string(),
+            api_key: env.get("PROVIDER_API_KEY").map(String::from),
+            timeout: Duration::from_millis(ms.unsigned_abs()),
+        })
+    }
+}
 
 /// The provider's HTTP API.
 pub struct HttpProvider {
@@ -57,22 +100,14 @@ impl HttpProvider {
         })
     }
 
-    /// Reads `PROVIDER_URL` (required), `PROVIDER_API_KEY` and `PROVIDER_TIMEOUT_MS`.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<HttpProvider, String> {
-        let base = var("PROVIDER_URL")
-            .filter(|v| !v.is_empty())
-            .ok_or("PROVIDER_URL is not set")?;
-        let timeout = match var("PROVIDER_TIMEOUT_MS") {
-            Some(ms) => Duration::from_millis(
-                ms.parse()
-                    .map_err(|_| format!("PROVIDER_TIMEOUT_MS {ms:?} is not a number"))?,
-            ),
-            None => DEFAULT_TIMEOUT,
-        };
-        HttpProvider::new(
-            &base,
-            var("PROVIDER_API_KEY").filter(|v| !v.is_empty()),
-            timeout,
+    /// The client its settings describe ([`ProviderSettings`]).
+    pub fn from_settings(settings: &ProviderSettings) -> Result<HttpProvider, SettingsError> {
+        HttpProvider::new(&settings.url, settings.api_key.clone(), settings.timeout).map_err(
+            |why| SettingsError {
+                variable: "PROVIDER_URL".into(),
+                found: Some(settings.url.clone()),
+                expected: format!("a provider this function can reach ({why})"),
+            },
         )
     }
 

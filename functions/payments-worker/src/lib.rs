@@ -40,23 +40,15 @@ use bazaar_payments::{
 };
 use bazaar_platform::item::{Condition, Key, record};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 
-pub use http_provider::HttpProvider;
+pub use http_provider::{HttpProvider, ProviderSettings};
 
 /// Builds the function with the HTTP provider its environment names (`PROVIDER_URL`,
-/// `PROVIDER_API_KEY`, `PROVIDER_TIMEOUT_MS`).
-pub fn function(deps: Arc<Deps>) -> Function {
-    let provider: Arc<dyn PaymentProvider> = match HttpProvider::from_vars(|name| {
-        deps.var(name).map(String::from)
-    }) {
-        Ok(p) => Arc::new(p),
-        Err(why) => {
-            tracing::error!(error = %why, "the payment provider is not configured; tasks stay on the queue");
-            Arc::new(Unconfigured(why))
-        }
-    };
-    function_with(deps, provider, RetryPolicy::default())
+/// `PROVIDER_API_KEY`, `PROVIDER_TIMEOUT_MS`): without a usable provider it does not start.
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let provider = HttpProvider::from_settings(&deps.settings()?)?;
+    function_with(deps, Arc::new(provider), RetryPolicy::default())
 }
 
 /// Builds the function with a given provider and retry policy (the local stack's fake
@@ -65,46 +57,21 @@ pub fn function_with(
     deps: Arc<Deps>,
     provider: Arc<dyn PaymentProvider>,
     retry: RetryPolicy,
-) -> Function {
+) -> Result<Function, SettingsError> {
     let reconcile = Arc::new(reconcile::Reconcile {
         provider: provider.clone(),
         retry,
+        settings: deps.settings()?,
     });
     let worker = Arc::new(Payments { provider, retry });
     let consumer = Consumer::new(deps.clone())
         .on::<ChargePayment, _>(worker.clone())
         .on::<RefundPayment, _>(worker.clone())
         .on::<SettlePayment, _>(worker);
-    Function::new(deps)
+    Ok(Function::new(deps)
         .sqs(consumer)
         .schedule(reconcile)
-        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper))
-}
-
-/// A provider that cannot be reached because the configuration is wrong: every call is
-/// "unavailable", so tasks wait on their queue (and end in its DLQ, with the reason) instead of
-/// being lost.
-struct Unconfigured(String);
-
-#[async_trait]
-impl PaymentProvider for Unconfigured {
-    async fn charge(&self, _: &ChargeRequest) -> Result<bazaar_payments::Charge, ProviderError> {
-        Err(ProviderError::Unavailable(self.0.clone()))
-    }
-    async fn refund(&self, _: &RefundRequest) -> Result<bazaar_payments::Refund, ProviderError> {
-        Err(ProviderError::Unavailable(self.0.clone()))
-    }
-    async fn retrieve(&self, _: &str) -> Result<bazaar_payments::LedgerCharge, ProviderError> {
-        Err(ProviderError::Unavailable(self.0.clone()))
-    }
-    async fn list(
-        &self,
-        _: i64,
-        _: Option<&str>,
-        _: usize,
-    ) -> Result<bazaar_payments::LedgerPage, ProviderError> {
-        Err(ProviderError::Unavailable(self.0.clone()))
-    }
+        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
 }
 
 /// The reason a payment outcome or refund that does not match its order's charge is parked

@@ -26,8 +26,9 @@ use bazaar_payments::{ChargeStatus, LedgerCharge, PaymentProvider, RetryPolicy};
 use bazaar_platform::item::{Key, item, record};
 use bazaar_platform::ports::DeadLetter;
 use bazaar_platform::schedule::Job;
+use bazaar_platform::settings::Env;
 use bazaar_platform::work::Cause;
-use bazaar_platform::{Deps, HandlerError, Work};
+use bazaar_platform::{Deps, HandlerError, SettingsError, Work};
 use chrono::Duration;
 use serde_json::{Value, json};
 
@@ -57,14 +58,35 @@ pub struct Report {
 pub struct Reconcile {
     pub(crate) provider: Arc<dyn PaymentProvider>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) settings: Settings,
 }
 
-fn seconds(deps: &Deps, var: &str, default: Duration) -> Duration {
-    deps.var(var)
-        .and_then(|s| s.parse::<i64>().ok())
-        .filter(|s| *s >= 0)
-        .and_then(Duration::try_seconds)
-        .unwrap_or(default)
+/// How far a run looks back and how long it leaves a charge to its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `RECONCILE_LOOKBACK_SECONDS` (an hour to 30 days; [`DEFAULT_LOOKBACK`] when unset).
+    pub lookback: Duration,
+    /// `RECONCILE_GRACE_SECONDS` (0 to a day, shorter than the lookback; [`DEFAULT_GRACE`]
+    /// when unset).
+    pub grace: Duration,
+}
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        let lookback = env.seconds_or(
+            "RECONCILE_LOOKBACK_SECONDS",
+            3_600..=2_592_000,
+            DEFAULT_LOOKBACK,
+        )?;
+        let grace = env.seconds_or("RECONCILE_GRACE_SECONDS", 0..=86_400, DEFAULT_GRACE)?;
+        if grace >= lookback {
+            return Err(env.invalid(
+                "RECONCILE_GRACE_SECONDS",
+                "fewer seconds than RECONCILE_LOOKBACK_SECONDS (a window with nothing to judge)",
+            ));
+        }
+        Ok(Settings { lookback, grace })
+    }
 }
 
 #[async_trait]
@@ -88,9 +110,8 @@ impl Reconcile {
     /// One run over the provider's books.
     pub async fn reconcile(&self, deps: &Deps) -> Result<Report, HandlerError> {
         let now = deps.clock.now();
-        let from =
-            (now - seconds(deps, "RECONCILE_LOOKBACK_SECONDS", DEFAULT_LOOKBACK)).timestamp();
-        let until = (now - seconds(deps, "RECONCILE_GRACE_SECONDS", DEFAULT_GRACE)).timestamp();
+        let from = (now - self.settings.lookback).timestamp();
+        let until = (now - self.settings.grace).timestamp();
         let mut report = Report::default();
         let mut after: Option<String> = None;
         loop {

@@ -22,7 +22,8 @@ fn world() -> World {
     let provider = Arc::new(FakeProvider::new(fixture.clock.clone()));
     let deps = fixture.deps("payments-worker", Some("payments"), &["payment"]);
     let function =
-        payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3));
+        payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3))
+            .expect("valid settings");
     World {
         fixture,
         provider,
@@ -220,16 +221,16 @@ async fn a_refund_the_provider_refuses_is_parked_with_its_words() {
     );
 }
 
-#[tokio::test]
-async fn a_worker_without_a_provider_url_keeps_its_tasks() {
+/// A worker without a provider does not start (Lambda reports an init error and the task
+/// stays on its queue, redriven to the DLQ in the end): it never takes a task it cannot do.
+#[test]
+fn a_worker_without_a_provider_url_does_not_start() {
     let fixture = Fixture::new();
     let deps = fixture.deps("payments-worker", Some("payments"), &["payment"]);
-    let function = payments_worker::function(deps);
-    let r = function
-        .invoke(event("payments-worker.charge.sqs.json"))
-        .await
-        .unwrap();
-    assert_eq!(r["batchItemFailures"].as_array().unwrap().len(), 1);
+    let error = payments_worker::function(deps)
+        .err()
+        .expect("no provider, no start");
+    assert_eq!(error.variable, "PROVIDER_URL");
     assert!(fixture.parked("payments-worker").is_empty());
 }
 
@@ -438,5 +439,61 @@ async fn the_reconciliation_reports_money_taken_for_no_order_once() {
     assert!(
         w.fixture.sent("payment").is_empty(),
         "nothing is announced for it"
+    );
+}
+
+#[test]
+fn a_bad_setting_stops_init_naming_the_variable_and_what_it_expects() {
+    let fixture = Fixture::new();
+    let provider = Arc::new(FakeProvider::new(fixture.clock.clone()));
+    let start = |env: &[(&str, &str)]| {
+        let deps = fixture.deps_with_env("payments-worker", Some("payments"), &["payment"], env);
+        payments_worker::function_with(deps, provider.clone(), RetryPolicy::immediate(3))
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        start(&[("RECONCILE_LOOKBACK_SECONDS", "2d")]).as_deref(),
+        Some(
+            "RECONCILE_LOOKBACK_SECONDS is \"2d\"; expected a whole number of seconds from 3600 to 2592000"
+        )
+    );
+    assert_eq!(
+        start(&[
+            ("RECONCILE_LOOKBACK_SECONDS", "3600"),
+            ("RECONCILE_GRACE_SECONDS", "7200")
+        ])
+        .as_deref(),
+        Some(
+            "RECONCILE_GRACE_SECONDS is \"7200\"; expected fewer seconds than RECONCILE_LOOKBACK_SECONDS (a window with nothing to judge)"
+        )
+    );
+    assert_eq!(start(&[("RECONCILE_GRACE_SECONDS", "60")]), None);
+    // The production constructor needs the provider's address.
+    let deps = fixture.deps_with_env("payments-worker", Some("payments"), &["payment"], &[]);
+    assert_eq!(
+        payments_worker::function(deps)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some(
+            "PROVIDER_URL is not set; expected the provider's base URL, http:// or https:// with a host"
+        )
+    );
+    let deps = fixture.deps_with_env(
+        "payments-worker",
+        Some("payments"),
+        &["payment"],
+        &[
+            ("PROVIDER_URL", "https://pay.example"),
+            ("PROVIDER_TIMEOUT_MS", "0"),
+        ],
+    );
+    assert_eq!(
+        payments_worker::function(deps)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("PROVIDER_TIMEOUT_MS is \"0\"; expected a whole number from 1 to 60000")
     );
 }

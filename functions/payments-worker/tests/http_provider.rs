@@ -198,24 +198,45 @@ async fn a_refused_connection_is_unavailable() {
     assert!(e.is_transient(), "{e}");
 }
 
+fn provider_settings(
+    pairs: &[(&str, &str)],
+) -> Result<payments_worker::ProviderSettings, bazaar_platform::SettingsError> {
+    let vars: std::collections::BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    <payments_worker::ProviderSettings as bazaar_platform::Settings>::read(
+        &bazaar_platform::settings::Env::new(&vars),
+    )
+}
+
 #[test]
 fn a_bad_url_is_a_configuration_error() {
-    let e = HttpProvider::from_vars(|name| (name == "PROVIDER_URL").then(|| "ftp://x".into()))
-        .err()
-        .unwrap();
-    assert!(e.contains("http:// or https://"), "{e}");
-    assert!(
-        HttpProvider::from_vars(|_| None)
-            .err()
-            .unwrap()
-            .contains("PROVIDER_URL")
+    let e = provider_settings(&[("PROVIDER_URL", "ftp://x")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "PROVIDER_URL is \"ftp://x\"; expected the provider's base URL, http:// or https:// with a host"
     );
-    let e = HttpProvider::from_vars(|name| match name {
-        "PROVIDER_URL" => Some("https://pay.example".into()),
-        "PROVIDER_TIMEOUT_MS" => Some("soon".into()),
-        _ => None,
-    })
-    .err()
+    let e = provider_settings(&[]).unwrap_err();
+    assert_eq!((e.variable.as_str(), e.found), ("PROVIDER_URL", None));
+    let e = provider_settings(&[
+        ("PROVIDER_URL", "https://pay.example"),
+        ("PROVIDER_TIMEOUT_MS", "soon"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "PROVIDER_TIMEOUT_MS is \"soon\"; expected a whole number from 1 to 60000"
+    );
+    let good = provider_settings(&[
+        ("PROVIDER_URL", "https://pay.example"),
+        ("PROVIDER_TIMEOUT_MS", "250"),
+        ("PROVIDER_API_KEY", "sk_live"),
+    ])
     .unwrap();
-    assert!(e.contains("PROVIDER_TIMEOUT_MS"), "{e}");
+    assert_eq!(good.timeout, std::time::Duration::from_millis(250));
+    assert!(
+        !format!("{good:?}").contains("sk_live"),
+        "the key is never printed"
+    );
 }

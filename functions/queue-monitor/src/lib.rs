@@ -16,13 +16,39 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_platform::schedule::Job;
+use bazaar_platform::settings::Env;
 use bazaar_platform::telemetry::QueueGauge;
-use bazaar_platform::{Deps, Function, HandlerError};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError};
 use serde_json::Value;
 
 /// Builds the function with its schedule trigger.
-pub fn function(deps: Arc<Deps>) -> Function {
-    Function::new(deps).schedule(Arc::new(Monitor))
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let settings: Settings = deps.settings()?;
+    Ok(Function::new(deps).schedule(Arc::new(Monitor(settings))))
+}
+
+/// The queues to read: `MONITORED_QUEUES` (required: a monitor of nothing is a deployment
+/// mistake) and `MONITORED_DLQS`, each `Name=URL,Name=URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Every queue, consumers' first.
+    pub queues: Vec<Monitored>,
+}
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        const EXPECTED: &str = "a list of Name=URL pairs separated by commas";
+        let mut queues = parse(env.required("MONITORED_QUEUES", EXPECTED)?, false)
+            .map_err(|_| env.invalid("MONITORED_QUEUES", EXPECTED))?;
+        if queues.is_empty() {
+            return Err(env.invalid("MONITORED_QUEUES", EXPECTED));
+        }
+        queues.extend(
+            parse(env.get("MONITORED_DLQS").unwrap_or(""), true)
+                .map_err(|_| env.invalid("MONITORED_DLQS", EXPECTED))?,
+        );
+        Ok(Settings { queues })
+    }
 }
 
 /// A queue to read.
@@ -36,17 +62,19 @@ pub struct Monitored {
     pub dead_letter: bool,
 }
 
-/// Reads `Name=URL,Name=URL` (spaces and empty entries ignored).
-pub fn parse(list: &str, dead_letter: bool) -> Result<Vec<Monitored>, HandlerError> {
+/// Reads `Name=URL,Name=URL` (spaces and empty entries ignored); the error is the entry
+/// that is not `Name=URL`.
+pub fn parse(list: &str, dead_letter: bool) -> Result<Vec<Monitored>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|entry| {
-            let (name, url) = entry.split_once('=').ok_or_else(|| {
-                HandlerError::bug(format!(
-                    "a monitored queue must be written Name=URL, got {entry:?}"
-                ))
-            })?;
+            let (name, url) = entry
+                .split_once('=')
+                .filter(|(n, u)| !n.trim().is_empty() && !u.trim().is_empty())
+                .ok_or_else(|| {
+                    format!("a monitored queue must be written Name=URL, got {entry:?}")
+                })?;
             Ok(Monitored {
                 name: name.trim().to_string(),
                 url: url.trim().to_string(),
@@ -57,7 +85,7 @@ pub fn parse(list: &str, dead_letter: bool) -> Result<Vec<Monitored>, HandlerErr
 }
 
 /// The job.
-pub struct Monitor;
+pub struct Monitor(Settings);
 
 #[async_trait]
 impl Job for Monitor {
@@ -69,11 +97,10 @@ impl Job for Monitor {
         let stats = deps.queues.as_ref().ok_or_else(|| {
             HandlerError::bug("queue-monitor runs without queue access (MONITORED_QUEUES unset)")
         })?;
-        let mut queues = parse(deps.var("MONITORED_QUEUES").unwrap_or(""), false)?;
-        queues.extend(parse(deps.var("MONITORED_DLQS").unwrap_or(""), true)?);
+        let queues = &self.0.queues;
         let now = deps.clock.now();
         let mut failed = Vec::new();
-        for q in &queues {
+        for q in queues {
             match stats.depth(&q.url).await {
                 Ok(d) => deps.metrics.gauge(&QueueGauge {
                     queue: q.name.clone(),

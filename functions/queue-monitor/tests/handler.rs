@@ -19,7 +19,7 @@ fn world_with(queues: &str, dlqs: &str) -> (Fixture, bazaar_platform::Function) 
         &[],
         &[("MONITORED_QUEUES", queues), ("MONITORED_DLQS", dlqs)],
     );
-    let function = queue_monitor::function(deps);
+    let function = queue_monitor::function(deps).expect("valid settings");
     (world, function)
 }
 
@@ -95,4 +95,33 @@ async fn a_queue_that_cannot_be_read_fails_the_run_after_the_others_are_publishe
 fn a_malformed_list_is_a_configuration_bug() {
     assert!(queue_monitor::parse("OrdersSagaQueue", false).is_err());
     assert_eq!(queue_monitor::parse(" , ", true).unwrap(), vec![]);
+}
+
+#[test]
+fn a_bad_list_stops_init_naming_the_variable_and_what_it_expects() {
+    let world = Fixture::new();
+    let start = |env: &[(&str, &str)]| {
+        queue_monitor::function(world.deps_with_env("queue-monitor", None, &[], env))
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        start(&[]).as_deref(),
+        Some("MONITORED_QUEUES is not set; expected a list of Name=URL pairs separated by commas")
+    );
+    assert_eq!(
+        start(&[("MONITORED_QUEUES", "OrdersSagaQueue")]).as_deref(),
+        Some(
+            "MONITORED_QUEUES is \"OrdersSagaQueue\"; expected a list of Name=URL pairs separated by commas"
+        )
+    );
+    assert_eq!(
+        start(&[
+            ("MONITORED_QUEUES", "A=http://q/a"),
+            ("MONITORED_DLQS", "B=")
+        ])
+        .as_deref(),
+        Some("MONITORED_DLQS is \"B=\"; expected a list of Name=URL pairs separated by commas")
+    );
+    assert_eq!(start(&[("MONITORED_QUEUES", "A=http://q/a")]), None);
 }

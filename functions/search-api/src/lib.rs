@@ -14,7 +14,7 @@ use bazaar_catalog::search::{Entry, INDEX_PK, matches};
 use bazaar_contracts::Sku;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Query, parse};
-use bazaar_platform::{Deps, Function, Work};
+use bazaar_platform::{Deps, Function, SettingsError, Work};
 use http::Method;
 use serde_json::json;
 
@@ -24,10 +24,10 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 
 /// Builds the function with its route.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let api =
         Api::new(deps.clone()).route(Method::GET, "/search", Idempotency::None, Arc::new(Search));
-    Function::new(deps).http(api)
+    Ok(Function::new(deps).http(api))
 }
 
 /// `GET /search`.

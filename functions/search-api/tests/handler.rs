@@ -7,12 +7,14 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn the_sample_search_finds_the_published_mug() {
     let world = Fixture::new();
-    let indexer = search_indexer::function(world.deps("search-indexer", Some("search"), &[]));
+    let indexer = search_indexer::function(world.deps("search-indexer", Some("search"), &[]))
+        .expect("valid settings");
     indexer
         .invoke(event("search-indexer.product-published.sqs.json"))
         .await
         .unwrap();
-    let search = search_api::function(world.deps("search-api", Some("search"), &[]));
+    let search = search_api::function(world.deps("search-api", Some("search"), &[]))
+        .expect("valid settings");
 
     let r = search
         .invoke(event("search-api.search.json"))

@@ -12,17 +12,17 @@ use bazaar_contracts::Sku;
 use bazaar_contracts::catalog::{Listing, ProductPublished, ProductWithdrawn};
 use bazaar_platform::item::{Key, Query, newer, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, Work};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 
 pub use bazaar_catalog::search::{Entry, INDEX_PK};
 
 /// Builds the function with its SQS trigger.
-pub fn function(deps: Arc<Deps>) -> Function {
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let indexer = Arc::new(Indexer);
     let consumer = Consumer::new(deps.clone())
         .on::<ProductPublished, _>(indexer.clone())
         .on::<ProductWithdrawn, _>(indexer);
-    Function::new(deps).sqs(consumer)
+    Ok(Function::new(deps).sqs(consumer))
 }
 
 /// The key of a sku's entry.

@@ -8,7 +8,7 @@ use serde_json::json;
 async fn a_withdrawal_is_not_undone_by_an_older_publication() {
     let world = Fixture::new();
     let deps = world.deps("search-indexer", Some("search"), &[]);
-    let function = search_indexer::function(deps.clone());
+    let function = search_indexer::function(deps.clone()).expect("valid settings");
 
     function
         .invoke(event("search-indexer.product-published.sqs.json"))

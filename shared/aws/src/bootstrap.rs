@@ -8,13 +8,12 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
-use bazaar_platform::Deps;
 use bazaar_platform::clock::SystemClock;
-use bazaar_platform::faults::NoFaults;
 use bazaar_platform::function::Function;
 use bazaar_platform::ids::RandomIds;
 use bazaar_platform::ports::Topics;
 use bazaar_platform::telemetry::{self, EmfStdout};
+use bazaar_platform::{Deps, SettingsError};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 
@@ -195,13 +194,11 @@ pub fn counted_deps(
         dead_letters,
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-        faults: Arc::new(NoFaults),
         metrics: Arc::new(EmfStdout),
         keys,
         queues,
         env,
-        history: None,
-        guarantees: bazaar_platform::history::Guarantees::default(),
+        harness: Default::default(),
     }
 }
 
@@ -239,8 +236,12 @@ impl bazaar_platform::ports::DeadLetters for Unavailable {
 }
 
 /// Runs a function on Lambda: JSON logs, SDK clients built once during init, then the
-/// runtime loop. `build` is the function crate's constructor.
-pub async fn run(build: fn(Arc<Deps>) -> Function) -> Result<(), lambda_runtime::Error> {
+/// runtime loop. `build` is the function crate's constructor: when it refuses its settings,
+/// init stops with the reason logged (naming the variable and the value expected), Lambda
+/// reports an init error, and no event is taken.
+pub async fn run(
+    build: fn(Arc<Deps>) -> Result<Function, SettingsError>,
+) -> Result<(), lambda_runtime::Error> {
     telemetry::init_json_logs();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let name = env
@@ -249,7 +250,13 @@ pub async fn run(build: fn(Arc<Deps>) -> Function) -> Result<(), lambda_runtime:
         .cloned()
         .unwrap_or_else(|| "unknown".into());
     let config = lambda_config(&env)?;
-    let function = Arc::new(build(Arc::new(aws_deps(&config, &name, env))));
+    let function = match build(Arc::new(aws_deps(&config, &name, env))) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            tracing::error!(function = %name, variable = %e.variable, error = %e, "the function's settings are wrong; it cannot start");
+            return Err(format!("{name} cannot start: {e}").into());
+        }
+    };
     // The event stays JSON text until the function knows its kind: an SQS batch is then read
     // once, straight into its typed form.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {

@@ -12,7 +12,6 @@ use bazaar_contracts::items::{Line, Sku};
 use bazaar_contracts::orders::OrderPlaced;
 use bazaar_contracts::{Actor, Envelope, Flags};
 use bazaar_platform::clock::SystemClock;
-use bazaar_platform::faults::NoFaults;
 use bazaar_platform::ids::RandomIds;
 use bazaar_platform::item::{Condition, Key, item};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -134,13 +133,11 @@ pub fn deps(table: Arc<MemoryTable>, publisher: Arc<EncodingPublisher>) -> Arc<D
         dead_letters: Arc::new(NoDeadLetters),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-        faults: Arc::new(NoFaults),
         metrics: Arc::new(NoMetrics),
         keys: None,
         queues: None,
         env,
-        history: None,
-        guarantees: Default::default(),
+        harness: Default::default(),
     })
 }
 

@@ -337,7 +337,6 @@ pub fn deps(
     function: &str,
     env: BTreeMap<String, String>,
     ids: Arc<dyn bazaar_platform::ids::Ids>,
-    faults: Arc<dyn bazaar_platform::faults::Faults>,
     metrics: Arc<dyn bazaar_platform::telemetry::MetricsSink>,
 ) -> bazaar_platform::Deps {
     bazaar_platform::Deps {
@@ -363,15 +362,13 @@ pub fn deps(
         )),
         clock: engine.clock().clone(),
         ids,
-        faults,
         metrics,
         keys: None,
         queues: env
             .contains_key("MONITORED_QUEUES")
             .then(|| Arc::new(EmbeddedQueueStats(engine.clone())) as _),
         env,
-        history: None,
-        guarantees: bazaar_platform::history::Guarantees::default(),
+        harness: Default::default(),
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bazaar_contracts::Envelope;
 use bazaar_platform::Deps;
 use bazaar_platform::clock::ManualClock;
-use bazaar_platform::faults::NoFaults;
 use bazaar_platform::ids::SequentialIds;
 use bazaar_platform::telemetry::CollectedMetrics;
 
@@ -109,7 +108,6 @@ impl Fixture {
             function,
             env,
             Arc::new(SequentialIds::new(0xf1)),
-            Arc::new(NoFaults),
             self.metrics.clone(),
         );
         d.keys = Some(identity::local_keys());

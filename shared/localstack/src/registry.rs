@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bazaar_platform::{Deps, Function};
+use bazaar_platform::{Deps, Function, SettingsError};
 
 /// Builds a function from its dependencies: what each function crate exports as `function`,
-/// or a closure that gives it more (the fake payment provider, in process).
-pub type Constructor = Arc<dyn Fn(Arc<Deps>) -> Function + Send + Sync>;
+/// or a closure that gives it more (the fake payment provider, in process). A function whose
+/// settings are wrong does not start.
+pub type Constructor = Arc<dyn Fn(Arc<Deps>) -> Result<Function, SettingsError> + Send + Sync>;
 
-fn constructor(f: fn(Arc<Deps>) -> Function) -> Constructor {
+fn constructor(f: fn(Arc<Deps>) -> Result<Function, SettingsError>) -> Constructor {
     Arc::new(f)
 }
 

@@ -32,6 +32,9 @@ pub enum BuildError {
     /// The template names something the stack cannot run.
     #[error("{0}")]
     Template(String),
+    /// A function refused its settings, as it would refuse to start on Lambda.
+    #[error("{0} cannot start: {1}")]
+    Settings(String, #[source] bazaar_platform::SettingsError),
     /// The engine refused a resource.
     #[error("creating {resource}: {source}")]
     Engine {
@@ -132,7 +135,10 @@ impl Stack {
                 BuildError::Template(format!("{id}: no crate builds the binary {:?}", def.binary))
             })?;
             let function = def.name();
-            let built = Arc::new(constructor(Arc::new(options.deps_for(def, keys.clone()))));
+            let built = Arc::new(
+                constructor(Arc::new(options.deps_for(def, keys.clone())))
+                    .map_err(|e| BuildError::Settings(id.clone(), e))?,
+            );
             functions.insert(id.clone(), built.clone());
             for (name, event) in &def.events {
                 match event {

@@ -11,6 +11,7 @@ use bazaar_platform::Deps;
 use bazaar_platform::auth::KeySource;
 use bazaar_platform::clock::ManualClock;
 use bazaar_platform::faults::Faults;
+use bazaar_platform::harness::Harness;
 use bazaar_platform::history::{Guarantees, History};
 use bazaar_platform::ids::Ids;
 use bazaar_platform::telemetry::MetricsSink;
@@ -113,7 +114,6 @@ impl StackOptions {
                 &function,
                 env,
                 self.ids.clone(),
-                self.faults.clone(),
                 self.metrics.clone(),
             ),
             Some(w) => {
@@ -125,14 +125,16 @@ impl StackOptions {
                 );
                 deps.clock = self.engine.clock().clone();
                 deps.ids = self.ids.clone();
-                deps.faults = self.faults.clone();
                 deps.metrics = self.metrics.clone();
                 deps
             }
         };
         deps.keys = keys;
-        deps.history = self.history.clone();
-        deps.guarantees = self.guarantees;
+        deps.harness = Harness {
+            faults: Some(self.faults.clone()),
+            history: self.history.clone(),
+            guarantees: self.guarantees,
+        };
         if let Some(chaos) = &self.chaos {
             chaos.wrap(&mut deps);
         }

@@ -367,7 +367,7 @@ async fn a_function_error_fails_the_whole_batch_as_on_lambda() {
     let mut options = bazaar_localstack::StackOptions::simulated(faults, metrics);
     options.constructors.insert(
         "inventory-worker",
-        std::sync::Arc::new(bazaar_platform::Function::new),
+        std::sync::Arc::new(|deps| Ok(bazaar_platform::Function::new(deps))),
     );
     let model =
         bazaar_localstack::StackModel::load_local(&common::template(), &BTreeMap::new()).unwrap();

@@ -65,8 +65,24 @@ fn bearer(header: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Checks the `Authorization` header of a request, if it has one.
-pub async fn authenticate(deps: &Deps, authorization: Option<&str>) -> Auth {
+/// Whom a function's tokens must be issued by and for (`JWT_ISSUER`, `JWT_AUDIENCE`), read
+/// once when its API is built; `None` for a function that takes no tokens (the issuer itself),
+/// where a request with a token is answered as a deployment mistake.
+pub fn expected_tokens(deps: &Deps) -> Option<Expect> {
+    let env = crate::settings::Env::new(&deps.env);
+    Some(Expect {
+        issuer: env.get("JWT_ISSUER")?.to_string(),
+        audience: env.get("JWT_AUDIENCE")?.to_string(),
+    })
+}
+
+/// Checks the `Authorization` header of a request, if it has one, against `expect`
+/// ([`expected_tokens`]).
+pub async fn authenticate(
+    deps: &Deps,
+    expect: Option<&Expect>,
+    authorization: Option<&str>,
+) -> Auth {
     let Some(header) = authorization else {
         return Auth::Anonymous;
     };
@@ -76,21 +92,13 @@ pub async fn authenticate(deps: &Deps, authorization: Option<&str>) -> Auth {
     if token.len() > jwt::MAX_TOKEN_BYTES {
         return Auth::Refused(JwtError::TooLarge.to_string());
     }
-    let (Some(issuer), Some(audience), Some(keys)) = (
-        deps.var("JWT_ISSUER"),
-        deps.var("JWT_AUDIENCE"),
-        deps.keys.as_ref(),
-    ) else {
+    let (Some(expect), Some(keys)) = (expect, deps.keys.as_ref()) else {
         return Auth::Misconfigured(format!(
             "{} cannot check tokens: JWT_ISSUER, JWT_AUDIENCE and a key source are required",
             deps.function
         ));
     };
-    let expect = Expect {
-        issuer: issuer.to_string(),
-        audience: audience.to_string(),
-    };
-    match check(keys.as_ref(), token, &expect, deps.clock.now()).await {
+    match check(keys.as_ref(), token, expect, deps.clock.now()).await {
         Ok(claims) => Auth::Caller(claims.actor()),
         Err(CheckError::Refused(e)) => Auth::Refused(e.to_string()),
         Err(CheckError::Unavailable(why)) => Auth::Unavailable(why),

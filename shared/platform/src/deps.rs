@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use crate::auth::KeySource;
 use crate::clock::Clock;
-use crate::faults::Faults;
-use crate::history::{Event, Guarantees, History};
+use crate::faults::FaultPoint;
+use crate::harness::Harness;
+use crate::history::{Event, Guarantees};
 use crate::ids::Ids;
 use crate::ports::{DeadLetters, HandlerError, Publisher, QueueStats, Table};
+use crate::settings::{Env, Settings, SettingsError};
 use crate::telemetry::MetricsSink;
 
 /// The prefix of the variables naming a function's other tables ([`Deps::tables`]).
@@ -44,8 +46,6 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// New ids.
     pub ids: Arc<dyn Ids>,
-    /// Injected crashes (none in production).
-    pub faults: Arc<dyn Faults>,
     /// Where metrics go (EMF on stdout on Lambda).
     pub metrics: Arc<dyn MetricsSink>,
     /// The token issuer's public keys, for functions behind the JWT authorizer.
@@ -54,11 +54,9 @@ pub struct Deps {
     pub queues: Option<Arc<dyn QueueStats>>,
     /// The function's environment variables as the template sets them.
     pub env: BTreeMap<String, String>,
-    /// Where the platform reports what it committed, published and parked: `None` in
-    /// production, where nothing is built for it.
-    pub history: Option<Arc<dyn History>>,
-    /// The delivery guarantees kept (all, but in the tests that prove the checker).
-    pub guarantees: Guarantees,
+    /// What tests attach (faults, history, guarantees switched off): an empty type in
+    /// production builds ([`crate::harness`]).
+    pub harness: Harness,
 }
 
 impl Deps {
@@ -84,15 +82,28 @@ impl Deps {
         })
     }
 
-    /// Reports to the history, if one listens; `event` is only built then.
+    /// Reports to the history, if a test listens; `event` is only built then.
+    #[inline]
     pub fn record(&self, event: impl FnOnce() -> Event) {
-        if let Some(history) = &self.history {
-            history.record(event());
-        }
+        self.harness.record(event)
     }
 
-    /// A configuration value.
-    pub fn var(&self, name: &str) -> Option<&str> {
-        self.env.get(name).map(String::as_str)
+    /// A point where a test may inject a crash ([`crate::faults`]); nothing in production.
+    #[inline]
+    pub fn fault(&self, point: FaultPoint, message_type: &str, message_id: &str) {
+        self.harness
+            .fault(point, &self.function, message_type, message_id)
+    }
+
+    /// The delivery guarantees kept: all, but in the tests that prove the history checker.
+    #[inline]
+    pub fn guarantees(&self) -> Guarantees {
+        self.harness.guarantees()
+    }
+
+    /// The function's settings, read from its environment ([`crate::settings`]): called
+    /// once, by the function's constructor.
+    pub fn settings<T: Settings>(&self) -> Result<T, SettingsError> {
+        T::read(&Env::new(&self.env))
     }
 }

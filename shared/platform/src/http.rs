@@ -28,9 +28,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Auth, authenticate};
+use crate::auth::{Auth, authenticate, expected_tokens};
 use crate::deps::Deps;
 use crate::item::{Condition, Key, Update, Write, item};
+use crate::jwt::Expect;
 use crate::outbox;
 use crate::ports::{BoxError, Encoded, ErrorClass, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
@@ -421,12 +422,15 @@ fn parse_query(raw: &str) -> BTreeMap<String, String> {
 pub struct Api {
     deps: Arc<Deps>,
     routes: Arc<Routes>,
+    /// The tokens this API accepts, read from the environment once.
+    tokens: Option<Expect>,
 }
 
 impl Api {
     /// An API with no routes yet.
     pub fn new(deps: Arc<Deps>) -> Self {
         Api {
+            tokens: expected_tokens(&deps),
             deps,
             routes: Arc::new(Routes::default()),
         }
@@ -558,7 +562,12 @@ impl Api {
 
     async fn answer(&self, entry: &RouteEntry, mut request: Request) -> Response {
         let route = &entry.key;
-        request.auth = authenticate(&self.deps, request.header("authorization")).await;
+        request.auth = authenticate(
+            &self.deps,
+            self.tokens.as_ref(),
+            request.header("authorization"),
+        )
+        .await;
         let key = request.header(IDEMPOTENCY_HEADER).map(str::to_string);
         let result = match (entry.idempotency, key) {
             (Idempotency::Required, None) => Err(ApiError::bad_request(

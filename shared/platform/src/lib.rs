@@ -12,7 +12,9 @@
 //! - [`sqs`], [`http`], [`schedule`]: the Lambda entry points, and [`function`] which picks
 //!   the right one from the shape of the event, so a function can have several triggers.
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format.
-//! - [`faults`]: named points where tests inject crashes.
+//! - [`faults`]: named points where tests inject crashes; [`harness`]: what tests attach to
+//!   a function (nothing in production builds).
+//! - [`settings`]: a function's configuration, typed and read once at start.
 //! - [`claims`]: names with exactly one owner, whoever claims first (a registry table).
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod conformance;
 pub mod deps;
 pub mod faults;
 pub mod function;
+pub mod harness;
 pub mod history;
 pub mod http;
 pub mod ids;
@@ -31,6 +34,7 @@ pub mod jwt;
 pub mod outbox;
 pub mod ports;
 pub mod schedule;
+pub mod settings;
 pub mod sqs;
 pub mod telemetry;
 pub mod webhook;
@@ -39,4 +43,5 @@ pub mod work;
 pub use deps::Deps;
 pub use function::{Function, LambdaFunction};
 pub use ports::{ErrorClass, HandlerError};
+pub use settings::{Settings, SettingsError};
 pub use work::Work;

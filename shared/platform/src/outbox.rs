@@ -173,7 +173,7 @@ pub async fn commit_with(
     let now = deps.clock.now();
     let mut all = guard;
     all.extend(writes);
-    if deps.guarantees.outbox && records {
+    if deps.guarantees().outbox && records {
         for (i, (envelope, text)) in outgoing.iter().enumerate() {
             all.push(Write::Put {
                 item: item(
@@ -233,15 +233,10 @@ pub async fn dispatch_with(
     if outgoing.is_empty() {
         return Ok(());
     }
-    deps.faults.at(
-        FaultPoint::AfterCommit,
-        &deps.function,
-        message_type,
-        message_id,
-    );
+    deps.fault(FaultPoint::AfterCommit, message_type, message_id);
     deps.publisher.publish_encoded(outgoing).await?;
     published(deps, outgoing.envelopes());
-    if !deps.guarantees.outbox || !records {
+    if !deps.guarantees().outbox || !records {
         return Ok(());
     }
     let table = deps.table()?;
@@ -288,7 +283,7 @@ pub async fn resend(
         .iter()
         .map(|text| stored_envelope(Some(text), "a carried envelope"))
         .collect::<Result<Vec<_>, _>>()?;
-    if envelopes.is_empty() || !deps.guarantees.outbox {
+    if envelopes.is_empty() || !deps.guarantees().outbox {
         return Ok(0);
     }
     deps.publisher.publish(&envelopes).await?;

@@ -82,7 +82,7 @@ async fn run_unit(
     let table = deps.table()?;
     let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
     let inbox_key = outbox::inbox_key(&deps.function, &envelope.id);
-    if deps.guarantees.inbox
+    if deps.guarantees().inbox
         && let Some(record) = table.get(&inbox_key).await?
     {
         if outbox::reused(&record, envelope) {
@@ -100,12 +100,12 @@ async fn run_unit(
         let none = Encoded::new(&[]);
         // The inbox record carries the outgoing envelopes when they fit; otherwise they get
         // outbox records.
-        let (guard, carried) = if deps.guarantees.inbox {
+        let (guard, carried) = if deps.guarantees().inbox {
             let (write, carried) = outbox::carrying_inbox_write(
                 &deps.function,
                 envelope,
                 deps.clock.now(),
-                if deps.guarantees.outbox {
+                if deps.guarantees().outbox {
                     &outgoing
                 } else {
                     &none
@@ -116,9 +116,8 @@ async fn run_unit(
             (Vec::new(), false)
         };
         let writes = std::mem::take(&mut work.writes);
-        deps.faults.at(
+        deps.fault(
             FaultPoint::BeforeCommit,
-            &deps.function,
             &envelope.message_type,
             &envelope.id,
         );
@@ -143,12 +142,12 @@ async fn run_unit(
                     !carried,
                 )
                 .await?;
-                if carried && deps.guarantees.inbox && !work.outgoing.is_empty() {
+                if carried && deps.guarantees().inbox && !work.outgoing.is_empty() {
                     outbox::sent_from_inbox(deps, &inbox_key).await;
                 }
                 return Ok(());
             }
-            Err(e) if deps.guarantees.inbox && e.condition_failed_at(0) => {
+            Err(e) if deps.guarantees().inbox && e.condition_failed_at(0) => {
                 // Another delivery of the same message committed first: it is processed.
                 match table.get(&inbox_key).await? {
                     Some(record) if outbox::reused(&record, envelope) => {
@@ -200,9 +199,8 @@ async fn run_idempotent(
             }
         }
     }
-    deps.faults.at(
+    deps.fault(
         FaultPoint::BeforeCommit,
-        &deps.function,
         &envelope.message_type,
         &envelope.id,
     );
@@ -342,12 +340,7 @@ impl Consumer {
             );
             return self.park(record, Some(&envelope), &e, started).await;
         };
-        deps.faults.at(
-            FaultPoint::Received,
-            &deps.function,
-            &envelope.message_type,
-            &envelope.id,
-        );
+        deps.fault(FaultPoint::Received, &envelope.message_type, &envelope.id);
         let outcome = if self.idempotent {
             run_idempotent(handler.as_ref(), &envelope, deps).await
         } else {
@@ -355,9 +348,8 @@ impl Consumer {
         };
         match outcome {
             Ok(()) => {
-                deps.faults.at(
+                deps.fault(
                     FaultPoint::AfterPublish,
-                    &deps.function,
                     &envelope.message_type,
                     &envelope.id,
                 );

@@ -88,7 +88,7 @@ impl World {
         let (f, r) = (fixed.clone(), runs.clone());
         options.constructors.insert(
             "notifier",
-            Arc::new(move |deps| notifier_under_test(deps, f.clone(), r.clone())),
+            Arc::new(move |deps| Ok(notifier_under_test(deps, f.clone(), r.clone()))),
         );
         let stack = Stack::build(model.clone(), options).unwrap();
         let backend = Arc::new(LocalBackend::new(stack.engine().clone(), "test"));
@@ -552,7 +552,7 @@ fn file_stack(
     let fixed = Arc::new(AtomicBool::new(fixed));
     options.constructors.insert(
         "notifier",
-        Arc::new(move |deps| notifier_under_test(deps, fixed.clone(), runs.clone())),
+        Arc::new(move |deps| Ok(notifier_under_test(deps, fixed.clone(), runs.clone()))),
     );
     Stack::build(model, options).unwrap()
 }
