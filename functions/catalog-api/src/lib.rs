@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_catalog::keys;
-use bazaar_catalog::{ListingState, VersionedMaster, VersionedPrice};
+use bazaar_catalog::{ListingState, Standing, VersionedMaster, VersionedPrice};
 use bazaar_contracts::Role;
+use bazaar_contracts::Sku;
 use bazaar_contracts::catalog::{MasterData, PriceUpdated, ProductUpdated};
-use bazaar_contracts::{Currency, Money, Sku};
 use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, record, unchanged};
@@ -111,11 +111,10 @@ async fn claim(request: &Request, work: &mut Work<'_>, sku: &Sku) -> Result<Stri
             .await?
         }
     };
-    if owner != actor.subject {
-        // Another merchant's product does not exist, as far as this caller can tell.
-        return Err(ApiError::not_found(format!("no product {sku} of yours")));
+    match Standing::of(&owner, &actor.subject) {
+        Standing::Owner => Ok(actor.subject),
+        Standing::Stranger => Err(ApiError::not_found(format!("no product {sku} of yours"))),
     }
-    Ok(actor.subject)
 }
 
 /// The version stored in a record (0 without one) and the guard that it is still current.
@@ -177,18 +176,8 @@ impl Route for PutPrice {
         let sku = sku_of(request)?;
         let merchant = claim(request, work, &sku).await?;
         let body: PriceBody = request.json()?;
-        let currency = Currency::parse(&body.currency)
-            .map_err(|why| ApiError::unprocessable(Some("currency"), why))?;
-        if !(0..=100_000_000).contains(&body.amount_cents) {
-            return Err(ApiError::unprocessable(
-                Some("amount_cents"),
-                "amount_cents must be 0 to 100000000 (minor units)",
-            ));
-        }
-        let price = Money {
-            amount_cents: body.amount_cents,
-            currency,
-        };
+        let price = bazaar_catalog::price(body.amount_cents, &body.currency)
+            .map_err(|(field, why)| ApiError::unprocessable(Some(field), why))?;
         let stored: Option<VersionedPrice> = work.table()?.get_as(&key(&sku, keys::PRICE)).await?;
         let (version, condition) = guard(stored.map(|p| p.version));
         work.put(

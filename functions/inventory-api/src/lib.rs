@@ -55,7 +55,7 @@ async fn owner(
     if let Some(owner) = claims::owner(registry, &reg_key).await? {
         return Ok(owner);
     }
-    let claimant = current.map_or(caller, |s| s.owner.as_str());
+    let claimant = bazaar_catalog::claimant(current.map(|s| s.owner.as_str()), caller);
     Ok(claims::claim(
         registry,
         &reg_key,
@@ -94,7 +94,9 @@ impl Route for SetStock {
         let key = stock_key(&sku);
         let current: Option<Stock> = work.table()?.get_as(&key).await?;
         let owner = owner(work, &sku, current.as_ref(), &actor.subject).await?;
-        if owner != actor.subject {
+        if bazaar_catalog::Standing::of(&owner, &actor.subject)
+            == bazaar_catalog::Standing::Stranger
+        {
             // Another merchant's sku does not exist, as far as this caller can tell.
             return Err(ApiError::not_found(format!("no sku {sku} of yours")));
         }

@@ -18,6 +18,7 @@ use bazaar_contracts::orders::{CancellationReason, OrderCancelled, OrderConfirme
 use bazaar_platform::item::{Condition, Key, Query, SortKey, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Builds the function with its SQS trigger and the local channel (the record).
@@ -41,19 +42,39 @@ pub struct Notification {
     pub customer: String,
     /// The order it is about.
     pub order_id: String,
-    /// `confirmed` or `cancelled`.
-    pub outcome: String,
+    /// How the order ended.
+    pub outcome: OrderOutcome,
     /// The text the customer reads.
     pub text: String,
-    /// When it was recorded (RFC 3339).
-    pub at: String,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// How an order ended, as a notification tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderOutcome {
+    /// `order.confirmed`.
+    Confirmed,
+    /// `order.cancelled`.
+    Cancelled,
+}
+
+impl OrderOutcome {
+    /// The name stored and shown: `confirmed` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderOutcome::Confirmed => "confirmed",
+            OrderOutcome::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Where a notification is recorded: one per order and outcome, listed by customer.
-pub fn notification_key(customer: &str, order_id: &str, outcome: &str) -> Key {
+pub fn notification_key(customer: &str, order_id: &str, outcome: OrderOutcome) -> Key {
     Key::new(
         format!("CUSTOMER#{customer}"),
-        format!("NOTE#{order_id}#{outcome}"),
+        format!("NOTE#{order_id}#{}", outcome.as_str()),
     )
 }
 
@@ -110,7 +131,7 @@ async fn notify(
     work: &mut Work<'_>,
     customer: &str,
     order_id: &str,
-    outcome: &str,
+    outcome: OrderOutcome,
     text: String,
 ) -> Result<(), HandlerError> {
     let key = notification_key(customer, order_id, outcome);
@@ -120,9 +141,9 @@ async fn notify(
     let note = Notification {
         customer: customer.into(),
         order_id: order_id.into(),
-        outcome: outcome.into(),
+        outcome,
         text,
-        at: work.now().to_rfc3339(),
+        at: work.now(),
     };
     channel
         .send(&format!("{}|{}", key.pk, key.sk), &note)
@@ -147,7 +168,7 @@ impl Handle<OrderConfirmed> for Notifier {
             work,
             &e.customer,
             &e.order_id,
-            "confirmed",
+            OrderOutcome::Confirmed,
             text,
         )
         .await
@@ -171,7 +192,7 @@ impl Handle<OrderCancelled> for Notifier {
             work,
             &e.customer,
             &e.order_id,
-            "cancelled",
+            OrderOutcome::Cancelled,
             text,
         )
         .await

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
-use bazaar_contracts::orders::{ExpireOrder, OrderCancelled, OrderConfirmed, OrderPlaced};
-use bazaar_contracts::payments::{ChargePayment, PaymentCaptured, PaymentDeclined, RefundPayment};
-use bazaar_orders::{Decision, Order, SagaInput, Status};
+use bazaar_contracts::orders::{ExpireOrder, OrderPlaced};
+use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
+use bazaar_orders::{Announcement, Decision, Order, SagaInput, Status};
 use bazaar_platform::item::{Condition, Key, Update, parse};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
@@ -80,35 +80,18 @@ fn transition(
                     None,
                 );
             }
-            match (status, reason) {
-                (Status::Reserved, _) => work.send(&ChargePayment {
-                    order_id: order.order_id.clone(),
-                    customer: order.customer.clone(),
-                    payment_token: order.payment_token.clone(),
-                    amount: order.total,
-                })?,
-                (Status::Confirmed, _) => work.send(&OrderConfirmed {
-                    order_id: order.order_id.clone(),
-                    customer: order.customer.clone(),
-                    items: order.items.clone(),
-                })?,
-                (Status::Cancelled, Some(reason)) => work.send(&OrderCancelled {
-                    order_id: order.order_id.clone(),
-                    customer: order.customer.clone(),
-                    reason,
-                    items: order.items.clone(),
-                })?,
-                _ => {}
+            match order.announcement(status, reason) {
+                Some(Announcement::Charge(task)) => work.send(&task)?,
+                Some(Announcement::Confirmed(event)) => work.send(&event)?,
+                Some(Announcement::Cancelled(event)) => work.send(&event)?,
+                None => {}
             }
         }
         Decision::Refund => {
             let payment_id =
                 payment_id.ok_or_else(|| HandlerError::bug("a refund needs the payment id"))?;
             tracing::warn!(order_id = %order.order_id, payment_id, "money captured for a cancelled order: refunding");
-            work.send(&RefundPayment {
-                order_id: order.order_id.clone(),
-                payment_id: payment_id.to_string(),
-            })?;
+            work.send(&order.refund(payment_id))?;
         }
         Decision::Ignore(why) => {
             tracing::info!(order_id = %order.order_id, status = ?order.status, input = ?input, why, "saga input ignored")

@@ -23,7 +23,7 @@ use bazaar_contracts::Actor;
 use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
 use bazaar_payments::keys::{self, ChargeRecord, ChargeState};
 use bazaar_payments::{ChargeStatus, LedgerCharge, PaymentProvider, RetryPolicy};
-use bazaar_platform::item::{Key, item, record};
+use bazaar_platform::item::{Key, record};
 use bazaar_platform::ports::DeadLetter;
 use bazaar_platform::schedule::Job;
 use bazaar_platform::settings::Env;
@@ -271,12 +271,20 @@ async fn finding(
         .await?;
     table
         .put(
-            item(
+            record(
                 &marker,
-                json!({ "reported_at": deps.clock.now().to_rfc3339() }),
+                &Reported {
+                    reported_at: deps.clock.now(),
+                },
             ),
             None,
         )
         .await?;
     Ok(true)
+}
+
+/// The marker that a finding was reported (so that it is reported once).
+#[derive(serde::Serialize)]
+struct Reported {
+    reported_at: chrono::DateTime<chrono::Utc>,
 }

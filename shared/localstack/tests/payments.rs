@@ -26,7 +26,7 @@ async fn notified(s: &TestStack, customer: &str) -> Vec<String> {
     .await
     .unwrap()
     .into_iter()
-    .map(|n| n.outcome)
+    .map(|n| n.outcome.as_str().to_string())
     .collect()
 }
 

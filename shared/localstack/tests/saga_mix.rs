@@ -312,7 +312,7 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         {
             assert!(
                 notified
-                    .insert(n.order_id.clone(), n.outcome.clone())
+                    .insert(n.order_id.clone(), n.outcome.as_str().to_string())
                     .is_none(),
                 "order {} notified twice",
                 n.order_id

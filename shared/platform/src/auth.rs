@@ -2,12 +2,10 @@
 //!
 //! API Gateway's JWT authorizer already checks tokens at the edge, but a route deployed without
 //! it (or a local invocation) must not open a hole, so every request with an `Authorization`
-//! header is validated again here ([`authenticate`]): RS256 only, the key found by `kid` in the
+//! header is validated again here (`authenticate`): RS256 only, the key found by `kid` in the
 //! issuer's key set, `exp`, `nbf`, `iss` (`JWT_ISSUER`) and `aud` (`JWT_AUDIENCE`). The key
 //! set comes through the [`KeySource`] port: fetched from the issuer over HTTPS on Lambda, read
 //! from the identity service in process on the local stack, fixed in tests.
-
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::Actor;
@@ -68,7 +66,7 @@ fn bearer(header: &str) -> Option<&str> {
 /// Whom a function's tokens must be issued by and for (`JWT_ISSUER`, `JWT_AUDIENCE`), read
 /// once when its API is built; `None` for a function that takes no tokens (the issuer itself),
 /// where a request with a token is answered as a deployment mistake.
-pub fn expected_tokens(deps: &Deps) -> Option<Expect> {
+pub(crate) fn expected_tokens(deps: &Deps) -> Option<Expect> {
     let env = crate::settings::Env::new(&deps.env);
     Some(Expect {
         issuer: env.get("JWT_ISSUER")?.to_string(),
@@ -78,7 +76,7 @@ pub fn expected_tokens(deps: &Deps) -> Option<Expect> {
 
 /// Checks the `Authorization` header of a request, if it has one, against `expect`
 /// ([`expected_tokens`]).
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     deps: &Deps,
     expect: Option<&Expect>,
     authorization: Option<&str>,
@@ -135,9 +133,6 @@ pub async fn check(
     }
     .map_err(CheckError::Refused)
 }
-
-/// A key source shared by the functions of one process.
-pub type SharedKeys = Arc<dyn KeySource>;
 
 #[cfg(test)]
 mod tests {

@@ -59,7 +59,7 @@ pub fn item(key: &Key, attributes: Value) -> Item {
 }
 
 /// The approximate stored size of an item, as DynamoDB counts it (names plus values).
-pub fn size_of(item: &Item) -> usize {
+pub(crate) fn size_of(item: &Item) -> usize {
     fn value_size(v: &Value) -> usize {
         match v {
             Value::Null | Value::Bool(_) => 1,
@@ -123,7 +123,7 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// Equality as DynamoDB sees it: numbers compare by value (`1` equals `1.0`).
-pub fn values_equal(a: &Value, b: &Value) -> bool {
+pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,

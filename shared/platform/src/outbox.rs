@@ -6,14 +6,14 @@
 //!    HTTP request;
 //! 2. the handler's state changes;
 //! 3. the outgoing messages, whole envelopes with their ids: for a message, inside its inbox
-//!    record when they fit ([`CARRY_LIMIT`]); otherwise (an HTTP request, a job, heavy
+//!    record when they fit (`CARRY_LIMIT`); otherwise (an HTTP request, a job, heavy
 //!    messages) one outbox record each (`pk = OUTBOX`, `sk = <function>#<source>#<nnn>`).
 //!
 //! After the commit the messages are published, then outbox records deleted or the inbox
-//! record's envelopes removed ([`sent_from_inbox`]). A crash in between is repaired in two
+//! record's envelopes removed (`sent_from_inbox`). A crash in between is repaired in two
 //! ways: a redelivered message finds its inbox record and re-sends what it still carries or
-//! the outbox records of its source ([`resend`]); and the
-//! scheduled [`sweep`] publishes whatever stayed in the outbox longer than a grace period
+//! the outbox records of its source (`resend`); and the
+//! scheduled `sweep` publishes whatever stayed in the outbox longer than a grace period
 //! (what an HTTP request left behind). Re-sent envelopes keep their ids, so the next consumer
 //! deduplicates them.
 //!
@@ -41,7 +41,7 @@ use crate::item::{Condition, Key, Query, SortKey, Write, item};
 use crate::ports::{Encoded, HandlerError, MAX_TRANSACTION_WRITES, TableError};
 
 /// Partition of the outbox records.
-pub const OUTBOX_PK: &str = "OUTBOX";
+pub(crate) const OUTBOX_PK: &str = "OUTBOX";
 /// How long inbox records are kept: SQS keeps a message at most 14 days, so no redelivery can
 /// come later than that.
 pub const INBOX_RETENTION: Duration = Duration::days(14);
@@ -49,7 +49,7 @@ pub const INBOX_RETENTION: Duration = Duration::days(14);
 pub const SWEEP_GRACE: Duration = Duration::seconds(60);
 /// The most a message's outgoing envelopes may weigh (JSON text, together) to ride in its inbox
 /// record; heavier ones get outbox records of their own, as an item holds at most 400 KB.
-pub const CARRY_LIMIT: usize = 64 * 1024;
+pub(crate) const CARRY_LIMIT: usize = 64 * 1024;
 /// The inbox record's attribute holding the envelopes its unit of work sends.
 const CARRIED: &str = "outbox";
 
@@ -74,7 +74,7 @@ pub fn inbox_key(function: &str, envelope_id: &str) -> Key {
 /// The write that records a message as processed; fails if it already was. It keeps a digest
 /// of what was processed ([`payload_digest`]), so that a later message with the same id and
 /// another payload is told apart from a duplicate ([`reused`]).
-pub fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> Write {
+pub(crate) fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> Write {
     Write::Put {
         item: item(
             &inbox_key(function, &envelope.id),
@@ -92,7 +92,7 @@ pub fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> W
 /// A digest of a message's type and payload, as its JSON text: every copy of one message
 /// (a redelivery, an outbox re-send, a DLQ or archive replay) carries the same text, since
 /// the platform never rewrites a payload it passes on. 128 bits of SHA-256, in hex.
-pub fn payload_digest(envelope: &Envelope) -> String {
+pub(crate) fn payload_digest(envelope: &Envelope) -> String {
     let mut h = Sha256::new();
     h.update(envelope.message_type.as_bytes());
     h.update([0]);
@@ -112,7 +112,7 @@ pub fn reused(record: &crate::item::Item, envelope: &Envelope) -> bool {
 }
 
 /// The failure of a message whose id was processed before with another payload.
-pub fn id_reuse(function: &str, envelope: &Envelope) -> HandlerError {
+pub(crate) fn id_reuse(function: &str, envelope: &Envelope) -> HandlerError {
     tracing::error!(function, message_id = %envelope.id, message_type = %envelope.message_type, "an id processed before, with another payload: parked, not dropped as a duplicate");
     HandlerError::permanent(
         "id-reuse",
@@ -124,7 +124,7 @@ pub fn id_reuse(function: &str, envelope: &Envelope) -> HandlerError {
 }
 
 /// The inbox record of a message that carries `outgoing` (the envelopes its unit of work
-/// sends) when they weigh at most [`CARRY_LIMIT`]; returns the write and whether it carries
+/// sends) when they weigh at most `CARRY_LIMIT`; returns the write and whether it carries
 /// them (if not, they need outbox records: [`commit_with`]).
 pub fn carrying_inbox_write(
     function: &str,
@@ -210,7 +210,7 @@ fn published(deps: &Deps, envelopes: &[Envelope]) {
 }
 
 /// Publishes committed messages, then deletes their outbox records.
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     deps: &Deps,
     source: &str,
     outgoing: &Encoded<'_>,
@@ -222,7 +222,7 @@ pub async fn dispatch(
 
 /// As [`dispatch`]; `records`: whether the messages have outbox records to delete (as
 /// [`commit_with`] was told).
-pub async fn dispatch_with(
+pub(crate) async fn dispatch_with(
     deps: &Deps,
     source: &str,
     outgoing: &Encoded<'_>,
@@ -252,7 +252,7 @@ pub async fn dispatch_with(
 /// later duplicate of the message then has nothing to send again. A failure here is logged,
 /// not returned: the messages are out, and the worst it leaves is one more publish of them on
 /// a duplicate, which their consumers' inboxes absorb.
-pub async fn sent_from_inbox(deps: &Deps, inbox: &Key) {
+pub(crate) async fn sent_from_inbox(deps: &Deps, inbox: &Key) {
     let Ok(table) = deps.table() else {
         return;
     };
@@ -271,7 +271,7 @@ pub async fn sent_from_inbox(deps: &Deps, inbox: &Key) {
 /// Re-sends what a processed message's unit of work sent, for a redelivery of it: the
 /// envelopes its inbox record `inbox` carries, or else its outbox records. Returns how many
 /// messages were sent.
-pub async fn resend(
+pub(crate) async fn resend(
     deps: &Deps,
     source: &str,
     inbox: &crate::item::Item,
@@ -305,7 +305,7 @@ fn stored_envelope(text: Option<&Value>, what: &str) -> Result<Envelope, Handler
 
 /// Re-sends what a source left in the outbox (after a crash between commit and publish).
 /// Returns how many messages were sent.
-pub async fn redispatch(deps: &Deps, source: &str) -> Result<usize, HandlerError> {
+pub(crate) async fn redispatch(deps: &Deps, source: &str) -> Result<usize, HandlerError> {
     let table = deps.table()?;
     let page = table
         .query(
@@ -343,7 +343,7 @@ async fn publish_records(
 
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SweepReport {
+pub(crate) struct SweepReport {
     /// Messages published.
     pub published: usize,
     /// Records left because they are younger than the grace period.
@@ -353,7 +353,7 @@ pub struct SweepReport {
 /// Publishes every outbox record of this function older than `grace` and deletes it. Run by
 /// the scheduled trigger of every function that commits outside a message (HTTP requests,
 /// scheduled jobs).
-pub async fn sweep(deps: &Deps, grace: Duration) -> Result<SweepReport, HandlerError> {
+pub(crate) async fn sweep(deps: &Deps, grace: Duration) -> Result<SweepReport, HandlerError> {
     let table = deps.table()?;
     let cutoff = (deps.clock.now() - grace).timestamp();
     let mut report = SweepReport::default();

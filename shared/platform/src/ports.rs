@@ -106,7 +106,7 @@ pub enum TableError {
 impl TableError {
     /// True when a transaction failed because of the condition of write `index` (and not for
     /// another reason): the state it guarded changed.
-    pub fn condition_failed_at(&self, index: usize) -> bool {
+    pub(crate) fn condition_failed_at(&self, index: usize) -> bool {
         match self {
             TableError::TransactionCanceled { reasons } => {
                 reasons.get(index) == Some(&WriteFailure::ConditionFailed)
@@ -181,7 +181,7 @@ impl<'a> Encoded<'a> {
     }
 
     /// Each envelope's JSON text, in the same order.
-    pub fn texts(&self) -> &[String] {
+    pub(crate) fn texts(&self) -> &[String] {
         &self.texts
     }
 

@@ -19,7 +19,7 @@ pub trait Job: Send + Sync {
 }
 
 /// Publishes what the function's requests left in its outbox after a crash between commit
-/// and publish (see [`outbox::sweep`]).
+/// and publish (see `outbox::sweep`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OutboxSweeper;
 
@@ -39,13 +39,13 @@ impl Job for OutboxSweeper {
 }
 
 /// True when the payload is an EventBridge scheduled event.
-pub fn is_scheduled_event(payload: &Value) -> bool {
+pub(crate) fn is_scheduled_event(payload: &Value) -> bool {
     payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
 }
 
 /// Runs every job, each whatever the others did (a failing job must not starve the outbox
 /// sweeper); any failure fails the invocation, with the first error (EventBridge retries).
-pub async fn run_jobs(
+pub(crate) async fn run_jobs(
     deps: &Deps,
     jobs: &[Arc<dyn Job>],
     event: &Value,

@@ -38,7 +38,7 @@ use crate::work::{Cause, Work};
 
 /// How many times a unit of work is re-run on fresh reads when its transaction conflicts,
 /// before the record is left for SQS to redeliver.
-pub const CONFLICT_ATTEMPTS: usize = 4;
+pub(crate) const CONFLICT_ATTEMPTS: usize = 4;
 
 /// Handles one message type. A function implements it once per type it consumes.
 #[async_trait]
@@ -272,14 +272,6 @@ impl Consumer {
     pub fn on_any(mut self, handler: Arc<dyn HandleEnvelope>) -> Self {
         self.any = Some(handler);
         self
-    }
-
-    /// The message types this consumer handles (the local stack checks them against the
-    /// template's filter policies).
-    pub fn message_types(&self) -> Vec<&'static str> {
-        let mut t: Vec<_> = self.handlers.keys().copied().collect();
-        t.sort();
-        t
     }
 
     /// Processes a batch and reports the records to retry.

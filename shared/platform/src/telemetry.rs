@@ -1,9 +1,9 @@
 //! Logs and metrics.
 //!
 //! Logs are JSON, one line per processed message or request, with `function`, `message_id`,
-//! `type`, `correlation_id` and `causation_id` as fields (see [`log_outcome`]). Metrics use
+//! `type`, `correlation_id` and `causation_id` as fields (see `log_outcome`). Metrics use
 //! CloudWatch's Embedded Metric Format: a JSON line on stdout that CloudWatch Logs turns into
-//! metrics without an API call ([`emf_line`]).
+//! metrics without an API call (`emf_line`).
 
 use std::sync::Mutex;
 
@@ -136,7 +136,7 @@ impl MetricsSink for CollectedMetrics {
 }
 
 /// The EMF JSON line for one message: namespace `Bazaar`, dimensions function and type.
-pub fn emf_line(m: &MessageMetrics) -> String {
+pub(crate) fn emf_line(m: &MessageMetrics) -> String {
     let mut metrics = vec![
         json!({"Name": m.outcome.as_str(), "Unit": "Count"}),
         json!({"Name": "duration", "Unit": "Milliseconds"}),
@@ -197,7 +197,7 @@ pub fn emf_gauge_line(g: &QueueGauge) -> String {
 
 /// The identifying fields of one log line.
 #[derive(Debug, Clone, Default)]
-pub struct LogFields<'a> {
+pub(crate) struct LogFields<'a> {
     /// The function.
     pub function: &'a str,
     /// The envelope id (or the request id for HTTP).
@@ -212,7 +212,7 @@ pub struct LogFields<'a> {
 
 /// Logs the outcome of one message as one JSON line (info for success, warn for parked,
 /// error for failures, with the error's cause chain).
-pub fn log_outcome(
+pub(crate) fn log_outcome(
     f: &LogFields<'_>,
     outcome: Outcome,
     detail: Option<&(dyn std::error::Error + 'static)>,
@@ -249,7 +249,7 @@ pub fn log_outcome(
 }
 
 /// An error and its sources, joined with `: `.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -11,7 +11,7 @@
 pub mod search;
 
 use bazaar_contracts::catalog::{Listing, MasterData};
-use bazaar_contracts::{Money, Sku};
+use bazaar_contracts::{Currency, Money, Sku};
 use serde::{Deserialize, Serialize};
 
 /// One truth about a product.
@@ -199,6 +199,55 @@ impl ListingState {
     }
 }
 
+/// The highest price a merchant may set, in minor units (a million units of any currency):
+/// far above anything sold here, and far below where a line total could overflow.
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+
+/// A price as a merchant sets it: 0 to [`MAX_PRICE_CENTS`] minor units of an ISO 4217
+/// currency. The error names the field at fault and why.
+pub fn price(amount_cents: i64, currency: &str) -> Result<Money, (&'static str, String)> {
+    let currency = Currency::parse(currency).map_err(|why| ("currency", why))?;
+    if !(0..=MAX_PRICE_CENTS).contains(&amount_cents) {
+        return Err((
+            "amount_cents",
+            format!("amount_cents must be 0 to {MAX_PRICE_CENTS} (minor units)"),
+        ));
+    }
+    Ok(Money {
+        amount_cents,
+        currency,
+    })
+}
+
+/// Who may change a sku. A sku has one owner for catalog and inventory alike: the first
+/// merchant to describe, price or stock it (both services claim it in one registry, so
+/// concurrent first claims have one winner). To any other merchant the product does not
+/// exist: the answer is the same as for a sku nobody has, so owners cannot be probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The caller owns the sku.
+    Owner,
+    /// Another merchant owns it.
+    Stranger,
+}
+
+impl Standing {
+    /// `merchant`'s standing towards a sku owned by `owner`.
+    pub fn of(owner: &str, merchant: &str) -> Standing {
+        if owner == merchant {
+            Standing::Owner
+        } else {
+            Standing::Stranger
+        }
+    }
+}
+
+/// Who claims a sku the registry does not know yet: the owner an earlier record names (kept
+/// before the registry existed, so that it is not taken from them), else the caller.
+pub fn claimant<'a>(earlier: Option<&'a str>, caller: &'a str) -> &'a str {
+    earlier.unwrap_or(caller)
+}
+
 /// Where catalog keeps a product's records: one partition per sku.
 pub mod keys {
     use bazaar_contracts::Sku;
@@ -230,7 +279,31 @@ pub mod keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bazaar_contracts::Currency;
+
+    #[test]
+    fn a_price_is_a_known_currency_and_a_bounded_amount() {
+        assert_eq!(super::price(1250, "EUR").unwrap().amount_cents, 1250);
+        assert_eq!(super::price(0, "EUR").unwrap().amount_cents, 0);
+        assert_eq!(
+            super::price(MAX_PRICE_CENTS, "JPY").unwrap().amount_cents,
+            MAX_PRICE_CENTS
+        );
+        assert_eq!(super::price(-1, "EUR").unwrap_err().0, "amount_cents");
+        assert_eq!(
+            super::price(MAX_PRICE_CENTS + 1, "EUR").unwrap_err().0,
+            "amount_cents"
+        );
+        assert_eq!(super::price(100, "XXX").unwrap_err().0, "currency");
+        assert_eq!(super::price(100, "eur").unwrap_err().0, "currency");
+    }
+
+    #[test]
+    fn only_the_owner_stands_as_owner_and_an_earlier_owner_keeps_the_sku() {
+        assert_eq!(Standing::of("merchant-1", "merchant-1"), Standing::Owner);
+        assert_eq!(Standing::of("merchant-1", "merchant-2"), Standing::Stranger);
+        assert_eq!(claimant(Some("merchant-1"), "merchant-2"), "merchant-1");
+        assert_eq!(claimant(None, "merchant-2"), "merchant-2");
+    }
     use proptest::prelude::*;
 
     fn sku() -> Sku {

@@ -2,6 +2,8 @@
 //! types; the functions map it to table items and messages.
 #![forbid(unsafe_code)]
 
+use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
+use bazaar_contracts::payments::{ChargePayment, RefundPayment};
 use bazaar_contracts::{Line, Money};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -225,6 +227,58 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
     }
 }
 
+/// What the saga tells the other services when an order enters a status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Announcement {
+    /// Reserved: payments is asked to charge the order's total.
+    Charge(ChargePayment),
+    /// Confirmed: the customer is told, the stock is committed.
+    Confirmed(OrderConfirmed),
+    /// Cancelled, with its reason: the customer is told, the stock is released.
+    Cancelled(OrderCancelled),
+}
+
+impl Order {
+    /// The message that goes with this order entering `status` (`reason` when it is
+    /// cancelled): none for a status nobody else needs to hear of, or a cancellation without
+    /// its reason, which [`decide`] never makes.
+    pub fn announcement(
+        &self,
+        status: Status,
+        reason: Option<CancellationReason>,
+    ) -> Option<Announcement> {
+        match (status, reason) {
+            (Status::Reserved, _) => Some(Announcement::Charge(ChargePayment {
+                order_id: self.order_id.clone(),
+                customer: self.customer.clone(),
+                payment_token: self.payment_token.clone(),
+                amount: self.total,
+            })),
+            (Status::Confirmed, _) => Some(Announcement::Confirmed(OrderConfirmed {
+                order_id: self.order_id.clone(),
+                customer: self.customer.clone(),
+                items: self.items.clone(),
+            })),
+            (Status::Cancelled, Some(reason)) => Some(Announcement::Cancelled(OrderCancelled {
+                order_id: self.order_id.clone(),
+                customer: self.customer.clone(),
+                reason,
+                items: self.items.clone(),
+            })),
+            (Status::Pending | Status::Cancelled, _) => None,
+        }
+    }
+
+    /// The refund of `payment_id`, money captured for this order after it was cancelled
+    /// ([`Decision::Refund`]).
+    pub fn refund(&self, payment_id: &str) -> RefundPayment {
+        RefundPayment {
+            order_id: self.order_id.clone(),
+            payment_id: payment_id.to_string(),
+        }
+    }
+}
+
 /// Where the orders service keeps its records in its table (partition key, sort key).
 pub mod keys {
     use chrono::{DateTime, Utc};
@@ -269,6 +323,52 @@ pub mod keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn an_order() -> Order {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Order::place(
+            "o-1".into(),
+            "customer-1".into(),
+            vec![Line {
+                sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+                quantity: 2,
+            }],
+            "tok_ok".into(),
+            at,
+            at,
+        )
+        .priced(vec![Money {
+            amount_cents: 1250,
+            currency: bazaar_contracts::Currency::parse("EUR").unwrap(),
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn each_status_the_saga_enters_has_its_message() {
+        let order = an_order();
+        match order.announcement(Status::Reserved, None) {
+            Some(Announcement::Charge(task)) => {
+                assert_eq!(
+                    (task.order_id.as_str(), task.payment_token.as_str()),
+                    ("o-1", "tok_ok")
+                );
+                assert_eq!(task.amount.unwrap().amount_cents, 2500, "the order's total");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            order.announcement(Status::Confirmed, None),
+            Some(Announcement::Confirmed(e)) if e.items == order.items
+        ));
+        assert!(matches!(
+            order.announcement(Status::Cancelled, Some(CancellationReason::Timeout)),
+            Some(Announcement::Cancelled(e)) if e.reason == CancellationReason::Timeout
+        ));
+        assert_eq!(order.announcement(Status::Pending, None), None);
+        assert_eq!(order.announcement(Status::Cancelled, None), None);
+        assert_eq!(order.refund("pay-9").payment_id, "pay-9");
+    }
 
     #[test]
     fn a_pending_order_moves_on_the_inventory_answer() {
