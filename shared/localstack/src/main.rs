@@ -64,6 +64,10 @@ enum Command {
         /// The fake payment provider's port (its API and its switches, see the README).
         #[arg(long, default_value_t = 3001)]
         provider_port: u16,
+        /// The fake marketplaces' port (agora and souk: their partner APIs, buyers' side and
+        /// switches, see the README).
+        #[arg(long, default_value_t = 3002)]
+        marketplace_port: u16,
     },
     /// Invokes one function with one event file and prints its response (what
     /// `sam local invoke` does, without Docker).
@@ -304,8 +308,19 @@ async fn main() -> anyhow::Result<()> {
             port,
             no_seed,
             provider_port,
+            marketplace_port,
         } => {
             let provider = provider(&cli, *provider_port).await?;
+            let marketplace_listener =
+                tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *marketplace_port)))
+                    .await
+                    .with_context(|| {
+                        format!("the fake marketplaces cannot listen on 127.0.0.1:{marketplace_port} (is the port taken? try --marketplace-port)")
+                    })?;
+            let marketplaces = Arc::new(bazaar_fake_marketplaces::Marketplaces::new(
+                Arc::new(SystemClock),
+                bazaar_fake_marketplaces::Accounts::default(),
+            ));
             let stack = load(&cli, &provider).await?;
             let local_keys = match &cli.endpoint_url {
                 Some(url) if !bazaar_localstack::bazaar::is_loopback(url) => {
@@ -344,8 +359,16 @@ async fn main() -> anyhow::Result<()> {
                 provider.listener,
                 stopped(stop_rx.clone()),
             ));
+            tokio::spawn(bazaar_fake_marketplaces::serve(
+                marketplaces,
+                marketplace_listener,
+                stopped(stop_rx.clone()),
+            ));
             let runner = tokio::spawn(stack.clone().run(stopped(stop_rx)));
             print_welcome(&stack, *port, &data, &provider_url);
+            println!(
+                "The fake marketplaces agora and souk listen on http://127.0.0.1:{marketplace_port} (buyers see GET /agora/listings and /souk/listings; switches at PUT /switches)."
+            );
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => println!("\nstopping"),
                 r = server => {
