@@ -33,6 +33,7 @@ pub use http::serve;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bazaar_channels::client::{HttpCall, HttpReply, Transport};
 use bazaar_channels::{BuyerListing, ChannelId, ChannelStats, ErrorBody, Purchase};
 use bazaar_platform::clock::Clock;
 use chrono::{DateTime, Duration, Utc};
@@ -210,6 +211,34 @@ pub struct Delivery {
     pub body: String,
     /// The event it carries.
     pub event_id: String,
+}
+
+/// The marketplaces as a broker's [`Transport`], in process: a late answer (the `slow`
+/// switch) is a timeout, as the caller's deadline would make it, after the work is done.
+#[derive(Clone)]
+pub struct InProcess(pub Arc<Marketplaces>);
+
+#[async_trait::async_trait]
+impl Transport for InProcess {
+    async fn send(&self, call: HttpCall) -> Result<HttpReply, String> {
+        let reply = self.0.handle(&Call {
+            method: call.method.to_string(),
+            path: percent_encoding::percent_decode_str(&call.path)
+                .decode_utf8_lossy()
+                .into_owned(),
+            query: call.query.into_iter().collect(),
+            authorization: Some(format!("Bearer {}", call.bearer)),
+            body: call.body.unwrap_or_default(),
+        });
+        if reply.late {
+            return Err("no answer within the deadline".into());
+        }
+        Ok(HttpReply {
+            status: reply.status,
+            retry_after: reply.retry_after,
+            body: serde_json::to_vec(&reply.body).unwrap_or_default(),
+        })
+    }
 }
 
 /// Partner traffic of one channel.

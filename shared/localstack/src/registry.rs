@@ -36,5 +36,6 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("orders-prices", constructor(orders_prices::function)),
         ("event-archiver", constructor(event_archiver::function)),
         ("queue-monitor", constructor(queue_monitor::function)),
+        ("channels-api", constructor(channels_api::function)),
     ])
 }

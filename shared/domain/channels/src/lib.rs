@@ -13,7 +13,12 @@
 #![forbid(unsafe_code)]
 
 pub mod agora;
+pub mod client;
+pub mod listing;
 pub mod souk;
+pub mod wanted;
+
+pub use wanted::Wanted;
 
 use std::fmt;
 
