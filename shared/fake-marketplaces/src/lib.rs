@@ -345,8 +345,12 @@ impl Marketplaces {
         let now = self.clock.now();
         let mut s = self.state();
         match channel {
-            ChannelId::Agora => s.agora.listings(),
+            ChannelId::Agora => {
+                s.agora.expire(now);
+                s.agora.listings()
+            }
             ChannelId::Souk => {
+                s.souk.expire(now);
                 let reject = s.switches(ChannelId::Souk).reject;
                 s.souk.process_feeds(now, &reject);
                 s.souk.listings()
@@ -543,8 +547,12 @@ fn buyer(
         ("GET", ["listings"]) => Reply::ok(
             200,
             json!({ "listings": match channel {
-                ChannelId::Agora => s.agora.listings(),
+                ChannelId::Agora => {
+                    s.agora.expire(now);
+                    s.agora.listings()
+                }
                 ChannelId::Souk => {
+                    s.souk.expire(now);
                     let reject = s.switches(ChannelId::Souk).reject;
                     s.souk.process_feeds(now, &reject);
                     s.souk.listings()

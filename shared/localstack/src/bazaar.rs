@@ -1,5 +1,5 @@
-//! Bazaar's local fakes ([`LocalFake`]): the issuer's fixed development key, and the fake
-//! payment provider with its signed callbacks. Only here does the local stack name the
+//! Bazaar's local fakes ([`LocalFake`]): the issuer's fixed development key, the fake
+//! payment provider with its signed callbacks, and the fake marketplaces with agora's. Only here does the local stack name the
 //! identity and payment crates; the runner knows the trait.
 
 use std::any::Any;
@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bazaar_embedded::Engine;
 use bazaar_embedded::identity::DynamicKeys;
+use bazaar_fake_marketplaces::{Accounts, Marketplaces};
 use bazaar_fake_provider::FakeProvider;
 use bazaar_payments::RetryPolicy;
 use bazaar_platform::auth::KeySource;
@@ -267,6 +268,14 @@ impl StackOptions {
         self
     }
 
+    /// Delivers `marketplaces`' webhook calls (the marketplaces themselves are served over
+    /// HTTP by whoever runs them).
+    pub fn with_marketplaces(mut self, marketplaces: Arc<Marketplaces>) -> Self {
+        self.fakes
+            .push(Arc::new(MarketplacesFake::new(marketplaces)));
+        self
+    }
+
     /// An in-memory stack on a simulated clock, for tests. The fake payment provider runs in
     /// process on the same clock, and the payments worker retries it without waiting (time is
     /// simulated; a real wait would only slow the test).
@@ -282,7 +291,7 @@ impl StackOptions {
 
     /// [`StackOptions::simulated`] on a given engine whose clock is `clock`: a stack on files
     /// that a test stops and starts again over its own data, as `scripts/dev` is restarted.
-    /// Each call makes a new fake provider, as a restart does, and random ids (a restarted
+    /// Each call makes a new fake provider and new fake marketplaces, as a restart does, and random ids (a restarted
     /// process never starts a sequence over).
     pub fn simulated_on(
         engine: Arc<Engine>,
@@ -291,6 +300,7 @@ impl StackOptions {
         metrics: Arc<dyn MetricsSink>,
     ) -> Self {
         let provider = Arc::new(FakeProvider::new(clock.clone()));
+        let marketplaces = Arc::new(Marketplaces::new(clock.clone(), Accounts::default()));
         StackOptions {
             engine,
             manual_clock: Some(clock),
@@ -299,13 +309,99 @@ impl StackOptions {
             fakes: vec![
                 Arc::new(LocalIdentity),
                 Arc::new(PaymentProviderFake::in_process(provider)),
+                Arc::new(MarketplacesFake::new(marketplaces)),
             ],
             ..Self::default()
         }
     }
 }
 
+/// The fake marketplaces (agora and souk): agora's webhook calls are delivered through the
+/// gateway to `POST /webhooks/agora` once the template routes it; until then they wait at
+/// agora, which cancels the orders nobody answered, as it would.
+pub struct MarketplacesFake {
+    marketplaces: Arc<Marketplaces>,
+    routed: OnceLock<()>,
+}
+
+impl MarketplacesFake {
+    /// The fake marketplaces, served (or called in process) by whoever holds them.
+    pub fn new(marketplaces: Arc<Marketplaces>) -> Self {
+        MarketplacesFake {
+            marketplaces,
+            routed: OnceLock::new(),
+        }
+    }
+
+    /// The marketplaces.
+    pub fn marketplaces(&self) -> &Arc<Marketplaces> {
+        &self.marketplaces
+    }
+}
+
+#[async_trait]
+impl LocalFake for MarketplacesFake {
+    fn name(&self) -> &'static str {
+        "marketplaces"
+    }
+
+    async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
+        let routed = stack.model.functions.values().any(|f| {
+            f.events.iter().any(|(_, e)| {
+                matches!(e, EventDef::Http { method, path, .. }
+                    if path == bazaar_fake_marketplaces::WEBHOOK_PATH && method.eq_ignore_ascii_case("post"))
+            })
+        });
+        if routed {
+            let _ = self.routed.set(());
+        }
+        Ok(())
+    }
+
+    /// Delivers agora's due webhook calls as agora signs them; one that is not accepted is
+    /// sent again later.
+    async fn deliver_due(&self, gateway: &Gateway, now: DateTime<Utc>) -> usize {
+        if self.routed.get().is_none() {
+            return 0;
+        }
+        let due = self.marketplaces.take_due_deliveries(now);
+        let n = due.len();
+        for delivery in due {
+            let mut request = HttpRequest {
+                method: "POST".into(),
+                path: delivery.path.to_string(),
+                body: delivery.body.clone().into_bytes(),
+                ..Default::default()
+            }
+            .header("content-type", "application/json");
+            for (name, value) in &delivery.headers {
+                request = request.header(name, value);
+            }
+            let response = gateway.http(request).await;
+            if !(200..300).contains(&response.status) {
+                tracing::warn!(status = response.status, event = %delivery.event_id, "agora's webhook call was not accepted; it will be sent again");
+                self.marketplaces.retry_delivery(delivery);
+            }
+        }
+        n
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.routed.get()?;
+        self.marketplaces.next_due()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 impl Stack {
+    /// The fake marketplaces, when the stack runs them.
+    pub fn marketplaces(&self) -> Option<&Arc<Marketplaces>> {
+        self.fake::<MarketplacesFake>().map(|f| f.marketplaces())
+    }
+
     /// The fake payment provider, when the stack runs one.
     pub fn provider(&self) -> Option<&Arc<FakeProvider>> {
         self.fake::<PaymentProviderFake>().map(|f| f.provider())

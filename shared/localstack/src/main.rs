@@ -126,7 +126,11 @@ fn parameters(cli: &Cli) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(params)
 }
 
-async fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
+async fn load(
+    cli: &Cli,
+    provider: &Provider,
+    marketplaces: Option<Arc<bazaar_fake_marketplaces::Marketplaces>>,
+) -> anyhow::Result<Arc<Stack>> {
     let mut params = parameters(cli)?;
     params
         .entry("PaymentProviderUrl".to_string())
@@ -142,6 +146,9 @@ async fn load(cli: &Cli, provider: &Provider) -> anyhow::Result<Arc<Stack>> {
         Engine::open(&path, clock).with_context(|| format!("opening {}", path.display()))?
     };
     let mut options = StackOptions::live(engine).with_provider(provider.provider.clone());
+    if let Some(m) = marketplaces {
+        options = options.with_marketplaces(m);
+    }
     options.batching_windows = !cli.no_batching_windows;
     if let Some(url) = &cli.endpoint_url {
         println!("==> provisioning the template on {url}");
@@ -321,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
                 Arc::new(SystemClock),
                 bazaar_fake_marketplaces::Accounts::default(),
             ));
-            let stack = load(&cli, &provider).await?;
+            let stack = load(&cli, &provider, Some(marketplaces.clone())).await?;
             let local_keys = match &cli.endpoint_url {
                 Some(url) if !bazaar_localstack::bazaar::is_loopback(url) => {
                     println!(
@@ -385,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Invoke { function, event } => {
             // The payments worker's provider: served for the invocation, on any free port.
             let provider = provider(&cli, 0).await?;
-            let stack = load(&cli, &provider).await?;
+            let stack = load(&cli, &provider, None).await?;
             tokio::spawn(bazaar_fake_provider::serve(
                 provider.provider.clone(),
                 provider.listener,

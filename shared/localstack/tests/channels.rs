@@ -275,3 +275,50 @@ async fn listings_are_read_a_page_at_a_time() {
     }
     assert_eq!(seen, ["PAGE-0", "PAGE-1", "PAGE-2", "PAGE-3", "PAGE-4"]);
 }
+
+#[tokio::test]
+async fn the_stack_runs_the_fake_marketplaces_on_its_clock() {
+    use bazaar_channels::{ChannelId, Purchase, Wanted};
+    use bazaar_fake_marketplaces::{Call, Marketplaces};
+
+    let s = stack();
+    let m: &Marketplaces = s
+        .stack
+        .marketplaces()
+        .expect("the stack runs the marketplaces");
+    let mug = Wanted {
+        sku: "MUG-01".into(),
+        active: true,
+        title: "Blue mug".into(),
+        description: String::new(),
+        category: "kitchen".into(),
+        images: vec![],
+        price_cents: 1250,
+        currency: "EUR".into(),
+        quantity: 2,
+    };
+    let put = m.handle(
+        &Call::new("PUT", "/agora/api/items/MUG-01")
+            .bearer(&m.accounts().agora_key)
+            .json(&mug.to_agora()),
+    );
+    assert_eq!(put.status, 200);
+    m.buy(
+        ChannelId::Agora,
+        &Purchase {
+            sku: "MUG-01".into(),
+            quantity: 2,
+        },
+    )
+    .unwrap();
+    assert_eq!(m.listings(ChannelId::Agora)[0].quantity, 0);
+    // Nothing routes agora's webhook in this template: the call waits at agora, settling
+    // ends, and agora cancels the unanswered order on the stack's clock.
+    s.stack.settle().await;
+    s.stack.run_for(chrono::Duration::minutes(11)).await;
+    assert_eq!(
+        m.listings(ChannelId::Agora)[0].quantity,
+        2,
+        "cancelled at its deadline, its units back"
+    );
+}
