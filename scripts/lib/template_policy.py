@@ -50,6 +50,7 @@ _Loader.add_multi_constructor("!", _tag)
 
 PARAMETERS = {
     "PaymentsWebhookSecret": "policy-check-secret-0123",
+    "AgoraWebhookSecret": "policy-check-agora-secret",
     "PaymentProviderUrl": "https://provider.example",
     "PaymentProviderApiKey": "sk_policy_check",
 }

@@ -26,6 +26,7 @@ pub mod names;
 pub mod orders;
 pub mod payments;
 pub mod registry;
+pub mod sales;
 pub mod text;
 
 pub use envelope::{Actor, Data, Envelope, EnvelopeError, Flags, Role};

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::message::{DecodeError, Kind, Message};
-use crate::{catalog, identity, inventory, orders, payments};
+use crate::{catalog, identity, inventory, orders, payments, sales};
 
 /// One known contract: its name, current version and kind, and how to check a payload.
 #[derive(Clone, Copy)]
@@ -67,6 +67,8 @@ pub fn all() -> Vec<Contract> {
         entry::<payments::ChargePayment>(),
         entry::<payments::RefundPayment>(),
         entry::<payments::PaymentRefunded>(),
+        entry::<sales::SalePlaced>(),
+        entry::<sales::SaleCancelled>(),
     ];
     all.sort_by_key(|c| c.message_type);
     all

@@ -37,5 +37,6 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("event-archiver", constructor(event_archiver::function)),
         ("queue-monitor", constructor(queue_monitor::function)),
         ("channels-api", constructor(channels_api::function)),
+        ("channels-webhook", constructor(channels_webhook::function)),
     ])
 }

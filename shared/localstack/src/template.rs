@@ -177,8 +177,9 @@ pub struct StackModel {
 
 /// Values the local stack gives to parameters that a deployment must supply (secrets): fixed,
 /// documented, and good for the local stack only.
-pub const LOCAL_PARAMETERS: [(&str, &str); 3] = [
+pub const LOCAL_PARAMETERS: [(&str, &str); 4] = [
     ("PaymentsWebhookSecret", "local-webhook-secret"),
+    ("AgoraWebhookSecret", "local-agora-webhook-secret"),
     ("PaymentProviderUrl", "http://127.0.0.1:3001"),
     ("PaymentProviderApiKey", "sk_local_fake_provider"),
 ];

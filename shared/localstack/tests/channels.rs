@@ -312,8 +312,9 @@ async fn the_stack_runs_the_fake_marketplaces_on_its_clock() {
     )
     .unwrap();
     assert_eq!(m.listings(ChannelId::Agora)[0].quantity, 0);
-    // Nothing routes agora's webhook in this template: the call waits at agora, settling
-    // ends, and agora cancels the unanswered order on the stack's clock.
+    // agora's call reaches channels-webhook through the gateway, signed as agora signs it;
+    // nobody answers the order yet, so agora cancels it at its deadline on the stack's clock,
+    // and says so.
     s.stack.settle().await;
     s.stack.run_for(chrono::Duration::minutes(11)).await;
     assert_eq!(
@@ -321,4 +322,19 @@ async fn the_stack_runs_the_fake_marketplaces_on_its_clock() {
         2,
         "cancelled at its deadline, its units back"
     );
+    let archive = s.stack.table_of("EventArchiverFunction").unwrap();
+    let mut archived = Vec::new();
+    for t in ["sale.placed", "sale.cancelled"] {
+        let page = archive
+            .query(bazaar_platform::item::Query::partition(format!("TYPE#{t}")))
+            .await
+            .unwrap();
+        archived.extend(page.items.iter().map(|_| t.to_string()));
+    }
+    assert_eq!(
+        archived,
+        ["sale.placed", "sale.cancelled"],
+        "both calls were accepted"
+    );
+    assert_eq!(m.next_due(), None, "nothing left to send");
 }

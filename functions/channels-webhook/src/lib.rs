@@ -1,0 +1,148 @@
+//! `channels-webhook`: `POST /webhooks/agora`, agora's order notifications. It checks agora's
+//! signature and its timestamp (401 for unsigned, wrongly signed or stale calls), persists
+//! nothing, and publishes what happened as `sale.placed` (a buyer ordered) or `sale.cancelled`
+//! (agora cancelled an order nobody answered), answering 202.
+//!
+//! The envelope id is derived from agora's event id, so a notification delivered twice (agora
+//! retries until it gets a 2xx, sends duplicates, and a captured call can be replayed inside
+//! the signature's five minutes) becomes the same envelope, which consumers deduplicate: such
+//! a repeat is answered 202 and has no second effect. If publishing fails the answer is 503,
+//! and agora sends it again.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_channels::agora::{self, EventType, Notification};
+use bazaar_contracts::sales::{SaleCancelled, SalePlaced};
+use bazaar_contracts::{Currency, Money, Sku};
+use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::settings::Env;
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+use http::Method;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// Where agora calls.
+pub const PATH: &str = "/webhooks/agora";
+
+/// Builds the function with its route; the secret is read here, once.
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let settings: Settings = deps.settings()?;
+    let api = Api::new(deps.clone()).route(
+        Method::POST,
+        PATH,
+        Idempotency::None,
+        Arc::new(AgoraNotification(settings)),
+    );
+    Ok(Function::new(deps).http(api))
+}
+
+/// The shortest secret accepted, as the template's parameter requires.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// What `channels-webhook` is configured with.
+pub struct Settings {
+    /// The secret agora signs its calls with (`AGORA_WEBHOOK_SECRET`).
+    secret: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Settings { secret: <hidden> }")
+    }
+}
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        const EXPECTED: &str = "the secret agora signs its calls with, at least 16 characters";
+        let secret = env.required("AGORA_WEBHOOK_SECRET", EXPECTED)?;
+        if secret.len() < MIN_SECRET_LEN {
+            // A secret: the error tells its length, never its value.
+            return Err(SettingsError {
+                variable: "AGORA_WEBHOOK_SECRET".into(),
+                found: Some(format!("<{} characters>", secret.len())),
+                expected: EXPECTED.into(),
+            });
+        }
+        Ok(Settings {
+            secret: secret.to_string(),
+        })
+    }
+}
+
+/// A UUID-shaped id derived from agora's event id.
+fn envelope_id(event_id: &str) -> String {
+    let d = Sha256::digest(format!("channels-webhook:agora:{event_id}").as_bytes());
+    let h = hex::encode(&d[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `POST /webhooks/agora`.
+struct AgoraNotification(Settings);
+
+fn invalid(_: HandlerError) -> ApiError {
+    ApiError::unprocessable(None, "the notification does not make a valid sale event")
+}
+
+#[async_trait]
+impl Route for AgoraNotification {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        agora::verify(
+            self.0.secret.as_bytes(),
+            request.header(agora::TIMESTAMP_HEADER),
+            request.header(agora::SIGNATURE_HEADER),
+            &request.body,
+            work.now(),
+        )
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let n: Notification = request.json()?;
+        let id = envelope_id(&n.id);
+        let external_id = n.order.id.clone();
+        let envelope = match n.kind {
+            EventType::OrderCreated => {
+                let sku = Sku::parse(&n.order.sku)
+                    .map_err(|v| ApiError::unprocessable(Some("order.sku"), v.0))?;
+                let currency = Currency::parse(&n.order.currency)
+                    .map_err(|why| ApiError::unprocessable(Some("order.currency"), why))?;
+                work.envelope(
+                    &SalePlaced {
+                        channel: "agora".into(),
+                        external_id,
+                        sku,
+                        quantity: n.order.quantity,
+                        unit_price: Money {
+                            amount_cents: n.order.price_cents,
+                            currency,
+                        },
+                        placed_at: n.order.created_at,
+                    },
+                    id,
+                )
+                .map_err(invalid)?
+            }
+            EventType::OrderCancelled => work
+                .envelope(
+                    &SaleCancelled {
+                        channel: "agora".into(),
+                        external_id,
+                    },
+                    id,
+                )
+                .map_err(invalid)?,
+        };
+        work.deps()
+            .publisher
+            .publish(std::slice::from_ref(&envelope))
+            .await
+            .map_err(HandlerError::from)?;
+        Ok(Response::json(202, json!({ "accepted": envelope.id })))
+    }
+}

@@ -1,0 +1,74 @@
+//! Contracts of sales at outside channels: an order a buyer placed for a merchant's sku on a
+//! marketplace Bazaar sells on (agora, souk), which Bazaar must accept or reject there.
+//! Each is identified by its channel and the channel's own order id (`external_id`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::items::Sku;
+use crate::{ContractViolation, Money};
+
+/// The channels Bazaar sells on.
+pub const CHANNELS: [&str; 2] = ["agora", "souk"];
+
+fn validate_source(channel: &str, external_id: &str) -> Result<(), ContractViolation> {
+    if !CHANNELS.contains(&channel) {
+        return Err(ContractViolation::new(format!(
+            "channel must be one of {CHANNELS:?}"
+        )));
+    }
+    if external_id.is_empty() || external_id.len() > 128 {
+        return Err(ContractViolation::new(
+            "external_id must be 1 to 128 characters",
+        ));
+    }
+    crate::text::check(external_id, crate::text::Lines::One)
+        .map_err(|why| ContractViolation::new(format!("external_id: {why}")))
+}
+
+/// `sale.placed`: a buyer placed an order at a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SalePlaced {
+    /// The channel (`agora`, `souk`).
+    pub channel: String,
+    /// The channel's order id.
+    pub external_id: String,
+    /// What was ordered.
+    pub sku: Sku,
+    /// How many.
+    pub quantity: u32,
+    /// The unit price the buyer paid the channel.
+    pub unit_price: Money,
+    /// When the buyer placed it.
+    pub placed_at: DateTime<Utc>,
+}
+
+crate::event!(SalePlaced, "sale.placed", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_source(&self.channel, &self.external_id)?;
+        if self.quantity == 0 || self.quantity > 1000 {
+            return Err(ContractViolation::new("quantity must be 1 to 1000"));
+        }
+        if !(0..=100_000_000).contains(&self.unit_price.amount_cents) {
+            return Err(ContractViolation::new(
+                "unit_price.amount_cents must be 0 to 100000000",
+            ));
+        }
+        Ok(())
+    }
+});
+
+/// `sale.cancelled`: the channel cancelled an order (Bazaar did not answer in time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaleCancelled {
+    /// The channel.
+    pub channel: String,
+    /// The channel's order id.
+    pub external_id: String,
+}
+
+crate::event!(SaleCancelled, "sale.cancelled", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_source(&self.channel, &self.external_id)
+    }
+});
