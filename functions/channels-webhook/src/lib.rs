@@ -21,7 +21,6 @@ use bazaar_platform::settings::Env;
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use http::Method;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// Where agora calls.
 pub const PATH: &str = "/webhooks/agora";
@@ -56,33 +55,11 @@ impl std::fmt::Debug for Settings {
 impl bazaar_platform::Settings for Settings {
     fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
         const EXPECTED: &str = "the secret agora signs its calls with, at least 16 characters";
-        let secret = env.required("AGORA_WEBHOOK_SECRET", EXPECTED)?;
-        if secret.len() < MIN_SECRET_LEN {
-            // A secret: the error tells its length, never its value.
-            return Err(SettingsError {
-                variable: "AGORA_WEBHOOK_SECRET".into(),
-                found: Some(format!("<{} characters>", secret.len())),
-                expected: EXPECTED.into(),
-            });
-        }
+        let secret = env.secret("AGORA_WEBHOOK_SECRET", MIN_SECRET_LEN, EXPECTED)?;
         Ok(Settings {
             secret: secret.to_string(),
         })
     }
-}
-
-/// A UUID-shaped id derived from agora's event id.
-fn envelope_id(event_id: &str) -> String {
-    let d = Sha256::digest(format!("channels-webhook:agora:{event_id}").as_bytes());
-    let h = hex::encode(&d[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// `POST /webhooks/agora`.
@@ -104,7 +81,7 @@ impl Route for AgoraNotification {
         )
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         let n: Notification = request.json()?;
-        let id = envelope_id(&n.id);
+        let id = bazaar_platform::webhook::envelope_id("channels-webhook:agora", &n.id);
         let external_id = n.order.id.clone();
         let envelope = match n.kind {
             EventType::OrderCreated => {

@@ -28,7 +28,6 @@ use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// The header carrying the provider's signature.
 pub const SIGNATURE_HEADER: &str = "x-payments-signature";
@@ -64,15 +63,7 @@ impl bazaar_platform::Settings for Settings {
     fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
         const EXPECTED: &str =
             "the secret the payment provider signs callbacks with, at least 16 characters";
-        let secret = env.required("WEBHOOK_SECRET", EXPECTED)?;
-        if secret.len() < MIN_SECRET_LEN {
-            // The value is a secret: the error says how long it is, never what it is.
-            return Err(SettingsError {
-                variable: "WEBHOOK_SECRET".into(),
-                found: Some(format!("<{} characters>", secret.len())),
-                expected: EXPECTED.into(),
-            });
-        }
+        let secret = env.secret("WEBHOOK_SECRET", MIN_SECRET_LEN, EXPECTED)?;
         Ok(Settings {
             secret: secret.to_string(),
         })
@@ -97,20 +88,6 @@ struct ProviderEvent {
     /// Their currency.
     #[serde(default)]
     currency: Option<String>,
-}
-
-/// A UUID-shaped id derived from the provider's event id.
-fn envelope_id(provider_event: &str) -> String {
-    let d = Sha256::digest(format!("payments-webhook:{provider_event}").as_bytes());
-    let h = hex::encode(&d[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// `POST /webhooks/payments`.
@@ -152,7 +129,7 @@ impl Route for Notification {
                 ));
             }
         };
-        let id = envelope_id(&event.id);
+        let id = webhook::envelope_id("payments-webhook", &event.id);
         let envelope = work
             .envelope(
                 &SettlePayment {

@@ -285,6 +285,22 @@ impl State {
     fn switches(&self, channel: ChannelId) -> Switches {
         self.switches.get(&channel).cloned().unwrap_or_default()
     }
+
+    /// What buyers see at a channel at `now`: cancellations and processed feeds applied.
+    fn listings(&mut self, channel: ChannelId, now: DateTime<Utc>) -> Vec<BuyerListing> {
+        match channel {
+            ChannelId::Agora => {
+                self.agora.expire(now);
+                self.agora.listings()
+            }
+            ChannelId::Souk => {
+                self.souk.expire(now);
+                let reject = self.switches(ChannelId::Souk).reject;
+                self.souk.process_feeds(now, &reject);
+                self.souk.listings()
+            }
+        }
+    }
 }
 
 /// Both fake marketplaces.
@@ -343,19 +359,7 @@ impl Marketplaces {
     /// What buyers see at a channel, by sku.
     pub fn listings(&self, channel: ChannelId) -> Vec<BuyerListing> {
         let now = self.clock.now();
-        let mut s = self.state();
-        match channel {
-            ChannelId::Agora => {
-                s.agora.expire(now);
-                s.agora.listings()
-            }
-            ChannelId::Souk => {
-                s.souk.expire(now);
-                let reject = s.switches(ChannelId::Souk).reject;
-                s.souk.process_feeds(now, &reject);
-                s.souk.listings()
-            }
-        }
+        self.state().listings(channel, now)
     }
 
     /// A buyer orders `quantity` of `sku` at `channel`: the order's id, or why not.
@@ -544,21 +548,7 @@ fn buyer(
             200,
             s.traffic.get(&channel).map(|t| t.stats).unwrap_or_default(),
         ),
-        ("GET", ["listings"]) => Reply::ok(
-            200,
-            json!({ "listings": match channel {
-                ChannelId::Agora => {
-                    s.agora.expire(now);
-                    s.agora.listings()
-                }
-                ChannelId::Souk => {
-                    s.souk.expire(now);
-                    let reject = s.switches(ChannelId::Souk).reject;
-                    s.souk.process_feeds(now, &reject);
-                    s.souk.listings()
-                }
-            }}),
-        ),
+        ("GET", ["listings"]) => Reply::ok(200, json!({ "listings": s.listings(channel, now) })),
         ("POST", ["buy"]) => {
             let purchase: Purchase = match serde_json::from_slice(&call.body) {
                 Ok(p) => p,

@@ -39,6 +39,24 @@ fn message(timestamp: i64, body: &[u8]) -> Vec<u8> {
     m
 }
 
+/// A UUID-shaped envelope id derived from a sender's event id: the same event delivered again
+/// (senders retry until they get a 2xx, and a captured call can be replayed inside the
+/// signature's window) becomes the same envelope, which consumers deduplicate. `scope` keeps
+/// two senders' ids apart (`payments-webhook`, `channels-webhook:agora`).
+pub fn envelope_id(scope: &str, event_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{scope}:{event_id}").as_bytes());
+    let h = hex::encode(&d[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// The signature header a provider sends for `body` at `timestamp` (for the fake provider and
 /// tests).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {

@@ -135,21 +135,13 @@ fn segment(s: &str) -> String {
     out
 }
 
-/// agora's partner API.
-pub struct AgoraClient<T> {
+/// A channel reached through a transport with a partner key: what both clients share.
+struct Partner<T> {
     transport: T,
     key: String,
 }
 
-impl<T: Transport> AgoraClient<T> {
-    /// A client with the partner key.
-    pub fn new(transport: T, key: impl Into<String>) -> Self {
-        AgoraClient {
-            transport,
-            key: key.into(),
-        }
-    }
-
+impl<T: Transport> Partner<T> {
     async fn call(
         &self,
         method: &'static str,
@@ -168,6 +160,19 @@ impl<T: Transport> AgoraClient<T> {
             .await
             .map_err(ChannelError::Unavailable)
     }
+}
+
+/// agora's partner API.
+pub struct AgoraClient<T>(Partner<T>);
+
+impl<T: Transport> AgoraClient<T> {
+    /// A client with the partner key.
+    pub fn new(transport: T, key: impl Into<String>) -> Self {
+        AgoraClient(Partner {
+            transport,
+            key: key.into(),
+        })
+    }
 
     /// Creates or replaces an item; a refusal of the item itself (422) is its outcome.
     pub async fn put_item(
@@ -176,6 +181,7 @@ impl<T: Transport> AgoraClient<T> {
         item: &agora::Item,
     ) -> Result<ItemOutcome, ChannelError> {
         let reply = self
+            .0
             .call(
                 "PUT",
                 format!("/agora/api/items/{}", segment(sku)),
@@ -200,7 +206,8 @@ impl<T: Transport> AgoraClient<T> {
             query.push(("page".to_string(), p.to_string()));
         }
         let reply = checked(
-            self.call("GET", "/agora/api/items".into(), query, None)
+            self.0
+                .call("GET", "/agora/api/items".into(), query, None)
                 .await?,
         )?;
         parsed(&reply)
@@ -209,6 +216,7 @@ impl<T: Transport> AgoraClient<T> {
     /// An order, if agora knows it.
     pub async fn order(&self, id: &str) -> Result<Option<agora::Order>, ChannelError> {
         let reply = self
+            .0
             .call(
                 "GET",
                 format!("/agora/api/orders/{}", segment(id)),
@@ -234,6 +242,7 @@ impl<T: Transport> AgoraClient<T> {
             Acknowledgement::Rejected => "reject",
         };
         let reply = self
+            .0
             .call(
                 "POST",
                 format!("/agora/api/orders/{}/{verb}", segment(id)),
@@ -246,37 +255,15 @@ impl<T: Transport> AgoraClient<T> {
 }
 
 /// souk's partner API.
-pub struct SoukClient<T> {
-    transport: T,
-    key: String,
-}
+pub struct SoukClient<T>(Partner<T>);
 
 impl<T: Transport> SoukClient<T> {
     /// A client with the partner key.
     pub fn new(transport: T, key: impl Into<String>) -> Self {
-        SoukClient {
+        SoukClient(Partner {
             transport,
             key: key.into(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &'static str,
-        path: String,
-        query: Vec<(String, String)>,
-        body: Option<Vec<u8>>,
-    ) -> Result<HttpReply, ChannelError> {
-        self.transport
-            .send(HttpCall {
-                method,
-                path,
-                query,
-                bearer: self.key.clone(),
-                body,
-            })
-            .await
-            .map_err(ChannelError::Unavailable)
+        })
     }
 
     /// Posts a feed of at most [`souk::MAX_FEED_ITEMS`] items; its results come later
@@ -289,13 +276,14 @@ impl<T: Transport> SoukClient<T> {
             });
         }
         let reply = checked(
-            self.call(
-                "POST",
-                "/souk/api/feeds".into(),
-                vec![],
-                body(&souk::Feed { items }),
-            )
-            .await?,
+            self.0
+                .call(
+                    "POST",
+                    "/souk/api/feeds".into(),
+                    vec![],
+                    body(&souk::Feed { items }),
+                )
+                .await?,
         )?;
         parsed::<souk::FeedAccepted>(&reply).map(|a| a.feed_id)
     }
@@ -303,13 +291,14 @@ impl<T: Transport> SoukClient<T> {
     /// A feed's report, with each item's outcome once it is processed.
     pub async fn feed(&self, id: &str) -> Result<souk::FeedReport, ChannelError> {
         let reply = checked(
-            self.call(
-                "GET",
-                format!("/souk/api/feeds/{}", segment(id)),
-                vec![],
-                None,
-            )
-            .await?,
+            self.0
+                .call(
+                    "GET",
+                    format!("/souk/api/feeds/{}", segment(id)),
+                    vec![],
+                    None,
+                )
+                .await?,
         )?;
         parsed(&reply)
     }
@@ -321,7 +310,8 @@ impl<T: Transport> SoukClient<T> {
             ("limit".to_string(), limit.to_string()),
         ];
         let reply = checked(
-            self.call("GET", "/souk/api/items".into(), query, None)
+            self.0
+                .call("GET", "/souk/api/items".into(), query, None)
                 .await?,
         )?;
         parsed(&reply)
@@ -338,7 +328,8 @@ impl<T: Transport> SoukClient<T> {
             query.push(("since".to_string(), c.to_string()));
         }
         let reply = checked(
-            self.call("GET", "/souk/api/orders".into(), query, None)
+            self.0
+                .call("GET", "/souk/api/orders".into(), query, None)
                 .await?,
         )?;
         parsed(&reply)
@@ -351,6 +342,7 @@ impl<T: Transport> SoukClient<T> {
         decision: Acknowledgement,
     ) -> Result<souk::Order, ChannelError> {
         let reply = self
+            .0
             .call(
                 "POST",
                 format!("/souk/api/orders/{}/ack", segment(id)),
