@@ -51,6 +51,10 @@ _Loader.add_multi_constructor("!", _tag)
 PARAMETERS = {
     "PaymentsWebhookSecret": "policy-check-secret-0123",
     "AgoraWebhookSecret": "policy-check-agora-secret",
+    "AgoraUrl": "https://agora.example",
+    "AgoraPartnerKey": "policy-check-agora-key",
+    "SoukUrl": "https://souk.example",
+    "SoukPartnerKey": "policy-check-souk-key",
     "PaymentProviderUrl": "https://provider.example",
     "PaymentProviderApiKey": "sk_policy_check",
 }

@@ -4,6 +4,9 @@
 //! transaction as the inbox record. A re-sent event (even with a new envelope id) therefore
 //! never notifies twice.
 //!
+//! An order a channel sold (`source` set) is not notified: its buyer is the channel's
+//! customer, whom the channel tells, and Bazaar has no address for them.
+//!
 //! Sending goes through the [`Channel`] port. The record is the local adapter's delivery
 //! ([`Recorded`]: the customer's messages, listed by [`notifications_of`]); an e-mail or SMS
 //! adapter sends before the record is committed, with the record key as its provider's
@@ -159,6 +162,10 @@ async fn notify(
 #[async_trait]
 impl Handle<OrderConfirmed> for Notifier {
     async fn handle(&self, e: OrderConfirmed, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        if let Some(source) = &e.source {
+            tracing::info!(order_id = %e.order_id, channel = %source.channel, "a channel's order: its channel tells the buyer");
+            return Ok(());
+        }
         let text = format!(
             "Good news: your order {} is confirmed and on its way.",
             e.order_id
@@ -178,10 +185,15 @@ impl Handle<OrderConfirmed> for Notifier {
 #[async_trait]
 impl Handle<OrderCancelled> for Notifier {
     async fn handle(&self, e: OrderCancelled, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        if let Some(source) = &e.source {
+            tracing::info!(order_id = %e.order_id, channel = %source.channel, "a channel's order: its channel tells the buyer");
+            return Ok(());
+        }
         let why = match e.reason {
             CancellationReason::OutOfStock => "some items are out of stock",
             CancellationReason::PaymentDeclined => "the payment was declined",
             CancellationReason::Timeout => "it could not be completed in time",
+            CancellationReason::ChannelCancelled => "the marketplace you bought it on cancelled it",
         };
         let text = format!(
             "Your order {} was cancelled because {why}. You have not been charged.",

@@ -179,6 +179,7 @@ impl Route for PlaceOrder {
             customer: order.customer.clone(),
             items: order.items.clone(),
             deadline: Some(order.deadline),
+            source: None,
         })?;
         Ok(Response::json(
             202,
@@ -210,7 +211,7 @@ impl Route for GetOrder {
 
 /// An order as callers see it.
 fn view(order: &Order) -> serde_json::Value {
-    json!({
+    let mut view = json!({
         "order_id": order.order_id,
         "customer": order.customer,
         "status": order.status,
@@ -220,7 +221,12 @@ fn view(order: &Order) -> serde_json::Value {
         "total": order.total,
         "placed_at": order.placed_at,
         "deadline": order.deadline,
-    })
+    });
+    // Only a channel's order has a source (and only operators see those).
+    if let Some(source) = &order.source {
+        view["source"] = json!(source);
+    }
+    view
 }
 
 /// The partition listing a customer's orders, newest last (sort key: placing time, then id).

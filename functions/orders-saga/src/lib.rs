@@ -3,7 +3,15 @@
 //! (`inventory.stock.reserve`); once reserved it asks payments to charge
 //! (`payments.payment.charge`); a capture confirms the order (`order.confirmed`), a decline,
 //! a rejection or a passed deadline (`orders.order.expire`) cancels it (`order.cancelled`); a
-//! capture for an order already cancelled is refunded (`payments.payment.refund`). Payment
+//! capture for an order already cancelled is refunded (`payments.payment.refund`).
+//!
+//! A channel's sale (`sale.placed`) is imported once per (channel, external id) as an order
+//! the buyer already paid the channel for, and runs the same course without a charge: once
+//! reserved, the channel's broker is asked to accept it (`agora.sale.answer` /
+//! `souk.sale.answer`) and the channel's acceptance (`sale.accepted`) confirms it; when it
+//! cannot be served the broker rejects it there; a cancellation by the channel
+//! (`sale.cancelled`) cancels it and releases its stock, also when it arrives before its
+//! sale. Payment
 //! outcomes come only from the payments worker, which checks the provider's callbacks against
 //! its charges; a capture whose amount is not the order's total is parked
 //! (`payment-mismatch`) all the same.
@@ -15,8 +23,11 @@ use async_trait::async_trait;
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
 use bazaar_contracts::orders::{ExpireOrder, OrderPlaced};
 use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
+use bazaar_contracts::sales::{
+    AnswerAgoraSale, AnswerSoukSale, SaleAccepted, SaleCancelled, SalePlaced, Source,
+};
 use bazaar_orders::{Announcement, Decision, Order, SagaInput, Status};
-use bazaar_platform::item::{Condition, Key, Update, parse};
+use bazaar_platform::item::{Condition, Key, Update, Write, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use serde_json::json;
@@ -35,7 +46,10 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
         .on::<InventoryRejected, _>(saga.clone())
         .on::<ExpireOrder, _>(saga.clone())
         .on::<PaymentCaptured, _>(saga.clone())
-        .on::<PaymentDeclined, _>(saga);
+        .on::<PaymentDeclined, _>(saga.clone())
+        .on::<SalePlaced, _>(saga.clone())
+        .on::<SaleAccepted, _>(saga.clone())
+        .on::<SaleCancelled, _>(saga);
     Ok(Function::new(deps).sqs(consumer))
 }
 
@@ -80,11 +94,21 @@ fn transition(
                     None,
                 );
             }
-            match order.announcement(status, reason) {
-                Some(Announcement::Charge(task)) => work.send(&task)?,
-                Some(Announcement::Confirmed(event)) => work.send(&event)?,
-                Some(Announcement::Cancelled(event)) => work.send(&event)?,
-                None => {}
+            for announcement in order.announcements(status, reason) {
+                match announcement {
+                    Announcement::Charge(task) => work.send(&task)?,
+                    Announcement::Confirmed(event) => work.send(&event)?,
+                    Announcement::Cancelled(event) => work.send(&event)?,
+                    Announcement::Answer(source, answer) => match source.channel.as_str() {
+                        "agora" => work.send(&AnswerAgoraSale(answer))?,
+                        "souk" => work.send(&AnswerSoukSale(answer))?,
+                        other => {
+                            return Err(HandlerError::bug(format!(
+                                "an order from a channel without a broker: {other}"
+                            )));
+                        }
+                    },
+                }
             }
         }
         Decision::Refund => {
@@ -92,6 +116,13 @@ fn transition(
                 payment_id.ok_or_else(|| HandlerError::bug("a refund needs the payment id"))?;
             tracing::warn!(order_id = %order.order_id, payment_id, "money captured for a cancelled order: refunding");
             work.send(&order.refund(payment_id))?;
+        }
+        Decision::Park(reason, why) => {
+            tracing::error!(reason, order_id = %order.order_id, status = ?order.status, input = ?input, why, "nothing changed; parked for a human");
+            return Err(HandlerError::permanent(
+                reason,
+                format!("order {}: {why}", order.order_id),
+            ));
         }
         Decision::Ignore(why) => {
             tracing::info!(order_id = %order.order_id, status = ?order.status, input = ?input, why, "saga input ignored")
@@ -190,5 +221,132 @@ impl Handle<InventoryRejected> for Saga {
     ) -> Result<(), HandlerError> {
         let order = load(work, &rejected.order_id).await?;
         transition(work, &order, SagaInput::Rejected, None)
+    }
+}
+
+/// The order of a channel's sale, when it was imported.
+async fn load_sale(work: &Work<'_>, source: &Source) -> Result<Option<Order>, HandlerError> {
+    let id = bazaar_orders::keys::channel_order_id(&source.channel, &source.external_id);
+    match work.table()?.get(&order_key(&id)).await? {
+        Some(item) => parse(item).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn cancelled_sale_key(order_id: &str) -> Key {
+    bazaar_orders::keys::cancelled_sale(order_id).into()
+}
+
+#[async_trait]
+impl Handle<SalePlaced> for Saga {
+    /// Imports the sale once: a repeated notification finds the order (or the mark of its
+    /// cancellation) and changes nothing; two deliveries at once race on the conditional
+    /// write and the loser re-runs into the first case.
+    async fn handle(&self, sale: SalePlaced, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let order_id = bazaar_orders::keys::channel_order_id(&sale.channel, &sale.external_id);
+        let table = work.table()?;
+        if table.get(&order_key(&order_id)).await?.is_some() {
+            tracing::info!(%order_id, channel = %sale.channel, external_id = %sale.external_id, "sale already imported");
+            return Ok(());
+        }
+        if table.get(&cancelled_sale_key(&order_id)).await?.is_some() {
+            tracing::info!(%order_id, channel = %sale.channel, external_id = %sale.external_id, "the channel cancelled this sale before it arrived: not imported");
+            return Ok(());
+        }
+        let order = Order::import(order_id.clone(), &sale, work.now())
+            .map_err(|e| HandlerError::permanent("unpriceable-sale", e.to_string()))?;
+        work.put(
+            record(&order_key(&order_id), &order),
+            Some(Condition::NotExists),
+        );
+        work.write(Write::Check {
+            key: cancelled_sale_key(&order_id),
+            condition: Condition::NotExists,
+        });
+        let deadline_key: Key = bazaar_orders::keys::deadline(order.deadline, &order_id).into();
+        work.put(
+            record(
+                &deadline_key,
+                &bazaar_orders::keys::OrderRef {
+                    order_id: order_id.clone(),
+                },
+            ),
+            None,
+        );
+        work.send(&OrderPlaced {
+            order_id,
+            customer: order.customer.clone(),
+            items: order.items.clone(),
+            deadline: Some(order.deadline),
+            source: order.source.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Handle<SaleAccepted> for Saga {
+    async fn handle(
+        &self,
+        accepted: SaleAccepted,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &accepted.order_id).await?;
+        let source = Source {
+            channel: accepted.channel.clone(),
+            external_id: accepted.external_id.clone(),
+        };
+        if order.source.as_ref() != Some(&source) {
+            return Err(HandlerError::permanent(
+                SALE_MISMATCH,
+                format!(
+                    "order {} is not {}'s order {}",
+                    order.order_id, source.channel, source.external_id
+                ),
+            ));
+        }
+        transition(work, &order, SagaInput::SaleAccepted, None)
+    }
+}
+
+/// The reason an acceptance naming an order that is not the channel's is parked with.
+pub const SALE_MISMATCH: &str = "sale-mismatch";
+
+#[async_trait]
+impl Handle<SaleCancelled> for Saga {
+    /// Cancels the channel's order; one whose sale has not arrived yet (notifications come
+    /// out of order) is marked, so that the sale is not imported when it comes.
+    async fn handle(
+        &self,
+        cancelled: SaleCancelled,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let source = Source {
+            channel: cancelled.channel.clone(),
+            external_id: cancelled.external_id.clone(),
+        };
+        match load_sale(work, &source).await? {
+            Some(order) => transition(work, &order, SagaInput::SaleCancelled, None),
+            None => {
+                let order_id =
+                    bazaar_orders::keys::channel_order_id(&source.channel, &source.external_id);
+                if work
+                    .table()?
+                    .get(&cancelled_sale_key(&order_id))
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                work.put(
+                    record(&cancelled_sale_key(&order_id), &source),
+                    Some(Condition::NotExists),
+                );
+                work.write(Write::Check {
+                    key: order_key(&order_id),
+                    condition: Condition::NotExists,
+                });
+                Ok(())
+            }
+        }
     }
 }

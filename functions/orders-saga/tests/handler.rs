@@ -72,3 +72,61 @@ async fn order_placed_for_an_unknown_order_is_parked_with_its_reason() {
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].attributes["bazaar.reason"].value, "unknown-order");
 }
+
+#[tokio::test]
+async fn a_sale_is_imported_once_as_a_paid_order_of_its_channel() {
+    let world = Fixture::new();
+    let deps = world.deps("orders-saga", Some("orders"), &["order", "tasks"]);
+    let function = orders_saga::function(deps.clone()).expect("valid settings");
+    let sale = event("orders-saga.sale-placed.sqs.json");
+    // A second delivery of the same notification carries a new envelope id.
+    let again = bazaar_embedded::testing::with_envelope(sale.clone(), |e| {
+        e["id"] = serde_json::json!("2b0c3c8e-5f0a-4d65-9a43-8f1b0e5d0999");
+    });
+    for e in [sale, again] {
+        let r = function.invoke(e).await.unwrap();
+        assert_eq!(r["batchItemFailures"], serde_json::json!([]));
+    }
+    let placed = world.sent("order");
+    assert_eq!(placed.len(), 1, "imported once: {placed:?}");
+    assert_eq!(placed[0].message_type, "order.placed");
+    let data = placed[0].data.value();
+    let id = bazaar_orders::keys::channel_order_id("agora", "ag-sample");
+    assert_eq!(data["order_id"], serde_json::json!(id));
+    assert_eq!(data["customer"], "channel:agora");
+    assert_eq!(data["source"]["external_id"], "ag-sample");
+    let order: bazaar_orders::Order = deps
+        .table()
+        .unwrap()
+        .get_as(&orders_saga::order_key(&id))
+        .await
+        .unwrap()
+        .expect("imported");
+    assert_eq!(order.total.unwrap().amount_cents, 2500);
+    assert_eq!(order.status, bazaar_orders::Status::Pending);
+}
+
+#[tokio::test]
+async fn a_cancellation_before_its_sale_keeps_the_sale_from_being_imported() {
+    let world = Fixture::new();
+    let deps = world.deps("orders-saga", Some("orders"), &["order", "tasks"]);
+    let function = orders_saga::function(deps).expect("valid settings");
+    let cancelled = event("orders-saga.sale-cancelled.sqs.json");
+    let r = function.invoke(cancelled.clone()).await.unwrap();
+    assert_eq!(r["batchItemFailures"], serde_json::json!([]));
+    // Repeated, and then the sale (of the same souk order) arrives late.
+    let again = bazaar_embedded::testing::with_envelope(cancelled, |e| {
+        e["id"] = serde_json::json!("2b0c3c8e-5f0a-4d65-9a43-8f1b0e5d0998");
+    });
+    function.invoke(again).await.unwrap();
+    let late_sale =
+        bazaar_embedded::testing::with_envelope(event("orders-saga.sale-placed.sqs.json"), |e| {
+            e["data"]["channel"] = serde_json::json!("souk");
+            e["data"]["external_id"] = serde_json::json!("sk-sample");
+        });
+    let r = function.invoke(late_sale).await.unwrap();
+    assert_eq!(r["batchItemFailures"], serde_json::json!([]));
+    assert!(world.sent("order").is_empty(), "nothing imported");
+    assert!(world.sent("tasks").is_empty(), "nothing reserved");
+    assert!(world.parked("orders-saga").is_empty());
+}

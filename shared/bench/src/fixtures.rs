@@ -36,6 +36,7 @@ pub fn order(n: u64) -> OrderPlaced {
             })
             .collect(),
         deadline: None,
+        source: None,
     }
 }
 

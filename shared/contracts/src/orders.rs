@@ -23,6 +23,9 @@ pub struct OrderPlaced {
     /// service's default deadline applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
+    /// Set when a channel sold it (the channel and its order id); absent for the storefront.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sales::Source>,
 }
 
 crate::event!(OrderPlaced, "order.placed", version 2, {
@@ -31,7 +34,8 @@ crate::event!(OrderPlaced, "order.placed", version 2, {
         if self.customer.is_empty() {
             return Err(ContractViolation::new("customer must not be empty"));
         }
-        validate_lines("items", &self.items)
+        validate_lines("items", &self.items)?;
+        self.source.as_ref().map_or(Ok(()), |s| s.validate())
     }
 
     fn upcast(version: u32, mut data: Value) -> Result<Value, DecodeError> {
@@ -70,6 +74,8 @@ pub enum CancellationReason {
     PaymentDeclined,
     /// The order did not reach a final state before its deadline.
     Timeout,
+    /// The channel that sold it cancelled it (Bazaar did not answer there in time).
+    ChannelCancelled,
 }
 
 /// `order.cancelled`: the order is final and nothing may stay held or charged for it.
@@ -84,6 +90,9 @@ pub struct OrderCancelled {
     pub reason: CancellationReason,
     /// What the order asked for.
     pub items: Vec<Line>,
+    /// Set when a channel sold it (the channel and its order id); absent for the storefront.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sales::Source>,
 }
 
 crate::event!(OrderCancelled, "order.cancelled", version 1, {
@@ -119,6 +128,9 @@ pub struct OrderConfirmed {
     pub customer: String,
     /// What was ordered.
     pub items: Vec<Line>,
+    /// Set when a channel sold it (the channel and its order id); absent for the storefront.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sales::Source>,
 }
 
 crate::event!(OrderConfirmed, "order.confirmed", version 1, {

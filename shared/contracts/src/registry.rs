@@ -69,6 +69,9 @@ pub fn all() -> Vec<Contract> {
         entry::<payments::PaymentRefunded>(),
         entry::<sales::SalePlaced>(),
         entry::<sales::SaleCancelled>(),
+        entry::<sales::SaleAccepted>(),
+        entry::<sales::AnswerAgoraSale>(),
+        entry::<sales::AnswerSoukSale>(),
     ];
     all.sort_by_key(|c| c.message_type);
     all

@@ -72,3 +72,89 @@ crate::event!(SaleCancelled, "sale.cancelled", version 1, {
         validate_source(&self.channel, &self.external_id)
     }
 });
+
+/// Where an order came from when a channel sold it: the channel and its own order id. Orders
+/// imports each sale once per pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The channel (`agora`, `souk`).
+    pub channel: String,
+    /// The channel's order id.
+    pub external_id: String,
+}
+
+impl Source {
+    /// Checks the pair as every sale contract does.
+    pub fn validate(&self) -> Result<(), ContractViolation> {
+        validate_source(&self.channel, &self.external_id)
+    }
+}
+
+/// `sale.accepted`: the channel took Bazaar's acceptance of its order; the stock held for it
+/// is sold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaleAccepted {
+    /// The channel.
+    pub channel: String,
+    /// The channel's order id.
+    pub external_id: String,
+    /// Bazaar's order.
+    pub order_id: String,
+}
+
+crate::event!(SaleAccepted, "sale.accepted", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_source(&self.channel, &self.external_id)?;
+        crate::orders::validate_order_id(&self.order_id)
+    }
+});
+
+/// Bazaar's answer to a channel's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// The stock is held: the channel may ship it.
+    Accept,
+    /// It cannot be served (no stock, or Bazaar cancelled it).
+    Reject,
+}
+
+/// What a channel's broker is asked to tell the channel about one of its orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleAnswer {
+    /// Bazaar's order.
+    pub order_id: String,
+    /// The channel's order id.
+    pub external_id: String,
+    /// Accept or reject.
+    pub answer: Answer,
+}
+
+impl SaleAnswer {
+    fn validate(&self, channel: &str) -> Result<(), ContractViolation> {
+        validate_source(channel, &self.external_id)?;
+        crate::orders::validate_order_id(&self.order_id)
+    }
+}
+
+/// Task `agora.sale.answer`: accept or reject an order at agora (its broker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AnswerAgoraSale(pub SaleAnswer);
+
+crate::task!(AnswerAgoraSale, "agora.sale.answer", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        self.0.validate("agora")
+    }
+});
+
+/// Task `souk.sale.answer`: acknowledge an order at souk (its broker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AnswerSoukSale(pub SaleAnswer);
+
+crate::task!(AnswerSoukSale, "souk.sale.answer", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        self.0.validate("souk")
+    }
+});

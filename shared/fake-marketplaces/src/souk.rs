@@ -331,6 +331,10 @@ pub(crate) fn partner(
             };
             Reply::ok(200, k.poll(since, limit, switches))
         }
+        ("GET", ["orders", id]) => match k.orders.get(*id) {
+            Some(o) => Reply::ok(200, o.clone()),
+            None => Reply::not_found(format!("no order {id}")),
+        },
         ("POST", ["orders", id, "ack"]) => match serde_json::from_slice::<Ack>(&call.body) {
             Ok(ack) => k.ack(id, ack.decision),
             Err(e) => Reply::error(

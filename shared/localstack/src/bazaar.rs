@@ -309,7 +309,7 @@ impl StackOptions {
             fakes: vec![
                 Arc::new(LocalIdentity),
                 Arc::new(PaymentProviderFake::in_process(provider)),
-                Arc::new(MarketplacesFake::new(marketplaces)),
+                Arc::new(MarketplacesFake::in_process(marketplaces)),
             ],
             ..Self::default()
         }
@@ -322,14 +322,26 @@ impl StackOptions {
 pub struct MarketplacesFake {
     marketplaces: Arc<Marketplaces>,
     routed: OnceLock<()>,
+    /// Build the brokers and the poller calling the marketplaces in process (tests on a
+    /// simulated clock), rather than over HTTP at the template's `AgoraUrl` and `SoukUrl`.
+    in_process: bool,
 }
 
 impl MarketplacesFake {
-    /// The fake marketplaces, served (or called in process) by whoever holds them.
+    /// The fake marketplaces, served over HTTP by whoever holds them.
     pub fn new(marketplaces: Arc<Marketplaces>) -> Self {
         MarketplacesFake {
             marketplaces,
             routed: OnceLock::new(),
+            in_process: false,
+        }
+    }
+
+    /// The fake marketplaces, called in process by the brokers and the poller.
+    pub fn in_process(marketplaces: Arc<Marketplaces>) -> Self {
+        MarketplacesFake {
+            in_process: true,
+            ..Self::new(marketplaces)
         }
     }
 
@@ -343,6 +355,39 @@ impl MarketplacesFake {
 impl LocalFake for MarketplacesFake {
     fn name(&self) -> &'static str {
         "marketplaces"
+    }
+
+    fn constructors(&self) -> Vec<(&'static str, Constructor)> {
+        if !self.in_process {
+            return Vec::new();
+        }
+        let transport: Arc<dyn bazaar_channels::client::Transport> = Arc::new(
+            bazaar_fake_marketplaces::InProcess(self.marketplaces.clone()),
+        );
+        let accounts = self.marketplaces.accounts().clone();
+        let (agora, souk, poller) = (transport.clone(), transport.clone(), transport);
+        let (agora_key, souk_key) = (accounts.agora_key.clone(), accounts.souk_key.clone());
+        let poller_key = souk_key.clone();
+        vec![
+            (
+                "agora-broker",
+                Arc::new(move |deps| {
+                    agora_broker::function_with(deps, agora.clone(), agora_key.clone())
+                }),
+            ),
+            (
+                "souk-broker",
+                Arc::new(move |deps| {
+                    souk_broker::function_with(deps, souk.clone(), souk_key.clone())
+                }),
+            ),
+            (
+                "souk-poller",
+                Arc::new(move |deps| {
+                    souk_poller::function_with(deps, poller.clone(), poller_key.clone())
+                }),
+            ),
+        ]
     }
 
     async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {

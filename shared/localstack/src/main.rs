@@ -129,12 +129,20 @@ fn parameters(cli: &Cli) -> anyhow::Result<BTreeMap<String, String>> {
 async fn load(
     cli: &Cli,
     provider: &Provider,
-    marketplaces: Option<Arc<bazaar_fake_marketplaces::Marketplaces>>,
+    marketplaces: Option<(Arc<bazaar_fake_marketplaces::Marketplaces>, String)>,
 ) -> anyhow::Result<Arc<Stack>> {
     let mut params = parameters(cli)?;
     params
         .entry("PaymentProviderUrl".to_string())
         .or_insert_with(|| provider.url.clone());
+    if let Some((_, url)) = &marketplaces {
+        for name in ["AgoraUrl", "SoukUrl"] {
+            params
+                .entry(name.to_string())
+                .or_insert_with(|| url.clone());
+        }
+    }
+    let marketplaces = marketplaces.map(|(m, _)| m);
     let model = StackModel::load_local(&cli.template, &params)
         .with_context(|| format!("reading {}", cli.template.display()))?;
     let clock = Arc::new(SystemClock);
@@ -328,7 +336,13 @@ async fn main() -> anyhow::Result<()> {
                 Arc::new(SystemClock),
                 bazaar_fake_marketplaces::Accounts::default(),
             ));
-            let stack = load(&cli, &provider, Some(marketplaces.clone())).await?;
+            let marketplace_url = format!("http://127.0.0.1:{marketplace_port}");
+            let stack = load(
+                &cli,
+                &provider,
+                Some((marketplaces.clone(), marketplace_url)),
+            )
+            .await?;
             let local_keys = match &cli.endpoint_url {
                 Some(url) if !bazaar_localstack::bazaar::is_loopback(url) => {
                     println!(

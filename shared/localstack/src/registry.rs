@@ -38,5 +38,8 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("queue-monitor", constructor(queue_monitor::function)),
         ("channels-api", constructor(channels_api::function)),
         ("channels-webhook", constructor(channels_webhook::function)),
+        ("agora-broker", constructor(agora_broker::function)),
+        ("souk-broker", constructor(souk_broker::function)),
+        ("souk-poller", constructor(souk_poller::function)),
     ])
 }

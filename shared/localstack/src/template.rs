@@ -177,9 +177,13 @@ pub struct StackModel {
 
 /// Values the local stack gives to parameters that a deployment must supply (secrets): fixed,
 /// documented, and good for the local stack only.
-pub const LOCAL_PARAMETERS: [(&str, &str); 4] = [
+pub const LOCAL_PARAMETERS: [(&str, &str); 8] = [
     ("PaymentsWebhookSecret", "local-webhook-secret"),
     ("AgoraWebhookSecret", "local-agora-webhook-secret"),
+    ("AgoraUrl", "http://127.0.0.1:3002"),
+    ("AgoraPartnerKey", "local-agora-key"),
+    ("SoukUrl", "http://127.0.0.1:3002"),
+    ("SoukPartnerKey", "local-souk-key"),
     ("PaymentProviderUrl", "http://127.0.0.1:3001"),
     ("PaymentProviderApiKey", "sk_local_fake_provider"),
 ];

@@ -313,8 +313,15 @@ async fn the_stack_runs_the_fake_marketplaces_on_its_clock() {
     .unwrap();
     assert_eq!(m.listings(ChannelId::Agora)[0].quantity, 0);
     // agora's call reaches channels-webhook through the gateway, signed as agora signs it;
-    // nobody answers the order yet, so agora cancels it at its deadline on the stack's clock,
-    // and says so.
+    // agora's partner API is down, so nobody can answer the order, and agora cancels it at
+    // its deadline on the stack's clock, and says so.
+    m.set_switches(
+        ChannelId::Agora,
+        bazaar_fake_marketplaces::Switches {
+            down: true,
+            ..Default::default()
+        },
+    );
     s.stack.settle().await;
     s.stack.run_for(chrono::Duration::minutes(11)).await;
     assert_eq!(

@@ -235,6 +235,7 @@ async fn the_checker_reports_a_lost_delivery_and_work_nobody_asked_for() {
             sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
             quantity: 1,
         }],
+        source: None,
     };
     let mut envelope = bazaar_contracts::Envelope::wrap(
         &confirmed,

@@ -389,6 +389,52 @@ fn consumers(model: &bazaar_localstack::StackModel) -> Vec<Consumer> {
     out
 }
 
+/// An order at agora and one at souk for MUG-01, bought by their buyers: their ids.
+async fn channel_orders(s: &common::TestStack) -> (String, String) {
+    use bazaar_channels::{ChannelId, Purchase, Wanted};
+    use bazaar_fake_marketplaces::Call;
+    let m = s
+        .stack
+        .marketplaces()
+        .expect("the stack runs the marketplaces");
+    let mug = Wanted {
+        sku: "MUG-01".into(),
+        active: true,
+        title: "Blue mug".into(),
+        description: String::new(),
+        category: "kitchen".into(),
+        images: vec![],
+        price_cents: 1250,
+        currency: "EUR".into(),
+        quantity: 50,
+    };
+    let put = m.handle(
+        &Call::new("PUT", "/agora/api/items/MUG-01")
+            .bearer(&m.accounts().agora_key)
+            .json(&mug.to_agora()),
+    );
+    assert_eq!(put.status, 200);
+    let feed = m.handle(
+        &Call::new("POST", "/souk/api/feeds")
+            .bearer(&m.accounts().souk_key)
+            .json(&json!({ "items": [mug.to_souk()] })),
+    );
+    assert!(feed.status < 300);
+    s.stack
+        .run_for(bazaar_fake_marketplaces::FEED_DELAY + chrono::Duration::seconds(1))
+        .await;
+    let purchase = Purchase {
+        sku: "MUG-01".into(),
+        quantity: 1,
+    };
+    let ids = (
+        m.buy(ChannelId::Agora, &purchase).unwrap(),
+        m.buy(ChannelId::Souk, &purchase).unwrap(),
+    );
+    s.stack.run_for(chrono::Duration::minutes(2)).await;
+    ids
+}
+
 #[tokio::test]
 async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_batch() {
     let s = common::stack();
@@ -430,11 +476,16 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
             json!([{"sku": "MUG-01", "quantity": 1}]),
         )
         .await;
+    // And of channel orders `ag-sample` and `sk-sample`: real ones at the fake channels.
+    let (agora_order, souk_order) = channel_orders(&s).await;
     let model = s.stack.model().clone();
     let mut consumers = consumers(&model);
     for c in &mut consumers {
         for b in &mut c.bodies {
-            *b = b.replace("o-sample", &order);
+            *b = b
+                .replace("o-sample", &order)
+                .replace("ag-sample", &agora_order)
+                .replace("sk-sample", &souk_order);
         }
     }
     assert!(consumers.len() >= 8, "{}", consumers.len());

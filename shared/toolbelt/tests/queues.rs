@@ -42,6 +42,7 @@ async fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
             .map(|r| r.logical_id.as_str())
             .collect::<Vec<_>>(),
         [
+            "AgoraBrokerQueue",
             "CatalogMergerQueue",
             "EventArchiverQueue",
             "InventoryWorkerQueue",
@@ -49,7 +50,8 @@ async fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
             "OrdersPricesQueue",
             "OrdersSagaQueue",
             "PaymentsWorkerQueue",
-            "SearchIndexerQueue"
+            "SearchIndexerQueue",
+            "SoukBrokerQueue",
         ],
         "every queue with a redrive policy, not the DLQs themselves"
     );

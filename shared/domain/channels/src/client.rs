@@ -44,6 +44,13 @@ pub trait Transport: Send + Sync {
     async fn send(&self, call: HttpCall) -> Result<HttpReply, String>;
 }
 
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    async fn send(&self, call: HttpCall) -> Result<HttpReply, String> {
+        (**self).send(call).await
+    }
+}
+
 /// Why a call did not go through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelError {
@@ -333,6 +340,23 @@ impl<T: Transport> SoukClient<T> {
                 .await?,
         )?;
         parsed(&reply)
+    }
+
+    /// One order as souk holds it now (`None`: souk has no such order).
+    pub async fn order(&self, id: &str) -> Result<Option<souk::Order>, ChannelError> {
+        let reply = self
+            .0
+            .call(
+                "GET",
+                format!("/souk/api/orders/{}", segment(id)),
+                vec![],
+                None,
+            )
+            .await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        parsed(&checked(reply)?).map(Some)
     }
 
     /// Acknowledges an order (the same answer again is fine; the other is refused, 409).

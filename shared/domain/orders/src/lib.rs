@@ -4,8 +4,9 @@
 
 use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
 use bazaar_contracts::payments::{ChargePayment, RefundPayment};
+use bazaar_contracts::sales::{Answer, SaleAnswer, SalePlaced, Source};
 use bazaar_contracts::{Line, Money};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Where an order is in its life. Final states are `Confirmed` and `Cancelled`.
@@ -60,6 +61,23 @@ pub struct Order {
     /// What the customer is charged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<Money>,
+    /// Set when a channel sold it: the buyer paid the channel, so Bazaar charges nothing and
+    /// answers the channel instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+/// How long a channel's order may stay unfinished in Bazaar. The channel cancels an order it
+/// has no answer for after `bazaar_channels::ACK_DEADLINE` (10 minutes) and says so, which
+/// cancels it here; this later deadline only frees the stock of an order whose cancellation
+/// never arrived, and is long enough that an acceptance the broker already made has arrived
+/// before it.
+pub const CHANNEL_ORDER_DEADLINE: Duration = Duration::hours(1);
+
+/// The subject channel orders are placed under: no user can have it (usernames have no `:`),
+/// so only operators see them.
+pub fn channel_customer(channel: &str) -> String {
+    format!("channel:{channel}")
 }
 
 impl Order {
@@ -84,7 +102,34 @@ impl Order {
             updated_at: now,
             unit_prices: Vec::new(),
             total: None,
+            source: None,
         }
+    }
+
+    /// A channel's sale as a new pending order, priced as the buyer paid the channel.
+    pub fn import(
+        order_id: String,
+        sale: &SalePlaced,
+        now: DateTime<Utc>,
+    ) -> Result<Order, PricingError> {
+        let mut order = Order::place(
+            order_id,
+            channel_customer(&sale.channel),
+            vec![Line {
+                sku: sale.sku.clone(),
+                quantity: sale.quantity,
+            }],
+            String::new(),
+            now,
+            now + CHANNEL_ORDER_DEADLINE,
+        )
+        .priced(vec![sale.unit_price])?;
+        order.placed_at = sale.placed_at.min(now);
+        order.source = Some(Source {
+            channel: sale.channel.clone(),
+            external_id: sale.external_id.clone(),
+        });
+        Ok(order)
     }
 
     /// Prices the order's lines with `unit_prices` (in line order): every line in one currency.
@@ -160,16 +205,22 @@ pub enum SagaInput {
     PaymentCaptured,
     /// The payment provider refused.
     PaymentDeclined,
+    /// The channel that sold the order took Bazaar's acceptance.
+    SaleAccepted,
+    /// The channel that sold the order cancelled it.
+    SaleCancelled,
 }
 
 impl SagaInput {
     /// Every input, for exhaustive tests.
-    pub const ALL: [SagaInput; 5] = [
+    pub const ALL: [SagaInput; 7] = [
         SagaInput::Reserved,
         SagaInput::Rejected,
         SagaInput::DeadlinePassed,
         SagaInput::PaymentCaptured,
         SagaInput::PaymentDeclined,
+        SagaInput::SaleAccepted,
+        SagaInput::SaleCancelled,
     ];
 }
 
@@ -192,7 +243,13 @@ pub enum Decision {
     Refund,
     /// Nothing to do: a late or repeated answer. The reason is logged.
     Ignore(&'static str),
+    /// Something no order should see happened: change nothing, park the message for a human
+    /// with this reason and explanation.
+    Park(&'static str, &'static str),
 }
+
+/// The reason a channel's acceptance of an order Bazaar already cancelled is parked with.
+pub const SALE_CONFLICT: &str = "sale-conflict";
 
 /// The saga's transition table: every state × input pair is decided here and nowhere else.
 pub fn decide(status: Status, input: SagaInput) -> Decision {
@@ -223,6 +280,23 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
             Decision::Ignore("a decline after a capture: the capture stands")
         }
         (S::Cancelled, I::PaymentCaptured) => Decision::Refund,
+        // A channel's order: the channel's acceptance plays the capture's part.
+        (S::Reserved, I::SaleAccepted) => Decision::Move(S::Confirmed, None),
+        (S::Pending | S::Reserved, I::SaleCancelled) => {
+            Decision::Move(S::Cancelled, Some(CancellationReason::ChannelCancelled))
+        }
+        (S::Pending, I::SaleAccepted) => Decision::Ignore(
+            "an acceptance before the reservation cannot happen: the broker is asked once reserved",
+        ),
+        (S::Confirmed, I::SaleAccepted) => Decision::Ignore("already confirmed"),
+        (S::Confirmed, I::SaleCancelled) => Decision::Park(
+            SALE_CONFLICT,
+            "the channel cancelled an order it had accepted: the units are sold in Bazaar",
+        ),
+        (S::Cancelled, I::SaleAccepted) => Decision::Park(
+            SALE_CONFLICT,
+            "the channel accepted an order Bazaar cancelled: its stock was released",
+        ),
         (S::Cancelled, _) => Decision::Ignore("the order is cancelled"),
     }
 }
@@ -236,36 +310,63 @@ pub enum Announcement {
     Confirmed(OrderConfirmed),
     /// Cancelled, with its reason: the customer is told, the stock is released.
     Cancelled(OrderCancelled),
+    /// A channel's order: its broker accepts or rejects it at the channel.
+    Answer(Source, SaleAnswer),
 }
 
 impl Order {
-    /// The message that goes with this order entering `status` (`reason` when it is
+    /// The messages that go with this order entering `status` (`reason` when it is
     /// cancelled): none for a status nobody else needs to hear of, or a cancellation without
-    /// its reason, which [`decide`] never makes.
-    pub fn announcement(
+    /// its reason, which [`decide`] never makes. A channel's order is not charged: once
+    /// reserved it is accepted at the channel, and when Bazaar cancels it, it is rejected
+    /// there (unless the channel cancelled it itself).
+    pub fn announcements(
         &self,
         status: Status,
         reason: Option<CancellationReason>,
-    ) -> Option<Announcement> {
+    ) -> Vec<Announcement> {
+        let answer = |answer| {
+            self.source.as_ref().map(|source| {
+                Announcement::Answer(
+                    source.clone(),
+                    SaleAnswer {
+                        order_id: self.order_id.clone(),
+                        external_id: source.external_id.clone(),
+                        answer,
+                    },
+                )
+            })
+        };
         match (status, reason) {
-            (Status::Reserved, _) => Some(Announcement::Charge(ChargePayment {
+            (Status::Reserved, _) if self.source.is_some() => {
+                answer(Answer::Accept).into_iter().collect()
+            }
+            (Status::Reserved, _) => vec![Announcement::Charge(ChargePayment {
                 order_id: self.order_id.clone(),
                 customer: self.customer.clone(),
                 payment_token: self.payment_token.clone(),
                 amount: self.total,
-            })),
-            (Status::Confirmed, _) => Some(Announcement::Confirmed(OrderConfirmed {
+            })],
+            (Status::Confirmed, _) => vec![Announcement::Confirmed(OrderConfirmed {
                 order_id: self.order_id.clone(),
                 customer: self.customer.clone(),
                 items: self.items.clone(),
-            })),
-            (Status::Cancelled, Some(reason)) => Some(Announcement::Cancelled(OrderCancelled {
-                order_id: self.order_id.clone(),
-                customer: self.customer.clone(),
-                reason,
-                items: self.items.clone(),
-            })),
-            (Status::Pending | Status::Cancelled, _) => None,
+                source: self.source.clone(),
+            })],
+            (Status::Cancelled, Some(reason)) => {
+                let mut out = vec![Announcement::Cancelled(OrderCancelled {
+                    order_id: self.order_id.clone(),
+                    customer: self.customer.clone(),
+                    reason,
+                    items: self.items.clone(),
+                    source: self.source.clone(),
+                })];
+                if reason != CancellationReason::ChannelCancelled {
+                    out.extend(answer(Answer::Reject));
+                }
+                out
+            }
+            (Status::Pending | Status::Cancelled, _) => Vec::new(),
         }
     }
 
@@ -295,6 +396,20 @@ pub mod keys {
     /// An order's record.
     pub fn order(order_id: &str) -> (String, String) {
         (format!("ORDER#{order_id}"), "ORDER".to_string())
+    }
+
+    /// The id of a channel's order: the same for every delivery of the same sale, so that
+    /// it is imported once, and safe as an order id whatever the channel's ids look like.
+    pub fn channel_order_id(channel: &str, external_id: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{channel}\n{external_id}").as_bytes());
+        format!("{channel}-{}", hex::encode(&digest[..16]))
+    }
+
+    /// The mark of a channel's order cancelled before its sale arrived (notifications come
+    /// out of order): the sale, when it comes, is not imported.
+    pub fn cancelled_sale(order_id: &str) -> (String, String) {
+        (format!("ORDER#{order_id}"), "CANCELLED_SALE".to_string())
     }
 
     /// The partition of deadline entries, sorted by deadline: `orders-timeouts` reads the due
@@ -347,8 +462,8 @@ mod tests {
     #[test]
     fn each_status_the_saga_enters_has_its_message() {
         let order = an_order();
-        match order.announcement(Status::Reserved, None) {
-            Some(Announcement::Charge(task)) => {
+        match order.announcements(Status::Reserved, None).as_slice() {
+            [Announcement::Charge(task)] => {
                 assert_eq!(
                     (task.order_id.as_str(), task.payment_token.as_str()),
                     ("o-1", "tok_ok")
@@ -358,16 +473,117 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            order.announcement(Status::Confirmed, None),
-            Some(Announcement::Confirmed(e)) if e.items == order.items
+            order.announcements(Status::Confirmed, None).as_slice(),
+            [Announcement::Confirmed(e)] if e.items == order.items && e.source.is_none()
         ));
         assert!(matches!(
-            order.announcement(Status::Cancelled, Some(CancellationReason::Timeout)),
-            Some(Announcement::Cancelled(e)) if e.reason == CancellationReason::Timeout
+            order.announcements(Status::Cancelled, Some(CancellationReason::Timeout)).as_slice(),
+            [Announcement::Cancelled(e)] if e.reason == CancellationReason::Timeout
         ));
-        assert_eq!(order.announcement(Status::Pending, None), None);
-        assert_eq!(order.announcement(Status::Cancelled, None), None);
+        assert_eq!(order.announcements(Status::Pending, None), vec![]);
+        assert_eq!(order.announcements(Status::Cancelled, None), vec![]);
         assert_eq!(order.refund("pay-9").payment_id, "pay-9");
+    }
+
+    fn a_sale() -> SalePlaced {
+        SalePlaced {
+            channel: "souk".into(),
+            external_id: "sk-77".into(),
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            quantity: 3,
+            unit_price: Money {
+                amount_cents: 990,
+                currency: bazaar_contracts::Currency::parse("EUR").unwrap(),
+            },
+            placed_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_sale_becomes_a_paid_order_that_is_answered_at_its_channel_not_charged() {
+        let now = DateTime::from_timestamp(1_700_000_060, 0).unwrap();
+        let id = keys::channel_order_id("souk", "sk-77");
+        let order = Order::import(id.clone(), &a_sale(), now).unwrap();
+        assert_eq!(order.customer, "channel:souk");
+        assert_eq!(order.total.unwrap().amount_cents, 2970);
+        assert_eq!(order.deadline, now + CHANNEL_ORDER_DEADLINE);
+        assert_eq!(order.placed_at, a_sale().placed_at);
+        match order.announcements(Status::Reserved, None).as_slice() {
+            [Announcement::Answer(source, a)] => {
+                assert_eq!(source.channel, "souk");
+                assert_eq!(
+                    (a.external_id.as_str(), a.answer),
+                    ("sk-77", Answer::Accept)
+                );
+                assert_eq!(a.order_id, id);
+            }
+            other => panic!("accepted at the channel, never charged: {other:?}"),
+        }
+        assert!(matches!(
+            order.announcements(Status::Confirmed, None).as_slice(),
+            [Announcement::Confirmed(e)] if e.source == order.source
+        ));
+        match order
+            .announcements(Status::Cancelled, Some(CancellationReason::OutOfStock))
+            .as_slice()
+        {
+            [Announcement::Cancelled(e), Announcement::Answer(_, a)] => {
+                assert_eq!(
+                    e.source, order.source,
+                    "inventory releases; nobody is mailed"
+                );
+                assert_eq!(a.answer, Answer::Reject);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(
+                order
+                    .announcements(
+                        Status::Cancelled,
+                        Some(CancellationReason::ChannelCancelled)
+                    )
+                    .as_slice(),
+                [Announcement::Cancelled(_)]
+            ),
+            "the channel cancelled it itself: nothing to answer"
+        );
+    }
+
+    #[test]
+    fn channel_order_ids_are_stable_distinct_and_valid() {
+        let a = keys::channel_order_id("agora", "ag-1");
+        assert_eq!(a, keys::channel_order_id("agora", "ag-1"));
+        assert_ne!(a, keys::channel_order_id("souk", "ag-1"));
+        assert_ne!(a, keys::channel_order_id("agora", "ag-2"));
+        for id in [a, keys::channel_order_id("souk", "x/../\u{0} y#z")] {
+            bazaar_contracts::orders::validate_order_id(&id).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_channel_decides_its_orders_like_a_payment() {
+        assert_eq!(
+            decide(Status::Reserved, SagaInput::SaleAccepted),
+            Decision::Move(Status::Confirmed, None)
+        );
+        for status in [Status::Pending, Status::Reserved] {
+            assert_eq!(
+                decide(status, SagaInput::SaleCancelled),
+                Decision::Move(
+                    Status::Cancelled,
+                    Some(CancellationReason::ChannelCancelled)
+                )
+            );
+        }
+        assert!(matches!(
+            decide(Status::Cancelled, SagaInput::SaleAccepted),
+            Decision::Park(SALE_CONFLICT, _)
+        ));
+        assert!(matches!(
+            decide(Status::Confirmed, SagaInput::SaleCancelled),
+            Decision::Park(SALE_CONFLICT, _)
+        ));
     }
 
     #[test]

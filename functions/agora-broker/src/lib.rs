@@ -1,0 +1,85 @@
+//! `agora-broker`: the one function that speaks agora's partner API. It answers agora's
+//! orders for the saga (`agora.sale.answer`: accept once the stock is held, reject when it
+//! cannot be served), exactly once and through outages and rate limits
+//! ([`bazaar_brokers::answers`]): an answer agora does not take now is owed and retried every
+//! minute by the schedule. An acceptance agora took is announced as `sale.accepted`; one that
+//! finds the order cancelled (nobody answered in time) as `sale.cancelled`.
+//!
+//! Settings: `AGORA_URL`, `AGORA_PARTNER_KEY` (NoEcho in the template), `AGORA_TIMEOUT_MS`.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_brokers::{Answerer, ChannelSettings, HttpTransport, RetryAnswers, answer_task};
+use bazaar_channels::client::{AgoraClient, ChannelError, Transport};
+use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus};
+use bazaar_contracts::sales::{Answer, AnswerAgoraSale};
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+
+/// The prefix of this broker's settings.
+pub const SETTINGS_PREFIX: &str = "AGORA";
+
+/// agora's settings.
+struct AgoraSettings(ChannelSettings);
+
+impl bazaar_platform::Settings for AgoraSettings {
+    fn read(env: &bazaar_platform::settings::Env<'_>) -> Result<Self, SettingsError> {
+        ChannelSettings::read(env, SETTINGS_PREFIX).map(AgoraSettings)
+    }
+}
+
+/// Builds the function with agora over HTTPS, as its settings say.
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let AgoraSettings(settings) = deps.settings()?;
+    let transport = HttpTransport::new(&settings)?;
+    function_with(deps, Arc::new(transport), settings.key)
+}
+
+/// Builds the function with another transport (the fake marketplaces in process) and key.
+pub fn function_with(
+    deps: Arc<Deps>,
+    transport: Arc<dyn Transport>,
+    key: String,
+) -> Result<Function, SettingsError> {
+    let agora: Arc<dyn Answerer> = Arc::new(Agora(AgoraClient::new(transport, key)));
+    let consumer =
+        Consumer::new(deps.clone()).on::<AnswerAgoraSale, _>(Arc::new(Broker(agora.clone())));
+    Ok(Function::new(deps)
+        .sqs(consumer)
+        .schedule(Arc::new(RetryAnswers(agora)))
+        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
+}
+
+/// agora's partner API, as the answers need it.
+struct Agora(AgoraClient<Arc<dyn Transport>>);
+
+#[async_trait]
+impl Answerer for Agora {
+    fn channel(&self) -> ChannelId {
+        ChannelId::Agora
+    }
+
+    async fn answer(&self, external_id: &str, answer: Answer) -> Result<(), ChannelError> {
+        let answer = match answer {
+            Answer::Accept => Acknowledgement::Accepted,
+            Answer::Reject => Acknowledgement::Rejected,
+        };
+        self.0.answer(external_id, answer).await.map(|_| ())
+    }
+
+    async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError> {
+        Ok(self.0.order(external_id).await?.map(|o| o.status))
+    }
+}
+
+/// The task's handler.
+struct Broker(Arc<dyn Answerer>);
+
+#[async_trait]
+impl Handle<AnswerAgoraSale> for Broker {
+    async fn handle(&self, task: AnswerAgoraSale, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        answer_task(self.0.as_ref(), work, task.0).await
+    }
+}
