@@ -1,4 +1,7 @@
-//! `agora-broker`: the one function that speaks agora's partner API. It answers agora's
+//! `agora-broker`: the one function that speaks agora's partner API. It keeps agora's items
+//! equal to what Bazaar wants there ([`sync`]: from its own copy of `product.published`,
+//! `product.withdrawn` and `stock.updated`, and the merchants' listings), one item per call
+//! within agora's 5 calls a second across all its invocations. It answers agora's
 //! orders for the saga (`agora.sale.answer`: accept once the stock is held, reject when it
 //! cannot be served), exactly once and through outages and rate limits
 //! ([`bazaar_brokers::answers`]): an answer agora does not take now is owed and retried every
@@ -8,12 +11,18 @@
 //! Settings: `AGORA_URL`, `AGORA_PARTNER_KEY` (NoEcho in the template), `AGORA_TIMEOUT_MS`.
 #![forbid(unsafe_code)]
 
+pub mod sync;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_brokers::{Answerer, ChannelSettings, HttpTransport, RetryAnswers, answer_task};
+use bazaar_brokers::sync::Learn;
+use bazaar_brokers::{
+    Answerer, ChannelSettings, HttpTransport, Limiter, RetryAnswers, answer_task,
+};
 use bazaar_channels::client::{AgoraClient, ChannelError, Transport};
 use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus};
+use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_contracts::sales::{Answer, AnswerAgoraSale};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
@@ -43,17 +52,27 @@ pub fn function_with(
     transport: Arc<dyn Transport>,
     key: String,
 ) -> Result<Function, SettingsError> {
-    let agora: Arc<dyn Answerer> = Arc::new(Agora(AgoraClient::new(transport, key)));
-    let consumer =
-        Consumer::new(deps.clone()).on::<AnswerAgoraSale, _>(Arc::new(Broker(agora.clone())));
+    let client = Arc::new(AgoraClient::new(transport, key));
+    let agora: Arc<dyn Answerer> = Arc::new(Agora(client.clone()));
+    let learn = Arc::new(Learn(ChannelId::Agora));
+    let consumer = Consumer::new(deps.clone())
+        .on::<AnswerAgoraSale, _>(Arc::new(Broker(agora.clone())))
+        .on::<ProductPublished, _>(learn.clone())
+        .on::<ProductWithdrawn, _>(learn.clone())
+        .on::<StockUpdated, _>(learn);
     Ok(Function::new(deps)
         .sqs(consumer)
+        // Answers first: an order waits on them, a listing only on the next minute.
         .schedule(Arc::new(RetryAnswers(agora)))
+        .schedule(Arc::new(sync::SyncItems {
+            client,
+            limiter: Limiter::of(ChannelId::Agora),
+        }))
         .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
 }
 
 /// agora's partner API, as the answers need it.
-struct Agora(AgoraClient<Arc<dyn Transport>>);
+struct Agora(Arc<AgoraClient<Arc<dyn Transport>>>);
 
 #[async_trait]
 impl Answerer for Agora {

@@ -85,7 +85,10 @@ impl Job for SyncItems {
                             refused += 1;
                         }
                         Err(ChannelError::RateLimited(wait)) => {
-                            tracing::warn!(wait_s = wait.num_seconds(), "agora says too many calls: waiting as it asks");
+                            tracing::warn!(
+                                wait_s = wait.num_seconds(),
+                                "agora says too many calls: waiting as it asks"
+                            );
                             self.limiter.block(deps, wait).await?;
                             left += 1;
                             continue;

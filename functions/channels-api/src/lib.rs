@@ -3,7 +3,8 @@
 //!
 //! - `PUT /channels/{channel}/listings/{sku}` (optional body `{"buffer": n}`: units held back
 //!   from that channel) lists the sku there; `DELETE` takes it off. Each change bumps the
-//!   listing's version and sets it `pending` until the channel confirms it.
+//!   listing's version, sets it `pending` until the channel confirms it and marks the sku
+//!   for the channel's broker, which brings the channel up to date within a minute.
 //! - `GET /channels/{channel}/listings[?status=&limit=&cursor=]`: per sku what Bazaar wants
 //!   there (listed, buffer), what the channel last confirmed, and `pending`, `in_sync` or
 //!   `error` with the channel's message. A merchant sees its own skus; an operator every sku.
@@ -20,7 +21,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bazaar_channels::ChannelId;
-use bazaar_channels::listing::{ChannelListing, MAX_BUFFER, SyncStatus, keys};
+use bazaar_channels::listing::{ChannelListing, Dirty, MAX_BUFFER, SyncStatus, keys};
 use bazaar_contracts::{Actor, Role, Sku};
 use bazaar_platform::claims;
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
@@ -130,6 +131,22 @@ async fn change(
         updated_at: work.now(),
     };
     work.put(record(&key, &listing), Some(unchanged(read)));
+    // The channel's broker brings the channel up to date from this mark (see
+    // `bazaar_channels::listing::Dirty`).
+    let mark = Dirty {
+        sku: sku.to_string(),
+        merchant: owner.to_string(),
+        seq: work.new_id(),
+        at: work.now(),
+        force: false,
+    };
+    work.put(
+        record(
+            &Key::new(keys::dirty_partition(channel), sku.as_str()),
+            &mark,
+        ),
+        None,
+    );
     Ok(listing)
 }
 

@@ -218,9 +218,9 @@ impl Job for SyncFeeds {
                     let scope = sync::scope(channel, &mark);
                     let mut work = Work::new(deps, sync::cause(&scope));
                     match other {
-                        Plan::Settle(listing, status, message) => sync::settle(
-                            &mut work, channel, &mark, &listing, status, message, None,
-                        ),
+                        Plan::Settle(listing, status, message) => {
+                            sync::settle(&mut work, channel, &mark, &listing, status, message, None)
+                        }
                         _ => sync::remove_mark(&mut work, channel, &mark),
                     }
                     if let Err(e) = work.commit(&scope).await

@@ -1,4 +1,6 @@
-//! `souk-broker`: the one function that speaks souk's partner API. It acknowledges souk's
+//! `souk-broker`: the one function that speaks souk's partner API. It keeps souk's items
+//! equal to what Bazaar wants there ([`feeds`]: batch feeds of the skus whose truth or
+//! listing changed, and souk's report per item). It acknowledges souk's
 //! orders (found by `souk-poller`) for the saga (`souk.sale.answer`: accept once the stock is held, reject when it
 //! cannot be served), exactly once and through outages and rate limits
 //! ([`bazaar_brokers::answers`]): an answer souk does not take now is owed and retried every
@@ -8,12 +10,18 @@
 //! Settings: `SOUK_URL`, `SOUK_PARTNER_KEY` (NoEcho in the template), `SOUK_TIMEOUT_MS`.
 #![forbid(unsafe_code)]
 
+pub mod feeds;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_brokers::{Answerer, ChannelSettings, HttpTransport, RetryAnswers, answer_task};
+use bazaar_brokers::sync::Learn;
+use bazaar_brokers::{
+    Answerer, ChannelSettings, HttpTransport, Limiter, RetryAnswers, answer_task,
+};
 use bazaar_channels::client::{ChannelError, SoukClient, Transport};
 use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus};
+use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_contracts::sales::{Answer, AnswerSoukSale};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
@@ -43,17 +51,27 @@ pub fn function_with(
     transport: Arc<dyn Transport>,
     key: String,
 ) -> Result<Function, SettingsError> {
-    let souk: Arc<dyn Answerer> = Arc::new(Souk(SoukClient::new(transport, key)));
-    let consumer =
-        Consumer::new(deps.clone()).on::<AnswerSoukSale, _>(Arc::new(Broker(souk.clone())));
+    let client = Arc::new(SoukClient::new(transport, key));
+    let souk: Arc<dyn Answerer> = Arc::new(Souk(client.clone()));
+    let learn = Arc::new(Learn(ChannelId::Souk));
+    let consumer = Consumer::new(deps.clone())
+        .on::<AnswerSoukSale, _>(Arc::new(Broker(souk.clone())))
+        .on::<ProductPublished, _>(learn.clone())
+        .on::<ProductWithdrawn, _>(learn.clone())
+        .on::<StockUpdated, _>(learn);
     Ok(Function::new(deps)
         .sqs(consumer)
+        // Answers first: an order waits on them, a listing only on the next minute.
         .schedule(Arc::new(RetryAnswers(souk)))
+        .schedule(Arc::new(feeds::SyncFeeds {
+            client,
+            limiter: Limiter::of(ChannelId::Souk),
+        }))
         .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
 }
 
 /// souk's partner API, as the answers need it.
-struct Souk(SoukClient<Arc<dyn Transport>>);
+struct Souk(Arc<SoukClient<Arc<dyn Transport>>>);
 
 #[async_trait]
 impl Answerer for Souk {

@@ -30,6 +30,8 @@ use bazaar_platform::item::{Condition, Key, Query, record};
 use bazaar_platform::schedule::Job;
 use bazaar_platform::work::Cause;
 use bazaar_platform::{Deps, HandlerError, Work};
+
+use crate::Limiter;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,6 +58,11 @@ pub trait Answerer: Send + Sync {
     async fn answer(&self, external_id: &str, answer: Answer) -> Result<(), ChannelError>;
     /// Where the order stands at the channel (`None`: the channel has no such order).
     async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError>;
+
+    /// The channel's rate limit, shared with every other call of its broker.
+    fn limiter(&self) -> Limiter {
+        Limiter::of(self.channel())
+    }
 }
 
 /// An answer the channel has not taken yet.
@@ -133,6 +140,35 @@ fn wanted(answer: Answer) -> ChannelOrderStatus {
 }
 
 async fn attempt(
+    deps: &Deps,
+    answerer: &dyn Answerer,
+    answer: &SaleAnswer,
+    attempts: u32,
+) -> Result<Outcome, HandlerError> {
+    let now = deps.clock.now();
+    let limiter = answerer.limiter();
+    if let Err(at) = limiter.try_take(deps).await? {
+        return Ok(Outcome::Later(
+            at,
+            "waiting for the channel's rate limit".into(),
+        ));
+    }
+    let outcome = call(answerer, answer, attempts, now).await;
+    if let Outcome::Later(at, _) = &outcome
+        && *at > now
+        && limiter_blocked(&outcome)
+    {
+        limiter.block(deps, *at - now).await?;
+    }
+    Ok(outcome)
+}
+
+/// Whether a "later" comes from the channel's "too many calls".
+fn limiter_blocked(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Later(_, why) if why.starts_with("rate limited"))
+}
+
+async fn call(
     answerer: &dyn Answerer,
     answer: &SaleAnswer,
     attempts: u32,
@@ -284,7 +320,7 @@ pub async fn answer_task(
         stuck: None,
         asked_at: work.now(),
     };
-    let outcome = attempt(answerer, &answer, 0, work.now()).await;
+    let outcome = attempt(work.deps(), answerer, &answer, 0).await?;
     settle(channel, work, owed, outcome, true, None)
 }
 
@@ -320,7 +356,7 @@ impl Job for RetryAnswers {
                 traceparent: None,
             };
             let mut work = Work::new(deps, cause);
-            let outcome = attempt(self.0.as_ref(), &o.answer, o.attempts, now).await;
+            let outcome = attempt(deps, self.0.as_ref(), &o.answer, o.attempts).await?;
             let not_taken = matches!(&outcome, Outcome::Later(..));
             // Guarded by the attempt count read, so that two overlapping runs record one try.
             let guard = Condition::Equals("attempts".into(), serde_json::json!(o.attempts));

@@ -1,11 +1,15 @@
 //! What the channels' brokers share. A broker is the one function that speaks a channel's
 //! partner API (`agora-broker`, `souk-broker`); each builds its client over
-//! [`http::HttpTransport`] (the fakes' transport in tests) and answers the channel's orders
-//! with [`answers`].
+//! [`http::HttpTransport`] (the fakes' transport in tests), answers the channel's orders with
+//! [`answers`] and keeps the channel's items up to date with [`sync`], within the channel's
+//! rate limit ([`limiter`]).
 #![forbid(unsafe_code)]
 
 pub mod answers;
 pub mod http;
+pub mod limiter;
+pub mod sync;
 
 pub use answers::{Answerer, RetryAnswers, answer_task};
 pub use http::{ChannelSettings, HttpTransport};
+pub use limiter::Limiter;

@@ -88,6 +88,7 @@ impl Limiter {
                         ])),
                     )
                     .await
+                    .map(|_| ())
             } else {
                 let next = Window {
                     second,

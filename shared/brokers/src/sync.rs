@@ -18,13 +18,13 @@
 //! channel's `Retry-After` ([`Limiter`]).
 
 use async_trait::async_trait;
-use bazaar_channels::listing::{ChannelListing, SyncStatus, keys as listing_keys};
-use bazaar_channels::{ChannelId, Wanted, quantity};
+use bazaar_channels::listing::{ChannelListing, SyncStatus};
+use bazaar_channels::wanted::quantity;
+use bazaar_channels::{ChannelId, Wanted};
 use bazaar_contracts::catalog::{Listing, ProductPublished, ProductWithdrawn, StockUpdated};
-use bazaar_platform::item::{Condition, Key, Query, Update, record, unchanged_at};
+use bazaar_platform::item::{Condition, Query, Update, record, unchanged_at};
 use bazaar_platform::sqs::Handle;
 use bazaar_platform::{Deps, HandlerError, Work};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -68,22 +68,7 @@ pub struct Truth {
     pub rev: u64,
 }
 
-/// A sku whose listing at the channel must be brought up to date.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dirty {
-    /// The sku.
-    pub sku: String,
-    /// Its owner (the listing's key).
-    pub merchant: String,
-    /// New with every mark: the mark is removed only if it is still this one.
-    pub seq: String,
-    /// When it was marked.
-    pub at: DateTime<Utc>,
-    /// Send even if the channel confirmed the same item (the reconciliation found it
-    /// changed at the channel).
-    #[serde(default)]
-    pub force: bool,
-}
+pub use bazaar_channels::listing::Dirty;
 
 /// Where the brokers keep their copies and marks.
 pub mod keys {
@@ -95,10 +80,7 @@ pub mod keys {
         Key::new(format!("TRUTH#{channel}"), sku)
     }
 
-    /// The partition of `channel`'s dirty marks.
-    pub fn dirty_partition(channel: ChannelId) -> String {
-        format!("DIRTY#{channel}")
-    }
+    pub use bazaar_channels::listing::keys::dirty_partition;
 
     /// A sku's dirty mark.
     pub fn dirty(channel: ChannelId, sku: &str) -> Key {
@@ -155,21 +137,20 @@ impl Learn {
         if let Some(m) = merchant {
             truth.merchant = Some(m.to_string());
         }
-        let Some(owner) = truth.merchant.clone() else {
-            // Nobody can have listed a sku whose owner no announcement named yet.
-            return Ok(());
-        };
-        let listed = table
-            .get(&keys::listing(channel, &owner, sku))
-            .await?
-            .is_some();
-        if !listed && truth.product.is_none() {
-            return Ok(());
-        }
+        // Kept for every sku, listed or not: a merchant may list it at any time, and the
+        // broker never asks another service.
         truth.rev = read.unwrap_or(0) + 1;
+        let listed = match &truth.merchant {
+            Some(owner) => table
+                .get(&keys::listing(channel, owner, sku))
+                .await?
+                .is_some(),
+            // Nobody can have listed a sku whose owner no announcement named yet.
+            None => false,
+        };
         work.put(record(&key, &truth), Some(unchanged_at("rev", read)));
-        if listed {
-            mark_dirty(work, channel, sku, &owner, false);
+        if listed && let Some(owner) = &truth.merchant {
+            mark_dirty(work, channel, sku, owner, false);
         }
         Ok(())
     }
@@ -339,7 +320,11 @@ pub fn remove_mark(work: &mut Work<'_>, channel: ChannelId, mark: &Dirty) {
 }
 
 /// The dirty marks of a channel, oldest first, at most `limit`.
-pub async fn marks(deps: &Deps, channel: ChannelId, limit: usize) -> Result<Vec<Dirty>, HandlerError> {
+pub async fn marks(
+    deps: &Deps,
+    channel: ChannelId,
+    limit: usize,
+) -> Result<Vec<Dirty>, HandlerError> {
     let mut out: Vec<Dirty> = Vec::new();
     let mut after = None;
     loop {
@@ -381,4 +366,3 @@ pub fn cause(scope: &str) -> bazaar_platform::work::Cause {
         traceparent: None,
     }
 }
-

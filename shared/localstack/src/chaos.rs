@@ -245,4 +245,8 @@ impl Clock for SkewedClock {
     fn now(&self) -> DateTime<Utc> {
         self.inner.now() + self.skew
     }
+
+    fn sleep_until(&self, at: DateTime<Utc>) -> bazaar_platform::clock::Wait<'_> {
+        self.inner.sleep_until(at - self.skew)
+    }
 }

@@ -110,7 +110,7 @@ impl TestStack {
         .await;
     }
 
-    async fn merchant_put(&self, path: &str, body: Value) {
+    pub async fn merchant_put(&self, path: &str, body: Value) {
         let r = self
             .stack
             .http(

@@ -68,6 +68,25 @@ pub struct ChannelListing {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A sku whose item at a channel must be brought up to date: one mark per sku however many
+/// changes (so that a burst of changes is one call), removed by the channel's broker once the
+/// channel has the newest state, and only if it is still the mark it read (`seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dirty {
+    /// The sku.
+    pub sku: String,
+    /// Its owner (the listing's key).
+    pub merchant: String,
+    /// New with every mark.
+    pub seq: String,
+    /// When it was marked.
+    pub at: DateTime<Utc>,
+    /// Send even if the channel confirmed the same item (the reconciliation found it
+    /// changed at the channel, or an operator asked for a resync).
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// Where the channels service keeps listings: one partition per channel, sorted by merchant
 /// then sku, so that a merchant's listings are one query and an operator's the partition.
 pub mod keys {
@@ -81,6 +100,11 @@ pub mod keys {
     /// A listing's sort key.
     pub fn listing(merchant: &str, sku: &str) -> String {
         format!("{merchant}#{sku}")
+    }
+
+    /// The partition of a channel's dirty marks ([`super::Dirty`]), sorted by sku.
+    pub fn dirty_partition(channel: ChannelId) -> String {
+        format!("DIRTY#{channel}")
     }
 
     /// The sort-key prefix of a merchant's listings (a query may also match a merchant whose
