@@ -8,6 +8,9 @@
 //! minute by the schedule. An acceptance agora took is announced as `sale.accepted`; one that
 //! finds the order cancelled (nobody answered in time) as `sale.cancelled`.
 //!
+//! Once a night it reconciles agora's items with what Bazaar wants there
+//! ([`bazaar_brokers::reconcile`]).
+//!
 //! Settings: `AGORA_URL`, `AGORA_PARTNER_KEY` (NoEcho in the template), `AGORA_TIMEOUT_MS`.
 #![forbid(unsafe_code)]
 
@@ -16,12 +19,13 @@ pub mod sync;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bazaar_brokers::reconcile::{ChannelItems, Reconcile};
 use bazaar_brokers::sync::Learn;
 use bazaar_brokers::{
     Answerer, ChannelSettings, HttpTransport, Limiter, RetryAnswers, answer_task,
 };
 use bazaar_channels::client::{AgoraClient, ChannelError, Transport};
-use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus};
+use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus, Wanted};
 use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_contracts::sales::{Answer, AnswerAgoraSale};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -65,7 +69,12 @@ pub fn function_with(
         // Answers first: an order waits on them, a listing only on the next minute.
         .schedule(Arc::new(RetryAnswers(agora)))
         .schedule(Arc::new(sync::SyncItems {
-            client,
+            client: client.clone(),
+            limiter: Limiter::of(ChannelId::Agora),
+        }))
+        // Nightly only (its rule's name says reconcile): every other run skips it.
+        .schedule(Arc::new(Reconcile {
+            items: Arc::new(AgoraItems(client)),
             limiter: Limiter::of(ChannelId::Agora),
         }))
         .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
@@ -90,6 +99,36 @@ impl Answerer for Agora {
 
     async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError> {
         Ok(self.0.order(external_id).await?.map(|o| o.status))
+    }
+}
+
+/// agora's item list, as the reconciliation reads it.
+struct AgoraItems(Arc<AgoraClient<Arc<dyn Transport>>>);
+
+#[async_trait]
+impl ChannelItems for AgoraItems {
+    fn channel(&self) -> ChannelId {
+        ChannelId::Agora
+    }
+
+    async fn page(
+        &self,
+        token: Option<String>,
+    ) -> Result<(Vec<Wanted>, Option<String>), ChannelError> {
+        let page = self.0.items(token.as_deref(), 100).await?;
+        let items = page
+            .items
+            .iter()
+            .map(|v| Wanted::from_agora(&v.sku, &v.item))
+            .collect();
+        Ok((items, page.next_page))
+    }
+
+    async fn withdraw(&self, items: Vec<Wanted>) -> Result<(), ChannelError> {
+        for item in items {
+            self.0.put_item(&item.sku, &item.to_agora()).await?;
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,9 @@
 //! minute by the schedule. An acceptance souk took is announced as `sale.accepted`; one that
 //! finds the order cancelled (nobody answered in time) as `sale.cancelled`.
 //!
+//! Once a night it reconciles souk's items with what Bazaar wants there
+//! ([`bazaar_brokers::reconcile`]).
+//!
 //! Settings: `SOUK_URL`, `SOUK_PARTNER_KEY` (NoEcho in the template), `SOUK_TIMEOUT_MS`.
 #![forbid(unsafe_code)]
 
@@ -15,12 +18,13 @@ pub mod feeds;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bazaar_brokers::reconcile::{ChannelItems, Reconcile};
 use bazaar_brokers::sync::Learn;
 use bazaar_brokers::{
     Answerer, ChannelSettings, HttpTransport, Limiter, RetryAnswers, answer_task,
 };
 use bazaar_channels::client::{ChannelError, SoukClient, Transport};
-use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus};
+use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus, Wanted};
 use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_contracts::sales::{Answer, AnswerSoukSale};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -64,7 +68,12 @@ pub fn function_with(
         // Answers first: an order waits on them, a listing only on the next minute.
         .schedule(Arc::new(RetryAnswers(souk)))
         .schedule(Arc::new(feeds::SyncFeeds {
-            client,
+            client: client.clone(),
+            limiter: Limiter::of(ChannelId::Souk),
+        }))
+        // Nightly only (its rule's name says reconcile): every other run skips it.
+        .schedule(Arc::new(Reconcile {
+            items: Arc::new(SoukItems(client)),
             limiter: Limiter::of(ChannelId::Souk),
         }))
         .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
@@ -89,6 +98,35 @@ impl Answerer for Souk {
 
     async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError> {
         Ok(self.0.order(external_id).await?.map(|o| o.state))
+    }
+}
+
+/// souk's item list, as the reconciliation reads it.
+struct SoukItems(Arc<SoukClient<Arc<dyn Transport>>>);
+
+#[async_trait]
+impl ChannelItems for SoukItems {
+    fn channel(&self) -> ChannelId {
+        ChannelId::Souk
+    }
+
+    async fn page(
+        &self,
+        token: Option<String>,
+    ) -> Result<(Vec<Wanted>, Option<String>), ChannelError> {
+        let offset = token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        let page = self.0.items(offset, 100).await?;
+        let items = page.items.iter().map(Wanted::from_souk).collect();
+        Ok((items, page.next_offset.map(|o| o.to_string())))
+    }
+
+    async fn withdraw(&self, items: Vec<Wanted>) -> Result<(), ChannelError> {
+        for chunk in items.chunks(bazaar_channels::souk::MAX_FEED_ITEMS) {
+            self.0
+                .post_feed(chunk.iter().map(Wanted::to_souk).collect())
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod answers;
 pub mod http;
 pub mod limiter;
+pub mod reconcile;
 pub mod sync;
 
 pub use answers::{Answerer, RetryAnswers, answer_task};

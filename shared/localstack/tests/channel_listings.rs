@@ -201,3 +201,99 @@ async fn many_skus_reach_agora_within_its_rate_limit_through_a_429_storm() {
     let dlq = s.stack.name_of("AgoraBrokerDLQ").unwrap();
     assert_eq!(s.stack.engine().stats(&dlq).unwrap().visible, 0);
 }
+
+#[tokio::test]
+async fn the_nightly_reconciliation_repairs_items_changed_by_hand_missing_or_extra() {
+    let s = stack();
+    let skus: Vec<String> = (0..24).map(|i| format!("REC-{i:03}")).collect();
+    for sku in &skus {
+        s.set_stock(sku, 7).await;
+        s.merchant_put(
+            &format!("/products/{sku}"),
+            json!({ "title": format!("Product {sku}"), "description": "For tests.", "category": "kitchen" }),
+        )
+        .await;
+        list(&s, "agora", sku, json!({})).await;
+        list(&s, "souk", sku, json!({})).await;
+    }
+    s.stack.run_for(Duration::minutes(3)).await;
+    let m = marketplaces(&s);
+    for channel in [ChannelId::Agora, ChannelId::Souk] {
+        assert_eq!(m.listings(channel).len(), skus.len(), "{channel}");
+    }
+
+    // People at the channels change 20 items by hand, lose two, and add one nobody listed.
+    for (i, sku) in skus.iter().take(20).enumerate() {
+        let channel = if i % 2 == 0 {
+            ChannelId::Agora
+        } else {
+            ChannelId::Souk
+        };
+        assert!(m.tamper(channel, sku, |l| {
+            l.price_cents = 1;
+            l.quantity += 100;
+        }));
+    }
+    assert!(m.remove(ChannelId::Agora, &skus[20]));
+    assert!(m.remove(ChannelId::Souk, &skus[21]));
+    let stray = bazaar_channels::Wanted {
+        sku: "STRAY-01".into(),
+        active: true,
+        title: "Nobody's".into(),
+        description: String::new(),
+        category: "kitchen".into(),
+        images: vec![],
+        price_cents: 500,
+        currency: "EUR".into(),
+        quantity: 3,
+    };
+    let r = m.handle(
+        &bazaar_fake_marketplaces::Call::new("PUT", "/agora/api/items/STRAY-01")
+            .bearer(&m.accounts().agora_key)
+            .json(&stray.to_agora()),
+    );
+    assert_eq!(r.status, 200);
+
+    // The brokers do not notice (nothing changed in Bazaar) until the night's runs (agora at
+    // 03:30, souk at 04:30).
+    s.stack.run_for(Duration::hours(5)).await;
+    let want = |l: &BuyerListing| (l.active, l.price_cents, l.quantity);
+    for channel in [ChannelId::Agora, ChannelId::Souk] {
+        for sku in &skus {
+            let l = seen(m, channel, sku).unwrap_or_else(|| panic!("{sku} back at {channel}"));
+            assert_eq!(
+                want(&l),
+                (true, 1000, 7),
+                "{channel} {sku}: {:?}",
+                s.metrics.counters()
+            );
+        }
+    }
+    let stray = seen(m, ChannelId::Agora, "STRAY-01").unwrap();
+    assert_eq!(
+        (stray.active, stray.quantity),
+        (false, 0),
+        "the extra item is withdrawn"
+    );
+
+    let counters = s.metrics.counters();
+    let found = |channel: &str, name: &str| -> u64 {
+        counters
+            .iter()
+            .filter(|c| c.dimensions.iter().any(|(_, v)| v == channel))
+            .flat_map(|c| c.values.iter())
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    assert_eq!(
+        (found("agora", "drift"), found("souk", "drift")),
+        (10, 10),
+        "{counters:?}"
+    );
+    assert_eq!(
+        (found("agora", "missing"), found("souk", "missing")),
+        (1, 1)
+    );
+    assert_eq!((found("agora", "extra"), found("souk", "extra")), (1, 0));
+}

@@ -67,6 +67,19 @@ pub struct QueueGauge {
     pub at: DateTime<Utc>,
 }
 
+/// Counts a job reports (a reconciliation's drift, say), as one EMF line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// The CloudWatch namespace (`Bazaar/Channels`).
+    pub namespace: &'static str,
+    /// Dimensions, by name.
+    pub dimensions: Vec<(&'static str, String)>,
+    /// The counts, by metric name.
+    pub values: Vec<(&'static str, u64)>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Where metrics go.
 pub trait MetricsSink: Send + Sync {
     /// Records the measurements of one message.
@@ -74,6 +87,35 @@ pub trait MetricsSink: Send + Sync {
     /// Records a queue's depth (the queue monitor's readings). Ignored unless the sink
     /// keeps gauges.
     fn gauge(&self, _gauge: &QueueGauge) {}
+    /// Records a job's counts. Ignored unless the sink keeps them.
+    fn counters(&self, _counters: &Counters) {}
+}
+
+/// The EMF JSON line of a job's counts.
+pub fn emf_counters_line(c: &Counters) -> String {
+    let dims: Vec<&str> = c.dimensions.iter().map(|(n, _)| *n).collect();
+    let metrics: Vec<serde_json::Value> = c
+        .values
+        .iter()
+        .map(|(n, _)| json!({"Name": n, "Unit": "Count"}))
+        .collect();
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": c.at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": c.namespace,
+                "Dimensions": [dims],
+                "Metrics": metrics,
+            }],
+        },
+    });
+    for (n, v) in &c.dimensions {
+        line[*n] = json!(v);
+    }
+    for (n, v) in &c.values {
+        line[*n] = json!(v);
+    }
+    line.to_string()
 }
 
 /// Prints EMF lines on stdout, where Lambda sends them to CloudWatch Logs.
@@ -88,6 +130,10 @@ impl MetricsSink for EmfStdout {
     fn gauge(&self, gauge: &QueueGauge) {
         println!("{}", emf_gauge_line(gauge));
     }
+
+    fn counters(&self, counters: &Counters) {
+        println!("{}", emf_counters_line(counters));
+    }
 }
 
 /// Keeps metrics in memory, for tests and for the local stack's summary.
@@ -95,6 +141,7 @@ impl MetricsSink for EmfStdout {
 pub struct CollectedMetrics {
     messages: Mutex<Vec<MessageMetrics>>,
     gauges: Mutex<Vec<QueueGauge>>,
+    counters: Mutex<Vec<Counters>>,
 }
 
 impl CollectedMetrics {
@@ -113,7 +160,12 @@ impl CollectedMetrics {
             .count()
     }
 
-    /// Every queue gauge recorded so far.
+    /// Every job's counts recorded so far.
+    pub fn counters(&self) -> Vec<Counters> {
+        self.counters.lock().expect("metrics lock").clone()
+    }
+
+    /// The queue depths recorded.
     pub fn gauges(&self) -> Vec<QueueGauge> {
         self.gauges.lock().expect("metrics lock").clone()
     }
@@ -132,6 +184,13 @@ impl MetricsSink for CollectedMetrics {
             .lock()
             .expect("metrics lock")
             .push(gauge.clone());
+    }
+
+    fn counters(&self, counters: &Counters) {
+        self.counters
+            .lock()
+            .expect("metrics lock")
+            .push(counters.clone());
     }
 }
 

@@ -1,6 +1,6 @@
 //! The operators' toolbelt (`bazaar`): queues and their lag, dead letters grouped by reason
 //! and moved back with an audit trail, publishing a message by hand, tracing a flow, and
-//! replaying archived events into one consumer.
+//! replaying archived events into one consumer, and where each outside channel stands.
 //!
 //! Every command is a function over a [`Target`]: the template's model (names and wiring) and
 //! a [`Backend`] that holds the resources, either the local stack's store or the AWS APIs
@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod backend;
+pub mod channels;
 pub mod dlq;
 pub mod publish;
 pub mod render;

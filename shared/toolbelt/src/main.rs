@@ -114,6 +114,13 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// The outside channels (agora, souk): per channel the skus listed, in sync, pending and
+    /// in error, the oldest change still waiting, orders awaiting acknowledgement, and the
+    /// last reconciliation; or send listings again.
+    ///
+    /// Example: bazaar channels status
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
     /// Sends archived events of the given types, in their original order, into one consumer's
     /// queue only: no other consumer sees them again. Rebuilds derived state, such as the
     /// search index (see README, "Rebuilding the search index").
@@ -133,6 +140,29 @@ enum Command {
         /// Print what would be sent, and send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChannelsCommand {
+    /// Where each channel stands.
+    ///
+    /// Example: bazaar channels status --json
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sends a channel's listings again on its broker's next run (within a minute), whatever
+    /// the channel last confirmed: every listed sku, or one.
+    ///
+    /// Example: bazaar channels resync agora --sku MUG-01
+    Resync {
+        /// The channel: agora or souk.
+        channel: String,
+        /// Only this sku.
+        #[arg(long)]
+        sku: Option<String>,
     },
 }
 
@@ -368,6 +398,23 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
             }
         }
         Command::Dlq(command) => dlq_command(command, target).await?,
+        Command::Channels(ChannelsCommand::Status { json }) => {
+            let rows = bazaar_toolbelt::channels::status(target).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", bazaar_toolbelt::channels::render_status(&rows));
+            }
+        }
+        Command::Channels(ChannelsCommand::Resync { channel, sku }) => {
+            let marked =
+                bazaar_toolbelt::channels::resync(target, &channel, sku.as_deref()).await?;
+            println!(
+                "{} listing(s) of {channel} marked; its broker sends them within a minute: {}",
+                marked.len(),
+                marked.join(", ")
+            );
+        }
         Command::Publish {
             message_type,
             file,
