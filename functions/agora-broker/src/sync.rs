@@ -11,7 +11,7 @@ use bazaar_channels::ChannelId;
 use bazaar_channels::client::{AgoraClient, ChannelError, ItemOutcome, Transport};
 use bazaar_channels::listing::SyncStatus;
 use bazaar_platform::schedule::Job;
-use bazaar_platform::{Deps, HandlerError, Work};
+use bazaar_platform::{Deps, HandlerError};
 use chrono::Duration;
 use serde_json::Value;
 
@@ -45,12 +45,22 @@ impl Job for SyncItems {
                 continue;
             }
             let plan = sync::plan(deps, channel, mark).await?;
-            let scope = sync::scope(channel, mark);
-            let mut work = Work::new(deps, sync::cause(&scope));
             match plan {
-                Plan::Drop => sync::remove_mark(&mut work, channel, mark),
+                Plan::Drop => {
+                    sync::record_outcome(deps, channel, mark, None, SyncStatus::InSync, None, None)
+                        .await?
+                }
                 Plan::Settle(listing, status, message) => {
-                    sync::settle(&mut work, channel, mark, &listing, status, message, None);
+                    sync::record_outcome(
+                        deps,
+                        channel,
+                        mark,
+                        Some(&listing),
+                        status,
+                        message,
+                        None,
+                    )
+                    .await?;
                     settled += 1;
                 }
                 Plan::Send(item, listing) => {
@@ -58,31 +68,19 @@ impl Job for SyncItems {
                         left += 1;
                         continue;
                     }
-                    match self.client.put_item(&item.sku, &item.to_agora()).await {
+                    let (status, message, confirmed) = match self
+                        .client
+                        .put_item(&item.sku, &item.to_agora())
+                        .await
+                    {
                         Ok(ItemOutcome::Applied) => {
-                            sync::settle(
-                                &mut work,
-                                channel,
-                                mark,
-                                &listing,
-                                SyncStatus::InSync,
-                                None,
-                                Some(&item),
-                            );
                             sent += 1;
+                            (SyncStatus::InSync, None, Some(&item))
                         }
                         Ok(ItemOutcome::Rejected(message)) => {
                             tracing::warn!(sku = %item.sku, %message, "agora refused the item");
-                            sync::settle(
-                                &mut work,
-                                channel,
-                                mark,
-                                &listing,
-                                SyncStatus::Error,
-                                Some(message),
-                                None,
-                            );
                             refused += 1;
+                            (SyncStatus::Error, Some(message), None)
                         }
                         Err(ChannelError::RateLimited(wait)) => {
                             tracing::warn!(
@@ -100,26 +98,24 @@ impl Job for SyncItems {
                         }
                         Err(ChannelError::Refused { status, message }) => {
                             tracing::error!(sku = %item.sku, status, %message, "agora refused the call");
-                            sync::settle(
-                                &mut work,
-                                channel,
-                                mark,
-                                &listing,
+                            refused += 1;
+                            (
                                 SyncStatus::Error,
                                 Some(format!("agora refused the call ({status}): {message}")),
                                 None,
-                            );
-                            refused += 1;
+                            )
                         }
-                    }
-                }
-            }
-            if let Err(e) = work.commit(&scope).await {
-                match e {
-                    HandlerError::Transient(why) => {
-                        tracing::info!(sku = %mark.sku, error = %why, "the listing or the sku changed meanwhile: sent again next run")
-                    }
-                    other => return Err(other),
+                    };
+                    sync::record_outcome(
+                        deps,
+                        channel,
+                        mark,
+                        Some(&listing),
+                        status,
+                        message,
+                        confirmed,
+                    )
+                    .await?;
                 }
             }
         }

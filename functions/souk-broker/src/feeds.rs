@@ -101,45 +101,29 @@ impl SyncFeeds {
             let (mut ok, mut refused) = (0usize, 0usize);
             for sent in &feed.items {
                 let result = report.results.iter().find(|r| r.sku == sent.item.sku);
-                let scope = format!("feed:{}:{}", feed.feed_id, sent.item.sku);
-                let mut work = Work::new(deps, sync::cause(&scope));
-                match result {
+                let (status, message, confirmed) = match result {
                     Some(r) if r.outcome == ItemOutcome::Ok => {
-                        sync::settle(
-                            &mut work,
-                            channel,
-                            &sent.mark,
-                            &sent.listing,
-                            SyncStatus::InSync,
-                            None,
-                            Some(&sent.item),
-                        );
                         ok += 1;
+                        (SyncStatus::InSync, None, Some(&sent.item))
                     }
                     Some(r) => {
-                        let message = r.message.clone().unwrap_or_else(|| "refused".into());
-                        sync::settle(
-                            &mut work,
-                            channel,
-                            &sent.mark,
-                            &sent.listing,
-                            SyncStatus::Error,
-                            Some(message),
-                            None,
-                        );
                         refused += 1;
+                        let message = r.message.clone().unwrap_or_else(|| "refused".into());
+                        (SyncStatus::Error, Some(message), None)
                     }
                     // No result for it: sent again with the next feed.
                     None => continue,
-                }
-                if let Err(e) = work.commit(&scope).await {
-                    match e {
-                        HandlerError::Transient(why) => {
-                            tracing::info!(sku = %sent.item.sku, error = %why, "changed meanwhile: sent again")
-                        }
-                        other => return Err(other),
-                    }
-                }
+                };
+                sync::record_outcome(
+                    deps,
+                    channel,
+                    &sent.mark,
+                    Some(&sent.listing),
+                    status,
+                    message,
+                    confirmed,
+                )
+                .await?;
             }
             deps.table()?.delete(&feed_key(&feed.feed_id), None).await?;
             tracing::info!(feed = %feed.feed_id, ok, refused, "souk processed a feed");
@@ -214,20 +198,21 @@ impl Job for SyncFeeds {
                     item,
                     listing,
                 }),
-                other => {
-                    let scope = sync::scope(channel, &mark);
-                    let mut work = Work::new(deps, sync::cause(&scope));
-                    match other {
-                        Plan::Settle(listing, status, message) => {
-                            sync::settle(&mut work, channel, &mark, &listing, status, message, None)
-                        }
-                        _ => sync::remove_mark(&mut work, channel, &mark),
-                    }
-                    if let Err(e) = work.commit(&scope).await
-                        && !matches!(e, HandlerError::Transient(_))
-                    {
-                        return Err(e);
-                    }
+                Plan::Settle(listing, status, message) => {
+                    sync::record_outcome(
+                        deps,
+                        channel,
+                        &mark,
+                        Some(&listing),
+                        status,
+                        message,
+                        None,
+                    )
+                    .await?
+                }
+                Plan::Drop => {
+                    sync::record_outcome(deps, channel, &mark, None, SyncStatus::InSync, None, None)
+                        .await?
                 }
             }
             if batch.len() == MAX_FEED_ITEMS {

@@ -124,7 +124,10 @@ impl Job for Poll {
             if since.as_deref() == Some(page.cursor.as_str()) && page.orders.is_empty() {
                 break;
             }
-            let scope = format!("poll:souk:{}", page.cursor);
+            // One unit per move of the cursor (its version, guarded below): souk may hand the
+            // same cursor out twice.
+            let version = stored.as_ref().map_or(0, |c| c.version) + 1;
+            let scope = format!("poll:souk:{version}");
             let cause = Cause {
                 id: scope.clone(),
                 correlation_id: format!("poll-souk-{}", page.cursor),

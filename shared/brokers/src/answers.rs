@@ -153,7 +153,16 @@ async fn attempt(
             "waiting for the channel's rate limit".into(),
         ));
     }
-    let outcome = call(answerer, answer, attempts, now).await;
+    let outcome = match answerer.answer(&answer.external_id, answer.answer).await {
+        Ok(()) => Outcome::Done(wanted(answer.answer)),
+        // The order is closed another way: ask the channel which (another call, another
+        // slot of its limit).
+        Err(ChannelError::Refused { status: 409, .. }) => match limiter.try_take(deps).await? {
+            Ok(()) => closed(answerer, answer, attempts, now).await,
+            Err(at) => Outcome::Later(at, "waiting for the channel's rate limit".into()),
+        },
+        Err(e) => unreachable(e, attempts, now),
+    };
     if let Outcome::Later(at, _) = &outcome
         && *at > now
         && limiter_blocked(&outcome)
@@ -168,47 +177,42 @@ fn limiter_blocked(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Later(_, why) if why.starts_with("rate limited"))
 }
 
-async fn call(
+fn unreachable(e: ChannelError, attempts: u32, now: DateTime<Utc>) -> Outcome {
+    match e {
+        ChannelError::RateLimited(wait) => Outcome::Later(now + wait, e.to_string()),
+        ChannelError::Unavailable(_) => Outcome::Later(now + backoff(attempts), e.to_string()),
+        ChannelError::Refused { .. } => Outcome::Stuck(CHANNEL_REFUSED, e.to_string()),
+    }
+}
+
+/// The channel refused the answer because the order is closed: what it holds decides.
+async fn closed(
     answerer: &dyn Answerer,
     answer: &SaleAnswer,
     attempts: u32,
     now: DateTime<Utc>,
 ) -> Outcome {
-    let unreachable = |e: ChannelError| match e {
-        ChannelError::RateLimited(wait) => Outcome::Later(now + wait, e.to_string()),
-        ChannelError::Unavailable(_) => Outcome::Later(now + backoff(attempts), e.to_string()),
-        ChannelError::Refused { .. } => Outcome::Stuck(CHANNEL_REFUSED, e.to_string()),
-    };
-    match answerer.answer(&answer.external_id, answer.answer).await {
-        Ok(()) => Outcome::Done(wanted(answer.answer)),
-        Err(ChannelError::Refused { status: 409, .. }) => {
-            // The order is closed another way: ask the channel which.
-            match answerer.status(&answer.external_id).await {
-                Ok(Some(ChannelOrderStatus::Cancelled)) => {
-                    Outcome::Done(ChannelOrderStatus::Cancelled)
-                }
-                Ok(Some(s)) if s == wanted(answer.answer) => Outcome::Done(s),
-                Ok(Some(ChannelOrderStatus::Pending)) => Outcome::Later(
-                    now + backoff(attempts),
-                    "the channel refused the answer but holds the order as pending".into(),
-                ),
-                Ok(Some(s)) => Outcome::Stuck(
-                    SALE_CONFLICT,
-                    format!(
-                        "the channel holds order {} as {}; Bazaar's answer is {:?}",
-                        answer.external_id,
-                        s.as_str(),
-                        answer.answer
-                    ),
-                ),
-                Ok(None) => Outcome::Stuck(
-                    CHANNEL_REFUSED,
-                    format!("the channel has no order {}", answer.external_id),
-                ),
-                Err(e) => unreachable(e),
-            }
-        }
-        Err(e) => unreachable(e),
+    match answerer.status(&answer.external_id).await {
+        Ok(Some(ChannelOrderStatus::Cancelled)) => Outcome::Done(ChannelOrderStatus::Cancelled),
+        Ok(Some(s)) if s == wanted(answer.answer) => Outcome::Done(s),
+        Ok(Some(ChannelOrderStatus::Pending)) => Outcome::Later(
+            now + backoff(attempts),
+            "the channel refused the answer but holds the order as pending".into(),
+        ),
+        Ok(Some(s)) => Outcome::Stuck(
+            SALE_CONFLICT,
+            format!(
+                "the channel holds order {} as {}; Bazaar's answer is {:?}",
+                answer.external_id,
+                s.as_str(),
+                answer.answer
+            ),
+        ),
+        Ok(None) => Outcome::Stuck(
+            CHANNEL_REFUSED,
+            format!("the channel has no order {}", answer.external_id),
+        ),
+        Err(e) => unreachable(e, attempts, now),
     }
 }
 
@@ -222,6 +226,7 @@ fn settle(
     outcome: Outcome,
     from_task: bool,
     guard: Option<Condition>,
+    owner: Option<&str>,
 ) -> Result<(), HandlerError> {
     let answer = owed.answer.clone();
     let owed_key = owed_key(channel, &answer.external_id);
@@ -238,6 +243,15 @@ fn settle(
             );
             if !from_task {
                 work.delete(owed_key, guard);
+            }
+            // The channel gave a refused or cancelled order's units back to its own listing:
+            // send it Bazaar's count again, whatever it last confirmed.
+            if matches!(
+                status,
+                ChannelOrderStatus::Rejected | ChannelOrderStatus::Cancelled
+            ) && let Some(owner) = owner
+            {
+                crate::sync::mark_dirty(work, channel, answer.sku.as_str(), owner, true);
             }
             match (answer.answer, status) {
                 (Answer::Accept, ChannelOrderStatus::Accepted) => work.send(&SaleAccepted {
@@ -285,6 +299,19 @@ fn settle(
     }
 }
 
+/// The sku's owner, from the broker's copy of the truth.
+async fn owner_of(
+    deps: &Deps,
+    channel: ChannelId,
+    sku: &str,
+) -> Result<Option<String>, HandlerError> {
+    let truth: Option<crate::sync::Truth> = deps
+        .table()?
+        .get_as(&crate::sync::keys::truth(channel, sku))
+        .await?;
+    Ok(truth.and_then(|t| t.merchant))
+}
+
 /// Handles the saga's task: answers now, or records the answer as owed.
 pub async fn answer_task(
     answerer: &dyn Answerer,
@@ -321,7 +348,8 @@ pub async fn answer_task(
         asked_at: work.now(),
     };
     let outcome = attempt(work.deps(), answerer, &answer, 0).await?;
-    settle(channel, work, owed, outcome, true, None)
+    let owner = owner_of(work.deps(), channel, answer.sku.as_str()).await?;
+    settle(channel, work, owed, outcome, true, None, owner.as_deref())
 }
 
 /// The schedule's job: tries the owed answers that are due.
@@ -347,7 +375,8 @@ impl Job for RetryAnswers {
             .collect();
         let (mut given, mut waiting) = (0usize, 0usize);
         for o in owed {
-            let scope = format!("answer:{channel}:{}", o.answer.external_id);
+            // One unit per try: the scope names the try, guarded by the count read.
+            let scope = format!("answer:{channel}:{}:{}", o.answer.external_id, o.attempts);
             let cause = Cause {
                 id: scope.clone(),
                 correlation_id: format!("answer-{}", o.answer.order_id),
@@ -357,10 +386,19 @@ impl Job for RetryAnswers {
             };
             let mut work = Work::new(deps, cause);
             let outcome = attempt(deps, self.0.as_ref(), &o.answer, o.attempts).await?;
+            let owner = owner_of(deps, channel, o.answer.sku.as_str()).await?;
             let not_taken = matches!(&outcome, Outcome::Later(..));
             // Guarded by the attempt count read, so that two overlapping runs record one try.
             let guard = Condition::Equals("attempts".into(), serde_json::json!(o.attempts));
-            settle(channel, &mut work, o, outcome, false, Some(guard))?;
+            settle(
+                channel,
+                &mut work,
+                o,
+                outcome,
+                false,
+                Some(guard),
+                owner.as_deref(),
+            )?;
             match work.commit(&scope).await {
                 Ok(()) if not_taken => waiting += 1,
                 Ok(()) => given += 1,

@@ -165,7 +165,7 @@ impl Reconcile {
                 _ => false,
             };
             if fix {
-                let scope = format!("reconcile:{channel}:{}", listing.sku);
+                let scope = format!("reconcile:{channel}:{}:{}", listing.sku, deps.ids.new_id());
                 let mut work = Work::new(deps, sync::cause(&scope));
                 sync::mark_dirty(&mut work, channel, &listing.sku, &listing.merchant, true);
                 work.commit(&scope).await?;

@@ -280,35 +280,62 @@ pub async fn plan(deps: &Deps, channel: ChannelId, mark: &Dirty) -> Result<Plan,
     Ok(Plan::Send(item, listing))
 }
 
-/// Records the channel's answer on the listing and removes the mark, in one unit of work:
-/// guarded by the listing's version (the owner did not change it meanwhile) and the mark's
-/// sequence (the sku did not change again); either changed, nothing is written and the mark
-/// stays for the next run.
-pub fn settle(
-    work: &mut Work<'_>,
+/// Records the channel's answer on the listing, then removes the mark, each in its own unit
+/// of work. The listing's write is guarded by its version: if its owner changed it meanwhile,
+/// nothing is written (the owner's change marked it again). The mark's removal is guarded by
+/// its sequence: if the sku changed again meanwhile, the mark stays and the newer state goes
+/// out on the next run, while the listing already says what the channel holds now (a later
+/// run must not take the channel's old state for the one it shows).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_outcome(
+    deps: &Deps,
     channel: ChannelId,
     mark: &Dirty,
-    listing: &ChannelListing,
+    listing: Option<&ChannelListing>,
     status: SyncStatus,
     message: Option<String>,
     confirmed: Option<&Wanted>,
-) {
-    let mut update = Update::new()
-        .set("status", json!(status))
-        .set("synced_at", json!(work.now()));
-    update = match message {
-        Some(m) => update.set("message", json!(m)),
-        None => update.remove("message"),
-    };
-    if let Some(c) = confirmed {
-        update = update.set("confirmed", json!(c));
+) -> Result<(), HandlerError> {
+    // A mark can be recorded again (its removal lost to a newer change): each unit its own.
+    let base = format!("{}:{}", scope(channel, mark), deps.ids.new_id());
+    if let Some(listing) = listing {
+        let scope = format!("{base}:listing");
+        let mut work = Work::new(deps, cause(&scope));
+        let mut update = Update::new()
+            .set("status", json!(status))
+            .set("synced_at", json!(work.now()));
+        update = match message {
+            Some(m) => update.set("message", json!(m)),
+            None => update.remove("message"),
+        };
+        if let Some(c) = confirmed {
+            update = update.set("confirmed", json!(c));
+        }
+        work.update(
+            keys::listing(channel, &listing.merchant, &listing.sku),
+            update,
+            Some(Condition::Equals("version".into(), json!(listing.version))),
+        );
+        match work.commit(&scope).await {
+            Ok(()) => {}
+            Err(HandlerError::Transient(why)) => {
+                tracing::info!(channel = %channel, sku = %mark.sku, error = %why, "the listing changed meanwhile: its new mark brings it up to date");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
     }
-    work.update(
-        keys::listing(channel, &listing.merchant, &listing.sku),
-        update,
-        Some(Condition::Equals("version".into(), json!(listing.version))),
-    );
-    remove_mark(work, channel, mark);
+    let scope = format!("{base}:mark");
+    let mut work = Work::new(deps, cause(&scope));
+    remove_mark(&mut work, channel, mark);
+    match work.commit(&scope).await {
+        Ok(()) => Ok(()),
+        Err(HandlerError::Transient(why)) => {
+            tracing::info!(channel = %channel, sku = %mark.sku, error = %why, "the sku changed meanwhile: sent again on the next run");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes a mark, if it is still the one read.

@@ -126,6 +126,9 @@ pub struct SaleAnswer {
     pub order_id: String,
     /// The channel's order id.
     pub external_id: String,
+    /// What was ordered (a channel gives the units of a rejected order back to its own
+    /// listing, which the broker then puts right).
+    pub sku: Sku,
     /// Accept or reject.
     pub answer: Answer,
 }

@@ -63,6 +63,7 @@ async fn status_counts_each_channel_and_resync_marks_its_listings_to_be_sent_aga
         answer: SaleAnswer {
             order_id: "agora-1".into(),
             external_id: "ag-1".into(),
+            sku: bazaar_contracts::Sku::parse("A-1").unwrap(),
             answer: Answer::Accept,
         },
         attempts: 2,

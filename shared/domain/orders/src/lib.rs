@@ -326,15 +326,16 @@ impl Order {
         reason: Option<CancellationReason>,
     ) -> Vec<Announcement> {
         let answer = |answer| {
-            self.source.as_ref().map(|source| {
-                Announcement::Answer(
+            self.source.as_ref().and_then(|source| {
+                Some(Announcement::Answer(
                     source.clone(),
                     SaleAnswer {
                         order_id: self.order_id.clone(),
                         external_id: source.external_id.clone(),
+                        sku: self.items.first().map(|l| l.sku.clone())?,
                         answer,
                     },
-                )
+                ))
             })
         };
         match (status, reason) {
