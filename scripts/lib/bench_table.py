@@ -74,6 +74,14 @@ if saga:
               f"{m['per_second']:.1f} vs {a['per_second']:.2f} confirmed orders/s, "
               f"**{m['per_second'] / a['per_second']:.0f}×**.")
         print()
+flash = by("flash")
+if flash:
+    print("| flash sale: 1 sku, 100 units, 1,000 orders at once (simulated clock) | tried | refused at the door | confirmed | rejected or cancelled | p50 s to final | p99 s to final |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in flash:
+        print(f"| {r['source']} | {r['tried']} | {r['refused_at_door']} | {r['confirmed']} | {r['cancelled']} | {r['p50_s']:.0f} | {r['p99_s']:.0f} |")
+    print(f"\nConfirmed in all: {sum(r['confirmed'] for r in flash)}; the run took {flash[0]['wall_s']:.1f} s of wall-clock time.")
+    print()
 costs = [r for r in by("saga_cost") if r["store"] == "moto"]
 if costs:
     heads = [f"batch {r['batch_size']}" for r in costs]

@@ -39,6 +39,14 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         runs: usize,
     },
+    /// The flash sale: one sku, UNITS units, ORDERS orders at once from the storefront, agora
+    /// and souk in turn, on the simulated clock.
+    Flash {
+        #[arg(long, default_value_t = 1_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 100)]
+        units: i64,
+    },
     /// The order saga on the local stack.
     Saga {
         /// `memory`, or the path of a SQLite file (deleted first).
@@ -75,6 +83,26 @@ async fn main() -> anyhow::Result<()> {
         bazaar_platform::telemetry::init_readable_logs();
     }
     match cli.command {
+        Command::Flash { orders, units } => {
+            let (reports, confirmed, wall_s) =
+                bazaar_bench::flash::run(&cli.template, orders, units).await?;
+            anyhow::ensure!(
+                confirmed == usize::try_from(units).unwrap_or(0),
+                "{confirmed} confirmed for {units} units"
+            );
+            for (source, r) in reports {
+                println!(
+                    "{}",
+                    json!({
+                        "bench": "flash", "source": source, "orders": orders, "units": units,
+                        "tried": r.tried, "refused_at_door": r.refused_at_door,
+                        "confirmed": r.confirmed, "cancelled": r.cancelled,
+                        "p50_s": r.p50_s, "p99_s": r.p99_s, "wall_s": wall_s,
+                    })
+                );
+            }
+            Ok(())
+        }
         Command::TrustStores { runs } => {
             for how in ["system store", "webpki-roots", "amazon roots"] {
                 let (median, roots) = bazaar_bench::trust::measure(how, runs);

@@ -46,6 +46,8 @@ pub const CHANNEL_REFUSED: &str = "channel-refused";
 pub const FIRST_BACKOFF: Duration = Duration::seconds(30);
 /// The longest wait between two tries.
 pub const MAX_BACKOFF: Duration = Duration::minutes(5);
+/// How long one schedule run may wait for the channel's rate limit.
+pub const RUN_BUDGET: Duration = Duration::seconds(20);
 /// Owed answers one schedule run tries at most.
 pub const MAX_PER_RUN: usize = 200;
 
@@ -139,20 +141,33 @@ fn wanted(answer: Answer) -> ChannelOrderStatus {
     }
 }
 
+/// One try: takes a slot of the channel's limit first, waiting for one until `wait_until`
+/// (the schedule's job paces itself; a task does not wait).
 async fn attempt(
     deps: &Deps,
     answerer: &dyn Answerer,
     answer: &SaleAnswer,
     attempts: u32,
+    wait_until: Option<DateTime<Utc>>,
 ) -> Result<Outcome, HandlerError> {
-    let now = deps.clock.now();
     let limiter = answerer.limiter();
-    if let Err(at) = limiter.try_take(deps).await? {
+    let slot = match wait_until {
+        Some(deadline) => {
+            if limiter.take(deps, deadline).await? {
+                Ok(())
+            } else {
+                Err(deadline)
+            }
+        }
+        None => limiter.try_take(deps).await?,
+    };
+    if let Err(at) = slot {
         return Ok(Outcome::Later(
             at,
             "waiting for the channel's rate limit".into(),
         ));
     }
+    let now = deps.clock.now();
     let outcome = match answerer.answer(&answer.external_id, answer.answer).await {
         Ok(()) => Outcome::Done(wanted(answer.answer)),
         // The order is closed another way: ask the channel which (another call, another
@@ -347,7 +362,7 @@ pub async fn answer_task(
         stuck: None,
         asked_at: work.now(),
     };
-    let outcome = attempt(work.deps(), answerer, &answer, 0).await?;
+    let outcome = attempt(work.deps(), answerer, &answer, 0, None).await?;
     let owner = owner_of(work.deps(), channel, answer.sku.as_str()).await?;
     settle(channel, work, owed, outcome, true, None, owner.as_deref())
 }
@@ -385,7 +400,14 @@ impl Job for RetryAnswers {
                 traceparent: None,
             };
             let mut work = Work::new(deps, cause);
-            let outcome = attempt(deps, self.0.as_ref(), &o.answer, o.attempts).await?;
+            let outcome = attempt(
+                deps,
+                self.0.as_ref(),
+                &o.answer,
+                o.attempts,
+                Some(now + RUN_BUDGET),
+            )
+            .await?;
             let owner = owner_of(deps, channel, o.answer.sku.as_str()).await?;
             let not_taken = matches!(&outcome, Outcome::Later(..));
             // Guarded by the attempt count read, so that two overlapping runs record one try.
