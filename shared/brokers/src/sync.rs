@@ -261,7 +261,13 @@ pub async fn plan(deps: &Deps, channel: ChannelId, mark: &Dirty) -> Result<Plan,
             Plan::Settle(
                 listing,
                 SyncStatus::Pending,
-                Some("waiting for the product to be published in Bazaar".into()),
+                Some(format!(
+                    "the {channel} broker has no published product {} yet: it hears of each \
+                     publication and stock change as they happen (for products older than \
+                     the brokers: bazaar replay --types 'product.*,stock.updated' --to \
+                     {channel}-broker)",
+                    mark.sku
+                )),
             )
         } else {
             Plan::Settle(listing, SyncStatus::InSync, None)
