@@ -19,35 +19,20 @@ pub mod sync;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_brokers::reconcile::{ChannelItems, Reconcile};
-use bazaar_brokers::sync::Learn;
-use bazaar_brokers::{
-    Answerer, ChannelSettings, HttpTransport, Limiter, RetryAnswers, answer_task,
-};
+use bazaar_brokers::reconcile::ChannelItems;
+use bazaar_brokers::{Answerer, Limiter};
 use bazaar_channels::client::{AgoraClient, ChannelError, Transport};
 use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus, Wanted};
-use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_contracts::sales::{Answer, AnswerAgoraSale};
-use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+use bazaar_platform::{Deps, Function, SettingsError};
 
 /// The prefix of this broker's settings.
 pub const SETTINGS_PREFIX: &str = "AGORA";
 
-/// agora's settings.
-struct AgoraSettings(ChannelSettings);
-
-impl bazaar_platform::Settings for AgoraSettings {
-    fn read(env: &bazaar_platform::settings::Env<'_>) -> Result<Self, SettingsError> {
-        ChannelSettings::read(env, SETTINGS_PREFIX).map(AgoraSettings)
-    }
-}
-
 /// Builds the function with agora over HTTPS, as its settings say.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let AgoraSettings(settings) = deps.settings()?;
-    let transport = HttpTransport::new(&settings)?;
-    function_with(deps, Arc::new(transport), settings.key)
+    let (transport, key) = bazaar_brokers::broker::connect(&deps, SETTINGS_PREFIX)?;
+    function_with(deps, transport, key)
 }
 
 /// Builds the function with another transport (the fake marketplaces in process) and key.
@@ -57,27 +42,15 @@ pub fn function_with(
     key: String,
 ) -> Result<Function, SettingsError> {
     let client = Arc::new(AgoraClient::new(transport, key));
-    let agora: Arc<dyn Answerer> = Arc::new(Agora(client.clone()));
-    let learn = Arc::new(Learn(ChannelId::Agora));
-    let consumer = Consumer::new(deps.clone())
-        .on::<AnswerAgoraSale, _>(Arc::new(Broker(agora.clone())))
-        .on::<ProductPublished, _>(learn.clone())
-        .on::<ProductWithdrawn, _>(learn.clone())
-        .on::<StockUpdated, _>(learn);
-    Ok(Function::new(deps)
-        .sqs(consumer)
-        // Answers first: an order waits on them, a listing only on the next minute.
-        .schedule(Arc::new(RetryAnswers(agora)))
-        .schedule(Arc::new(sync::SyncItems {
+    bazaar_brokers::broker::function::<AnswerAgoraSale>(
+        deps,
+        Arc::new(Agora(client.clone())),
+        Arc::new(sync::SyncItems {
             client: client.clone(),
             limiter: Limiter::of(ChannelId::Agora),
-        }))
-        // Nightly only (its rule's name says reconcile): every other run skips it.
-        .schedule(Arc::new(Reconcile {
-            items: Arc::new(AgoraItems(client)),
-            limiter: Limiter::of(ChannelId::Agora),
-        }))
-        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
+        }),
+        Arc::new(AgoraItems(client)),
+    )
 }
 
 /// agora's partner API, as the answers need it.
@@ -129,15 +102,5 @@ impl ChannelItems for AgoraItems {
             self.0.put_item(&item.sku, &item.to_agora()).await?;
         }
         Ok(())
-    }
-}
-
-/// The task's handler.
-struct Broker(Arc<dyn Answerer>);
-
-#[async_trait]
-impl Handle<AnswerAgoraSale> for Broker {
-    async fn handle(&self, task: AnswerAgoraSale, work: &mut Work<'_>) -> Result<(), HandlerError> {
-        answer_task(self.0.as_ref(), work, task.0).await
     }
 }

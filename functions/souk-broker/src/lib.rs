@@ -18,35 +18,20 @@ pub mod feeds;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_brokers::reconcile::{ChannelItems, Reconcile};
-use bazaar_brokers::sync::Learn;
-use bazaar_brokers::{
-    Answerer, ChannelSettings, HttpTransport, Limiter, RetryAnswers, answer_task,
-};
+use bazaar_brokers::reconcile::ChannelItems;
+use bazaar_brokers::{Answerer, Limiter};
 use bazaar_channels::client::{ChannelError, SoukClient, Transport};
 use bazaar_channels::{Acknowledgement, ChannelId, ChannelOrderStatus, Wanted};
-use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_contracts::sales::{Answer, AnswerSoukSale};
-use bazaar_platform::sqs::{Consumer, Handle};
-use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+use bazaar_platform::{Deps, Function, SettingsError};
 
 /// The prefix of this broker's settings.
 pub const SETTINGS_PREFIX: &str = "SOUK";
 
-/// souk's settings.
-struct SoukSettings(ChannelSettings);
-
-impl bazaar_platform::Settings for SoukSettings {
-    fn read(env: &bazaar_platform::settings::Env<'_>) -> Result<Self, SettingsError> {
-        ChannelSettings::read(env, SETTINGS_PREFIX).map(SoukSettings)
-    }
-}
-
 /// Builds the function with souk over HTTPS, as its settings say.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let SoukSettings(settings) = deps.settings()?;
-    let transport = HttpTransport::new(&settings)?;
-    function_with(deps, Arc::new(transport), settings.key)
+    let (transport, key) = bazaar_brokers::broker::connect(&deps, SETTINGS_PREFIX)?;
+    function_with(deps, transport, key)
 }
 
 /// Builds the function with another transport (the fake marketplaces in process) and key.
@@ -56,27 +41,15 @@ pub fn function_with(
     key: String,
 ) -> Result<Function, SettingsError> {
     let client = Arc::new(SoukClient::new(transport, key));
-    let souk: Arc<dyn Answerer> = Arc::new(Souk(client.clone()));
-    let learn = Arc::new(Learn(ChannelId::Souk));
-    let consumer = Consumer::new(deps.clone())
-        .on::<AnswerSoukSale, _>(Arc::new(Broker(souk.clone())))
-        .on::<ProductPublished, _>(learn.clone())
-        .on::<ProductWithdrawn, _>(learn.clone())
-        .on::<StockUpdated, _>(learn);
-    Ok(Function::new(deps)
-        .sqs(consumer)
-        // Answers first: an order waits on them, a listing only on the next minute.
-        .schedule(Arc::new(RetryAnswers(souk)))
-        .schedule(Arc::new(feeds::SyncFeeds {
+    bazaar_brokers::broker::function::<AnswerSoukSale>(
+        deps,
+        Arc::new(Souk(client.clone())),
+        Arc::new(feeds::SyncFeeds {
             client: client.clone(),
             limiter: Limiter::of(ChannelId::Souk),
-        }))
-        // Nightly only (its rule's name says reconcile): every other run skips it.
-        .schedule(Arc::new(Reconcile {
-            items: Arc::new(SoukItems(client)),
-            limiter: Limiter::of(ChannelId::Souk),
-        }))
-        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
+        }),
+        Arc::new(SoukItems(client)),
+    )
 }
 
 /// souk's partner API, as the answers need it.
@@ -127,15 +100,5 @@ impl ChannelItems for SoukItems {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// The task's handler.
-struct Broker(Arc<dyn Answerer>);
-
-#[async_trait]
-impl Handle<AnswerSoukSale> for Broker {
-    async fn handle(&self, task: AnswerSoukSale, work: &mut Work<'_>) -> Result<(), HandlerError> {
-        answer_task(self.0.as_ref(), work, task.0).await
     }
 }

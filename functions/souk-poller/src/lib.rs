@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_brokers::{ChannelSettings, HttpTransport};
 use bazaar_channels::client::{ChannelError, SoukClient, Transport};
 use bazaar_channels::{ChannelOrderStatus, souk};
 use bazaar_contracts::sales::{SaleCancelled, SalePlaced};
@@ -48,19 +47,10 @@ pub struct Cursor {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
-struct SoukSettings(ChannelSettings);
-
-impl bazaar_platform::Settings for SoukSettings {
-    fn read(env: &bazaar_platform::settings::Env<'_>) -> Result<Self, SettingsError> {
-        ChannelSettings::read(env, "SOUK").map(SoukSettings)
-    }
-}
-
 /// Builds the function with souk over HTTPS, as its settings say.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let SoukSettings(settings) = deps.settings()?;
-    let transport = HttpTransport::new(&settings)?;
-    function_with(deps, Arc::new(transport), settings.key)
+    let (transport, key) = bazaar_brokers::broker::connect(&deps, "SOUK")?;
+    function_with(deps, transport, key)
 }
 
 /// Builds the function with another transport (the fake marketplaces in process) and key.

@@ -127,6 +127,9 @@ enum Outcome {
     Later(DateTime<Utc>, String),
     /// No retry changes it.
     Stuck(&'static str, String),
+    /// The channel said "too many calls, retry after this long": every call waits
+    /// ([`attempt`] blocks the limiter and makes it a `Later`).
+    Throttled(Duration, String),
 }
 
 fn backoff(attempts: u32) -> Duration {
@@ -178,23 +181,16 @@ async fn attempt(
         },
         Err(e) => unreachable(e, attempts, now),
     };
-    if let Outcome::Later(at, _) = &outcome
-        && *at > now
-        && limiter_blocked(&outcome)
-    {
-        limiter.block(deps, *at - now).await?;
+    if let Outcome::Throttled(wait, why) = outcome {
+        limiter.block(deps, wait).await?;
+        return Ok(Outcome::Later(now + wait, why));
     }
     Ok(outcome)
 }
 
-/// Whether a "later" comes from the channel's "too many calls".
-fn limiter_blocked(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Later(_, why) if why.starts_with("rate limited"))
-}
-
 fn unreachable(e: ChannelError, attempts: u32, now: DateTime<Utc>) -> Outcome {
     match e {
-        ChannelError::RateLimited(wait) => Outcome::Later(now + wait, e.to_string()),
+        ChannelError::RateLimited(wait) => Outcome::Throttled(wait, e.to_string()),
         ChannelError::Unavailable(_) => Outcome::Later(now + backoff(attempts), e.to_string()),
         ChannelError::Refused { .. } => Outcome::Stuck(CHANNEL_REFUSED, e.to_string()),
     }
@@ -261,11 +257,7 @@ fn settle(
             }
             // The channel gave a refused or cancelled order's units back to its own listing:
             // send it Bazaar's count again, whatever it last confirmed.
-            if matches!(
-                status,
-                ChannelOrderStatus::Rejected | ChannelOrderStatus::Cancelled
-            ) && let Some(owner) = owner
-            {
+            if let Some(owner) = owner {
                 crate::sync::mark_dirty(work, channel, answer.sku.as_str(), owner, true);
             }
             match (answer.answer, status) {
@@ -286,7 +278,12 @@ fn settle(
             tracing::info!(channel = %channel, external_id = %answer.external_id, answer = ?answer.answer, status = status.as_str(), attempts = owed.attempts + 1, "the channel took the answer");
             Ok(())
         }
-        Outcome::Later(at, why) => {
+        Outcome::Later(..) | Outcome::Throttled(..) => {
+            let (at, why) = match outcome {
+                Outcome::Throttled(wait, why) => (work.now() + wait, why),
+                Outcome::Later(at, why) => (at, why),
+                _ => return Err(HandlerError::bug("matched above")),
+            };
             tracing::warn!(channel = %channel, external_id = %answer.external_id, retry_at = %at, error = %why, "the channel did not take the answer; it is owed");
             let owed = Owed {
                 attempts: owed.attempts + 1,
@@ -314,12 +311,20 @@ fn settle(
     }
 }
 
-/// The sku's owner, from the broker's copy of the truth.
-async fn owner_of(
+/// The sku's owner (from the broker's copy of the truth) when the outcome gave units back to
+/// the channel's listing, which must then be sent Bazaar's count again; otherwise no read.
+async fn owner_if_restocked(
     deps: &Deps,
     channel: ChannelId,
     sku: &str,
+    outcome: &Outcome,
 ) -> Result<Option<String>, HandlerError> {
+    if !matches!(
+        outcome,
+        Outcome::Done(ChannelOrderStatus::Rejected | ChannelOrderStatus::Cancelled)
+    ) {
+        return Ok(None);
+    }
     let truth: Option<crate::sync::Truth> = deps
         .table()?
         .get_as(&crate::sync::keys::truth(channel, sku))
@@ -363,7 +368,7 @@ pub async fn answer_task(
         asked_at: work.now(),
     };
     let outcome = attempt(work.deps(), answerer, &answer, 0, None).await?;
-    let owner = owner_of(work.deps(), channel, answer.sku.as_str()).await?;
+    let owner = owner_if_restocked(work.deps(), channel, answer.sku.as_str(), &outcome).await?;
     settle(channel, work, owed, outcome, true, None, owner.as_deref())
 }
 
@@ -408,7 +413,7 @@ impl Job for RetryAnswers {
                 Some(now + RUN_BUDGET),
             )
             .await?;
-            let owner = owner_of(deps, channel, o.answer.sku.as_str()).await?;
+            let owner = owner_if_restocked(deps, channel, o.answer.sku.as_str(), &outcome).await?;
             let not_taken = matches!(&outcome, Outcome::Later(..));
             // Guarded by the attempt count read, so that two overlapping runs record one try.
             let guard = Condition::Equals("attempts".into(), serde_json::json!(o.attempts));

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answers;
+pub mod broker;
 pub mod http;
 pub mod limiter;
 pub mod reconcile;

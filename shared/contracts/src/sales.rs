@@ -151,6 +151,12 @@ crate::task!(AnswerAgoraSale, "agora.sale.answer", version 1, {
     }
 });
 
+impl From<AnswerAgoraSale> for SaleAnswer {
+    fn from(task: AnswerAgoraSale) -> SaleAnswer {
+        task.0
+    }
+}
+
 /// Task `souk.sale.answer`: acknowledge an order at souk (its broker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -161,3 +167,9 @@ crate::task!(AnswerSoukSale, "souk.sale.answer", version 1, {
         self.0.validate("souk")
     }
 });
+
+impl From<AnswerSoukSale> for SaleAnswer {
+    fn from(task: AnswerSoukSale) -> SaleAnswer {
+        task.0
+    }
+}

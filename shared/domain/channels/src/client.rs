@@ -167,6 +167,18 @@ impl<T: Transport> Partner<T> {
             .await
             .map_err(ChannelError::Unavailable)
     }
+
+    /// A `GET` of one thing the channel may not have (404: `None`).
+    async fn get_if_any<R: DeserializeOwned>(
+        &self,
+        path: String,
+    ) -> Result<Option<R>, ChannelError> {
+        let reply = self.call("GET", path, vec![], None).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        parsed(&checked(reply)?).map(Some)
+    }
 }
 
 /// agora's partner API.
@@ -222,19 +234,9 @@ impl<T: Transport> AgoraClient<T> {
 
     /// An order, if agora knows it.
     pub async fn order(&self, id: &str) -> Result<Option<agora::Order>, ChannelError> {
-        let reply = self
-            .0
-            .call(
-                "GET",
-                format!("/agora/api/orders/{}", segment(id)),
-                vec![],
-                None,
-            )
-            .await?;
-        if reply.status == 404 {
-            return Ok(None);
-        }
-        parsed(&checked(reply)?).map(Some)
+        self.0
+            .get_if_any(format!("/agora/api/orders/{}", segment(id)))
+            .await
     }
 
     /// Accepts or rejects an order; answering it the same way again is fine, the other way
@@ -344,19 +346,9 @@ impl<T: Transport> SoukClient<T> {
 
     /// One order as souk holds it now (`None`: souk has no such order).
     pub async fn order(&self, id: &str) -> Result<Option<souk::Order>, ChannelError> {
-        let reply = self
-            .0
-            .call(
-                "GET",
-                format!("/souk/api/orders/{}", segment(id)),
-                vec![],
-                None,
-            )
-            .await?;
-        if reply.status == 404 {
-            return Ok(None);
-        }
-        parsed(&checked(reply)?).map(Some)
+        self.0
+            .get_if_any(format!("/souk/api/orders/{}", segment(id)))
+            .await
     }
 
     /// Acknowledges an order (the same answer again is fine; the other is refused, 409).

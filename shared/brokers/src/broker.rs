@@ -1,0 +1,71 @@
+//! A broker function, whatever its channel: the consumer of its answer task and of catalog's
+//! and inventory's announcements, and its schedule (owed answers first, then the listings'
+//! sync, the nightly reconciliation and the outbox sweeper). A broker crate gives only what
+//! differs: its channel's client behind [`Answerer`], its sync job and its [`ChannelItems`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_channels::client::Transport;
+use bazaar_contracts::Message;
+use bazaar_contracts::catalog::{ProductPublished, ProductWithdrawn, StockUpdated};
+use bazaar_contracts::sales::SaleAnswer;
+use bazaar_platform::schedule::Job;
+use bazaar_platform::settings::Env;
+use bazaar_platform::sqs::{Consumer, Handle};
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+
+use crate::reconcile::{ChannelItems, Reconcile};
+use crate::sync::Learn;
+use crate::{Answerer, ChannelSettings, HttpTransport, RetryAnswers, answer_task};
+
+/// The channel whose settings start with `prefix` (`AGORA`), over HTTPS: its transport and
+/// Bazaar's partner key there. Without usable settings the function does not start.
+pub fn connect(deps: &Deps, prefix: &str) -> Result<(Arc<dyn Transport>, String), SettingsError> {
+    let settings = ChannelSettings::read(&Env::new(&deps.env), prefix)?;
+    let transport = HttpTransport::new(&settings)?;
+    Ok((Arc::new(transport), settings.key))
+}
+
+/// Builds a broker: `T` is its answer task (`agora.sale.answer`, `souk.sale.answer`).
+pub fn function<T>(
+    deps: Arc<Deps>,
+    answerer: Arc<dyn Answerer>,
+    sync: Arc<dyn Job>,
+    items: Arc<dyn ChannelItems>,
+) -> Result<Function, SettingsError>
+where
+    T: Message + Into<SaleAnswer> + Send + 'static,
+{
+    let channel = answerer.channel();
+    let learn = Arc::new(Learn(channel));
+    let consumer = Consumer::new(deps.clone())
+        .on::<T, _>(Arc::new(AnswerTasks(answerer.clone())))
+        .on::<ProductPublished, _>(learn.clone())
+        .on::<ProductWithdrawn, _>(learn.clone())
+        .on::<StockUpdated, _>(learn);
+    Ok(Function::new(deps)
+        .sqs(consumer)
+        // Answers first: an order waits on them, a listing only on the next minute.
+        .schedule(Arc::new(RetryAnswers(answerer.clone())))
+        .schedule(sync)
+        // Nightly only (its rule's name says reconcile): every other run skips it.
+        .schedule(Arc::new(Reconcile {
+            items,
+            limiter: answerer.limiter(),
+        }))
+        .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
+}
+
+/// The answer task's handler.
+struct AnswerTasks(Arc<dyn Answerer>);
+
+#[async_trait]
+impl<T> Handle<T> for AnswerTasks
+where
+    T: Message + Into<SaleAnswer> + Send + 'static,
+{
+    async fn handle(&self, task: T, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        answer_task(self.0.as_ref(), work, task.into()).await
+    }
+}
