@@ -82,12 +82,12 @@ if flash:
         print(f"| {r['source']} | {r['tried']} | {r['refused_at_door']} | {r['confirmed']} | {r['cancelled']} | {r['p50_s']:.0f} | {r['p99_s']:.0f} |")
     print(f"\nConfirmed in all: {sum(r['confirmed'] for r in flash)}; the run took {flash[0]['wall_s']:.1f} s of wall-clock time.")
     print()
-costs = [r for r in by("saga_cost") if r["store"] == "moto"]
-if costs:
-    heads = [f"batch {r['batch_size']}" for r in costs]
-    print("| per confirmed order (moto, AWS SDK adapters) | " + " | ".join(heads) + " |")
-    print("|---|" + "---:|" * len(costs))
-    line = lambda label, f: print(f"| {label} | " + " | ".join(f(r["per_order"]) for r in costs) + " |")
+
+
+def cost_rows(heads, per_orders, title):
+    print(f"| {title} | " + " | ".join(heads) + " |")
+    print("|---|" + "---:|" * len(heads))
+    line = lambda label, f: print(f"| {label} | " + " | ".join(f(p) for p in per_orders) + " |")
     line("Lambda invocations", lambda p: f"{p['lambda_invocations']:.2f}")
     line("records per invocation", lambda p: f"{p['records_per_invocation']:.1f}")
     line("Lambda GB-s (at moto's latency)", lambda p: f"{p['gb_seconds']:.4f}")
@@ -102,6 +102,12 @@ if costs:
                      ("dynamodb_writes", "DynamoDB writes"), ("dynamodb_reads", "DynamoDB reads"),
                      ("total", "**total**")]:
         line(f"$ per million orders: {label}", lambda p, k=k: f"{p['dollars_per_million_orders'][k]:.2f}")
+
+
+costs = [r for r in by("saga_cost") if r["store"] == "moto"]
+if costs:
+    cost_rows([f"batch {r['batch_size']}" for r in costs], [r["per_order"] for r in costs],
+              "per confirmed order (moto, AWS SDK adapters)")
     print()
     last = costs[-1]
     print(f"By function (batch {last['batch_size']}): invocations, WRU, RRU and requests per order")
@@ -111,4 +117,21 @@ if costs:
     for name, p in last["by_function"].items():
         reqs = ", ".join(f"{k} {v:.2f}" for k, v in p["requests"].items())
         print(f"| {name} | {p['lambda_invocations']:.2f} | {p['wru']:.1f} | {p['rru']:.1f} | {reqs} |")
+    print()
+sources = by("source_cost")
+if sources:
+    cost_rows([r["source"] for r in sources], [r["per_order"] for r in sources],
+              f"per confirmed order by source ({sources[0]['orders']} each; moto, simulated clock, template's batch sizes, skus listed on both channels, less an idle stack)")
+    print()
+    print("By function and source: invocations, WRU, RRU per order")
+    print()
+    names = sorted({n for r in sources for n in r["by_function"] if "(event source)" not in n})
+    print("| function | " + " | ".join(r["source"] for r in sources) + " |")
+    print("|---|" + "---|" * len(sources))
+    for n in names:
+        cells = []
+        for r in sources:
+            p = r["by_function"].get(n)
+            cells.append("" if p is None else f"{p['lambda_invocations']:.2f} / {p['wru']:.1f} / {p['rru']:.1f}")
+        print(f"| {n} | " + " | ".join(cells) + " |")
     print()

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bazaar_aws::https::HttpsClient;
 use bazaar_payments::wire::{
     ChargeBody, ChargeList, ChargeObject, ErrorBody, IDEMPOTENCY_HEADER, RefundBody, RefundObject,
 };
@@ -16,9 +17,6 @@ use bazaar_platform::SettingsError;
 use bazaar_platform::settings::Env;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -74,7 +72,7 @@ pub struct HttpProvider {
     base: String,
     api_key: Option<String>,
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl HttpProvider {
@@ -96,7 +94,7 @@ impl HttpProvider {
             base: base.trim_end_matches('/').to_string(),
             api_key,
             timeout,
-            client: bazaar_aws::keys::https_client()?,
+            client: bazaar_aws::https::client(),
         })
     }
 

@@ -20,13 +20,15 @@ use serde_json::value::RawValue;
 /// Loads the SDK configuration with the SDK's whole credential chain (environment,
 /// profiles, SSO, web identity, container and instance metadata), pointed at `endpoint` when
 /// given (moto, or any AWS-compatible server): what tools run by people need. Without an
-/// endpoint, the HTTP client trusts only Amazon's root CAs ([`crate::tls`]).
+/// endpoint, the HTTP client trusts only Amazon's root CAs ([`crate::https`]).
 #[cfg(feature = "credential-chain")]
 pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest());
     match endpoint {
-        Some(url) => loader.endpoint_url(url),
-        None => loader.http_client(crate::tls::amazon_https_client()),
+        Some(url) => loader
+            .endpoint_url(url)
+            .http_client(crate::https::sdk_client_for_endpoint()),
+        None => loader.http_client(crate::https::sdk_client()),
     }
     .load()
     .await
@@ -65,8 +67,10 @@ pub fn lambda_config(env: &BTreeMap<String, String>) -> Result<SdkConfig, Missin
         .credentials_provider(SharedCredentialsProvider::new(credentials));
     Ok(
         match env.get("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()) {
-            Some(url) => builder.endpoint_url(url),
-            None => builder.http_client(crate::tls::amazon_https_client()),
+            Some(url) => builder
+                .endpoint_url(url)
+                .http_client(crate::https::sdk_client_for_endpoint()),
+            None => builder.http_client(crate::https::sdk_client()),
         }
         .build(),
     )

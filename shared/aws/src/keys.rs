@@ -12,10 +12,8 @@ use bazaar_platform::jwt::Jwks;
 use bazaar_platform::ports::BoxError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+
+use crate::https::HttpsClient;
 
 /// How long a fetched key set is used.
 const TTL: Duration = Duration::from_secs(600);
@@ -24,27 +22,10 @@ const MIN_REFETCH: Duration = Duration::from_secs(60);
 /// How long a fetch may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// An HTTP/1 client for `https://` and plain `http://` URLs: the one outbound HTTP client of
-/// the functions (token keys, the payment provider). It trusts Mozilla's root CAs compiled
-/// into the binary (`webpki-roots`) rather than reading the machine's store: the same CAs
-/// as Lambda's own bundle, without reading and parsing ~150 files during a cold start.
-pub fn https_client<B>() -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    let https = HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(https))
-}
-
 /// The issuer's key set, fetched over HTTP(S) and cached.
 pub struct HttpKeySource {
     url: String,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: HttpsClient<Empty<Bytes>>,
     cache: Mutex<Option<(Jwks, Instant)>>,
 }
 
@@ -56,7 +37,7 @@ impl HttpKeySource {
             .map_err(|e| format!("JWT_ISSUER {issuer:?} is not a URL: {e}"))?;
         Ok(HttpKeySource {
             url,
-            client: https_client()?,
+            client: crate::https::client(),
             cache: Mutex::new(None),
         })
     }

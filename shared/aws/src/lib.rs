@@ -20,6 +20,7 @@
 pub mod bootstrap;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod https;
 #[cfg(feature = "https")]
 pub mod keys;
 #[cfg(feature = "sns")]

@@ -1,32 +1,67 @@
-//! The SDK clients' HTTP client: rustls on aws-lc-rs, trusting only Amazon's root CAs.
+//! Whom the functions' HTTPS clients trust.
 //!
-//! Every AWS endpoint a function calls presents a certificate from Amazon Trust Services,
-//! so the five roots in `amazon-roots.pem` are all it needs. The SDK's default client
-//! trusts the machine's whole store instead: it reads and parses every certificate under
-//! /etc/ssl (about 150) in the first moments of a cold start, to use five of them. With an
-//! endpoint override (moto, a local emulator) the default client is kept, since such an
-//! endpoint may present any certificate the machine trusts.
+//! - AWS endpoints: every one a function calls presents a certificate from Amazon Trust
+//!   Services, so the five roots in `amazon-roots.pem` are all the SDK clients need. The
+//!   SDK's own default client trusts the machine's whole store instead: it reads and parses
+//!   every certificate under /etc/ssl (about 150) in the first moments of a cold start, to use
+//!   five of them.
+//! - Anything else on the internet (the token issuer, the payment provider, the channels):
+//!   Mozilla's root CAs compiled into the binary (`webpki-roots`), the same CAs as Lambda's
+//!   own bundle without reading ~150 files at start.
+//! - An endpoint override (moto, a local emulator): the machine's store, since such an
+//!   endpoint may present any certificate the machine was told to trust.
 
-use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
-use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use std::sync::Arc;
+
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 /// Amazon Trust Services' root CAs (PEM).
 pub const AMAZON_ROOTS: &[u8] = include_bytes!("amazon-roots.pem");
 
-/// An HTTPS client for AWS endpoints that trusts Amazon's roots only.
-pub fn amazon_https_client() -> SharedHttpClient {
-    let trust = TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(AMAZON_ROOTS);
-    let context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .expect("a TLS context from a fixed trust store");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https()
+/// Whom a client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Amazon Trust Services' five roots: AWS endpoints.
+    Amazon,
+    /// Mozilla's roots, compiled in: public endpoints.
+    Mozilla,
+    /// The machine's store: endpoint overrides.
+    Machine,
+}
+
+impl Trust {
+    /// The root store.
+    pub fn roots(self) -> RootCertStore {
+        let mut store = RootCertStore::empty();
+        match self {
+            Trust::Amazon => {
+                let certs = CertificateDer::pem_slice_iter(AMAZON_ROOTS).filter_map(Result::ok);
+                store.add_parsable_certificates(certs);
+            }
+            Trust::Mozilla => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            Trust::Machine => {
+                let found = rustls_native_certs::load_native_certs();
+                for error in &found.errors {
+                    tracing::warn!(%error, "a certificate of the machine's store was not read");
+                }
+                store.add_parsable_certificates(found.certs);
+            }
+        }
+        store
+    }
+
+    /// A TLS client configuration on aws-lc-rs (the one crypto library of the functions)
+    /// trusting these roots (no ALPN: HTTP/1.1 only, which is what the clients speak).
+    pub fn client_config(self) -> ClientConfig {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default protocol versions")
+            .with_root_certificates(self.roots())
+            .with_no_client_auth()
+    }
 }
 
 #[cfg(test)]
@@ -34,7 +69,7 @@ mod tests {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
 
-    use super::AMAZON_ROOTS;
+    use super::{AMAZON_ROOTS, Trust};
 
     #[test]
     fn the_amazon_roots_are_five_certificates_that_parse() {
@@ -42,13 +77,15 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("valid PEM");
         assert_eq!(certs.len(), 5);
-        let mut store = aws_smithy_http_client_roots();
-        let (added, failed) = store.add_parsable_certificates(certs);
-        assert_eq!((added, failed), (5, 0), "each is a usable trust anchor");
+        assert_eq!(
+            Trust::Amazon.roots().len(),
+            5,
+            "each is a usable trust anchor"
+        );
     }
 
-    /// An empty rustls root store, as the SDK's client builds it from the trust store.
-    fn aws_smithy_http_client_roots() -> rustls::RootCertStore {
-        rustls::RootCertStore::empty()
+    #[test]
+    fn mozilla_roots_are_compiled_in() {
+        assert!(Trust::Mozilla.roots().len() > 100);
     }
 }

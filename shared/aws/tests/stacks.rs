@@ -3,6 +3,10 @@
 //! doubles a function's binary and start-up work for nothing. This test reads the workspace's
 //! resolved dependency graph (`cargo tree`, normal edges: what is linked into the binaries,
 //! not what builds or tests them) and fails if either pair is present.
+//!
+//! Nor HTTP/2 or the SDK's own HTTP client: every SDK client runs on the functions' one
+//! HTTP/1.1 client (`bazaar_aws::https`); the SDK's default client would bring `h2`, which no
+//! call of ours uses, back into every binary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -12,6 +16,24 @@ const EXCLUSIVE: &[(&str, &[(&str, &str)])] = &[
     ("crypto", &[("ring", ""), ("aws-lc-rs", "")]),
     ("HTTP", &[("hyper", "0."), ("hyper", "1.")]),
 ];
+
+/// Crates that must not be linked at all, and why.
+const BANNED: &[(&str, &str)] = &[
+    ("h2", "HTTP/2: no call of the functions uses it"),
+    (
+        "aws-smithy-http-client",
+        "the SDK's default HTTP client: the SDK runs on bazaar_aws::https",
+    ),
+];
+
+/// The banned crates among `packages`.
+fn banned(packages: &BTreeSet<(String, String)>) -> Vec<String> {
+    BANNED
+        .iter()
+        .filter(|(name, _)| packages.iter().any(|(n, _)| n == name))
+        .map(|(name, why)| format!("{name} ({why})"))
+        .collect()
+}
 
 /// Packages (name, version) in `cargo tree --prefix none --format "{p}"` output.
 fn packages(tree: &str) -> BTreeSet<(String, String)> {
@@ -77,6 +99,8 @@ fn the_binaries_link_one_crypto_library_and_one_hyper() {
     );
     let found = conflicts(&linked);
     assert!(found.is_empty(), "two stacks linked: {found:?}");
+    let found = banned(&linked);
+    assert!(found.is_empty(), "linked: {found:?}");
 }
 
 #[test]
@@ -88,4 +112,7 @@ fn a_second_stack_is_reported() {
     assert_eq!(found["HTTP"], ["hyper 0.14.32", "hyper 1.12.0"]);
     let single = "aws-lc-rs v1.19.0\nhyper v1.12.0\nhyper-util v0.1.19\n";
     assert!(conflicts(&packages(single)).is_empty());
+    assert!(banned(&packages(single)).is_empty());
+    let with_h2 = "hyper v1.12.0\nh2 v0.4.20\naws-smithy-http-client v1.5.2\n";
+    assert_eq!(banned(&packages(with_h2)).len(), 2);
 }

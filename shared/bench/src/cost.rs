@@ -9,7 +9,8 @@ use bazaar_aws::usage::{Prices, Tally, Usage};
 use bazaar_localstack::aws::IDLE_POLLING;
 use serde_json::{Map, Value, json};
 
-fn per_order(t: &Tally, orders: f64) -> Value {
+/// One tally's figures per order, and their price (us-east-1, arm64).
+pub fn per_order(t: &Tally, orders: f64) -> Value {
     let cost = t.cost(&Prices::US_EAST_1_ARM64);
     let million = 1e6 / orders;
     json!({

@@ -47,6 +47,15 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         units: i64,
     },
+    /// What a confirmed order costs on AWS by source (storefront, agora, souk): ORDERS of
+    /// each on an AWS API (moto), simulated clock.
+    SourceCost {
+        #[arg(long, default_value_t = 100)]
+        orders: usize,
+        /// The AWS API (default: $BAZAAR_BENCH_AWS_ENDPOINT).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
     /// The order saga on the local stack.
     Saga {
         /// `memory`, or the path of a SQLite file (deleted first).
@@ -100,6 +109,15 @@ async fn main() -> anyhow::Result<()> {
                         "p50_s": r.p50_s, "p99_s": r.p99_s, "wall_s": wall_s,
                     })
                 );
+            }
+            Ok(())
+        }
+        Command::SourceCost { orders, endpoint } => {
+            let endpoint = endpoint
+                .or_else(|| std::env::var("BAZAAR_BENCH_AWS_ENDPOINT").ok())
+                .ok_or_else(|| anyhow::anyhow!("needs --endpoint or BAZAAR_BENCH_AWS_ENDPOINT"))?;
+            for line in bazaar_bench::sources::run(&cli.template, &endpoint, orders).await? {
+                println!("{line}");
             }
             Ok(())
         }

@@ -23,7 +23,7 @@ use crate::{Answerer, ChannelSettings, HttpTransport, RetryAnswers, answer_task}
 /// Bazaar's partner key there. Without usable settings the function does not start.
 pub fn connect(deps: &Deps, prefix: &str) -> Result<(Arc<dyn Transport>, String), SettingsError> {
     let settings = ChannelSettings::read(&Env::new(&deps.env), prefix)?;
-    let transport = HttpTransport::new(&settings)?;
+    let transport = HttpTransport::new(&settings);
     Ok((Arc::new(transport), settings.key))
 }
 

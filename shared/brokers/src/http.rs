@@ -4,14 +4,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bazaar_aws::https::HttpsClient;
 use bazaar_channels::client::{HttpCall, HttpReply, Transport};
 use bazaar_platform::SettingsError;
 use bazaar_platform::settings::Env;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 /// How long a call may take before it counts as unanswered, unless the settings say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,22 +73,17 @@ impl ChannelSettings {
 pub struct HttpTransport {
     base: String,
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl HttpTransport {
     /// A transport to the channel its settings name.
-    pub fn new(settings: &ChannelSettings) -> Result<HttpTransport, SettingsError> {
-        let client = bazaar_aws::keys::https_client().map_err(|why| SettingsError {
-            variable: "channel URL".into(),
-            found: Some(settings.url.clone()),
-            expected: format!("a channel this function can reach ({why})"),
-        })?;
-        Ok(HttpTransport {
+    pub fn new(settings: &ChannelSettings) -> HttpTransport {
+        HttpTransport {
             base: settings.url.clone(),
             timeout: settings.timeout,
-            client,
-        })
+            client: bazaar_aws::https::client(),
+        }
     }
 }
 

@@ -41,7 +41,7 @@ fn every_function_links_the_clients_its_resources_need_and_no_others() {
         if env.contains_key("DLQ_URL") || env.contains_key("MONITORED_QUEUES") {
             needed.insert("sqs");
         }
-        if env.contains_key("JWT_ISSUER") || env.contains_key("PROVIDER_URL") {
+        if env.contains_key("JWT_ISSUER") {
             needed.insert("https");
         }
         let manifest =

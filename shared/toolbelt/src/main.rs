@@ -369,7 +369,7 @@ async fn smoke(
         attempts: timeout.max(1) as usize,
         run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
     };
-    let transport = smoke::HttpsTransport::new()?;
+    let transport = smoke::HttpsTransport::default();
     let mut wait = || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         eprint!(".");
         Box::pin(tokio::time::sleep(Duration::from_secs(1)))

@@ -177,20 +177,16 @@ pub async fn run(t: &dyn Transport, s: &Settings, wait: Wait<'_>) -> anyhow::Res
     )
 }
 
-/// HTTP(S) with the system's trusted roots.
+/// HTTP(S) trusting Mozilla's roots (the functions' client).
 pub struct HttpsTransport {
-    client: hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        http_body_util::Full<bytes::Bytes>,
-    >,
+    client: bazaar_aws::https::HttpsClient,
 }
 
-impl HttpsTransport {
-    /// A client.
-    pub fn new() -> anyhow::Result<Self> {
-        Ok(HttpsTransport {
-            client: bazaar_aws::keys::https_client().map_err(anyhow::Error::msg)?,
-        })
+impl Default for HttpsTransport {
+    fn default() -> Self {
+        HttpsTransport {
+            client: bazaar_aws::https::client(),
+        }
     }
 }
 
