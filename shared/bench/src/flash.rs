@@ -42,7 +42,8 @@ fn bearer(subject: &str, role: &str) -> String {
     bazaar_embedded::identity::bearer(subject, &[role])
 }
 
-async fn put(stack: &Stack, path: &str, body: Value) -> anyhow::Result<()> {
+/// A merchant's PUT, which must succeed.
+pub async fn put(stack: &Stack, path: &str, body: Value) -> anyhow::Result<()> {
     let r = stack
         .http(
             HttpRequest::json("PUT", path, &body)
@@ -55,6 +56,36 @@ async fn put(stack: &Stack, path: &str, body: Value) -> anyhow::Result<()> {
         r.status,
         String::from_utf8_lossy(&r.body)
     );
+    Ok(())
+}
+
+/// Makes `sku` a product for sale (described, priced in cents of EUR, `units` in stock) and
+/// lists it on agora and souk, as merchant-1.
+pub async fn list_for_sale(
+    stack: &Stack,
+    sku: &str,
+    title: &str,
+    cents: i64,
+    units: i64,
+) -> anyhow::Result<()> {
+    let describe = json!({"title": title, "description": "", "category": "home"});
+    put(stack, &format!("/products/{sku}"), describe).await?;
+    let price = json!({"amount_cents": cents, "currency": "EUR"});
+    put(stack, &format!("/products/{sku}/price"), price).await?;
+    put(
+        stack,
+        &format!("/inventory/{sku}"),
+        json!({"available": units}),
+    )
+    .await?;
+    for channel in ["agora", "souk"] {
+        put(
+            stack,
+            &format!("/channels/{channel}/listings/{sku}"),
+            json!({}),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -85,32 +116,7 @@ pub async fn run(
         .marketplaces()
         .ok_or_else(|| anyhow::anyhow!("the stack runs no marketplaces"))?
         .clone();
-    put(
-        &stack,
-        &format!("/products/{SKU}"),
-        json!({"title": "Flash", "description": "", "category": "home"}),
-    )
-    .await?;
-    put(
-        &stack,
-        &format!("/products/{SKU}/price"),
-        json!({"amount_cents": 999, "currency": "EUR"}),
-    )
-    .await?;
-    put(
-        &stack,
-        &format!("/inventory/{SKU}"),
-        json!({"available": units}),
-    )
-    .await?;
-    for channel in ["agora", "souk"] {
-        put(
-            &stack,
-            &format!("/channels/{channel}/listings/{SKU}"),
-            json!({}),
-        )
-        .await?;
-    }
+    list_for_sale(&stack, SKU, "Flash", 999, units).await?;
     stack.settle().await;
     stack.run_for(Duration::minutes(3)).await;
 

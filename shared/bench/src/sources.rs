@@ -37,22 +37,6 @@ fn bearer(subject: &str, role: &str) -> String {
     bazaar_embedded::identity::bearer(subject, &[role])
 }
 
-async fn put(stack: &Stack, path: &str, body: Value) -> anyhow::Result<()> {
-    let r = stack
-        .http(
-            HttpRequest::json("PUT", path, &body)
-                .header("authorization", &bearer("merchant-1", "merchant")),
-        )
-        .await;
-    anyhow::ensure!(
-        (200..300).contains(&r.status),
-        "PUT {path}: {} {}",
-        r.status,
-        String::from_utf8_lossy(&r.body)
-    );
-    Ok(())
-}
-
 /// `a` less `b`, function by function, never below zero.
 fn minus(a: &BTreeMap<String, Tally>, b: &BTreeMap<String, Tally>) -> BTreeMap<String, Tally> {
     let empty = Tally::default();
@@ -136,32 +120,7 @@ pub async fn run(
         .clone();
     let stock = i64::try_from(orders * 4 + 10)?;
     for sku in SKUS {
-        put(
-            &stack,
-            &format!("/products/{sku}"),
-            json!({"title": format!("Thing {sku}"), "description": "", "category": "home"}),
-        )
-        .await?;
-        put(
-            &stack,
-            &format!("/products/{sku}/price"),
-            json!({"amount_cents": 1200, "currency": "EUR"}),
-        )
-        .await?;
-        put(
-            &stack,
-            &format!("/inventory/{sku}"),
-            json!({"available": stock}),
-        )
-        .await?;
-        for channel in ["agora", "souk"] {
-            put(
-                &stack,
-                &format!("/channels/{channel}/listings/{sku}"),
-                json!({}),
-            )
-            .await?;
-        }
+        crate::flash::list_for_sale(&stack, sku, &format!("Thing {sku}"), 1200, stock).await?;
     }
     // Listed and shown at both channels before anyone buys.
     stack.settle().await;
