@@ -1,4 +1,4 @@
-//! `identity-api`: who is calling. `POST /auth/token` exchanges a user name and password for a
+//! `identity-api`: who is calling. `POST /users` signs people up ([`signup`]); `POST /auth/token` exchanges a user name and password for a
 //! signed access token (RS256, `kid` in the header) and emits `user.authed`;
 //! `GET /.well-known/jwks.json` publishes the public keys; `GET /.well-known/openid-configuration`
 //! describes the issuer, so that API Gateway's JWT authorizer can find the keys.
@@ -13,6 +13,8 @@
 //! JWKS until the last token it signed has expired.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod signup;
 pub mod throttle;
 
 use std::sync::{Arc, OnceLock};
@@ -23,7 +25,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bazaar_contracts::identity::UserAuthed;
+use bazaar_contracts::identity::{UserAuthed, UserStatus};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, Query, parse, record};
 use bazaar_platform::jwt::{Claims, Jwk, Jwks, SigningKey};
@@ -54,6 +56,24 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
             "/auth/token",
             Idempotency::None,
             Arc::new(IssueToken(settings.clone())),
+        )
+        .route(
+            Method::POST,
+            "/users",
+            Idempotency::None,
+            Arc::new(signup::SignUp),
+        )
+        .route(
+            Method::POST,
+            "/users/{username}/approve",
+            Idempotency::None,
+            Arc::new(admin::Decide(admin::Decision::Approve)),
+        )
+        .route(
+            Method::POST,
+            "/users/{username}/refuse",
+            Idempotency::None,
+            Arc::new(admin::Decide(admin::Decision::Refuse)),
         )
         .route(
             Method::GET,
@@ -112,12 +132,23 @@ impl bazaar_platform::Settings for Settings {
     }
 }
 
-/// A user as identity keeps it.
+/// A user as identity keeps it. Records written before sign-up existed (the local stack's
+/// demo users) have no e-mail, status or creation time: they are active.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UserRecord {
     username: String,
     password_hash: String,
+    /// The roles its tokens carry (none while a merchant's application is pending).
     roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default)]
+    status: UserStatus,
+    /// The role applied for, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applied_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<DateTime<Utc>>,
 }
 
 /// A signing key as identity keeps it (the private key is a secret: encrypted at rest by the
@@ -177,6 +208,10 @@ pub async fn ensure_user(
         username: username.into(),
         password_hash: hash_password(password)?,
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        email: None,
+        status: UserStatus::Active,
+        applied_for: None,
+        created_at: None,
     };
     match table
         .put(
@@ -358,6 +393,11 @@ impl Route for IssueToken {
             return Err(ApiError::unauthorized("invalid username or password"));
         };
         attempt.succeeded(work.table()?).await?;
+        if user.status == UserStatus::Refused {
+            return Err(ApiError::forbidden(
+                "this merchant application was refused: the account cannot sign in",
+            ));
+        }
         let now = work.now();
         let claims = Claims {
             iss: settings.issuer.clone(),

@@ -18,6 +18,10 @@
 //! other failures, so that logging in to one's own account between guesses buys nothing.
 //! Unknown users and wrong passwords are throttled alike: the answer says nothing of whether
 //! a name exists.
+//!
+//! Sign-ups are counted the same way per source address ([`admit_signup`]), every one of them
+//! (made or refused as taken): accounts cannot be mass-created, and taken names cannot be
+//! probed faster than sign-ins allow.
 
 use bazaar_platform::HandlerError;
 use bazaar_platform::item::{Condition, Item, Key, Update, Write, item};
@@ -42,6 +46,12 @@ pub const PER_USER: Policy = Policy {
 /// Per source address.
 pub const PER_SOURCE: Policy = Policy {
     free: 20,
+    cap: Duration::minutes(15),
+};
+/// Sign-ups per source address: a household or an office signs up a few people; a script
+/// making accounts (or probing which names are taken) waits, doubling, up to fifteen minutes.
+pub const SIGNUP_PER_SOURCE: Policy = Policy {
+    free: 5,
     cap: Duration::minutes(15),
 };
 /// How long failures are remembered after the last one.
@@ -100,6 +110,10 @@ fn source_key(source: &str) -> Key {
     Key::new(format!("THROTTLE#source#{source}"), "LOGIN")
 }
 
+fn signup_key(source: &str) -> Key {
+    Key::new(format!("THROTTLE#source#{source}"), "SIGNUP")
+}
+
 /// Why an attempt may not go now.
 #[derive(Debug)]
 pub enum Refusal {
@@ -129,11 +143,40 @@ pub async fn admit(
     now: DateTime<Utc>,
 ) -> Result<Attempt, Refusal> {
     let (user, source) = (user_key(username), source_key(source));
+    count(
+        table,
+        &[(user.clone(), PER_USER), (source.clone(), PER_SOURCE)],
+        now,
+    )
+    .await?;
+    Ok(Attempt { user, source })
+}
+
+/// Counts a sign-up from `source` (every one counts, made or refused), or says how long to
+/// wait.
+pub async fn admit_signup(
+    table: &dyn Table,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    count(table, &[(signup_key(source), SIGNUP_PER_SOURCE)], now).await
+}
+
+/// Adds one to each key's count in one transaction, unless one of them must wait.
+async fn count(
+    table: &dyn Table,
+    keys: &[(Key, Policy)],
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
     // A conflicting write is a simultaneous attempt: read again and judge again.
     for _ in 0..5 {
-        let u = Failures::of(table.get(&user).await?.as_ref());
-        let s = Failures::of(table.get(&source).await?.as_ref());
-        let wait = u.wait(PER_USER, now).max(s.wait(PER_SOURCE, now));
+        let mut seen = Vec::with_capacity(keys.len());
+        let mut wait = Duration::zero();
+        for (key, policy) in keys {
+            let f = Failures::of(table.get(key).await?.as_ref());
+            wait = wait.max(f.wait(*policy, now));
+            seen.push(f);
+        }
         if wait > Duration::zero() {
             return Err(Refusal::Wait(wait));
         }
@@ -153,11 +196,13 @@ pub async fn admit(
                 Some(v) => Condition::Equals("v".into(), json!(v)),
             }),
         };
-        match table
-            .transact(vec![counted(&user, &u), counted(&source, &s)])
-            .await
-        {
-            Ok(()) => return Ok(Attempt { user, source }),
+        let writes = keys
+            .iter()
+            .zip(&seen)
+            .map(|((key, _), f)| counted(key, f))
+            .collect();
+        match table.transact(writes).await {
+            Ok(()) => return Ok(()),
             Err(TableError::TransactionCanceled { .. } | TableError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
         }

@@ -54,6 +54,8 @@ pub fn all() -> Vec<Contract> {
         entry::<catalog::ProductPublished>(),
         entry::<catalog::ProductWithdrawn>(),
         entry::<identity::UserAuthed>(),
+        entry::<identity::UserCreated>(),
+        entry::<identity::UserApproved>(),
         entry::<inventory::ReserveStock>(),
         entry::<inventory::InventoryReserved>(),
         entry::<inventory::InventoryRejected>(),
