@@ -1,32 +1,17 @@
 //! Operators deciding merchants' applications (`POST /users/{username}/approve`, `/refuse`) on
 //! the sample event of events/.
 
-use std::sync::Arc;
+mod common;
+
+use common::{actor_of, body, login, world};
 
 use bazaar_contracts::Actor;
 use bazaar_embedded::identity::bearer;
-use bazaar_embedded::testing::{Fixture, event};
-use bazaar_platform::jwt::{Expect, Jwks, validate};
-use bazaar_platform::{Deps, LambdaFunction};
+use bazaar_embedded::testing::event;
+use bazaar_platform::LambdaFunction;
 use serde_json::{Value, json};
 
-const ISSUER: &str = "https://api.bazaar.test";
 const PASSWORD: &str = "wheel and kiln 1842";
-
-fn world() -> (Fixture, Arc<Deps>) {
-    let world = Fixture::new();
-    let deps = world.deps_with_env(
-        "identity-api",
-        Some("identity"),
-        &["user"],
-        &[("ISSUER", ISSUER)],
-    );
-    (world, deps)
-}
-
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
-}
 
 /// The sample decision on `username`: `approve` or `refuse`, with the `Authorization` header
 /// `token` (none: anonymous).
@@ -64,35 +49,6 @@ async fn apply(function: &impl LambdaFunction, username: &str, role: &str) {
     assert_eq!(r["statusCode"], 201, "{r}");
 }
 
-async fn sign_in(function: &impl LambdaFunction, username: &str) -> Value {
-    let mut e = event("identity-api.post-token.json");
-    e["body"] = json!(json!({ "username": username, "password": PASSWORD }).to_string());
-    function.invoke(e).await.unwrap()
-}
-
-async fn actor_of(world: &Fixture, function: &impl LambdaFunction, username: &str) -> Actor {
-    let r = sign_in(function, username).await;
-    assert_eq!(r["statusCode"], 200, "{r}");
-    let jwks: Jwks = serde_json::from_value(body(
-        &function
-            .invoke(event("identity-api.get-jwks.json"))
-            .await
-            .unwrap(),
-    ))
-    .unwrap();
-    validate(
-        body(&r)["access_token"].as_str().unwrap(),
-        &jwks,
-        &Expect {
-            issuer: ISSUER.into(),
-            audience: "bazaar-api".into(),
-        },
-        bazaar_platform::clock::Clock::now(world.clock.as_ref()),
-    )
-    .unwrap()
-    .actor()
-}
-
 #[tokio::test]
 async fn an_operator_approves_a_merchant_once_and_its_next_token_carries_the_role() {
     let (world, deps) = world();
@@ -125,7 +81,7 @@ async fn an_operator_approves_a_merchant_once_and_its_next_token_carries_the_rol
         (&json!("potter"), &json!("merchant"), &json!("operator"))
     );
     assert_eq!(
-        actor_of(&world, &function, "potter").await,
+        actor_of(&world, &function, "potter", PASSWORD).await,
         Actor::new("potter", &["merchant"])
     );
 
@@ -161,7 +117,7 @@ async fn a_refused_applicant_cannot_sign_in() {
     assert_eq!(r["statusCode"], 200, "{r}");
     assert_eq!(body(&r)["status"], "refused");
     assert_eq!(body(&r)["roles"], json!([]));
-    let r = sign_in(&function, "potter").await;
+    let r = function.invoke(login("potter", PASSWORD)).await.unwrap();
     assert_eq!(r["statusCode"], 403, "{r}");
     assert!(
         world
@@ -213,11 +169,11 @@ async fn only_operators_decide_and_only_pending_applications() {
     );
     // Still pending: a customer can still sign in as one, the applicant with no role.
     assert_eq!(
-        actor_of(&world, &function, "potter").await,
+        actor_of(&world, &function, "potter", PASSWORD).await,
         Actor::new("potter", &[])
     );
     assert_eq!(
-        actor_of(&world, &function, "ada").await,
+        actor_of(&world, &function, "ada", PASSWORD).await,
         Actor::new("ada", &["customer"])
     );
 }

@@ -1,45 +1,14 @@
 //! identity-api on the sample events of events/.
 
-use std::sync::Arc;
+mod common;
+
+use common::{ISSUER, body, jwks, login, world};
 
 use bazaar_embedded::testing::{Fixture, event};
+use bazaar_platform::LambdaFunction;
 use bazaar_platform::jwt::{Expect, Jwks, validate};
-use bazaar_platform::{Deps, LambdaFunction};
 use chrono::Duration;
 use serde_json::{Value, json};
-
-const ISSUER: &str = "https://api.bazaar.test";
-
-fn world() -> (Fixture, Arc<Deps>) {
-    let world = Fixture::new();
-    let deps = world.deps_with_env(
-        "identity-api",
-        Some("identity"),
-        &["user"],
-        &[("ISSUER", ISSUER)],
-    );
-    (world, deps)
-}
-
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
-}
-
-async fn jwks(function: &impl LambdaFunction) -> Jwks {
-    serde_json::from_value(body(
-        &function
-            .invoke(event("identity-api.get-jwks.json"))
-            .await
-            .unwrap(),
-    ))
-    .unwrap()
-}
-
-fn login(username: &str, password: &str) -> Value {
-    let mut e = event("identity-api.post-token.json");
-    e["body"] = json!(json!({ "username": username, "password": password }).to_string());
-    e
-}
 
 #[tokio::test]
 async fn a_user_gets_a_token_that_the_published_keys_verify() {

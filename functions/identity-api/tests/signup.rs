@@ -1,30 +1,14 @@
 //! Sign-up (`POST /users`) on the sample event of events/, on the simulated clock.
 
-use std::sync::Arc;
+mod common;
+
+use common::{actor_of, body, world};
 
 use bazaar_contracts::Actor;
-use bazaar_embedded::testing::{Fixture, event};
-use bazaar_platform::jwt::{Expect, Jwks, validate};
-use bazaar_platform::{Deps, LambdaFunction};
+use bazaar_embedded::testing::event;
+use bazaar_platform::LambdaFunction;
 use chrono::Duration;
 use serde_json::{Value, json};
-
-const ISSUER: &str = "https://api.bazaar.test";
-
-fn world() -> (Fixture, Arc<Deps>) {
-    let world = Fixture::new();
-    let deps = world.deps_with_env(
-        "identity-api",
-        Some("identity"),
-        &["user"],
-        &[("ISSUER", ISSUER)],
-    );
-    (world, deps)
-}
-
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
-}
 
 /// The sample sign-up with `fields` changed, from `source`.
 fn sign_up(fields: Value, source: &str) -> Value {
@@ -36,36 +20,6 @@ fn sign_up(fields: Value, source: &str) -> Value {
     e["body"] = json!(b.to_string());
     e["requestContext"]["http"]["sourceIp"] = json!(source);
     e
-}
-
-fn login(username: &str, password: &str) -> Value {
-    let mut e = event("identity-api.post-token.json");
-    e["body"] = json!(json!({ "username": username, "password": password }).to_string());
-    e
-}
-
-/// Signs in and returns the actor the token speaks for.
-async fn actor_of(world: &Fixture, function: &impl LambdaFunction, user: &str, pw: &str) -> Actor {
-    let r = function.invoke(login(user, pw)).await.unwrap();
-    assert_eq!(r["statusCode"], 200, "{r}");
-    let jwks: Jwks = serde_json::from_value(body(
-        &function
-            .invoke(event("identity-api.get-jwks.json"))
-            .await
-            .unwrap(),
-    ))
-    .unwrap();
-    validate(
-        body(&r)["access_token"].as_str().unwrap(),
-        &jwks,
-        &Expect {
-            issuer: ISSUER.into(),
-            audience: "bazaar-api".into(),
-        },
-        bazaar_platform::clock::Clock::now(world.clock.as_ref()),
-    )
-    .unwrap()
-    .actor()
 }
 
 #[tokio::test]

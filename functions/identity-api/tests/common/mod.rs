@@ -1,0 +1,71 @@
+//! What the identity-api tests share: the function's world, the bodies of its answers, and
+//! signing in.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::sync::Arc;
+
+use bazaar_contracts::Actor;
+use bazaar_embedded::testing::{Fixture, event};
+use bazaar_platform::jwt::{Expect, Jwks, validate};
+use bazaar_platform::{Deps, LambdaFunction};
+use serde_json::{Value, json};
+
+/// The issuer the function is configured with.
+pub const ISSUER: &str = "https://api.bazaar.test";
+
+/// An in-memory world and identity-api's dependencies in it.
+pub fn world() -> (Fixture, Arc<Deps>) {
+    let world = Fixture::new();
+    let deps = world.deps_with_env(
+        "identity-api",
+        Some("identity"),
+        &["user"],
+        &[("ISSUER", ISSUER)],
+    );
+    (world, deps)
+}
+
+/// The JSON body of an answer.
+pub fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+/// The published key set.
+pub async fn jwks(function: &impl LambdaFunction) -> Jwks {
+    serde_json::from_value(body(
+        &function
+            .invoke(event("identity-api.get-jwks.json"))
+            .await
+            .unwrap(),
+    ))
+    .unwrap()
+}
+
+/// The sample sign-in with these credentials.
+pub fn login(username: &str, password: &str) -> Value {
+    let mut e = event("identity-api.post-token.json");
+    e["body"] = json!(json!({ "username": username, "password": password }).to_string());
+    e
+}
+
+/// Signs in (which must succeed) and returns the actor the token speaks for.
+pub async fn actor_of(
+    world: &Fixture,
+    function: &impl LambdaFunction,
+    username: &str,
+    password: &str,
+) -> Actor {
+    let r = function.invoke(login(username, password)).await.unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    validate(
+        body(&r)["access_token"].as_str().unwrap(),
+        &jwks(function).await,
+        &Expect {
+            issuer: ISSUER.into(),
+            audience: "bazaar-api".into(),
+        },
+        bazaar_platform::clock::Clock::now(world.clock.as_ref()),
+    )
+    .unwrap()
+    .actor()
+}
