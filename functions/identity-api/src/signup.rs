@@ -72,14 +72,20 @@ pub fn check_username(username: &str) -> Result<(), &'static str> {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-    if ok_len && first_ok && rest_ok {
-        Ok(())
-    } else {
-        Err(
+    if !(ok_len && first_ok && rest_ok) {
+        return Err(
             "username must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or a digit",
-        )
+        );
     }
+    if RESERVED_USERNAMES.contains(&username) {
+        return Err("username is reserved");
+    }
+    Ok(())
 }
+
+/// Subjects the platform itself speaks as (scheduled work and the tools act as `system`) or
+/// that read as staff in logs and traces: nobody signs up as one of them.
+const RESERVED_USERNAMES: &[&str] = &["system", "operator", "admin", "root", "bazaar"];
 
 /// The address in the form it is compared in (lower case), or why it is refused. A light
 /// check: one `@`, a local part, a domain with a dot, no spaces or control characters; whether
@@ -227,6 +233,8 @@ mod tests {
         assert!(check_username("ab").is_err());
         assert!(check_username("1st.user_x-y").is_ok());
         assert!(check_username("ünïcode").is_err());
+        assert_eq!(check_username("system"), Err("username is reserved"));
+        assert!(check_username("systems").is_ok());
     }
 
     #[test]

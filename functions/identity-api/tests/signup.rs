@@ -167,6 +167,7 @@ async fn bad_names_addresses_and_roles_are_400_naming_the_field() {
         (json!({"username": "ad"}), "username"),
         (json!({"username": "channel:agora"}), "username"),
         (json!({"username": "-ada"}), "username"),
+        (json!({"username": "system"}), "username"),
         (json!({"email": "ada"}), "email"),
         (json!({"email": "ada@localhost"}), "email"),
         (json!({"email": "a da@example.com"}), "email"),
