@@ -11,7 +11,7 @@ use bazaar_platform::auth::KeySource;
 use bazaar_platform::jwt::Jwks;
 use bazaar_platform::ports::BoxError;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 
 use crate::https::HttpsClient;
 
@@ -25,7 +25,9 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// The issuer's key set, fetched over HTTP(S) and cached.
 pub struct HttpKeySource {
     url: String,
-    client: HttpsClient<Empty<Bytes>>,
+    /// The same client type as the SDK's and the providers' (`Full` bodies), so that a
+    /// binary holds one instantiation of hyper's client, not one per body type.
+    client: HttpsClient,
     cache: Mutex<Option<(Jwks, Instant)>>,
 }
 
@@ -51,7 +53,7 @@ impl HttpKeySource {
     }
 
     async fn fetch(&self) -> Result<Jwks, BoxError> {
-        let request = http::Request::get(&self.url).body(Empty::new())?;
+        let request = http::Request::get(&self.url).body(Full::new(Bytes::new()))?;
         let call = async {
             let response = self.client.request(request).await?;
             let status = response.status();
