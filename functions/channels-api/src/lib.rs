@@ -156,9 +156,9 @@ struct PutListing;
 #[async_trait]
 impl Route for PutListing {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = caller(request)?;
         let channel = channel_of(request)?;
         let sku = sku_of(request)?;
-        let actor = caller(request)?;
         let body: ListingBody = if request.body.is_empty() {
             ListingBody::default()
         } else {
@@ -190,9 +190,9 @@ struct TakeOff;
 #[async_trait]
 impl Route for TakeOff {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = caller(request)?;
         let channel = channel_of(request)?;
         let sku = sku_of(request)?;
-        let actor = caller(request)?;
         let owner = owner_for(work, &actor, &sku).await?;
         let listing = change(work, channel, &owner, &sku, false, None).await?;
         Ok(Response::json(200, listing))
@@ -205,8 +205,8 @@ struct ListListings;
 #[async_trait]
 impl Route for ListListings {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let channel = channel_of(request)?;
         let actor = caller(request)?;
+        let channel = channel_of(request)?;
         let status = match request.query.get("status") {
             None => None,
             Some(s) => Some(SyncStatus::parse(s).ok_or_else(|| {

@@ -1,71 +1,96 @@
-//! What operators decide about users: `POST /users/{username}/approve` and `/refuse` settle a
-//! merchant's application.
+//! What operators do with users: `POST /users/{username}/approve`, `/refuse`, `/disable` and
+//! `/enable` ([`crate::accounts::change`]), and `GET /users`, the listing.
 //!
-//! Only a pending application can be decided, once: the write is conditional on the stored
-//! status still being `pending`, so two operators deciding at once cannot both win (the
-//! second gets 409). Approval gives the user the role applied for (its next token carries it)
-//! and emits `user.approved`; a refused user cannot sign in.
+//! Every change is conditional on the user record being the one read, so two operators
+//! acting at once cannot both win: the second gets 409 and sees the new state when it looks
+//! again. Approval gives the user the role applied for (its next token carries it) and emits
+//! `user.approved`; a refused user cannot sign in; a disabled one cannot either, and its
+//! tokens are refused everywhere within a minute (`user.disabled`); enabling lets it sign in
+//! again with fresh tokens (`user.enabled`).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::Role;
-use bazaar_contracts::identity::{UserApproved, UserStatus};
+use bazaar_contracts::identity::UserStatus;
 use bazaar_platform::Work;
 use bazaar_platform::http::{ApiError, Request, Response, Route};
-use bazaar_platform::item::{Condition, record};
-use serde_json::json;
 
-use crate::{UserRecord, user_key};
+use crate::Settings;
+use crate::accounts::{self, Change, UserFilter};
 
-/// What an operator decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// The applicant becomes what it applied for.
-    Approve,
-    /// The applicant is turned away.
-    Refuse,
-}
-
-/// `POST /users/{username}/approve` and `/refuse`.
-pub struct Decide(pub Decision);
+/// `POST /users/{username}/{approve,refuse,disable,enable}`.
+pub struct ChangeUser(pub Change, pub Arc<Settings>);
 
 #[async_trait]
-impl Route for Decide {
+impl Route for ChangeUser {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
         let operator = request.actor_with_role(&[Role::Operator])?;
         let username = request.param("username").to_string();
-        let user: Option<UserRecord> = work.table()?.get_as(&user_key(&username)).await?;
-        let Some(mut user) = user else {
-            return Err(ApiError::not_found(format!("no user {username:?}")));
-        };
-        if user.status != UserStatus::Pending {
-            return Err(ApiError::conflict(format!(
-                "only a pending application can be decided; {username} is {}",
-                user.status.as_str()
-            )));
-        }
-        let role = user.applied_for.take().unwrap_or_else(|| "merchant".into());
-        let now = work.now();
-        match self.0 {
-            Decision::Approve => {
-                user.status = UserStatus::Active;
-                user.roles = vec![role.clone()];
-                work.send(&UserApproved {
-                    username: username.clone(),
-                    role: role.clone(),
-                    approved_by: operator.subject.clone(),
-                    approved_at: now,
-                })?;
+        let summary =
+            accounts::change(work, &username, self.0, &operator.subject, self.1.token_ttl).await?;
+        Ok(Response::json(200, summary))
+    }
+}
+
+/// The default page size of `GET /users`.
+const DEFAULT_PAGE: u32 = 50;
+
+/// `GET /users?status=&role=&limit=&cursor=`: users by name, for operators.
+pub struct ListUsers;
+
+#[async_trait]
+impl Route for ListUsers {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        request.actor_with_role(&[Role::Operator])?;
+        let status = match request.query.get("status").map(String::as_str) {
+            None => None,
+            Some("active") => Some(UserStatus::Active),
+            Some("pending") => Some(UserStatus::Pending),
+            Some("refused") => Some(UserStatus::Refused),
+            Some("disabled") => Some(UserStatus::Disabled),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    Some("status"),
+                    "status must be active, pending, refused or disabled",
+                ));
             }
-            Decision::Refuse => user.status = UserStatus::Refused,
-        }
-        work.put(
-            record(&user_key(&username), &user),
-            Some(Condition::Equals("status".into(), json!("pending"))),
-        );
-        tracing::info!(username, operator = operator.subject, decision = ?self.0, "application decided");
-        Ok(Response::json(
-            200,
-            json!({ "username": username, "roles": user.roles, "status": user.status }),
-        ))
+        };
+        let role = match request.query.get("role").map(String::as_str) {
+            None => None,
+            Some(r @ ("customer" | "merchant" | "operator")) => Some(r.to_string()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    Some("role"),
+                    "role must be customer, merchant or operator",
+                ));
+            }
+        };
+        let limit = match request.query.get("limit") {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=accounts::MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(Some("limit"), "limit must be a number from 1 to 200")
+                })?,
+        };
+        let cursor = match request.query.get("cursor") {
+            None => None,
+            // A cursor is a user name: anything else did not come from this listing.
+            Some(c) if (1..=64).contains(&c.len()) && c.chars().all(|c| c.is_ascii_graphic()) => {
+                Some(c.clone())
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    Some("cursor"),
+                    "cursor must be a next_cursor this listing returned",
+                ));
+            }
+        };
+        let page = accounts::list_users(work.table()?, &UserFilter { status, role }, cursor, limit)
+            .await?;
+        Ok(Response::json(200, page))
     }
 }

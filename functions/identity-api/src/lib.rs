@@ -13,7 +13,9 @@
 //! JWKS until the last token it signed has expired.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod admin;
+pub mod password;
 pub mod signup;
 pub mod throttle;
 
@@ -64,17 +66,39 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
             Arc::new(signup::SignUp),
         )
         .route(
-            Method::POST,
-            "/users/{username}/approve",
+            Method::GET,
+            "/users",
             Idempotency::None,
-            Arc::new(admin::Decide(admin::Decision::Approve)),
+            Arc::new(admin::ListUsers),
         )
         .route(
-            Method::POST,
-            "/users/{username}/refuse",
+            Method::PUT,
+            "/users/me/password",
             Idempotency::None,
-            Arc::new(admin::Decide(admin::Decision::Refuse)),
+            Arc::new(password::ChangePassword(settings.clone())),
         )
+        .route(
+            Method::GET,
+            "/.well-known/revoked-sessions.json",
+            Idempotency::None,
+            Arc::new(PublishRevoked),
+        );
+    let api = [
+        accounts::Change::Approve,
+        accounts::Change::Refuse,
+        accounts::Change::Disable,
+        accounts::Change::Enable,
+    ]
+    .into_iter()
+    .fold(api, |api, change| {
+        api.route(
+            Method::POST,
+            &format!("/users/{{username}}/{}", change.as_str()),
+            Idempotency::None,
+            Arc::new(admin::ChangeUser(change, settings.clone())),
+        )
+    });
+    let api = api
         .route(
             Method::GET,
             "/.well-known/jwks.json",
@@ -133,9 +157,10 @@ impl bazaar_platform::Settings for Settings {
 }
 
 /// A user as identity keeps it. Records written before sign-up existed (the local stack's
-/// demo users) have no e-mail, status or creation time: they are active.
+/// demo users) have no e-mail, status or creation time: they are active. Records written
+/// before sessions existed have none: the next sign-in gives them one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct UserRecord {
+pub(crate) struct UserRecord {
     username: String,
     password_hash: String,
     /// The roles its tokens carry (none while a merchant's application is pending).
@@ -149,6 +174,17 @@ struct UserRecord {
     applied_for: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     created_at: Option<DateTime<Utc>>,
+    /// Optimistic concurrency ([`accounts::save`]).
+    #[serde(default)]
+    version: u64,
+    /// The session its tokens carry (`sid`); replaced when they must stop working.
+    #[serde(default)]
+    session: String,
+    /// The latest a token of this session may expire, when tokens of it are minted elsewhere
+    /// than by this service (the local stack's fixed key mints them valid until 2100): its
+    /// revocation must last that long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_until: Option<i64>,
 }
 
 /// A signing key as identity keeps it (the private key is a secret: encrypted at rest by the
@@ -167,11 +203,11 @@ struct KeyRecord {
     public: Option<Jwk>,
 }
 
-fn user_key(username: &str) -> Key {
+pub(crate) fn user_key(username: &str) -> Key {
     Key::new(format!("USER#{username}"), "PROFILE")
 }
 
-fn hash_password(password: &str) -> Result<String, HandlerError> {
+pub(crate) fn hash_password(password: &str) -> Result<String, HandlerError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -180,12 +216,21 @@ fn hash_password(password: &str) -> Result<String, HandlerError> {
 }
 
 /// A hash of nothing anyone knows, checked for unknown users so that they cost the same work.
-fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| hash_password("not a password anyone has").unwrap_or_default())
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+/// Runs password work (Argon2 is deliberately slow) off the async workers.
+pub(crate) async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))
+}
+
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -193,15 +238,45 @@ fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
-/// Creates a user if absent (the local stack's demo users; an admin tool later). Returns false
-/// when the user already existed.
+/// When the local stack's tokens expire (`bazaar_embedded::identity::FAR_FUTURE`, 2100-01-01).
+pub const LOCAL_TOKENS_UNTIL: i64 = 4_102_444_800;
+
+/// The local stack's demo users: creates `username` if absent, with the session the local
+/// stack's fixed key mints its tokens with (`local-<username>`, valid until
+/// [`LOCAL_TOKENS_UNTIL`]), so that disabling a demo user revokes the tokens of `events/` too.
+/// A user kept from an older version of the local stack gets that session and its listing
+/// line. Returns false when the user already existed.
 pub async fn ensure_user(
     table: &dyn Table,
     username: &str,
     password: &str,
     roles: &[&str],
 ) -> Result<bool, HandlerError> {
-    if table.get(&user_key(username)).await?.is_some() {
+    if let Some(mut user) = table.get_as::<UserRecord>(&user_key(username)).await? {
+        if user.session.is_empty() {
+            let read = user.version;
+            user.session = format!("local-{username}");
+            user.session_until = Some(LOCAL_TOKENS_UNTIL);
+            user.version = read + 1;
+            let writes = vec![
+                bazaar_platform::item::Write::Put {
+                    item: record(&user_key(username), &user),
+                    condition: Some(bazaar_platform::item::unchanged(Some(read))),
+                },
+                bazaar_platform::item::Write::Put {
+                    item: record(
+                        &accounts::listing_key(username),
+                        &accounts::UserSummary::from(&user),
+                    ),
+                    condition: None,
+                },
+            ];
+            match table.transact(writes).await {
+                // Someone else changed the user meanwhile: theirs stands.
+                Err(e) if !e.is_stale() => return Err(e.into()),
+                _ => {}
+            }
+        }
         return Ok(false);
     }
     let user = UserRecord {
@@ -212,16 +287,26 @@ pub async fn ensure_user(
         status: UserStatus::Active,
         applied_for: None,
         created_at: None,
+        version: 1,
+        session: format!("local-{username}"),
+        session_until: Some(LOCAL_TOKENS_UNTIL),
     };
-    match table
-        .put(
-            record(&user_key(username), &user),
-            Some(Condition::NotExists),
-        )
-        .await
-    {
+    let writes = vec![
+        bazaar_platform::item::Write::Put {
+            item: record(&user_key(username), &user),
+            condition: Some(Condition::NotExists),
+        },
+        bazaar_platform::item::Write::Put {
+            item: record(
+                &accounts::listing_key(username),
+                &accounts::UserSummary::from(&user),
+            ),
+            condition: None,
+        },
+    ];
+    match table.transact(writes).await {
         Ok(()) => Ok(true),
-        Err(bazaar_platform::ports::TableError::ConditionFailed) => Ok(false),
+        Err(e) if e.is_stale() => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -366,62 +451,92 @@ impl Route for IssueToken {
         } else {
             request.source_ip.as_str()
         };
-        let attempt = match throttle::admit(work.table()?, &body.username, source, work.now()).await
-        {
-            Ok(a) => a,
-            Err(throttle::Refusal::Wait(wait)) => {
-                let seconds = u32::try_from(wait.num_seconds() + 1).unwrap_or(u32::MAX);
-                tracing::warn!(source, "sign-in throttled after failed attempts");
-                return Err(ApiError::too_many(
-                    seconds,
-                    format!("too many failed sign-ins; retry in {seconds} s"),
-                ));
-            }
-            Err(throttle::Refusal::Table(e)) => return Err(e.into()),
-        };
+        let attempt = throttle::admit(work.table()?, &body.username, source, work.now())
+            .await
+            .map_err(|r| throttle::refusal(r, "failed sign-ins"))?;
         let user: Option<UserRecord> = work.table()?.get_as(&user_key(&body.username)).await?;
         let hash = user
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| dummy_hash().to_string());
         let password = body.password;
-        // Argon2 is deliberately slow: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(|e| ApiError::internal(Box::new(e)))?;
+        let ok = off_the_workers(move || verify_password(&password, &hash)).await?;
         let Some(user) = user.filter(|_| ok) else {
             return Err(ApiError::unauthorized("invalid username or password"));
         };
         attempt.succeeded(work.table()?).await?;
-        if user.status == UserStatus::Refused {
-            return Err(ApiError::forbidden(
-                "this merchant application was refused: the account cannot sign in",
-            ));
+        match user.status {
+            UserStatus::Refused => {
+                return Err(ApiError::forbidden(
+                    "this merchant application was refused: the account cannot sign in",
+                ));
+            }
+            UserStatus::Disabled => {
+                return Err(ApiError::forbidden(
+                    "this account is disabled: an operator must enable it",
+                ));
+            }
+            UserStatus::Active | UserStatus::Pending => {}
         }
-        let now = work.now();
-        let claims = Claims {
-            iss: settings.issuer.clone(),
-            sub: user.username.clone(),
-            aud: settings.audience.clone(),
-            roles: user.roles.clone(),
-            iat: now.timestamp(),
-            nbf: now.timestamp(),
-            exp: (now + settings.token_ttl).timestamp(),
-            jti: work.new_id(),
-        };
-        let token = current_key(work)
-            .await?
-            .sign(&claims)
-            .map_err(|e| ApiError::internal(Box::new(e)))?;
-        work.send(&UserAuthed {
-            subject: user.username,
-            token_id: claims.jti.clone(),
-            expires_at: now + settings.token_ttl,
-        })?;
-        let mut response = Response::json(
-            200,
-            json!({ "access_token": token, "token_type": "Bearer", "expires_in": settings.token_ttl.num_seconds() }),
-        );
+        let mut user = user;
+        if user.session.is_empty() {
+            // A user from before sessions: give it one (and its listing line) now.
+            let read = user.version;
+            user.session = work.new_id();
+            accounts::save(work, &mut user, Some(read));
+        }
+        Ok(token_response(work, settings, &user).await?)
+    }
+}
+
+/// Signs a token for `user` (its roles and session), emits `user.authed` and answers as
+/// `POST /auth/token` does.
+pub(crate) async fn token_response(
+    work: &mut Work<'_>,
+    settings: &Settings,
+    user: &UserRecord,
+) -> Result<Response, ApiError> {
+    let now = work.now();
+    let claims = Claims {
+        iss: settings.issuer.clone(),
+        sub: user.username.clone(),
+        aud: settings.audience.clone(),
+        roles: user.roles.clone(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: (now + settings.token_ttl).timestamp(),
+        jti: work.new_id(),
+        sid: user.session.clone(),
+    };
+    let token = current_key(work)
+        .await?
+        .sign(&claims)
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    work.send(&UserAuthed {
+        subject: user.username.clone(),
+        token_id: claims.jti.clone(),
+        expires_at: now + settings.token_ttl,
+    })?;
+    let mut response = Response::json(
+        200,
+        json!({ "access_token": token, "token_type": "Bearer", "expires_in": settings.token_ttl.num_seconds() }),
+    );
+    response
+        .headers
+        .insert("cache-control".into(), "no-store".into());
+    Ok(response)
+}
+
+/// `GET /.well-known/revoked-sessions.json`: the sessions whose tokens every function refuses
+/// ([`accounts::revoked_sessions`]). Public like the key set: the ids are random and say
+/// nothing about whose they were. Cached by nobody, so that functions read it fresh.
+struct PublishRevoked;
+
+#[async_trait]
+impl Route for PublishRevoked {
+    async fn handle(&self, _request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let revoked = accounts::revoked_sessions(work.table()?, work.now()).await?;
+        let mut response = Response::json(200, revoked);
         response
             .headers
             .insert("cache-control".into(), "no-store".into());

@@ -154,71 +154,92 @@ impl Route for SignUp {
         } else {
             request.source_ip.as_str()
         };
-        match throttle::admit_signup(work.table()?, source, work.now()).await {
-            Ok(()) => {}
-            Err(throttle::Refusal::Wait(wait)) => {
-                let seconds = u32::try_from(wait.num_seconds() + 1).unwrap_or(u32::MAX);
-                tracing::warn!(source, "sign-up throttled");
-                return Err(ApiError::too_many(
-                    seconds,
-                    format!("too many sign-ups from this address; retry in {seconds} s"),
-                ));
-            }
-            Err(throttle::Refusal::Table(e)) => return Err(e.into()),
-        }
-
-        let table = work.table()?;
-        let taken = table.get(&user_key(&body.username)).await?.is_some()
-            || table.get(&email_key(&email)).await?.is_some();
-        if taken {
-            return Err(ApiError::conflict(
-                "this username or email is already registered",
-            ));
-        }
-
-        let password = body.password;
-        // Argon2 is deliberately slow: keep it off the async workers.
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        throttle::admit_signup(work.table()?, source, work.now())
             .await
-            .map_err(|e| ApiError::internal(Box::new(e)))??;
-        let now = work.now();
-        let (roles, status) = match role {
-            SignUpRole::Customer => (vec!["customer".to_string()], UserStatus::Active),
-            SignUpRole::Merchant => (Vec::new(), UserStatus::Pending),
-        };
-        let user = UserRecord {
-            username: body.username.clone(),
-            password_hash,
-            roles: roles.clone(),
-            email: Some(email.clone()),
-            status,
-            applied_for: (role == SignUpRole::Merchant).then(|| "merchant".to_string()),
-            created_at: Some(now),
-        };
-        work.put(
-            record(&user_key(&body.username), &user),
-            Some(Condition::NotExists),
-        );
-        work.put(
-            record(&email_key(&email), &json!({ "username": body.username })),
-            Some(Condition::NotExists),
-        );
-        work.send(&UserCreated {
-            username: body.username.clone(),
-            role,
-            status,
-            created_at: now,
-        })?;
+            .map_err(|r| throttle::refusal(r, "sign-ups from this address"))?;
+
+        let user = register(
+            work,
+            Registration {
+                username: body.username,
+                email,
+                password: body.password,
+                role,
+                created_by: None,
+            },
+        )
+        .await?;
         Ok(Response::json(
             201,
             json!({
-                "username": body.username,
-                "email": email,
-                "roles": roles,
-                "status": status,
+                "username": user.username,
+                "email": user.email,
+                "roles": user.roles,
+                "status": user.status,
             }),
         ))
     }
+}
+
+/// A user to make, checked already (name, address, password).
+pub(crate) struct Registration {
+    pub username: String,
+    /// Normalised ([`normalise_email`]).
+    pub email: String,
+    pub password: String,
+    pub role: SignUpRole,
+    /// The operator making it, when it is not signing up itself: then it starts active
+    /// whatever its role.
+    pub created_by: Option<String>,
+}
+
+/// Makes a user: 409 when its name or address is taken (the same answer for both), else the
+/// record, its listing line and its address's claim in one transaction (two people taking
+/// the same name or address at once: one wins, the other's commit fails), and `user.created`.
+pub(crate) async fn register(
+    work: &mut Work<'_>,
+    new: Registration,
+) -> Result<crate::accounts::UserSummary, ApiError> {
+    let table = work.table()?;
+    let taken = table.get(&user_key(&new.username)).await?.is_some()
+        || table.get(&email_key(&new.email)).await?.is_some();
+    if taken {
+        return Err(ApiError::conflict(
+            "this username or email is already registered",
+        ));
+    }
+    let password = new.password;
+    let password_hash = crate::off_the_workers(move || hash_password(&password)).await??;
+    let now = work.now();
+    let (roles, status, applied_for) = match (new.role, new.created_by.is_some()) {
+        (SignUpRole::Merchant, false) => (Vec::new(), UserStatus::Pending, Some("merchant")),
+        (role, _) => (vec![role.as_str().to_string()], UserStatus::Active, None),
+    };
+    let mut user = UserRecord {
+        username: new.username.clone(),
+        password_hash,
+        roles,
+        email: Some(new.email.clone()),
+        status,
+        applied_for: applied_for.map(String::from),
+        created_at: Some(now),
+        version: 0,
+        session: work.new_id(),
+        session_until: None,
+    };
+    crate::accounts::save(work, &mut user, None);
+    work.put(
+        record(&email_key(&new.email), &json!({ "username": new.username })),
+        Some(Condition::NotExists),
+    );
+    work.send(&UserCreated {
+        username: new.username,
+        role: new.role,
+        status,
+        created_at: now,
+        created_by: new.created_by,
+    })?;
+    Ok(crate::accounts::UserSummary::from(&user))
 }
 
 #[cfg(test)]

@@ -123,6 +123,22 @@ pub enum Refusal {
     Table(HandlerError),
 }
 
+/// A refusal as the API answers it: 429 with `Retry-After` (`what` names what was counted,
+/// for the detail), or the table's failure.
+pub fn refusal(refusal: Refusal, what: &str) -> bazaar_platform::http::ApiError {
+    match refusal {
+        Refusal::Wait(wait) => {
+            let seconds = u32::try_from(wait.num_seconds().saturating_add(1)).unwrap_or(u32::MAX);
+            tracing::warn!(what, "throttled");
+            bazaar_platform::http::ApiError::too_many(
+                seconds,
+                format!("too many {what}; retry in {seconds} s"),
+            )
+        }
+        Refusal::Table(e) => e.into(),
+    }
+}
+
 impl From<TableError> for Refusal {
     fn from(e: TableError) -> Self {
         Refusal::Table(e.into())

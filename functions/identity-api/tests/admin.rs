@@ -63,7 +63,8 @@ async fn an_operator_approves_a_merchant_once_and_its_next_token_carries_the_rol
     assert_eq!(r["statusCode"], 200, "{r}");
     assert_eq!(
         body(&r),
-        json!({"username": "potter", "roles": ["merchant"], "status": "active"})
+        json!({"username": "potter", "email": "potter@example.com", "roles": ["merchant"],
+               "status": "active", "created_at": "2026-01-01T00:00:00Z"})
     );
     let sent = world.sent("user");
     let approved: Vec<Value> = sent

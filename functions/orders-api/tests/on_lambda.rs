@@ -134,13 +134,18 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
             "/.well-known/jwks.json",
             get(|| async { serde_json::to_string(&identity::local_jwks()).unwrap() }),
         )
+        // And the sessions it revoked: a disabled user's.
+        .route(
+            "/.well-known/revoked-sessions.json",
+            get(|| async { r#"{"sessions":["session-of-a-disabled-user"]}"# }),
+        )
         .with_state(rt.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let issuer = format!("http://{addr}");
-    let token = |subject: &str, role: &str| {
+    let token_of = |subject: &str, role: &str, sid: &str| {
         let claims = Claims {
             iss: issuer.clone(),
             sub: subject.into(),
@@ -150,12 +155,14 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
             nbf: 0,
             exp: identity::FAR_FUTURE,
             jti: format!("t-{subject}"),
+            sid: sid.into(),
         };
         format!(
             "Bearer {}",
             identity::local_signing_key().sign(&claims).unwrap()
         )
     };
+    let token = |subject: &str, role: &str| token_of(subject, role, &format!("s-{subject}"));
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_orders-api"))
         .env_clear()
@@ -208,6 +215,20 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
             .unwrap()
             .contains("\"status\":\"pending\""),
         "the order was stored in DynamoDB (moto) and read back"
+    );
+
+    let mut revoked = event("orders-api.get-order.json");
+    revoked["rawPath"] = format!("/orders/{order_id}").into();
+    revoked["requestContext"]["http"]["path"] = revoked["rawPath"].clone();
+    revoked["headers"]["authorization"] =
+        token_of("operator", "operator", "session-of-a-disabled-user").into();
+    rt.invoke("req-revoked", revoked);
+    let (_, refused) = answer(&mut rx).await;
+    let refused = refused.expect("no function error");
+    assert_eq!(refused["statusCode"], 401, "{refused}");
+    assert!(
+        refused["body"].as_str().unwrap().contains("revoked"),
+        "a token of a session the issuer revoked is refused: {refused}"
     );
 
     rt.invoke("req-3", serde_json::json!({"unexpected": "shape"}));

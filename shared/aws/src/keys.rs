@@ -2,12 +2,16 @@
 //! Gateway's JWT authorizer finds them. The set is cached for ten minutes and fetched again
 //! early when a token names an unknown key (a rotation), at most once a minute so that tokens
 //! with made-up key ids cannot make the function hammer the issuer.
+//!
+//! The issuer's revoked sessions (`<JWT_ISSUER>/.well-known/revoked-sessions.json`) are read
+//! every 30 seconds of the function's clock and used up to a minute old when a read fails
+//! ([`RevokedCache`]): a warm container asks twice a minute, whatever its traffic.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bazaar_platform::auth::KeySource;
+use bazaar_platform::auth::{KeySource, Revoked, RevokedCache};
 use bazaar_platform::jwt::Jwks;
 use bazaar_platform::ports::BoxError;
 use bytes::Bytes;
@@ -25,6 +29,8 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// The issuer's key set, fetched over HTTP(S) and cached.
 pub struct HttpKeySource {
     url: String,
+    revoked_url: String,
+    revoked: RevokedCache,
     /// The same client type as the SDK's and the providers' (`Full` bodies), so that a
     /// binary holds one instantiation of hyper's client, not one per body type.
     client: HttpsClient,
@@ -34,11 +40,14 @@ pub struct HttpKeySource {
 impl HttpKeySource {
     /// Keys of the issuer whose base URL is `issuer`.
     pub fn new(issuer: &str) -> Result<HttpKeySource, String> {
-        let url = format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'));
+        let base = issuer.trim_end_matches('/');
+        let url = format!("{base}/.well-known/jwks.json");
         url.parse::<http::Uri>()
             .map_err(|e| format!("JWT_ISSUER {issuer:?} is not a URL: {e}"))?;
         Ok(HttpKeySource {
             url,
+            revoked_url: format!("{base}/.well-known/revoked-sessions.json"),
+            revoked: RevokedCache::default(),
             client: crate::https::client(),
             cache: Mutex::new(None),
         })
@@ -52,8 +61,9 @@ impl HttpKeySource {
             .map(|(k, _)| k.clone())
     }
 
-    async fn fetch(&self) -> Result<Jwks, BoxError> {
-        let request = http::Request::get(&self.url).body(Full::new(Bytes::new()))?;
+    /// A JSON document of the issuer.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, BoxError> {
+        let request = http::Request::get(url).body(Full::new(Bytes::new()))?;
         let call = async {
             let response = self.client.request(request).await?;
             let status = response.status();
@@ -62,13 +72,17 @@ impl HttpKeySource {
                 .await?
                 .to_bytes();
             if !status.is_success() {
-                return Err(format!("{} answered {status}", self.url).into());
+                return Err(format!("{url} answered {status}").into());
             }
-            Ok::<_, BoxError>(serde_json::from_slice::<Jwks>(&body)?)
+            Ok::<_, BoxError>(serde_json::from_slice::<T>(&body)?)
         };
-        let jwks = tokio::time::timeout(TIMEOUT, call)
+        tokio::time::timeout(TIMEOUT, call)
             .await
-            .map_err(|_| format!("no answer from {} within {TIMEOUT:?}", self.url))??;
+            .map_err(|_| format!("no answer from {url} within {TIMEOUT:?}"))?
+    }
+
+    async fn fetch(&self) -> Result<Jwks, BoxError> {
+        let jwks: Jwks = self.get_json(&self.url).await?;
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((jwks.clone(), Instant::now()));
         Ok(jwks)
@@ -89,5 +103,11 @@ impl KeySource for HttpKeySource {
             Some(k) => Ok(k),
             None => self.fetch().await,
         }
+    }
+
+    async fn revoked(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Revoked, BoxError> {
+        self.revoked
+            .get(now, || self.get_json::<Revoked>(&self.revoked_url))
+            .await
     }
 }

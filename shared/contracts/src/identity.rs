@@ -26,14 +26,28 @@ crate::event!(UserAuthed, "user.authed", version 1, {
     }
 });
 
-/// What a person signs up as.
+/// What a user is made as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignUpRole {
     /// A customer: active at once.
     Customer,
-    /// A merchant: pending until an operator approves the application.
+    /// A merchant: pending until an operator approves the application (active at once when
+    /// an operator makes it).
     Merchant,
+    /// An operator: only ever made by another operator's tools (`bazaar users create`).
+    Operator,
+}
+
+impl SignUpRole {
+    /// The role as tokens carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignUpRole::Customer => "customer",
+            SignUpRole::Merchant => "merchant",
+            SignUpRole::Operator => "operator",
+        }
+    }
 }
 
 /// Where a user's account stands.
@@ -47,6 +61,9 @@ pub enum UserStatus {
     Pending,
     /// A merchant's application turned away by an operator: cannot sign in.
     Refused,
+    /// Switched off by an operator: cannot sign in, and its tokens are refused everywhere
+    /// within a minute. An operator can enable it again.
+    Disabled,
 }
 
 impl UserStatus {
@@ -56,6 +73,7 @@ impl UserStatus {
             UserStatus::Active => "active",
             UserStatus::Pending => "pending",
             UserStatus::Refused => "refused",
+            UserStatus::Disabled => "disabled",
         }
     }
 }
@@ -72,6 +90,9 @@ pub struct UserCreated {
     pub status: UserStatus,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// The operator who made the user with the toolbelt; none when the user signed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 crate::event!(UserCreated, "user.created", version 1, {
@@ -79,13 +100,17 @@ crate::event!(UserCreated, "user.created", version 1, {
         if self.username.is_empty() || self.username.len() > 64 {
             return Err(ContractViolation::new("username must be 1 to 64 characters"));
         }
-        let consistent = matches!(
-            (self.role, self.status),
-            (SignUpRole::Customer, UserStatus::Active) | (SignUpRole::Merchant, UserStatus::Pending)
-        );
+        let consistent = match &self.created_by {
+            None => matches!(
+                (self.role, self.status),
+                (SignUpRole::Customer, UserStatus::Active)
+                    | (SignUpRole::Merchant, UserStatus::Pending)
+            ),
+            Some(by) => !by.is_empty() && self.status == UserStatus::Active,
+        };
         if !consistent {
             return Err(ContractViolation::new(
-                "a customer starts active and a merchant pending",
+                "a user who signs up starts active as a customer or pending as a merchant; one an operator makes starts active",
             ));
         }
         Ok(())
@@ -113,6 +138,68 @@ crate::event!(UserApproved, "user.approved", version 1, {
         }
         if self.role != "merchant" {
             return Err(ContractViolation::new("only merchants are approved"));
+        }
+        Ok(())
+    }
+});
+
+/// `user.disabled`: an operator disabled a user. Its tokens are refused from now on (every
+/// function learns of it within a minute) and it cannot sign in until it is enabled again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDisabled {
+    /// The user name.
+    pub username: String,
+    /// The operator who disabled it.
+    pub disabled_by: String,
+    /// When.
+    pub disabled_at: DateTime<Utc>,
+}
+
+crate::event!(UserDisabled, "user.disabled", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        if self.username.is_empty() || self.disabled_by.is_empty() {
+            return Err(ContractViolation::new("username and disabled_by must not be empty"));
+        }
+        Ok(())
+    }
+});
+
+/// `user.enabled`: an operator enabled a disabled user again. Tokens issued before it was
+/// disabled stay refused: it signs in afresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEnabled {
+    /// The user name.
+    pub username: String,
+    /// The operator who enabled it.
+    pub enabled_by: String,
+    /// When.
+    pub enabled_at: DateTime<Utc>,
+}
+
+crate::event!(UserEnabled, "user.enabled", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        if self.username.is_empty() || self.enabled_by.is_empty() {
+            return Err(ContractViolation::new("username and enabled_by must not be empty"));
+        }
+        Ok(())
+    }
+});
+
+/// `user.password_changed`: a user changed its password; every token issued before is
+/// refused from now on (what a user does when it fears its password or a token leaked).
+/// Carries no secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserPasswordChanged {
+    /// The user name.
+    pub username: String,
+    /// When.
+    pub changed_at: DateTime<Utc>,
+}
+
+crate::event!(UserPasswordChanged, "user.password_changed", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        if self.username.is_empty() {
+            return Err(ContractViolation::new("username must not be empty"));
         }
         Ok(())
     }

@@ -5,11 +5,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use bazaar_platform::auth::KeySource;
 use bazaar_platform::jwt::{Claims, Jwks, SigningKey};
-use bazaar_platform::ports::BoxError;
 
 /// The key id of the local signing key.
 pub const LOCAL_KID: &str = "local-development-key";
@@ -75,8 +73,16 @@ pub fn token(subject: &str, roles: &[&str]) -> String {
             nbf: 0,
             exp: FAR_FUTURE,
             jti: format!("local-{subject}"),
+            sid: local_session(subject),
         })
         .expect("signing with the local key")
+}
+
+/// The session of the local stack's tokens for `subject` ([`token`]): the local stack's demo
+/// users are given it, so that disabling one (or changing its password) revokes the tokens of
+/// `events/` and of the tests too.
+pub fn local_session(subject: &str) -> String {
+    format!("local-{subject}")
 }
 
 /// `Authorization` header value for [`token`].
@@ -87,19 +93,4 @@ pub fn bearer(subject: &str, roles: &[&str]) -> String {
 /// The local key set as a key source.
 pub fn local_keys() -> Arc<dyn KeySource> {
     Arc::new(bazaar_platform::auth::StaticKeys(local_jwks()))
-}
-
-/// A key source that reads whatever another component publishes now (the local stack's
-/// identity service), through a closure.
-pub struct DynamicKeys<F>(pub F);
-
-#[async_trait]
-impl<F, Fut> KeySource for DynamicKeys<F>
-where
-    F: Fn() -> Fut + Send + Sync,
-    Fut: std::future::Future<Output = Result<Jwks, BoxError>> + Send,
-{
-    async fn jwks(&self) -> Result<Jwks, BoxError> {
-        (self.0)().await
-    }
 }

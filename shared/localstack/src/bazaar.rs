@@ -7,11 +7,11 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bazaar_embedded::Engine;
-use bazaar_embedded::identity::DynamicKeys;
 use bazaar_fake_marketplaces::{Accounts, Marketplaces};
 use bazaar_fake_provider::FakeProvider;
 use bazaar_payments::RetryPolicy;
-use bazaar_platform::auth::KeySource;
+use bazaar_platform::auth::{KeySource, Revoked, RevokedCache};
+use bazaar_platform::clock::Clock;
 use bazaar_platform::clock::{ManualClock, SystemClock};
 use bazaar_platform::faults::{Faults, NoFaults};
 use bazaar_platform::history::Guarantees;
@@ -56,20 +56,11 @@ impl LocalFake for LocalIdentity {
     }
 
     fn keys(&self, model: &StackModel, tables: &TableAccess) -> Option<Arc<dyn KeySource>> {
-        let table = tables.table(identity_table(model)?);
-        let clock = tables.clock();
-        Some(Arc::new(DynamicKeys(move || {
-            let (table, clock) = (table.clone(), clock.clone());
-            async move {
-                identity_api::published_keys(
-                    table.as_ref(),
-                    clock.now(),
-                    identity_api::DEFAULT_TOKEN_TTL,
-                )
-                .await
-                .map_err(|e| Box::new(e) as BoxError)
-            }
-        })))
+        Some(Arc::new(IssuerTable {
+            table: tables.table(identity_table(model)?),
+            clock: tables.clock(),
+            revoked: RevokedCache::default(),
+        }))
     }
 
     async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
@@ -91,6 +82,40 @@ impl LocalFake for LocalIdentity {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// The issuer's keys and revoked sessions, read from the identity service's table in process
+/// (what the functions fetch over HTTPS on AWS). The revoked sessions are cached as the
+/// functions cache them on AWS ([`RevokedCache`]: read again after 30 seconds), so that
+/// the local stack shows the same delay: a disabled user's token works for up to 30 more
+/// seconds, never a minute.
+struct IssuerTable {
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+    revoked: RevokedCache,
+}
+
+#[async_trait]
+impl KeySource for IssuerTable {
+    async fn jwks(&self) -> Result<bazaar_platform::jwt::Jwks, BoxError> {
+        identity_api::published_keys(
+            self.table.as_ref(),
+            self.clock.now(),
+            identity_api::DEFAULT_TOKEN_TTL,
+        )
+        .await
+        .map_err(|e| Box::new(e) as BoxError)
+    }
+
+    async fn revoked(&self, now: DateTime<Utc>) -> Result<Revoked, BoxError> {
+        self.revoked
+            .get(now, || async {
+                identity_api::accounts::revoked_sessions(self.table.as_ref(), now)
+                    .await
+                    .map_err(|e| Box::new(e) as BoxError)
+            })
+            .await
     }
 }
 

@@ -82,6 +82,13 @@ pub struct Claims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// The session: a random value the issuer keeps per user and replaces when the user's
+    /// tokens must stop working (disabled, password changed). Functions refuse tokens whose
+    /// session the issuer has revoked ([`crate::auth::Revoked`]); being random, a revoked
+    /// session says nothing about whose it was. Empty in tokens issued before sessions
+    /// existed (those cannot be revoked; they expired within a token lifetime of the change).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
 }
 
 impl Claims {
@@ -240,6 +247,10 @@ pub fn validate(
         nbf,
         exp,
         jti: string("jti").unwrap_or_default(),
+        sid: match claims.get("sid") {
+            None => String::new(),
+            Some(_) => string("sid")?,
+        },
     })
 }
 

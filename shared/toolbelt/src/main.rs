@@ -19,8 +19,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "bazaar",
     max_term_width = 80,
-    about = "Operate a Bazaar stack: queues, dead letters, publishing, tracing, replaying.",
-    long_about = "Operate a Bazaar stack: queues, dead letters, publishing, tracing, replaying.\n\n\
+    about = "Operate a Bazaar stack: queues, dead letters, publishing, tracing, replaying, users.",
+    long_about = "Operate a Bazaar stack: queues, dead letters, publishing, tracing, replaying, users.\n\n\
         By default the commands act on the local stack that scripts/dev runs (its data under \
         .bazaar/). With --aws (or --endpoint-url) they act on AWS, with the default credential \
         chain and region, on the stack of --stage.",
@@ -121,6 +121,13 @@ enum Command {
     /// Example: bazaar channels status
     #[command(subcommand)]
     Channels(ChannelsCommand),
+    /// Users: make one (how a deployed stage gets its first operator), decide a merchant's
+    /// application, disable or enable one, list them. Acts on the identity table directly:
+    /// the events name you (your AWS identity, or local:<user>).
+    ///
+    /// Example: bazaar users list --status pending
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Sends archived events of the given types, in their original order, into one consumer's
     /// queue only: no other consumer sees them again. Rebuilds derived state, such as the
     /// search index (see README, "Rebuilding the search index").
@@ -140,6 +147,70 @@ enum Command {
         /// Print what would be sent, and send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Makes a user, active at once, with the sign-up rules for names, addresses and
+    /// passwords. The password comes from standard input (--password-stdin) or from
+    /// BAZAAR_USER_PASSWORD, never from the command line.
+    ///
+    /// Example: printf '%s' "$PW" | bazaar --aws --stage prod users create ops-ada --email ada@example.com --role operator --password-stdin
+    Create {
+        /// The user name (3 to 64 of a-z, 0-9, '.', '_', '-').
+        username: String,
+        /// The e-mail address (one account per address).
+        #[arg(long)]
+        email: String,
+        /// customer, merchant or operator.
+        #[arg(long, default_value = "customer")]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Approves a pending merchant's application.
+    ///
+    /// Example: bazaar users approve potter
+    Approve {
+        /// The user name.
+        username: String,
+    },
+    /// Refuses a pending merchant's application.
+    ///
+    /// Example: bazaar users refuse potter
+    Refuse {
+        /// The user name.
+        username: String,
+    },
+    /// Disables a user: no sign-in, and its tokens are refused everywhere within a minute.
+    ///
+    /// Example: bazaar users disable customer-2
+    Disable {
+        /// The user name.
+        username: String,
+    },
+    /// Enables a disabled user again (it signs in afresh).
+    ///
+    /// Example: bazaar users enable customer-2
+    Enable {
+        /// The user name.
+        username: String,
+    },
+    /// Lists users by name.
+    ///
+    /// Example: bazaar users list --status pending --json
+    List {
+        /// Only users of this status: active, pending, refused or disabled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only users holding (or applying for) this role: customer, merchant or operator.
+        #[arg(long)]
+        role: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -343,6 +414,74 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The password of `users create`: standard input's first line, or BAZAAR_USER_PASSWORD.
+fn new_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            bail!("standard input gave no password");
+        }
+        return Ok(password);
+    }
+    std::env::var("BAZAAR_USER_PASSWORD").map_err(|_| {
+        anyhow::anyhow!(
+            "no password: pipe it in with --password-stdin, or set BAZAAR_USER_PASSWORD (never on the command line)"
+        )
+    })
+}
+
+async fn users_command(command: UsersCommand, target: &Target) -> anyhow::Result<()> {
+    use bazaar_toolbelt::users;
+    use identity_api::accounts::{Change, UserFilter};
+    let show = |u: &identity_api::accounts::UserSummary| print!("{}", users::render_one(u));
+    match command {
+        UsersCommand::Create {
+            username,
+            email,
+            role,
+            password_stdin,
+        } => {
+            let role = users::parse_role(&role)?;
+            let password = new_password(password_stdin)?;
+            let user = users::create(target, &username, &email, &password, role).await?;
+            println!("made {} ({}), active", user.username, role.as_str());
+        }
+        UsersCommand::Approve { username } => {
+            show(&users::change(target, &username, Change::Approve).await?)
+        }
+        UsersCommand::Refuse { username } => {
+            show(&users::change(target, &username, Change::Refuse).await?)
+        }
+        UsersCommand::Disable { username } => {
+            show(&users::change(target, &username, Change::Disable).await?);
+            println!("its tokens are refused everywhere within a minute");
+        }
+        UsersCommand::Enable { username } => {
+            show(&users::change(target, &username, Change::Enable).await?)
+        }
+        UsersCommand::List { status, role, json } => {
+            let filter = UserFilter {
+                status: status.as_deref().map(users::parse_status).transpose()?,
+                role: match role.as_deref() {
+                    None => None,
+                    Some(r) => Some(users::parse_role(r)?.as_str().to_string()),
+                },
+            };
+            let list = users::list(target, &filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", users::render(&list));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn credentials(var: &str) -> anyhow::Result<(String, String)> {
     let value = std::env::var(var).with_context(|| {
         format!("{var} is not set: give a user of the deployed stage as user:password")
@@ -398,6 +537,7 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
             }
         }
         Command::Dlq(command) => dlq_command(command, target).await?,
+        Command::Users(command) => users_command(command, target).await?,
         Command::Channels(ChannelsCommand::Status { json }) => {
             let rows = bazaar_toolbelt::channels::status(target).await?;
             if json {

@@ -26,15 +26,31 @@ struct Run {
 }
 
 fn bazaar(data: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+    bazaar_with_input(data, args, None)
+}
+
+/// [`bazaar`] with `input` on its standard input.
+fn bazaar_with_input(data: &Path, args: &[&str], input: Option<&str>) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
         .arg("--template")
         .arg(template())
         .arg("--data-dir")
         .arg(data)
         .args(args)
         .env("COLUMNS", "80")
-        .output()
+        .env_remove("BAZAAR_USER_PASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("bazaar runs");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(text) = input {
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("bazaar runs");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -230,6 +246,11 @@ async fn an_operator_session_reads_well_at_80_columns() {
         vec!["trace", "--help"],
         vec!["replay", "--help"],
         vec!["smoke", "--help"],
+        vec!["users", "--help"],
+        vec!["users", "create", "--help"],
+        vec!["users", "approve", "--help"],
+        vec!["users", "disable", "--help"],
+        vec!["users", "list", "--help"],
     ] {
         let r = bazaar(&data, &help);
         assert_eq!(r.code, 0, "{help:?}: {}", r.stderr);
@@ -240,6 +261,56 @@ async fn an_operator_session_reads_well_at_80_columns() {
             r.stdout
         );
     }
+
+    // Users: the first operator, from a password on standard input.
+    let made = bazaar_with_input(
+        &data,
+        &[
+            "users",
+            "create",
+            "ops-ada",
+            "--email",
+            "ada@example.com",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        Some("wheel and kiln 1842\n"),
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    readable("users create", &made.stdout);
+    let users = bazaar(&data, &["users", "list"]);
+    assert_eq!(users.code, 0, "{}", users.stderr);
+    readable("users list", &users.stdout);
+    assert!(users.stdout.contains("ops-ada"), "{}", users.stdout);
+    let disabled = bazaar(&data, &["users", "disable", "ops-ada"]);
+    assert_eq!(disabled.code, 0, "{}", disabled.stderr);
+    readable("users disable", &disabled.stdout);
+    assert!(disabled.stdout.contains("disabled"), "{}", disabled.stdout);
+    let no_password = bazaar(
+        &data,
+        &["users", "create", "ops-bob", "--email", "bob@example.com"],
+    );
+    assert_ne!(no_password.code, 0);
+    assert!(
+        no_password.stderr.contains("--password-stdin"),
+        "{}",
+        no_password.stderr
+    );
+    let weak = bazaar_with_input(
+        &data,
+        &[
+            "users",
+            "create",
+            "ops-bob",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        Some("password1\n"),
+    );
+    assert_ne!(weak.code, 0);
+    assert!(weak.stderr.contains("password"), "{}", weak.stderr);
 
     // Mistakes: what was wrong and what to do.
     let wrong = bazaar(&data, &["dlq", "list", "nosuch"]);

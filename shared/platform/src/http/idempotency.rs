@@ -3,6 +3,7 @@
 //! still in progress, 409. The key's record, the state changes and the outbox are committed in
 //! one transaction, so a retried request never has a second effect. Keys are per caller.
 
+use crate::auth::Auth;
 use chrono::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -41,6 +42,15 @@ pub(super) async fn run(
             Some(IDEMPOTENCY_HEADER),
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         ));
+    }
+    // A token that is not accepted (forged, expired, revoked) is answered as such before
+    // the key store is touched: its holder is nobody's, and must not read or fill the
+    // anonymous caller's keys either.
+    if matches!(
+        request.auth,
+        Auth::Refused(_) | Auth::Unavailable(_) | Auth::Misconfigured(_)
+    ) {
+        request.actor()?;
     }
     let table = deps.table().map_err(ApiError::from)?;
     let subject = request
