@@ -3,7 +3,9 @@
 //! reservation makes the transaction fail and the platform re-runs the decision on fresh
 //! reads). Answers `inventory.reserved` or `inventory.rejected`; a repeated request for the
 //! same order gets the same answer again and holds nothing more. On `order.cancelled` it gives
-//! back what the order holds; on `order.confirmed` what the order holds is sold.
+//! back what the order holds; on `order.confirmed` what the order holds is sold. A customer
+//! may cancel a confirmed order: the sold units go back on sale, whichever of the two events
+//! arrives first.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use bazaar_contracts::Sku;
 use bazaar_contracts::inventory::{
     InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
 };
-use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
+use bazaar_contracts::orders::{CancellationReason, OrderCancelled, OrderConfirmed};
 use bazaar_inventory::{Reservation, ReservationRecord, ReservationState, Stock};
 use bazaar_platform::item::{Condition, Key, Update, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -57,6 +59,7 @@ impl Handle<ReserveStock> for Reserve {
             lines.push((line.clone(), stock));
         }
         let record_of = |state: ReservationState, short: Vec<Sku>| ReservationRecord {
+            customer_cancelled: false,
             order_id: task.order_id.clone(),
             state,
             items: task.items.clone(),
@@ -128,32 +131,75 @@ impl Handle<OrderCancelled> for Release {
                     state: ReservationState::Cancelled,
                     items: cancelled.items.clone(),
                     short_skus: Vec::new(),
+                    customer_cancelled: cancelled.reason == CancellationReason::Customer,
                 };
                 work.put(record(&key, &tombstone), Some(Condition::NotExists));
             }
             Some(r) if r.state == ReservationState::Reserved => {
-                let mut versions = Vec::with_capacity(r.items.len());
-                for line in &r.items {
-                    let stock: Stock =
-                        parse(work.table()?.get(&stock_key(&line.sku)).await?.ok_or_else(
-                            || HandlerError::bug(format!("{} is held but unknown", line.sku)),
-                        )?)?;
-                    work.send(&stock.updated(i64::from(line.quantity)))?;
-                    versions.push(stock.version);
-                }
+                let versions = announce_back_on_sale(work, &r).await?;
                 settle_reservation(
                     work,
                     &r,
                     "available",
                     ReservationState::Released,
                     Some(&versions),
-                )
+                    // A confirmation may still be on its way: it must then sell nothing.
+                    cancelled.reason == CancellationReason::Customer,
+                );
             }
-            // Rejected, already released or already cancelled: nothing is held.
+            // The customer cancelled a confirmed order: what was sold is on sale again.
+            Some(r) if r.state == ReservationState::Committed => {
+                let versions = announce_back_on_sale(work, &r).await?;
+                for (line, version) in r.items.iter().zip(&versions) {
+                    let q = i64::from(line.quantity);
+                    work.update(
+                        stock_key(&line.sku),
+                        Update::new()
+                            .add("available", q)
+                            .add("committed", -q)
+                            .set("version", version + 1),
+                        Some(Condition::And(vec![
+                            Condition::AtLeast("committed".into(), q),
+                            version_guard(*version),
+                        ])),
+                    );
+                }
+                work.update(
+                    reservation_key(&r.order_id),
+                    Update::new()
+                        .set("state", ReservationState::Unsold.as_str())
+                        .set("customer_cancelled", true),
+                    Some(Condition::Equals(
+                        "state".into(),
+                        ReservationState::Committed.as_str().into(),
+                    )),
+                );
+            }
+            // Rejected, already released, unsold or cancelled: nothing is held.
             Some(_) => {}
         }
         Ok(())
     }
+}
+
+/// Announces each line of `r` coming back on sale (`stock.updated`) and returns each line's
+/// stock version as read, for the guards of the writes that put the units back.
+async fn announce_back_on_sale(
+    work: &mut Work<'_>,
+    r: &ReservationRecord,
+) -> Result<Vec<u64>, HandlerError> {
+    let mut versions = Vec::with_capacity(r.items.len());
+    for line in &r.items {
+        let stock: Stock = parse(
+            work.table()?
+                .get(&stock_key(&line.sku))
+                .await?
+                .ok_or_else(|| HandlerError::bug(format!("{} is held but unknown", line.sku)))?,
+        )?;
+        work.send(&stock.updated(i64::from(line.quantity)))?;
+        versions.push(stock.version);
+    }
+    Ok(versions)
 }
 
 /// Guards a change of `available` against a concurrent one: the version read must still be the
@@ -173,6 +219,7 @@ fn settle_reservation(
     to: &str,
     state: ReservationState,
     versions: Option<&[u64]>,
+    customer_cancelled: bool,
 ) {
     for (i, line) in r.items.iter().enumerate() {
         let q = i64::from(line.quantity);
@@ -184,9 +231,13 @@ fn settle_reservation(
         }
         work.update(stock_key(&line.sku), update, Some(condition));
     }
+    let mut update = Update::new().set("state", state.as_str());
+    if customer_cancelled {
+        update = update.set("customer_cancelled", true);
+    }
     work.update(
         reservation_key(&r.order_id),
-        Update::new().set("state", state.as_str()),
+        update,
         Some(Condition::Equals(
             "state".into(),
             ReservationState::Reserved.as_str().into(),
@@ -217,10 +268,19 @@ impl Handle<OrderConfirmed> for Commit {
                     "committed",
                     ReservationState::Committed,
                     None,
+                    false,
                 );
                 Ok(())
             }
             Some(ReservationState::Committed) => Ok(()),
+            // The customer cancelled after the confirmation, and the cancellation arrived
+            // first: its units are back on sale and the sale is void.
+            Some(ReservationState::Released | ReservationState::Unsold)
+                if existing.as_ref().is_some_and(|r| r.customer_cancelled) =>
+            {
+                tracing::info!(order_id = %confirmed.order_id, "confirmed, then cancelled by its customer: nothing is sold");
+                Ok(())
+            }
             // The saga confirms only reserved orders: anything else needs a person.
             Some(other) => Err(HandlerError::permanent(
                 "conflicting-outcome",

@@ -227,3 +227,66 @@ async fn a_confirmation_without_a_reservation_is_parked_for_a_person() {
         "unknown-reservation"
     );
 }
+
+/// `order.confirmed` and `order.cancelled` (reason `customer`) of the sample order, as
+/// delivered (ids distinct).
+fn confirmed_then_cancelled_by_the_customer() -> (serde_json::Value, serde_json::Value) {
+    let confirmed = with_envelope(event("inventory-worker.order-cancelled.sqs.json"), |env| {
+        env["id"] = json!("confirmed-1");
+        env["type"] = json!("order.confirmed");
+        env["data"] = json!({ "order_id": "o-sample", "customer": "customer-1", "items": [{ "sku": "MUG-01", "quantity": 2 }] });
+    });
+    let cancelled = with_envelope(event("inventory-worker.order-cancelled.sqs.json"), |env| {
+        env["id"] = json!("cancelled-1");
+        env["data"]["reason"] = json!("customer");
+    });
+    (confirmed, cancelled)
+}
+
+#[tokio::test]
+async fn a_customers_cancellation_after_confirmation_puts_the_sold_units_back_in_either_order() {
+    for cancellation_first in [false, true] {
+        let world = Fixture::new();
+        let deps = world.deps(
+            "inventory-worker",
+            Some("inventory"),
+            &["inventory", "stock"],
+        );
+        stock(&deps, 5).await;
+        let function = inventory_worker::function(deps.clone()).expect("valid settings");
+        function
+            .invoke(event("inventory-worker.sqs.json"))
+            .await
+            .unwrap();
+        let (confirmed, cancelled) = confirmed_then_cancelled_by_the_customer();
+        let deliveries = if cancellation_first {
+            [cancelled.clone(), confirmed.clone()]
+        } else {
+            [confirmed.clone(), cancelled.clone()]
+        };
+        for e in deliveries {
+            let r = function.invoke(e).await.unwrap();
+            assert_eq!(r["batchItemFailures"], json!([]));
+        }
+        // Both again, with new ids (a re-sent event): nothing moves twice.
+        for (e, id) in [(confirmed, "confirmed-2"), (cancelled, "cancelled-2")] {
+            function
+                .invoke(with_envelope(e, |env| env["id"] = json!(id)))
+                .await
+                .unwrap();
+        }
+
+        let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.available, s.reserved, s.committed),
+            (5, 0, 0),
+            "cancellation first: {cancellation_first}"
+        );
+        assert!(world.parked("inventory-worker").is_empty());
+        let last = world.sent("stock").last().unwrap().data.value();
+        assert_eq!(last["available"], 5, "the units are announced back on sale");
+    }
+}

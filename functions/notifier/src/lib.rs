@@ -194,11 +194,20 @@ impl Handle<OrderCancelled> for Notifier {
             CancellationReason::PaymentDeclined => "the payment was declined",
             CancellationReason::Timeout => "it could not be completed in time",
             CancellationReason::ChannelCancelled => "the marketplace you bought it on cancelled it",
+            CancellationReason::Customer => "",
         };
-        let text = format!(
-            "Your order {} was cancelled because {why}. You have not been charged.",
-            e.order_id
-        );
+        let text = if e.reason == CancellationReason::Customer {
+            // It may have been paid for already: the capture is refunded.
+            format!(
+                "Your order {} was cancelled as you asked. Any payment taken is refunded.",
+                e.order_id
+            )
+        } else {
+            format!(
+                "Your order {} was cancelled because {why}. You have not been charged.",
+                e.order_id
+            )
+        };
         notify(
             self.channel.as_ref(),
             work,

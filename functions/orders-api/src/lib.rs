@@ -1,6 +1,8 @@
 //! `orders-api`: `POST /orders` places an order (idempotent, emits `order.placed`);
 //! `GET /orders/{id}` shows it to its customer or an operator; `GET /orders` lists a customer's
-//! orders, newest first. Its schedule trigger sweeps the
+//! orders, newest first; `POST /orders/{id}/cancel` cancels one for its customer (or an
+//! operator) while nothing has shipped, through the saga's own transition table (stock back
+//! on sale, a capture refunded). Its schedule trigger sweeps the
 //! outbox for messages a crashed request left behind.
 #![forbid(unsafe_code)]
 
@@ -11,9 +13,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bazaar_contracts::Role;
 use bazaar_contracts::items::{Line, validate_lines};
+use bazaar_contracts::orders::CancellationReason;
 use bazaar_contracts::orders::OrderPlaced;
 use bazaar_orders::keys::OrderRef;
-use bazaar_orders::{Order, PriceCopy, Status};
+use bazaar_orders::{Order, PriceCopy, SagaInput, Status};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, parse, record};
 use bazaar_platform::schedule::OutboxSweeper;
@@ -64,6 +67,12 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
             "/orders",
             Idempotency::None,
             Arc::new(ListOrders),
+        )
+        .route(
+            Method::POST,
+            "/orders/{id}/cancel",
+            Idempotency::None,
+            Arc::new(CancelOrder),
         );
     Ok(Function::new(deps)
         .http(api)
@@ -206,6 +215,65 @@ impl Route for GetOrder {
             return Err(not_found());
         }
         Ok(Response::json(200, view(&order)))
+    }
+}
+
+/// `POST /orders/{id}/cancel`: the customer changes its mind. Until the order is confirmed,
+/// cancelling releases its stock and a charge still in flight is refunded when its capture
+/// arrives; a confirmed order's units go back on sale and its capture is refunded now. Asking
+/// again answers the cancelled order (200); an order cancelled for another reason, or (soon)
+/// shipped, is 409 with the reason. A channel's order is rejected at its channel while Bazaar
+/// has not accepted it; once accepted there, it is cancelled at the channel, not here (409).
+struct CancelOrder;
+
+#[async_trait]
+impl Route for CancelOrder {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let actor = request.actor_with_role(&[Role::Customer, Role::Operator])?;
+        let id = request.param("id");
+        let not_found = || ApiError::not_found(format!("no order {id}"));
+        let Some(item) = work.table()?.get(&order_key(id)).await? else {
+            return Err(not_found());
+        };
+        let order: Order = parse(item)?;
+        if !order.visible_to(&actor.subject, actor.has_role(Role::Operator)) {
+            return Err(not_found());
+        }
+        match (order.status, order.cancel_reason) {
+            (Status::Cancelled, Some(CancellationReason::Customer)) => {
+                return Ok(Response::json(200, view(&order)));
+            }
+            (Status::Cancelled, reason) => {
+                let why = reason
+                    .map(|r| serde_json::to_value(r).unwrap_or_default())
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_else(|| "unknown".into());
+                return Err(ApiError::conflict(format!(
+                    "order {id} is already cancelled (reason: {why})"
+                )));
+            }
+            (Status::Confirmed, _) if order.source.is_some() => {
+                return Err(ApiError::conflict(format!(
+                    "order {id} was accepted at its channel: it is cancelled there, and the channel tells Bazaar"
+                )));
+            }
+            (Status::Confirmed, _) if order.payment_id.is_none() => {
+                return Err(ApiError::conflict(format!(
+                    "order {id} was confirmed before payments were kept on orders: an operator must refund it with the provider"
+                )));
+            }
+            _ => {}
+        }
+        let refund = order.refund_on_cancel();
+        orders_saga::transition(work, &order, SagaInput::CustomerCancelled, None)?;
+        if let Some(refund) = refund {
+            work.send(&refund)?;
+        }
+        tracing::info!(order_id = %order.order_id, by = %actor.subject, from = ?order.status, "cancelled by request");
+        let mut cancelled = order;
+        cancelled.status = Status::Cancelled;
+        cancelled.cancel_reason = Some(CancellationReason::Customer);
+        Ok(Response::json(200, view(&cancelled)))
     }
 }
 

@@ -136,3 +136,62 @@ fn a_bad_deadline_stops_init_naming_the_variable_and_what_it_expects() {
     assert_eq!(start("900"), None);
     assert_eq!(start(""), None, "unset: the default deadline");
 }
+
+#[tokio::test]
+async fn the_sample_cancel_cancels_its_customers_confirmed_order_and_refunds_the_capture() {
+    use bazaar_orders::{Order, Status};
+    use bazaar_platform::item::record;
+    let world = Fixture::new();
+    let deps = world.deps("orders-api", Some("orders"), &["order", "tasks"]);
+    let function = orders_api::function(deps.clone()).expect("valid settings");
+    let at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    let mut order = Order::place(
+        "o-sample".into(),
+        "customer-1".into(),
+        vec![bazaar_contracts::Line {
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            quantity: 2,
+        }],
+        "tok_ok".into(),
+        at,
+        at + chrono::Duration::minutes(15),
+    );
+    order.status = Status::Confirmed;
+    order.payment_id = Some("pay-1".into());
+    deps.table()
+        .unwrap()
+        .put(record(&orders_api::order_key("o-sample"), &order), None)
+        .await
+        .unwrap();
+
+    let r = function
+        .invoke(event("orders-api.post-cancel.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&body["status"], &body["cancel_reason"]),
+        (
+            &serde_json::json!("cancelled"),
+            &serde_json::json!("customer")
+        )
+    );
+    let cancelled = world.sent("order");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].message_type, "order.cancelled");
+    assert_eq!(cancelled[0].data.value()["reason"], "customer");
+    let tasks = world.sent("tasks");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].message_type, "payments.payment.refund");
+    assert_eq!(tasks[0].data.value()["payment_id"], "pay-1");
+
+    // Again: the same answer, nothing more sent.
+    let again = function
+        .invoke(event("orders-api.post-cancel.json"))
+        .await
+        .unwrap();
+    assert_eq!(again["statusCode"], 200);
+    assert_eq!(world.sent("order").len() + world.sent("tasks").len(), 2);
+}

@@ -66,8 +66,9 @@ async fn load(work: &Work<'_>, order_id: &str) -> Result<Order, HandlerError> {
 }
 
 /// Applies the transition table's decision: the status change (guarded by the status read)
-/// and the messages that go with it. `payment_id` names the capture for a refund.
-fn transition(
+/// and the messages that go with it. `payment_id` names the capture for a refund. The saga's
+/// handlers and `orders-api`'s cancellation route move orders only through it.
+pub fn transition(
     work: &mut Work<'_>,
     order: &Order,
     input: SagaInput,
@@ -81,14 +82,18 @@ fn transition(
             if let Some(r) = reason {
                 update = update.set("cancel_reason", json!(r));
             }
+            if let (Status::Confirmed, Some(id)) = (status, payment_id) {
+                // What a later cancellation by the customer refunds.
+                update = update.set("payment_id", json!(id));
+            }
             // Guarded by the status read, so that a concurrent transition re-runs this one.
             work.update(
                 order_key(&order.order_id),
                 update,
                 Some(Condition::Equals("status".into(), json!(order.status))),
             );
-            if status.is_final() {
-                // A final order needs no timeout any more.
+            if !status.awaits_outcome() {
+                // An order with its outcome needs no timeout any more.
                 work.delete(
                     bazaar_orders::keys::deadline(order.deadline, &order.order_id).into(),
                     None,

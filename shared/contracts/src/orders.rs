@@ -76,6 +76,9 @@ pub enum CancellationReason {
     Timeout,
     /// The channel that sold it cancelled it (Bazaar did not answer there in time).
     ChannelCancelled,
+    /// The customer (or an operator for it) cancelled it before anything shipped. It may
+    /// follow a confirmation: the sold units go back on sale and the capture is refunded.
+    Customer,
 }
 
 /// `order.cancelled`: the order is final and nothing may stay held or charged for it.

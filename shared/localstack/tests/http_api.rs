@@ -75,8 +75,16 @@ async fn a_request_still_in_progress_with_the_key_is_409() {
 
     let busy = s.place("customer-1", "busy", items.clone()).await;
     assert_eq!(busy.status, 409, "{}", String::from_utf8_lossy(&busy.body));
+    let wait: i64 = busy
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a held key says when to retry");
+    assert_eq!(wait, 61, "once the minute's lock has passed");
 
-    s.stack.run_for(chrono::Duration::seconds(61)).await;
+    s.stack.run_for(chrono::Duration::seconds(wait - 1)).await;
+    let early = s.place("customer-1", "busy", items.clone()).await;
+    assert_eq!(early.status, 409, "not a second before");
+    s.stack.run_for(chrono::Duration::seconds(1)).await;
     let later = s.place("customer-1", "busy", items).await;
     assert_eq!(
         later.status,

@@ -14,6 +14,9 @@
 //! - the payment provider is down for a while, sometimes slow or failing at random, sometimes
 //!   deciding only after the order's deadline, and answers some callbacks twice.
 //!
+//! Customers cancel some of their orders (`POST /orders/{id}/cancel`) at any point before,
+//! during or after confirmation, and now and then try to cancel someone else's (404).
+//!
 //! Meanwhile an attacker who holds the webhook secret sends signed callbacks that do not match
 //! any charge (a made-up payment id, one cent instead of the total, another order's payment,
 //! a failure the provider never reported), and two merchants race to claim the same skus by
@@ -23,8 +26,10 @@
 //! books balance: every order ends confirmed or cancelled; for each sku, initial stock =
 //! committed + available; no order is charged twice; a cancelled order that was charged is
 //! refunded; no order is confirmed, cancelled or refunded by a forged callback (a confirmed
-//! order kept its money at the provider, a cancelled one kept none); every final order is
-//! notified exactly once; each contested sku has one owner and only its truths; the only
+//! order kept its money at the provider, a cancelled one kept none); an order a customer
+//! cancelled ends cancelled (reason `customer`, unless it had been cancelled already for
+//! another); every order is notified once per step (confirmed, cancelled), ending with its
+//! outcome; each contested sku has one owner and only its truths; the only
 //! dead letters are the forged callbacks, parked as `payment-mismatch`.
 //!
 //! Seeded: `BAZAAR_CAMPAIGN_SEED` replays a run, `BAZAAR_CAMPAIGN_ORDERS` sets the count
@@ -96,6 +101,9 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         ..Chaos::none(seed)
     };
     let injected = chaos.injected.clone();
+    // Disarmed while the stack is built and seeded: that must not fail.
+    crashes.arm(false);
+    injected.arm(false);
     let s = common::stack_with(|o| {
         o.faults = crashes.clone();
         o.history = Some(recorder.clone());
@@ -117,6 +125,9 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
 
     let mut placed = Vec::new();
     let mut forged: Vec<String> = Vec::new();
+    // Orders whose customer's cancellation was accepted (200).
+    let mut cancelled_by_customer = std::collections::BTreeSet::new();
+    let mut bola_refused = 0;
     let mut refused = 0;
     let mut retried = 0;
     // Until `orders` orders are accepted (orders for a sold-out sku are refused at the door).
@@ -168,7 +179,19 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             let r = s
                 .place_paying(&customer, &format!("order-{i}"), json!(items), token)
                 .await;
-            if r.status < 500 {
+            // A key still held by an attempt that died before releasing it: retry once the
+            // lock lapses, as its Retry-After says.
+            let held = r.status == 409
+                && r.json()["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("still in progress"));
+            if held {
+                let wait = r
+                    .header("retry-after")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .expect("a held key says when to retry");
+                s.stack.run_for(Duration::seconds(wait)).await;
+            } else if r.status < 500 {
                 break r;
             }
             assert!(
@@ -200,6 +223,22 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         if i % 37 == 0 && !placed.is_empty() {
             forged.push(forge_callback(&s, &placed, forged.len(), &mut rng).await);
         }
+        if i % 13 == 0 && !placed.is_empty() {
+            let (id, customer) = placed[rng.random_range(0..placed.len())].clone();
+            match cancel_order(&s, &id, &customer).await {
+                200 => {
+                    cancelled_by_customer.insert(id.clone());
+                }
+                409 => {} // cancelled already, for another reason
+                other => panic!("cancelling {id}: {other}"),
+            }
+            // Someone else's order: it does not exist for them.
+            let other = format!("customer-{}", (i + 1) % 50);
+            if other != customer {
+                assert_eq!(cancel_order(&s, &id, &other).await, 404);
+                bola_refused += 1;
+            }
+        }
     }
     // Long enough for every deadline, every late decision and every retry (the outbox
     // sweeper, on its schedule, publishes what a crashed HTTP function committed).
@@ -228,7 +267,17 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         status_of.insert(id.clone(), status);
         totals.insert(id.clone(), order["total"]["amount_cents"].as_i64());
     }
-    println!("outcomes: {outcomes:?}, refused as sold out: {refused}");
+    println!(
+        "outcomes: {outcomes:?}, refused as sold out: {refused}, cancelled by their customer: {} \
+         (another customer refused {bola_refused} times)",
+        cancelled_by_customer.len()
+    );
+    for id in &cancelled_by_customer {
+        assert_eq!(
+            status_of[id], "cancelled",
+            "order {id} was cancelled by its customer"
+        );
+    }
     // The mix is sized so that a thousand orders or more reach every outcome (fewer may miss
     // the late-decision stretch that times orders out).
     let expected: &[&str] = if orders >= 1000 {
@@ -237,6 +286,7 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             "cancelled:out_of_stock",
             "cancelled:payment_declined",
             "cancelled:timeout",
+            "cancelled:customer",
         ]
     } else {
         &["confirmed"]
@@ -302,21 +352,22 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     );
     assert!(refunded > 0 || orders < 1000, "late captures were refunded");
 
-    // One notification per final order, with its outcome.
+    // One notification per step of each order (confirmed, cancelled), ending with its outcome.
     let notes = s.stack.table_of("NotifierFunction").unwrap();
-    let mut notified = BTreeMap::new();
+    let mut notified: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in 0..50 {
         for n in notifier::notifications_of(notes.as_ref(), &format!("customer-{c}"))
             .await
             .unwrap()
         {
+            let steps = notified.entry(n.order_id.clone()).or_default();
+            let outcome = n.outcome.as_str().to_string();
             assert!(
-                notified
-                    .insert(n.order_id.clone(), n.outcome.as_str().to_string())
-                    .is_none(),
-                "order {} notified twice",
+                !steps.contains(&outcome),
+                "order {} notified {outcome} twice",
                 n.order_id
             );
+            steps.push(outcome);
         }
     }
     assert_eq!(
@@ -325,13 +376,32 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         "every final order is notified"
     );
     for (id, status) in &status_of {
-        assert_eq!(notified.get(id), Some(status), "order {id}");
+        let steps = &notified[id];
+        assert!(
+            steps.contains(status),
+            "order {id} ({status}): told {steps:?}"
+        );
+        if steps.len() > 1 {
+            assert!(
+                cancelled_by_customer.contains(id) && status == "cancelled",
+                "only an order its customer cancelled after confirmation is told twice: {id} {steps:?}"
+            );
+        }
     }
 
     for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
+        let letters = s.stack.engine().peek(&s.queue(dlq)).unwrap();
         assert!(
-            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
-            "{dlq} stays empty"
+            letters.is_empty(),
+            "{dlq} stays empty: {:?}",
+            letters
+                .iter()
+                .map(|l| (
+                    l.attributes.get("bazaar.reason").map(|a| a.value.clone()),
+                    l.attributes.get("bazaar.detail").map(|a| a.value.clone()),
+                    l.body.chars().take(400).collect::<String>(),
+                ))
+                .collect::<Vec<_>>()
         );
     }
     // The payments worker parked the forged callbacks (each at least once: a parked message
@@ -416,6 +486,32 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         started.elapsed(),
         crashes.crashes()
     );
+}
+
+/// `customer` asks to cancel order `id`; a 5xx or a conflict with a concurrent change is
+/// retried, as a client would. Returns the final status code.
+async fn cancel_order(s: &common::TestStack, id: &str, customer: &str) -> u16 {
+    for _ in 0..20 {
+        let r = s
+            .stack
+            .http(
+                bazaar_localstack::gateway::HttpRequest::json(
+                    "POST",
+                    &format!("/orders/{id}/cancel"),
+                    &json!({}),
+                )
+                .header("authorization", &common::bearer(customer, "customer")),
+            )
+            .await;
+        let changed_meanwhile = r.status == 409
+            && r.json()["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("changed while it ran"));
+        if r.status < 500 && !changed_meanwhile {
+            return r.status;
+        }
+    }
+    panic!("cancelling {id} as {customer} kept failing");
 }
 
 /// A signed callback from someone who holds the webhook secret, about a placed order: a

@@ -53,6 +53,9 @@ pub enum ReservationState {
     /// The order was cancelled before its reservation request arrived: a late request is
     /// refused and holds nothing.
     Cancelled,
+    /// The order was cancelled by its customer after it was confirmed: what it sold is
+    /// available again.
+    Unsold,
 }
 
 impl ReservationState {
@@ -64,6 +67,7 @@ impl ReservationState {
             ReservationState::Committed => "committed",
             ReservationState::Released => "released",
             ReservationState::Cancelled => "cancelled",
+            ReservationState::Unsold => "unsold",
         }
     }
 }
@@ -80,6 +84,10 @@ pub struct ReservationRecord {
     /// The skus short of stock (rejected).
     #[serde(default)]
     pub short_skus: Vec<Sku>,
+    /// Set when the customer cancelled the order (released or unsold): its confirmation, if
+    /// it comes after, sells nothing.
+    #[serde(default)]
+    pub customer_cancelled: bool,
 }
 
 /// The outcome of a reservation request.

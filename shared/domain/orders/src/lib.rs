@@ -9,7 +9,8 @@ use bazaar_contracts::{Line, Money};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Where an order is in its life. Final states are `Confirmed` and `Cancelled`.
+/// Where an order is in its life. `Cancelled` is final; `Confirmed` can still be cancelled by
+/// its customer (before anything ships).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -17,16 +18,23 @@ pub enum Status {
     Pending,
     /// Stock reserved; payment not yet taken.
     Reserved,
-    /// Final: the customer gets the goods.
+    /// Paid (or accepted at its channel): the customer gets the goods, unless it cancels
+    /// first.
     Confirmed,
     /// Final: nothing is held nor charged.
     Cancelled,
 }
 
 impl Status {
-    /// True for `Confirmed` and `Cancelled`.
+    /// True for the states no input moves an order out of: `Cancelled`.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Confirmed | Status::Cancelled)
+        matches!(self, Status::Cancelled)
+    }
+
+    /// True while the order waits for its participants' answers (`Pending`, `Reserved`): the
+    /// states its deadline applies to.
+    pub fn awaits_outcome(self) -> bool {
+        matches!(self, Status::Pending | Status::Reserved)
     }
 }
 
@@ -65,6 +73,9 @@ pub struct Order {
     /// answers the channel instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// The capture that confirmed it (what a cancellation after confirmation refunds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
 }
 
 /// How long a channel's order may stay unfinished in Bazaar. The channel cancels an order it
@@ -103,6 +114,7 @@ impl Order {
             unit_prices: Vec::new(),
             total: None,
             source: None,
+            payment_id: None,
         }
     }
 
@@ -209,11 +221,13 @@ pub enum SagaInput {
     SaleAccepted,
     /// The channel that sold the order cancelled it.
     SaleCancelled,
+    /// The customer (or an operator) asked to cancel it.
+    CustomerCancelled,
 }
 
 impl SagaInput {
     /// Every input, for exhaustive tests.
-    pub const ALL: [SagaInput; 7] = [
+    pub const ALL: [SagaInput; 8] = [
         SagaInput::Reserved,
         SagaInput::Rejected,
         SagaInput::DeadlinePassed,
@@ -221,6 +235,7 @@ impl SagaInput {
         SagaInput::PaymentDeclined,
         SagaInput::SaleAccepted,
         SagaInput::SaleCancelled,
+        SagaInput::CustomerCancelled,
     ];
 }
 
@@ -297,6 +312,10 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
             SALE_CONFLICT,
             "the channel accepted an order Bazaar cancelled: its stock was released",
         ),
+        // The customer changes its mind while nothing has shipped.
+        (S::Pending | S::Reserved | S::Confirmed, I::CustomerCancelled) => {
+            Decision::Move(S::Cancelled, Some(CancellationReason::Customer))
+        }
         (S::Cancelled, _) => Decision::Ignore("the order is cancelled"),
     }
 }
@@ -368,6 +387,16 @@ impl Order {
                 out
             }
             (Status::Pending | Status::Cancelled, _) => Vec::new(),
+        }
+    }
+
+    /// What a customer's cancellation of this order (in its current status) refunds: the
+    /// capture that confirmed it. `None` when nothing was captured yet: a capture that
+    /// arrives later finds the order cancelled and is refunded then ([`Decision::Refund`]).
+    pub fn refund_on_cancel(&self) -> Option<RefundPayment> {
+        match (self.status, &self.payment_id) {
+            (Status::Confirmed, Some(payment_id)) => Some(self.refund(payment_id)),
+            _ => None,
         }
     }
 
@@ -612,10 +641,10 @@ mod tests {
     }
 
     #[test]
-    fn a_passed_deadline_cancels_every_order_not_yet_final() {
+    fn a_passed_deadline_cancels_every_order_still_waiting_for_an_outcome() {
         for status in Status::ALL {
             let d = decide(status, SagaInput::DeadlinePassed);
-            if status.is_final() {
+            if !status.awaits_outcome() {
                 assert!(matches!(d, Decision::Ignore(_)), "{status:?}");
             } else {
                 assert_eq!(
@@ -687,8 +716,45 @@ mod tests {
     }
 
     #[test]
-    fn final_states_are_confirmed_and_cancelled() {
-        assert!(Status::Confirmed.is_final() && Status::Cancelled.is_final());
+    fn a_customer_cancels_until_something_ships_and_a_confirmed_order_is_refunded() {
+        for status in [Status::Pending, Status::Reserved, Status::Confirmed] {
+            assert_eq!(
+                decide(status, SagaInput::CustomerCancelled),
+                Decision::Move(Status::Cancelled, Some(CancellationReason::Customer)),
+                "{status:?}"
+            );
+        }
+        assert!(matches!(
+            decide(Status::Cancelled, SagaInput::CustomerCancelled),
+            Decision::Ignore(_)
+        ));
+        let mut order = an_order();
+        for status in [Status::Pending, Status::Reserved, Status::Cancelled] {
+            order.status = status;
+            order.payment_id = Some("pay-1".into());
+            assert_eq!(order.refund_on_cancel(), None, "{status:?}");
+        }
+        order.status = Status::Confirmed;
+        order.payment_id = None;
+        assert_eq!(
+            order.refund_on_cancel(),
+            None,
+            "nothing on record to refund"
+        );
+        order.payment_id = Some("pay-1".into());
+        assert_eq!(
+            order.refund_on_cancel().map(|r| r.payment_id),
+            Some("pay-1".to_string())
+        );
+    }
+
+    #[test]
+    fn only_cancelled_is_final() {
+        assert!(Status::Cancelled.is_final());
         assert!(!Status::Pending.is_final() && !Status::Reserved.is_final());
+        assert!(
+            !Status::Confirmed.is_final(),
+            "a customer may still cancel it"
+        );
     }
 }

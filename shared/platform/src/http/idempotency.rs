@@ -104,9 +104,19 @@ pub(super) async fn run(
                     .insert("idempotent-replayed".into(), "true".into());
                 return Ok(stored);
             }
-            return Err(ApiError::conflict(
-                "a request with this Idempotency-Key is still in progress",
-            ));
+            // Held by a request still running, or by one that died before it could release
+            // the key: the lock lapses once `locked_until` has passed, when a retry runs
+            // afresh.
+            let wait = existing
+                .locked_until
+                .map_or(IDEMPOTENCY_LOCK.num_seconds(), |until| {
+                    until.saturating_sub(now.timestamp()).saturating_add(1)
+                })
+                .clamp(1, IDEMPOTENCY_LOCK.num_seconds() + 1);
+            return Err(ApiError {
+                retry_after: Some(u32::try_from(wait).unwrap_or(1)),
+                ..ApiError::conflict("a request with this Idempotency-Key is still in progress")
+            });
         }
         Err(e) => return Err(e.into()),
     }
@@ -194,6 +204,9 @@ struct KeyRecord {
     fingerprint: String,
     #[serde(default)]
     response: Option<Response>,
+    /// While in progress: when the lock lapses (epoch seconds).
+    #[serde(default)]
+    locked_until: Option<i64>,
 }
 
 /// What makes two requests "the same" for idempotency: method, path and body.
