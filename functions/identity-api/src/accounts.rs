@@ -17,7 +17,7 @@ use bazaar_contracts::identity::{SignUpRole, UserApproved, UserDisabled, UserEna
 use bazaar_platform::Work;
 use bazaar_platform::auth::Revoked;
 use bazaar_platform::http::ApiError;
-use bazaar_platform::item::{Condition, Key, Query, SortKey, parse, record, unchanged};
+use bazaar_platform::item::{Condition, Key, Query, SortKey, Write, parse, record, unchanged};
 use bazaar_platform::ports::{HandlerError, Table};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,20 @@ struct RevokedSession {
     ttl: i64,
 }
 
+/// The writes of `user`: its record under `condition`, and its listing line.
+pub(crate) fn writes(user: &UserRecord, condition: Condition) -> [Write; 2] {
+    [
+        Write::Put {
+            item: record(&user_key(&user.username), user),
+            condition: Some(condition),
+        },
+        Write::Put {
+            item: record(&listing_key(&user.username), &UserSummary::from(user)),
+            condition: None,
+        },
+    ]
+}
+
 /// Adds the writes of `user` to the unit of work: the record, on condition that it is still
 /// at version `read` (`None`: that there is none), and its listing line.
 pub(crate) fn save(work: &mut Work<'_>, user: &mut UserRecord, read: Option<u64>) {
@@ -87,11 +101,9 @@ pub(crate) fn save(work: &mut Work<'_>, user: &mut UserRecord, read: Option<u64>
         Some(v) => unchanged(Some(v)),
     };
     user.version = read.map_or(1, |v| v + 1);
-    work.put(record(&user_key(&user.username), user), Some(condition));
-    work.put(
-        record(&listing_key(&user.username), &UserSummary::from(&*user)),
-        None,
-    );
+    for write in writes(user, condition) {
+        work.write(write);
+    }
 }
 
 /// Revokes the user's current session (its tokens are refused everywhere within a minute)

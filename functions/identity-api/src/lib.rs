@@ -29,7 +29,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bazaar_contracts::identity::{UserAuthed, UserStatus};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
-use bazaar_platform::item::{Condition, Key, Query, parse, record};
+use bazaar_platform::item::{Condition, Key, Query, parse};
 use bazaar_platform::jwt::{Claims, Jwk, Jwks, SigningKey};
 use bazaar_platform::ports::Table;
 use bazaar_platform::schedule::OutboxSweeper;
@@ -258,20 +258,8 @@ pub async fn ensure_user(
             user.session = format!("local-{username}");
             user.session_until = Some(LOCAL_TOKENS_UNTIL);
             user.version = read + 1;
-            let writes = vec![
-                bazaar_platform::item::Write::Put {
-                    item: record(&user_key(username), &user),
-                    condition: Some(bazaar_platform::item::unchanged(Some(read))),
-                },
-                bazaar_platform::item::Write::Put {
-                    item: record(
-                        &accounts::listing_key(username),
-                        &accounts::UserSummary::from(&user),
-                    ),
-                    condition: None,
-                },
-            ];
-            match table.transact(writes).await {
+            let writes = accounts::writes(&user, bazaar_platform::item::unchanged(Some(read)));
+            match table.transact(writes.to_vec()).await {
                 // Someone else changed the user meanwhile: theirs stands.
                 Err(e) if !e.is_stale() => return Err(e.into()),
                 _ => {}
@@ -291,20 +279,10 @@ pub async fn ensure_user(
         session: format!("local-{username}"),
         session_until: Some(LOCAL_TOKENS_UNTIL),
     };
-    let writes = vec![
-        bazaar_platform::item::Write::Put {
-            item: record(&user_key(username), &user),
-            condition: Some(Condition::NotExists),
-        },
-        bazaar_platform::item::Write::Put {
-            item: record(
-                &accounts::listing_key(username),
-                &accounts::UserSummary::from(&user),
-            ),
-            condition: None,
-        },
-    ];
-    match table.transact(writes).await {
+    match table
+        .transact(accounts::writes(&user, Condition::NotExists).to_vec())
+        .await
+    {
         Ok(()) => Ok(true),
         Err(e) if e.is_stale() => Ok(false),
         Err(e) => Err(e.into()),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ISSUER, body, jwks, login, world};
+use common::{ISSUER, authorize, body, jwks, login, operator, user_action, world};
 
 use bazaar_embedded::identity::bearer;
 use bazaar_embedded::testing::{Fixture, event};
@@ -16,31 +16,7 @@ const NEW_PASSWORD: &str = "copper kettle 2026 harbour";
 
 /// The sample `POST /users/customer-2/disable`, as `change` of `username` by `token`.
 fn change(change: &str, username: &str, token: Option<String>) -> Value {
-    let mut e = event("identity-api.post-disable.json");
-    let path = format!("/users/{username}/{change}");
-    e["routeKey"] = json!(format!("POST /users/{{username}}/{change}"));
-    e["requestContext"]["routeKey"] = e["routeKey"].clone();
-    e["rawPath"] = json!(path);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["pathParameters"] = json!({ "username": username });
-    authorize(&mut e, token);
-    e
-}
-
-fn authorize(e: &mut Value, token: Option<String>) {
-    match token {
-        Some(header) => e["headers"]["authorization"] = json!(header),
-        None => {
-            e["headers"]
-                .as_object_mut()
-                .unwrap()
-                .remove("authorization");
-        }
-    }
-}
-
-fn operator() -> Option<String> {
-    Some(bearer("operator", &["operator"]))
+    user_action("identity-api.post-disable.json", change, username, token)
 }
 
 /// The sample listing with this query.

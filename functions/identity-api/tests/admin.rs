@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{actor_of, body, login, world};
+use common::{actor_of, body, login, operator, user_action, world};
 
 use bazaar_contracts::Actor;
 use bazaar_embedded::identity::bearer;
@@ -16,27 +16,7 @@ const PASSWORD: &str = "wheel and kiln 1842";
 /// The sample decision on `username`: `approve` or `refuse`, with the `Authorization` header
 /// `token` (none: anonymous).
 fn decide(decision: &str, username: &str, token: Option<String>) -> Value {
-    let mut e = event("identity-api.post-approve.json");
-    let path = format!("/users/{username}/{decision}");
-    e["routeKey"] = json!(format!("POST /users/{{username}}/{decision}"));
-    e["requestContext"]["routeKey"] = e["routeKey"].clone();
-    e["rawPath"] = json!(path);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["pathParameters"] = json!({ "username": username });
-    match token {
-        Some(header) => e["headers"]["authorization"] = json!(header),
-        None => {
-            e["headers"]
-                .as_object_mut()
-                .unwrap()
-                .remove("authorization");
-        }
-    }
-    e
-}
-
-fn operator() -> Option<String> {
-    Some(bearer("operator", &["operator"]))
+    user_action("identity-api.post-approve.json", decision, username, token)
 }
 
 async fn apply(function: &impl LambdaFunction, username: &str, role: &str) {

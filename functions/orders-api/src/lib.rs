@@ -11,10 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use bazaar_contracts::Role;
 use bazaar_contracts::items::{Line, validate_lines};
 use bazaar_contracts::orders::CancellationReason;
 use bazaar_contracts::orders::OrderPlaced;
+use bazaar_contracts::{Actor, Role};
 use bazaar_orders::keys::OrderRef;
 use bazaar_orders::{Order, PriceCopy, SagaInput, Status};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
@@ -197,23 +197,30 @@ impl Route for PlaceOrder {
     }
 }
 
+/// The order of the `{id}` path parameter, for a customer (its own) or an operator (any):
+/// 403 for other roles, and 404 when it does not exist or is another customer's (as far as
+/// the caller can tell, it does not exist).
+async fn visible_order(request: &Request, work: &Work<'_>) -> Result<(Actor, Order), ApiError> {
+    let actor = request.actor_with_role(&[Role::Customer, Role::Operator])?;
+    let id = request.param("id");
+    let not_found = || ApiError::not_found(format!("no order {id}"));
+    let Some(item) = work.table()?.get(&order_key(id)).await? else {
+        return Err(not_found());
+    };
+    let order: Order = parse(item)?;
+    if !order.visible_to(&actor.subject, actor.has_role(Role::Operator)) {
+        return Err(not_found());
+    }
+    Ok((actor, order))
+}
+
 /// `GET /orders/{id}`.
 struct GetOrder;
 
 #[async_trait]
 impl Route for GetOrder {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let actor = request.actor_with_role(&[Role::Customer, Role::Operator])?;
-        let id = request.param("id");
-        let not_found = || ApiError::not_found(format!("no order {id}"));
-        let Some(item) = work.table()?.get(&order_key(id)).await? else {
-            return Err(not_found());
-        };
-        let order: Order = parse(item)?;
-        if !order.visible_to(&actor.subject, actor.has_role(Role::Operator)) {
-            // Another customer's order does not exist, as far as this caller can tell.
-            return Err(not_found());
-        }
+        let (_, order) = visible_order(request, work).await?;
         Ok(Response::json(200, view(&order)))
     }
 }
@@ -229,16 +236,8 @@ struct CancelOrder;
 #[async_trait]
 impl Route for CancelOrder {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        let actor = request.actor_with_role(&[Role::Customer, Role::Operator])?;
-        let id = request.param("id");
-        let not_found = || ApiError::not_found(format!("no order {id}"));
-        let Some(item) = work.table()?.get(&order_key(id)).await? else {
-            return Err(not_found());
-        };
-        let order: Order = parse(item)?;
-        if !order.visible_to(&actor.subject, actor.has_role(Role::Operator)) {
-            return Err(not_found());
-        }
+        let (actor, order) = visible_order(request, work).await?;
+        let id = &order.order_id;
         match (order.status, order.cancel_reason) {
             (Status::Cancelled, Some(CancellationReason::Customer)) => {
                 return Ok(Response::json(200, view(&order)));

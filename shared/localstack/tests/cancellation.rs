@@ -23,21 +23,6 @@ async fn cancel(s: &TestStack, id: &str, who: Option<(&str, &str)>) -> HttpRespo
     s.stack.http(request).await
 }
 
-/// What the customer was told, in name order (a repeat shows twice).
-async fn notified(s: &TestStack, customer: &str) -> Vec<String> {
-    let mut told = notifier::notifications_of(
-        s.stack.table_of("NotifierFunction").unwrap().as_ref(),
-        customer,
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|n| n.outcome.as_str().to_string())
-    .collect::<Vec<_>>();
-    told.sort();
-    told
-}
-
 async fn cancelled_events(s: &TestStack, order_id: &str) -> Vec<Value> {
     let archive = s.stack.table_of("EventArchiverFunction").unwrap();
     event_archiver::archived(archive.as_ref(), &["order.cancelled".to_string()])
@@ -82,13 +67,13 @@ async fn a_confirmed_order_cancelled_by_its_customer_is_refunded_and_its_units_g
     let ledger = s.provider().ledger();
     assert_eq!(ledger.len(), 1);
     assert!(ledger[0].refunded, "the capture is refunded: {ledger:?}");
-    assert_eq!(notified(&s, "customer-1").await, ["cancelled", "confirmed"]);
+    assert_eq!(s.notified("customer-1").await, ["cancelled", "confirmed"]);
 
     // Asking again answers the same, and does nothing more.
     let again = cancel(&s, &id, CUSTOMER).await;
     assert_eq!(again.status, 200);
     s.stack.settle().await;
-    assert_eq!(notified(&s, "customer-1").await, ["cancelled", "confirmed"]);
+    assert_eq!(s.notified("customer-1").await, ["cancelled", "confirmed"]);
     assert_eq!(s.stock("MUG-01").await, (5, 0));
 }
 
@@ -140,7 +125,7 @@ async fn a_pending_order_cancelled_before_inventory_answers_holds_nothing() {
         ((5, 0), 0)
     );
     assert!(s.provider().ledger().is_empty(), "never charged");
-    assert_eq!(notified(&s, "customer-1").await, ["cancelled"]);
+    assert_eq!(s.notified("customer-1").await, ["cancelled"]);
 }
 
 #[tokio::test]

@@ -212,6 +212,21 @@ impl TestStack {
         item["committed"].as_i64().unwrap_or(0)
     }
 
+    /// What a customer was told, by outcome name in name order (a repeat shows twice).
+    pub async fn notified(&self, customer: &str) -> Vec<String> {
+        let mut told: Vec<String> = notifier::notifications_of(
+            self.stack.table_of("NotifierFunction").unwrap().as_ref(),
+            customer,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.outcome.as_str().to_string())
+        .collect();
+        told.sort();
+        told
+    }
+
     /// `(available, reserved)` units of a sku.
     pub async fn stock(&self, sku: &str) -> (i64, i64) {
         let table = self.stack.table_of("InventoryWorkerFunction").unwrap();

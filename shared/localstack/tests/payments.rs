@@ -18,18 +18,6 @@ fn mugs(n: i64) -> serde_json::Value {
     json!([{ "sku": "MUG-01", "quantity": n }])
 }
 
-async fn notified(s: &TestStack, customer: &str) -> Vec<String> {
-    notifier::notifications_of(
-        s.stack.table_of("NotifierFunction").unwrap().as_ref(),
-        customer,
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|n| n.outcome.as_str().to_string())
-    .collect()
-}
-
 #[tokio::test]
 async fn an_approved_card_confirms_the_order_commits_the_stock_and_tells_the_customer() {
     let s = stack();
@@ -42,7 +30,7 @@ async fn an_approved_card_confirms_the_order_commits_the_stock_and_tells_the_cus
         (s.stock("MUG-01").await, s.committed("MUG-01").await),
         ((3, 0), 2)
     );
-    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+    assert_eq!(s.notified("customer-1").await, ["confirmed"]);
     let ledger = s.provider().ledger();
     assert_eq!(ledger.len(), 1);
     assert_eq!(
@@ -69,7 +57,7 @@ async fn a_declined_card_cancels_the_order_and_releases_the_stock() {
         (s.stock("MUG-01").await, s.committed("MUG-01").await),
         ((5, 0), 0)
     );
-    assert_eq!(notified(&s, "customer-1").await, ["cancelled"]);
+    assert_eq!(s.notified("customer-1").await, ["cancelled"]);
 }
 
 #[tokio::test]
@@ -89,7 +77,7 @@ async fn an_async_payment_confirms_when_the_providers_callback_arrives() {
 
     assert_eq!(s.order(&id).await["status"], "confirmed");
     assert_eq!(s.provider().ledger()[0].status, "succeeded");
-    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+    assert_eq!(s.notified("customer-1").await, ["confirmed"]);
 }
 
 #[tokio::test]
@@ -142,7 +130,7 @@ async fn a_capture_after_a_timeout_is_refunded_never_kept() {
         "captured, then refunded"
     );
     assert_eq!(s.stock("MUG-01").await, (5, 0));
-    assert_eq!(notified(&s, "customer-1").await, ["cancelled"]);
+    assert_eq!(s.notified("customer-1").await, ["cancelled"]);
 }
 
 #[tokio::test]
@@ -165,7 +153,7 @@ async fn a_signed_callback_delivered_twice_has_one_effect() {
 
     assert_eq!(s.order(&id).await["status"], "confirmed");
     assert_eq!(s.committed("MUG-01").await, 1);
-    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+    assert_eq!(s.notified("customer-1").await, ["confirmed"]);
     assert!(
         !s.provider().ledger()[0].refunded,
         "a repeated capture of a paid order is not refunded"
@@ -316,7 +304,7 @@ async fn a_capture_whose_callback_never_comes_confirms_the_order_by_reconciliati
     s.stack.settle().await;
 
     assert_eq!(s.order(&id).await["status"], "confirmed");
-    assert_eq!(notified(&s, "customer-1").await, ["confirmed"]);
+    assert_eq!(s.notified("customer-1").await, ["confirmed"]);
     let letters = s
         .stack
         .engine()

@@ -25,6 +25,39 @@ pub fn world() -> (Fixture, Arc<Deps>) {
     (world, deps)
 }
 
+/// The sample event `sample` (a `POST /users/{username}/<action>`) made into `action` of
+/// `username`, by `token` (none: anonymous).
+pub fn user_action(sample: &str, action: &str, username: &str, token: Option<String>) -> Value {
+    let mut e = event(sample);
+    let path = format!("/users/{username}/{action}");
+    e["routeKey"] = json!(format!("POST /users/{{username}}/{action}"));
+    e["requestContext"]["routeKey"] = e["routeKey"].clone();
+    e["rawPath"] = json!(path);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["pathParameters"] = json!({ "username": username });
+    authorize(&mut e, token);
+    e
+}
+
+/// The operator's token.
+pub fn operator() -> Option<String> {
+    Some(bazaar_embedded::identity::bearer("operator", &["operator"]))
+}
+
+/// Sets the sample event's `Authorization` header to `token` (a header value), or removes it
+/// (anonymous).
+pub fn authorize(e: &mut Value, token: Option<String>) {
+    match token {
+        Some(header) => e["headers"]["authorization"] = json!(header),
+        None => {
+            e["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("authorization");
+        }
+    }
+}
+
 /// The JSON body of an answer.
 pub fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
