@@ -115,7 +115,10 @@ impl KeySource for HttpKeySource {
         }
     }
 
-    async fn revoked(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Revoked, BoxError> {
+    async fn revoked(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::sync::Arc<Revoked>, BoxError> {
         self.revoked
             .get(now, || {
                 self.get_json::<Revoked>(&self.revoked_url, MAX_REVOKED_BYTES)

@@ -108,7 +108,7 @@ impl KeySource for IssuerTable {
         .map_err(|e| Box::new(e) as BoxError)
     }
 
-    async fn revoked(&self, now: DateTime<Utc>) -> Result<Revoked, BoxError> {
+    async fn revoked(&self, now: DateTime<Utc>) -> Result<std::sync::Arc<Revoked>, BoxError> {
         self.revoked
             .get(now, || async {
                 identity_api::accounts::revoked_sessions(self.table.as_ref(), now)

@@ -16,6 +16,7 @@
 //! rather than let a revoked one through.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::Actor;
@@ -38,7 +39,8 @@ pub trait KeySource: Send + Sync {
     }
     /// The sessions the issuer has revoked, as of no more than [`REVOCATIONS_MAX_AGE`] before
     /// `now` (the function's clock).
-    async fn revoked(&self, now: DateTime<Utc>) -> Result<Revoked, BoxError>;
+    /// Shared, not copied: every token check reads it, and it may hold many sessions.
+    async fn revoked(&self, now: DateTime<Utc>) -> Result<Arc<Revoked>, BoxError>;
 }
 
 /// How late a function may learn that a session was revoked: the bound on how long a
@@ -72,8 +74,8 @@ impl KeySource for StaticKeys {
         Ok(self.0.clone())
     }
 
-    async fn revoked(&self, _now: DateTime<Utc>) -> Result<Revoked, BoxError> {
-        Ok(Revoked::default())
+    async fn revoked(&self, _now: DateTime<Utc>) -> Result<Arc<Revoked>, BoxError> {
+        Ok(Arc::default())
     }
 }
 
@@ -82,12 +84,12 @@ impl KeySource for StaticKeys {
 /// when a read fails. Ages are measured on the caller's clock, so tests drive it.
 #[derive(Default)]
 pub struct RevokedCache {
-    copy: std::sync::Mutex<Option<(Revoked, DateTime<Utc>)>>,
+    copy: std::sync::Mutex<Option<(Arc<Revoked>, DateTime<Utc>)>>,
 }
 
 impl RevokedCache {
     /// The list, from the cache when fresh enough, else from `read`.
-    pub async fn get<F, Fut>(&self, now: DateTime<Utc>, read: F) -> Result<Revoked, BoxError>
+    pub async fn get<F, Fut>(&self, now: DateTime<Utc>, read: F) -> Result<Arc<Revoked>, BoxError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Revoked, BoxError>>,
@@ -102,6 +104,7 @@ impl RevokedCache {
         }
         match read().await {
             Ok(list) => {
+                let list = Arc::new(list);
                 *self.copy.lock().unwrap_or_else(|p| p.into_inner()) = Some((list.clone(), now));
                 Ok(list)
             }
@@ -250,6 +253,7 @@ mod tests {
                 answer.map_err(|e| BoxError::from(e.to_string()))
             })
             .await
+            .map(|list| (*list).clone())
             .map_err(|e| e.to_string());
         (got, reads.load(Ordering::SeqCst) == 1)
     }

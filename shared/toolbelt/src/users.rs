@@ -48,13 +48,18 @@ impl DeadLetters for NoDeadLetters {
     }
 }
 
-/// The identity service's table and topic, as the toolbelt's ports.
-async fn deps(target: &Target) -> anyhow::Result<Deps> {
-    let table = target
+/// The identity service's table, by the template.
+fn identity_table(target: &Target) -> anyhow::Result<&String> {
+    target
         .model
         .tables
         .get("IdentityTable")
-        .context("the template has no IdentityTable")?;
+        .context("the template has no IdentityTable")
+}
+
+/// The identity service's table and topic, as the toolbelt's ports.
+async fn deps(target: &Target) -> anyhow::Result<Deps> {
+    let table = identity_table(target)?;
     let topic = target
         .topic_name("user")
         .context("no function of the template publishes to the user topic (TOPIC_ARN_USER)")?;
@@ -83,13 +88,15 @@ async fn deps(target: &Target) -> anyhow::Result<Deps> {
     })
 }
 
-/// Runs `f` in a unit of work as `operator` and commits it under `scope`.
+/// Runs `f` in a unit of work on the identity table, as the caller (an operator: the
+/// work's actor, whom the events name), and commits it under `scope`.
 async fn in_work<T>(
-    deps: &Deps,
-    operator: &str,
+    target: &Target,
     scope: &str,
     f: impl AsyncFnOnce(&mut Work<'_>) -> Result<T, bazaar_platform::http::ApiError>,
 ) -> anyhow::Result<T> {
+    let deps = deps(target).await?;
+    let operator = target.backend.caller().await;
     let id = uuid::Uuid::new_v4().to_string();
     let cause = bazaar_platform::work::Cause {
         id: id.clone(),
@@ -101,7 +108,7 @@ async fn in_work<T>(
         flags: Flags::default(),
         traceparent: None,
     };
-    let mut work = Work::new(deps, cause);
+    let mut work = Work::new(&deps, cause);
     let out = match f(&mut work).await {
         Ok(out) => out,
         Err(e) => bail!("{} ({})", e.detail, e.status),
@@ -148,14 +155,10 @@ pub async fn create(
     password: &str,
     role: SignUpRole,
 ) -> anyhow::Result<UserSummary> {
-    let deps = deps(target).await?;
-    let operator = target.backend.caller().await;
-    in_work(
-        &deps,
-        &operator,
-        &format!("users:create:{username}"),
-        async |work| accounts::create(work, username, email, password, role, &operator).await,
-    )
+    in_work(target, &format!("users:create:{username}"), async |work| {
+        let operator = work.actor().subject.clone();
+        accounts::create(work, username, email, password, role, &operator).await
+    })
     .await
     .with_context(|| format!("making {username}"))
 }
@@ -166,13 +169,11 @@ pub async fn change(
     username: &str,
     change: Change,
 ) -> anyhow::Result<UserSummary> {
-    let deps = deps(target).await?;
-    let operator = target.backend.caller().await;
     in_work(
-        &deps,
-        &operator,
+        target,
         &format!("users:{}:{username}", change.as_str()),
         async |work| {
+            let operator = work.actor().subject.clone();
             accounts::change(
                 work,
                 username,
@@ -189,12 +190,7 @@ pub async fn change(
 
 /// Every user `filter` admits, by name (all pages).
 pub async fn list(target: &Target, filter: &UserFilter) -> anyhow::Result<Vec<UserSummary>> {
-    let table_name = target
-        .model
-        .tables
-        .get("IdentityTable")
-        .context("the template has no IdentityTable")?;
-    let table = target.backend.table(table_name);
+    let table = target.backend.table(identity_table(target)?);
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
