@@ -51,6 +51,7 @@ _Loader.add_multi_constructor("!", _tag)
 PARAMETERS = {
     "PaymentsWebhookSecret": "policy-check-secret-0123",
     "AgoraWebhookSecret": "policy-check-agora-secret",
+    "CarrierWebhookSecret": "policy-check-carrier-secret",
     "AgoraUrl": "https://agora.example",
     "AgoraPartnerKey": "policy-check-agora-key",
     "SoukUrl": "https://souk.example",

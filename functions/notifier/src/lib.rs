@@ -1,6 +1,6 @@
-//! `notifier`: tells a customer how their order ended. On `order.confirmed` and
-//! `order.cancelled` it records the message the customer would receive, once per order and
-//! outcome: the record's key is the order and the outcome, written only if absent, in the same
+//! `notifier`: tells a customer each step of their order. On `order.confirmed`,
+//! `order.cancelled`, `order.shipped`, `order.delivered` and `order.returned` it records the
+//! message the customer would receive, once per order and step: the record's key is the order and the outcome, written only if absent, in the same
 //! transaction as the inbox record. A re-sent event (even with a new envelope id) therefore
 //! never notifies twice.
 //!
@@ -17,7 +17,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::orders::{CancellationReason, OrderCancelled, OrderConfirmed};
+use bazaar_contracts::orders::{
+    CancellationReason, OrderCancelled, OrderConfirmed, OrderDelivered, OrderReturned, OrderShipped,
+};
+use bazaar_contracts::sales::Source;
 use bazaar_platform::item::{Condition, Key, Query, SortKey, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
@@ -34,7 +37,10 @@ pub fn function_with(deps: Arc<Deps>, channel: Arc<dyn Channel>) -> Function {
     let notifier = Arc::new(Notifier { channel });
     let consumer = Consumer::new(deps.clone())
         .on::<OrderConfirmed, _>(notifier.clone())
-        .on::<OrderCancelled, _>(notifier);
+        .on::<OrderCancelled, _>(notifier.clone())
+        .on::<OrderShipped, _>(notifier.clone())
+        .on::<OrderDelivered, _>(notifier.clone())
+        .on::<OrderReturned, _>(notifier);
     Function::new(deps).sqs(consumer)
 }
 
@@ -61,6 +67,12 @@ pub enum OrderOutcome {
     Confirmed,
     /// `order.cancelled`.
     Cancelled,
+    /// `order.shipped`.
+    Shipped,
+    /// `order.delivered`.
+    Delivered,
+    /// `order.returned`.
+    Returned,
 }
 
 impl OrderOutcome {
@@ -69,6 +81,9 @@ impl OrderOutcome {
         match self {
             OrderOutcome::Confirmed => "confirmed",
             OrderOutcome::Cancelled => "cancelled",
+            OrderOutcome::Shipped => "shipped",
+            OrderOutcome::Delivered => "delivered",
+            OrderOutcome::Returned => "returned",
         }
     }
 }
@@ -167,7 +182,7 @@ impl Handle<OrderConfirmed> for Notifier {
             return Ok(());
         }
         let text = format!(
-            "Good news: your order {} is confirmed and on its way.",
+            "Good news: your order {} is confirmed; we tell you when it ships.",
             e.order_id
         );
         notify(
@@ -214,6 +229,75 @@ impl Handle<OrderCancelled> for Notifier {
             &e.customer,
             &e.order_id,
             OrderOutcome::Cancelled,
+            text,
+        )
+        .await
+    }
+}
+
+/// A step after the confirmation: told to the storefront's customer, not to a channel's buyer.
+async fn step(
+    channel: &dyn Channel,
+    work: &mut Work<'_>,
+    (customer, order_id, source): (&str, &str, Option<&Source>),
+    outcome: OrderOutcome,
+    text: String,
+) -> Result<(), HandlerError> {
+    if let Some(source) = source {
+        tracing::info!(order_id, channel = %source.channel, step = outcome.as_str(), "a channel's order: its channel tells the buyer");
+        return Ok(());
+    }
+    notify(channel, work, customer, order_id, outcome, text).await
+}
+
+#[async_trait]
+impl Handle<OrderShipped> for Notifier {
+    async fn handle(&self, e: OrderShipped, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let text = format!(
+            "Your order {} has shipped: every parcel is with its carrier.",
+            e.order_id
+        );
+        let about = (e.customer.as_str(), e.order_id.as_str(), e.source.as_ref());
+        step(
+            self.channel.as_ref(),
+            work,
+            about,
+            OrderOutcome::Shipped,
+            text,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Handle<OrderDelivered> for Notifier {
+    async fn handle(&self, e: OrderDelivered, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let text = format!("Your order {} was delivered. Enjoy!", e.order_id);
+        let about = (e.customer.as_str(), e.order_id.as_str(), e.source.as_ref());
+        step(
+            self.channel.as_ref(),
+            work,
+            about,
+            OrderOutcome::Delivered,
+            text,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Handle<OrderReturned> for Notifier {
+    async fn handle(&self, e: OrderReturned, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let text = format!(
+            "Your order {} could not be delivered and went back to its sellers. You are refunded in full.",
+            e.order_id
+        );
+        let about = (e.customer.as_str(), e.order_id.as_str(), e.source.as_ref());
+        step(
+            self.channel.as_ref(),
+            work,
+            about,
+            OrderOutcome::Returned,
             text,
         )
         .await

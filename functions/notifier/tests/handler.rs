@@ -87,3 +87,43 @@ async fn the_channel_sends_once_per_order_and_outcome_and_a_down_channel_is_retr
     assert_eq!(sent[0].1, "o-sample");
     assert!(sent[0].0.contains("o-sample#cancelled"), "{}", sent[0].0);
 }
+
+#[tokio::test]
+async fn each_step_after_the_confirmation_is_notified_once_and_a_channels_buyer_not_at_all() {
+    let world = Fixture::new();
+    let deps = world.deps("notifier", Some("notifications"), &[]);
+    let function = notifier::function(deps.clone()).expect("valid settings");
+    let step = |id: &str, kind: &str| {
+        let (id, kind) = (id.to_string(), kind.to_string());
+        with_envelope(event("notifier.order-shipped.sqs.json"), move |env| {
+            env["id"] = json!(id);
+            env["type"] = json!(kind);
+        })
+    };
+
+    for (id, kind) in [
+        ("a-1", "order.shipped"),
+        ("a-2", "order.shipped"),
+        ("a-3", "order.delivered"),
+        ("a-4", "order.delivered"),
+    ] {
+        let out = function.invoke(step(id, kind)).await.unwrap();
+        assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    }
+    let channel = with_envelope(event("notifier.order-shipped.sqs.json"), |env| {
+        env["id"] = json!("a-5");
+        env["data"]["order_id"] = json!("o-channel");
+        env["data"]["source"] = json!({ "channel": "agora", "external_id": "ag-1" });
+    });
+    function.invoke(channel).await.unwrap();
+
+    let notes = notifier::notifications_of(deps.table().unwrap(), "customer-1")
+        .await
+        .unwrap();
+    let steps: Vec<(&str, &str)> = notes
+        .iter()
+        .map(|n| (n.order_id.as_str(), n.outcome.as_str()))
+        .collect();
+    assert_eq!(steps, [("o-sample", "delivered"), ("o-sample", "shipped")]);
+    assert!(notes[1].text.contains("has shipped"), "{}", notes[1].text);
+}

@@ -228,8 +228,8 @@ impl Route for GetOrder {
 /// `POST /orders/{id}/cancel`: the customer changes its mind. Until the order is confirmed,
 /// cancelling releases its stock and a charge still in flight is refunded when its capture
 /// arrives; a confirmed order's units go back on sale and its capture is refunded now. Asking
-/// again answers the cancelled order (200); an order cancelled for another reason, or (soon)
-/// shipped, is 409 with the reason. A channel's order is rejected at its channel while Bazaar
+/// again answers the cancelled order (200); an order cancelled for another reason, or one of
+/// whose merchants has shipped, is 409 with the reason. A channel's order is rejected at its channel while Bazaar
 /// has not accepted it; once accepted there, it is cancelled at the channel, not here (409).
 struct CancelOrder;
 
@@ -249,6 +249,15 @@ impl Route for CancelOrder {
                     .unwrap_or_else(|| "unknown".into());
                 return Err(ApiError::conflict(format!(
                     "order {id} is already cancelled (reason: {why})"
+                )));
+            }
+            (status, _) if status.has_shipped() => {
+                return Err(ApiError::conflict(format!(
+                    "order {id} has shipped ({}): it can no longer be cancelled; once delivered, send it back to its merchant",
+                    serde_json::to_value(status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
                 )));
             }
             (Status::Confirmed, _) if order.source.is_some() => {

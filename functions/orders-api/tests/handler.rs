@@ -195,3 +195,47 @@ async fn the_sample_cancel_cancels_its_customers_confirmed_order_and_refunds_the
     assert_eq!(again["statusCode"], 200);
     assert_eq!(world.sent("order").len() + world.sent("tasks").len(), 2);
 }
+
+#[tokio::test]
+async fn an_order_one_of_whose_merchants_shipped_cannot_be_cancelled() {
+    use bazaar_orders::{Order, Status};
+    use bazaar_platform::item::record;
+    let world = Fixture::new();
+    let deps = world.deps("orders-api", Some("orders"), &["order", "tasks"]);
+    let function = orders_api::function(deps.clone()).expect("valid settings");
+    let at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    for status in [
+        Status::PartlyShipped,
+        Status::Shipped,
+        Status::Delivered,
+        Status::Returned,
+    ] {
+        let mut order = Order::place(
+            "o-sample".into(),
+            "customer-1".into(),
+            vec![bazaar_contracts::Line {
+                sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+                quantity: 2,
+            }],
+            "tok_ok".into(),
+            at,
+            at + chrono::Duration::minutes(15),
+        );
+        order.status = status;
+        order.payment_id = Some("pay-1".into());
+        deps.table()
+            .unwrap()
+            .put(record(&orders_api::order_key("o-sample"), &order), None)
+            .await
+            .unwrap();
+
+        let r = function
+            .invoke(event("orders-api.post-cancel.json"))
+            .await
+            .unwrap();
+
+        assert_eq!(r["statusCode"], 409, "{status:?}: {r}");
+        assert!(r["body"].as_str().unwrap().contains("shipped"), "{r}");
+    }
+    assert!(world.sent("order").is_empty() && world.sent("tasks").is_empty());
+}

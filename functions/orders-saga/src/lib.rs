@@ -11,7 +11,9 @@
 //! `souk.sale.answer`) and the channel's acceptance (`sale.accepted`) confirms it; when it
 //! cannot be served the broker rejects it there; a cancellation by the channel
 //! (`sale.cancelled`) cancels it and releases its stock, also when it arrives before its
-//! sale. Payment
+//! sale. Once confirmed, the fulfilment service's announcements (`fulfilment.shipped`,
+//! `fulfilment.delivered`) move the order on to `partly_shipped`, `shipped` (`order.shipped`)
+//! and `delivered` (`order.delivered`), forward only. Payment
 //! outcomes come only from the payments worker, which checks the provider's callbacks against
 //! its charges; a capture whose amount is not the order's total is parked
 //! (`payment-mismatch`) all the same.
@@ -20,6 +22,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bazaar_contracts::fulfilment::{FulfilmentDelivered, FulfilmentShipped};
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
 use bazaar_contracts::orders::{ExpireOrder, OrderPlaced};
 use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
@@ -49,7 +52,9 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
         .on::<PaymentDeclined, _>(saga.clone())
         .on::<SalePlaced, _>(saga.clone())
         .on::<SaleAccepted, _>(saga.clone())
-        .on::<SaleCancelled, _>(saga);
+        .on::<SaleCancelled, _>(saga.clone())
+        .on::<FulfilmentShipped, _>(saga.clone())
+        .on::<FulfilmentDelivered, _>(saga);
     Ok(Function::new(deps).sqs(consumer))
 }
 
@@ -104,6 +109,9 @@ pub fn transition(
                     Announcement::Charge(task) => work.send(&task)?,
                     Announcement::Confirmed(event) => work.send(&event)?,
                     Announcement::Cancelled(event) => work.send(&event)?,
+                    Announcement::Shipped(event) => work.send(&event)?,
+                    Announcement::Delivered(event) => work.send(&event)?,
+                    Announcement::Returned(event) => work.send(&event)?,
                     Announcement::Answer(source, answer) => match source.channel.as_str() {
                         "agora" => work.send(&AnswerAgoraSale(answer))?,
                         "souk" => work.send(&AnswerSoukSale(answer))?,
@@ -353,5 +361,39 @@ impl Handle<SaleCancelled> for Saga {
                 Ok(())
             }
         }
+    }
+}
+
+#[async_trait]
+impl Handle<FulfilmentShipped> for Saga {
+    async fn handle(
+        &self,
+        shipped: FulfilmentShipped,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &shipped.order_id).await?;
+        transition(
+            work,
+            &order,
+            SagaInput::Fulfilment(shipped.order_progress),
+            None,
+        )
+    }
+}
+
+#[async_trait]
+impl Handle<FulfilmentDelivered> for Saga {
+    async fn handle(
+        &self,
+        delivered: FulfilmentDelivered,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &delivered.order_id).await?;
+        transition(
+            work,
+            &order,
+            SagaInput::Fulfilment(delivered.order_progress),
+            None,
+        )
     }
 }

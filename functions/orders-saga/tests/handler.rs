@@ -130,3 +130,76 @@ async fn a_cancellation_before_its_sale_keeps_the_sale_from_being_imported() {
     assert!(world.sent("tasks").is_empty(), "nothing reserved");
     assert!(world.parked("orders-saga").is_empty());
 }
+
+#[tokio::test]
+async fn fulfilment_announcements_move_a_confirmed_order_forward_only_and_tell_the_customer_once() {
+    use bazaar_embedded::testing::with_envelope;
+    let world = Fixture::new();
+    let deps = world.deps("orders-saga", Some("orders"), &["order", "tasks"]);
+    let mut order = bazaar_orders::Order::place(
+        "o-sample".into(),
+        "customer-1".into(),
+        vec![bazaar_contracts::Line {
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            quantity: 2,
+        }],
+        "tok_ok".into(),
+        Utc::now(),
+        Utc::now(),
+    );
+    order.status = bazaar_orders::Status::Confirmed;
+    deps.table()
+        .unwrap()
+        .put(record(&orders_saga::order_key("o-sample"), &order), None)
+        .await
+        .unwrap();
+    let function = orders_saga::function(deps.clone()).expect("valid settings");
+    let status = || async {
+        let item = deps
+            .table()
+            .unwrap()
+            .get(&orders_saga::order_key("o-sample"))
+            .await
+            .unwrap()
+            .unwrap();
+        bazaar_platform::item::parse::<bazaar_orders::Order>(item)
+            .unwrap()
+            .status
+    };
+    let step = |id: &str, progress: &str| {
+        let (id, progress) = (id.to_string(), progress.to_string());
+        with_envelope(
+            event("orders-saga.fulfilment-shipped.sqs.json"),
+            move |env| {
+                env["id"] = serde_json::json!(id);
+                env["data"]["order_progress"] = serde_json::json!(progress);
+            },
+        )
+    };
+
+    let partly = step("2b0c3c8e-5f0a-4d65-9a43-8f1b0e5d0fa1", "partly_shipped");
+    function.invoke(partly).await.unwrap();
+    assert_eq!(status().await, bazaar_orders::Status::PartlyShipped);
+    assert!(world.sent("order").is_empty(), "nobody is told of a part");
+
+    for _ in 0..2 {
+        let out = function
+            .invoke(event("orders-saga.fulfilment-shipped.sqs.json"))
+            .await
+            .unwrap();
+        assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    }
+    assert_eq!(status().await, bazaar_orders::Status::Shipped);
+    // Late: the partial step again, after the whole.
+    let late = step("2b0c3c8e-5f0a-4d65-9a43-8f1b0e5d0fa2", "partly_shipped");
+    function.invoke(late).await.unwrap();
+    assert_eq!(status().await, bazaar_orders::Status::Shipped);
+    let sent = world.sent("order");
+    assert_eq!(
+        sent.iter()
+            .map(|e| e.message_type.as_str())
+            .collect::<Vec<_>>(),
+        ["order.shipped"]
+    );
+    assert_eq!(sent[0].data.value()["customer"], "customer-1");
+}

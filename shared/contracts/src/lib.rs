@@ -18,6 +18,7 @@
 
 pub mod catalog;
 pub mod envelope;
+pub mod fulfilment;
 pub mod inventory;
 pub mod items;
 pub mod message;

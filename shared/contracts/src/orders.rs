@@ -142,3 +142,59 @@ crate::event!(OrderConfirmed, "order.confirmed", version 1, {
         validate_lines("items", &self.items)
     }
 });
+
+/// `order.shipped`: every fulfilment of the order has left its merchant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderShipped {
+    /// The order.
+    pub order_id: String,
+    /// The customer's subject.
+    pub customer: String,
+    /// Set when a channel sold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sales::Source>,
+}
+
+crate::event!(OrderShipped, "order.shipped", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)
+    }
+});
+
+/// `order.delivered`: every fulfilment of the order reached its end, at least one delivered
+/// (those returned to their senders were refunded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderDelivered {
+    /// The order.
+    pub order_id: String,
+    /// The customer's subject.
+    pub customer: String,
+    /// Set when a channel sold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sales::Source>,
+}
+
+crate::event!(OrderDelivered, "order.delivered", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)
+    }
+});
+
+/// `order.returned`: every fulfilment of the order came back to its sender; the order is
+/// refunded in full and its units are back on sale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderReturned {
+    /// The order.
+    pub order_id: String,
+    /// The customer's subject.
+    pub customer: String,
+    /// Set when a channel sold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sales::Source>,
+}
+
+crate::event!(OrderReturned, "order.returned", version 1, {
+    fn validate(&self) -> Result<(), ContractViolation> {
+        validate_order_id(&self.order_id)
+    }
+});

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::message::{DecodeError, Kind, Message};
-use crate::{catalog, identity, inventory, orders, payments, sales};
+use crate::{catalog, fulfilment, identity, inventory, orders, payments, sales};
 
 /// One known contract: its name, current version and kind, and how to check a payload.
 #[derive(Clone, Copy)]
@@ -67,6 +67,13 @@ pub fn all() -> Vec<Contract> {
         entry::<orders::OrderCancelled>(),
         entry::<orders::ExpireOrder>(),
         entry::<orders::OrderConfirmed>(),
+        entry::<orders::OrderShipped>(),
+        entry::<orders::OrderDelivered>(),
+        entry::<orders::OrderReturned>(),
+        entry::<fulfilment::FulfilmentShipped>(),
+        entry::<fulfilment::FulfilmentDelivered>(),
+        entry::<fulfilment::FulfilmentReturned>(),
+        entry::<fulfilment::TrackParcel>(),
         entry::<payments::PaymentCaptured>(),
         entry::<payments::PaymentDeclined>(),
         entry::<payments::ChargePayment>(),
@@ -127,6 +134,6 @@ mod tests {
             c.check(9, serde_json::json!({})),
             Err(DecodeError::UnknownVersion { .. })
         ));
-        assert!(find("order.shipped").is_none());
+        assert!(find("order.posted").is_none());
     }
 }

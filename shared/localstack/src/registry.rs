@@ -41,5 +41,11 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("agora-broker", constructor(agora_broker::function)),
         ("souk-broker", constructor(souk_broker::function)),
         ("souk-poller", constructor(souk_poller::function)),
+        ("fulfilment-api", constructor(fulfilment_api::function)),
+        (
+            "fulfilment-worker",
+            constructor(fulfilment_worker::function),
+        ),
+        ("carrier-webhook", constructor(carrier_webhook::function)),
     ])
 }

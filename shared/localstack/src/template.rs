@@ -177,9 +177,10 @@ pub struct StackModel {
 
 /// Values the local stack gives to parameters that a deployment must supply (secrets): fixed,
 /// documented, and good for the local stack only.
-pub const LOCAL_PARAMETERS: [(&str, &str); 8] = [
+pub const LOCAL_PARAMETERS: [(&str, &str); 9] = [
     ("PaymentsWebhookSecret", "local-webhook-secret"),
     ("AgoraWebhookSecret", "local-agora-webhook-secret"),
+    ("CarrierWebhookSecret", "local-carrier-webhook-secret"),
     ("AgoraUrl", "http://127.0.0.1:3002"),
     ("AgoraPartnerKey", "local-agora-key"),
     ("SoukUrl", "http://127.0.0.1:3002"),

@@ -45,6 +45,7 @@ async fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
             "AgoraBrokerQueue",
             "CatalogMergerQueue",
             "EventArchiverQueue",
+            "FulfilmentWorkerQueue",
             "InventoryWorkerQueue",
             "NotifierQueue",
             "OrdersPricesQueue",

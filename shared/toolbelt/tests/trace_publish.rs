@@ -202,7 +202,7 @@ async fn publish_wraps_a_valid_payload_and_refuses_a_broken_one() {
         .unwrap_err();
     let text = format!("{broken:#}");
     assert!(text.contains("not a valid product.withdrawn v1"), "{text}");
-    let unknown = publish::publish(&target, "order.shipped", json!({}), None, None)
+    let unknown = publish::publish(&target, "order.posted", json!({}), None, None)
         .await
         .unwrap_err();
     assert!(

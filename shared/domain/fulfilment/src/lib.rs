@@ -16,7 +16,10 @@
 
 use std::collections::BTreeMap;
 
+use bazaar_contracts::fulfilment::OrderProgress;
+use bazaar_contracts::sales::Source;
 use bazaar_contracts::{Line, Sku};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Where a fulfilment is.
@@ -262,6 +265,187 @@ pub fn progress(statuses: &[Status]) -> Progress {
     }
 }
 
+/// What the order saga is told of the order with each fulfilment announcement: `None` while
+/// nothing has shipped (or everything was cancelled), else the order's step.
+pub fn order_progress(statuses: &[Status]) -> Option<OrderProgress> {
+    match progress(statuses) {
+        Progress::Waiting => statuses
+            .iter()
+            .any(|s| s.has_shipped())
+            .then_some(OrderProgress::PartlyShipped),
+        Progress::Shipped => Some(OrderProgress::Shipped),
+        Progress::Delivered => Some(OrderProgress::Delivered),
+        Progress::Returned => Some(OrderProgress::Returned),
+        Progress::Cancelled => None,
+    }
+}
+
+/// One merchant's share of an order, as the fulfilment service keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fulfilment {
+    /// Its id ([`fulfilment_id`]).
+    pub fulfilment_id: String,
+    /// The merchant who ships it.
+    pub merchant: String,
+    /// Its lines.
+    pub lines: Vec<Line>,
+    /// Where it is.
+    pub status: Status,
+    /// The carrier, once shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// The carrier's tracking code, once shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_code: Option<String>,
+    /// When it shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every fulfilment of one order in one record: each change of one of them is one conditional
+/// write of this record (guarded by `version`), so that two merchants shipping at once cannot
+/// both believe the other has not shipped, and each announcement names the order's true
+/// progress ([`order_progress`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFulfilments {
+    /// The order.
+    pub order_id: String,
+    /// Its customer.
+    pub customer: String,
+    /// Set when a channel sold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// One per merchant, in the order of the merchants' first lines.
+    pub fulfilments: Vec<Fulfilment>,
+    /// True when the order was cancelled before its confirmation arrived here (messages come
+    /// out of order): the confirmation, when it comes, makes nothing.
+    #[serde(default)]
+    pub cancelled_first: bool,
+    /// When the record was made.
+    pub created_at: DateTime<Utc>,
+    /// Raised by every change; each write is conditional on the version read.
+    pub version: u64,
+}
+
+impl OrderFulfilments {
+    /// The fulfilments of a confirmed order, all open.
+    pub fn open(
+        order_id: &str,
+        customer: &str,
+        source: Option<Source>,
+        shares: Vec<Share>,
+        now: DateTime<Utc>,
+    ) -> OrderFulfilments {
+        OrderFulfilments {
+            order_id: order_id.to_string(),
+            customer: customer.to_string(),
+            source,
+            fulfilments: shares
+                .into_iter()
+                .map(|s| Fulfilment {
+                    fulfilment_id: s.fulfilment_id,
+                    merchant: s.merchant,
+                    lines: s.lines,
+                    status: Status::Open,
+                    carrier: None,
+                    tracking_code: None,
+                    shipped_at: None,
+                    updated_at: now,
+                })
+                .collect(),
+            cancelled_first: false,
+            created_at: now,
+            version: 0,
+        }
+    }
+
+    /// The mark of an order cancelled before its confirmation arrived.
+    pub fn cancelled_first(order_id: &str, customer: &str, now: DateTime<Utc>) -> Self {
+        OrderFulfilments {
+            order_id: order_id.to_string(),
+            customer: customer.to_string(),
+            source: None,
+            fulfilments: Vec::new(),
+            cancelled_first: true,
+            created_at: now,
+            version: 0,
+        }
+    }
+
+    /// The fulfilment `id`.
+    pub fn get(&self, id: &str) -> Option<&Fulfilment> {
+        self.fulfilments.iter().find(|f| f.fulfilment_id == id)
+    }
+
+    /// The fulfilment `id`, to change.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Fulfilment> {
+        self.fulfilments.iter_mut().find(|f| f.fulfilment_id == id)
+    }
+
+    /// Where the order stands ([`order_progress`]).
+    pub fn progress(&self) -> Option<OrderProgress> {
+        let statuses: Vec<Status> = self.fulfilments.iter().map(|f| f.status).collect();
+        order_progress(&statuses)
+    }
+}
+
+/// Where the fulfilment service keeps its records in its table (partition key, sort key).
+pub mod keys {
+    use serde::{Deserialize, Serialize};
+
+    /// The record of every fulfilment of an order ([`super::OrderFulfilments`]).
+    pub fn order(order_id: &str) -> (String, String) {
+        (format!("ORDER#{order_id}"), "FULFILMENTS".to_string())
+    }
+
+    /// What a fulfilment id, a merchant's list entry or a parcel points at.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct FulfilmentRef {
+        /// The fulfilment.
+        pub fulfilment_id: String,
+        /// Its order, whose record holds it.
+        pub order_id: String,
+    }
+
+    /// A fulfilment id's pointer to its order's record.
+    pub fn fulfilment(fulfilment_id: &str) -> (String, String) {
+        (
+            format!("FULFILMENT#{fulfilment_id}"),
+            "FULFILMENT".to_string(),
+        )
+    }
+
+    /// The partition listing a merchant's fulfilments, oldest first (sort key: creation time,
+    /// then id).
+    pub fn merchant(merchant: &str) -> String {
+        format!("MERCHANT#{merchant}")
+    }
+
+    /// A merchant's list entry of a fulfilment made at `at`: the moment as fixed-width text,
+    /// ordered as text as the moments are in time.
+    pub fn merchant_entry(
+        merchant: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        fulfilment_id: &str,
+    ) -> (String, String) {
+        (
+            self::merchant(merchant),
+            format!("{}#{fulfilment_id}", at.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+        )
+    }
+
+    /// A parcel's pointer to the fulfilment it carries: written once when it ships, so a
+    /// tracking code names one fulfilment for good.
+    pub fn parcel(carrier: &str, tracking_code: &str) -> (String, String) {
+        (
+            format!("PARCEL#{carrier}#{tracking_code}"),
+            "PARCEL".to_string(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,5 +634,28 @@ mod tests {
                 serde_json::Value::String(s.as_str().into())
             );
         }
+    }
+
+    #[test]
+    fn the_saga_hears_of_an_order_once_something_shipped() {
+        use Status as S;
+        assert_eq!(order_progress(&[S::Open, S::Open]), None);
+        assert_eq!(order_progress(&[S::Cancelled]), None);
+        assert_eq!(
+            order_progress(&[S::Shipped, S::Open]),
+            Some(OrderProgress::PartlyShipped)
+        );
+        assert_eq!(
+            order_progress(&[S::Shipped, S::Delivered]),
+            Some(OrderProgress::Shipped)
+        );
+        assert_eq!(
+            order_progress(&[S::Returned, S::Delivered]),
+            Some(OrderProgress::Delivered)
+        );
+        assert_eq!(
+            order_progress(&[S::Returned]),
+            Some(OrderProgress::Returned)
+        );
     }
 }

@@ -2,15 +2,17 @@
 //! types; the functions map it to table items and messages.
 #![forbid(unsafe_code)]
 
-use bazaar_contracts::orders::{OrderCancelled, OrderConfirmed};
+use bazaar_contracts::orders::{
+    OrderCancelled, OrderConfirmed, OrderDelivered, OrderReturned, OrderShipped,
+};
 use bazaar_contracts::payments::{ChargePayment, RefundPayment};
 use bazaar_contracts::sales::{Answer, SaleAnswer, SalePlaced, Source};
 use bazaar_contracts::{Line, Money};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Where an order is in its life. `Cancelled` is final; `Confirmed` can still be cancelled by
-/// its customer (before anything ships).
+/// Where an order is in its life. `Cancelled`, `Delivered` and `Returned` are final;
+/// `Confirmed` can still be cancelled by its customer (before anything ships).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -21,14 +23,27 @@ pub enum Status {
     /// Paid (or accepted at its channel): the customer gets the goods, unless it cancels
     /// first.
     Confirmed,
+    /// Some of its merchants have shipped their share, some not yet: it can no longer be
+    /// cancelled.
+    PartlyShipped,
+    /// Every share has shipped.
+    Shipped,
+    /// Final: every share reached its end, at least one delivered (shares returned to their
+    /// senders were refunded).
+    Delivered,
+    /// Final: every share came back to its sender; refunded in full.
+    Returned,
     /// Final: nothing is held nor charged.
     Cancelled,
 }
 
 impl Status {
-    /// True for the states no input moves an order out of: `Cancelled`.
+    /// True for the states no input moves an order out of.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Cancelled)
+        matches!(
+            self,
+            Status::Cancelled | Status::Delivered | Status::Returned
+        )
     }
 
     /// True while the order waits for its participants' answers (`Pending`, `Reserved`): the
@@ -36,7 +51,48 @@ impl Status {
     pub fn awaits_outcome(self) -> bool {
         matches!(self, Status::Pending | Status::Reserved)
     }
+
+    /// True once the order was paid (or accepted at its channel), whatever happened after,
+    /// short of a cancellation.
+    pub fn is_confirmed(self) -> bool {
+        matches!(
+            self,
+            Status::Confirmed
+                | Status::PartlyShipped
+                | Status::Shipped
+                | Status::Delivered
+                | Status::Returned
+        )
+    }
+
+    /// True once any of its merchants has shipped: a customer can no longer cancel it.
+    pub fn has_shipped(self) -> bool {
+        self.is_confirmed() && self != Status::Confirmed
+    }
+
+    /// The status a fulfilment announcement moves a confirmed order to.
+    pub fn of_progress(progress: OrderProgress) -> Status {
+        match progress {
+            OrderProgress::PartlyShipped => Status::PartlyShipped,
+            OrderProgress::Shipped => Status::Shipped,
+            OrderProgress::Delivered => Status::Delivered,
+            OrderProgress::Returned => Status::Returned,
+        }
+    }
+
+    /// How far along its delivery a confirmed order is (0 for `Confirmed`), for moving forward
+    /// only.
+    fn delivery_step(self) -> u8 {
+        match self {
+            Status::PartlyShipped => 1,
+            Status::Shipped => 2,
+            Status::Delivered | Status::Returned => 3,
+            _ => 0,
+        }
+    }
 }
+
+pub use bazaar_contracts::fulfilment::OrderProgress;
 
 /// Why an order was cancelled: one type, the contract's, from the record to `order.cancelled`.
 pub use bazaar_contracts::orders::CancellationReason;
@@ -223,11 +279,14 @@ pub enum SagaInput {
     SaleCancelled,
     /// The customer (or an operator) asked to cancel it.
     CustomerCancelled,
+    /// The fulfilment service announced a change of one of its fulfilments, and where the
+    /// order stands with all of them.
+    Fulfilment(OrderProgress),
 }
 
 impl SagaInput {
     /// Every input, for exhaustive tests.
-    pub const ALL: [SagaInput; 8] = [
+    pub const ALL: [SagaInput; 12] = [
         SagaInput::Reserved,
         SagaInput::Rejected,
         SagaInput::DeadlinePassed,
@@ -236,15 +295,23 @@ impl SagaInput {
         SagaInput::SaleAccepted,
         SagaInput::SaleCancelled,
         SagaInput::CustomerCancelled,
+        SagaInput::Fulfilment(OrderProgress::PartlyShipped),
+        SagaInput::Fulfilment(OrderProgress::Shipped),
+        SagaInput::Fulfilment(OrderProgress::Delivered),
+        SagaInput::Fulfilment(OrderProgress::Returned),
     ];
 }
 
 impl Status {
     /// Every status, for exhaustive tests.
-    pub const ALL: [Status; 4] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Reserved,
         Status::Confirmed,
+        Status::PartlyShipped,
+        Status::Shipped,
+        Status::Delivered,
+        Status::Returned,
         Status::Cancelled,
     ];
 }
@@ -266,6 +333,16 @@ pub enum Decision {
 /// The reason a channel's acceptance of an order Bazaar already cancelled is parked with.
 pub const SALE_CONFLICT: &str = "sale-conflict";
 
+/// The reason a shipment of an order that was cancelled meanwhile is parked with (by the
+/// fulfilment service, which holds the parcel; the saga only logs it).
+pub const SHIPPED_AFTER_CANCEL: &str = "shipped-after-cancel";
+
+/// The reason a fulfilment announcement for an order that was never confirmed is parked with.
+pub const FULFILMENT_BEFORE_CONFIRMATION: &str = "fulfilment-before-confirmation";
+
+/// The reason of the table's last arm, which no (state, input) pair reaches.
+const NO_TRANSITION: &str = "no-transition";
+
 /// The saga's transition table: every state × input pair is decided here and nowhere else.
 pub fn decide(status: Status, input: SagaInput) -> Decision {
     use SagaInput as I;
@@ -275,14 +352,18 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
         (S::Pending, I::Rejected) => {
             Decision::Move(S::Cancelled, Some(CancellationReason::OutOfStock))
         }
-        (S::Reserved | S::Confirmed, I::Reserved) => Decision::Ignore("already reserved"),
-        (S::Reserved | S::Confirmed, I::Rejected) => {
+        (S::Reserved, I::Reserved) => Decision::Ignore("already reserved"),
+        (s, I::Reserved) if s.is_confirmed() => Decision::Ignore("already reserved"),
+        (S::Reserved, I::Rejected) => {
+            Decision::Ignore("a rejection after a reservation cannot happen for one order; ignored")
+        }
+        (s, I::Rejected) if s.is_confirmed() => {
             Decision::Ignore("a rejection after a reservation cannot happen for one order; ignored")
         }
         (S::Pending | S::Reserved, I::DeadlinePassed) => {
             Decision::Move(S::Cancelled, Some(CancellationReason::Timeout))
         }
-        (S::Confirmed, I::DeadlinePassed) => Decision::Ignore("the order is confirmed"),
+        (s, I::DeadlinePassed) if s.is_confirmed() => Decision::Ignore("the order is confirmed"),
         (S::Reserved, I::PaymentCaptured) => Decision::Move(S::Confirmed, None),
         (S::Reserved, I::PaymentDeclined) => {
             Decision::Move(S::Cancelled, Some(CancellationReason::PaymentDeclined))
@@ -290,8 +371,8 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
         (S::Pending, I::PaymentCaptured | I::PaymentDeclined) => Decision::Ignore(
             "a payment answer before the reservation cannot happen: the charge is asked for once reserved",
         ),
-        (S::Confirmed, I::PaymentCaptured) => Decision::Ignore("already confirmed"),
-        (S::Confirmed, I::PaymentDeclined) => {
+        (s, I::PaymentCaptured) if s.is_confirmed() => Decision::Ignore("already confirmed"),
+        (s, I::PaymentDeclined) if s.is_confirmed() => {
             Decision::Ignore("a decline after a capture: the capture stands")
         }
         (S::Cancelled, I::PaymentCaptured) => Decision::Refund,
@@ -303,8 +384,8 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
         (S::Pending, I::SaleAccepted) => Decision::Ignore(
             "an acceptance before the reservation cannot happen: the broker is asked once reserved",
         ),
-        (S::Confirmed, I::SaleAccepted) => Decision::Ignore("already confirmed"),
-        (S::Confirmed, I::SaleCancelled) => Decision::Park(
+        (s, I::SaleAccepted) if s.is_confirmed() => Decision::Ignore("already confirmed"),
+        (s, I::SaleCancelled) if s.is_confirmed() => Decision::Park(
             SALE_CONFLICT,
             "the channel cancelled an order it had accepted: the units are sold in Bazaar",
         ),
@@ -316,7 +397,34 @@ pub fn decide(status: Status, input: SagaInput) -> Decision {
         (S::Pending | S::Reserved | S::Confirmed, I::CustomerCancelled) => {
             Decision::Move(S::Cancelled, Some(CancellationReason::Customer))
         }
+        (s, I::CustomerCancelled) if s.has_shipped() => Decision::Park(
+            SHIPPED_AFTER_CANCEL,
+            "a cancellation of an order that has shipped: orders-api refuses it with 409 first",
+        ),
+        // The fulfilment service moves a confirmed order on, forward only: announcements
+        // arrive out of order, and a late one names an earlier step.
+        (s, I::Fulfilment(progress)) if s.is_confirmed() && !s.is_final() => {
+            let to = Status::of_progress(progress);
+            if to.delivery_step() > s.delivery_step() {
+                Decision::Move(to, None)
+            } else {
+                Decision::Ignore("an earlier or the same step of the delivery, arriving late")
+            }
+        }
+        (S::Delivered | S::Returned, I::Fulfilment(_)) => {
+            Decision::Ignore("the order's delivery is over")
+        }
+        (S::Pending | S::Reserved, I::Fulfilment(_)) => Decision::Park(
+            FULFILMENT_BEFORE_CONFIRMATION,
+            "a fulfilment of an order that was never confirmed: fulfilments are made from order.confirmed",
+        ),
+        (S::Cancelled, I::Fulfilment(_)) => Decision::Ignore(
+            "a shipment of a cancelled order: the fulfilment service parks it for a person (shipped-after-cancel)",
+        ),
         (S::Cancelled, _) => Decision::Ignore("the order is cancelled"),
+        // Every pair is decided above; the guards hide that from the compiler (a test walks
+        // every pair and never meets this arm).
+        (_, _) => Decision::Park(NO_TRANSITION, "no transition for this state and input"),
     }
 }
 
@@ -331,6 +439,12 @@ pub enum Announcement {
     Cancelled(OrderCancelled),
     /// A channel's order: its broker accepts or rejects it at the channel.
     Answer(Source, SaleAnswer),
+    /// Every share shipped: the customer is told.
+    Shipped(OrderShipped),
+    /// Delivered: the customer is told.
+    Delivered(OrderDelivered),
+    /// Every share came back: the customer is told (the refunds went with each return).
+    Returned(OrderReturned),
 }
 
 impl Order {
@@ -386,7 +500,22 @@ impl Order {
                 }
                 out
             }
-            (Status::Pending | Status::Cancelled, _) => Vec::new(),
+            (Status::Shipped, _) => vec![Announcement::Shipped(OrderShipped {
+                order_id: self.order_id.clone(),
+                customer: self.customer.clone(),
+                source: self.source.clone(),
+            })],
+            (Status::Delivered, _) => vec![Announcement::Delivered(OrderDelivered {
+                order_id: self.order_id.clone(),
+                customer: self.customer.clone(),
+                source: self.source.clone(),
+            })],
+            (Status::Returned, _) => vec![Announcement::Returned(OrderReturned {
+                order_id: self.order_id.clone(),
+                customer: self.customer.clone(),
+                source: self.source.clone(),
+            })],
+            (Status::Pending | Status::PartlyShipped | Status::Cancelled, _) => Vec::new(),
         }
     }
 
@@ -749,12 +878,98 @@ mod tests {
     }
 
     #[test]
-    fn only_cancelled_is_final() {
-        assert!(Status::Cancelled.is_final());
-        assert!(!Status::Pending.is_final() && !Status::Reserved.is_final());
+    fn cancelled_delivered_and_returned_are_final() {
+        for status in Status::ALL {
+            assert_eq!(
+                status.is_final(),
+                matches!(
+                    status,
+                    Status::Cancelled | Status::Delivered | Status::Returned
+                ),
+                "{status:?}"
+            );
+        }
         assert!(
             !Status::Confirmed.is_final(),
             "a customer may still cancel it"
         );
+    }
+
+    #[test]
+    fn every_pair_is_decided_by_its_own_arm() {
+        for status in Status::ALL {
+            for input in SagaInput::ALL {
+                assert!(
+                    !matches!(decide(status, input), Decision::Park(NO_TRANSITION, _)),
+                    "{status:?} x {input:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fulfilments_move_a_confirmed_order_forward_only() {
+        use OrderProgress as P;
+        assert_eq!(
+            decide(Status::Confirmed, SagaInput::Fulfilment(P::PartlyShipped)),
+            Decision::Move(Status::PartlyShipped, None)
+        );
+        assert_eq!(
+            decide(Status::Confirmed, SagaInput::Fulfilment(P::Delivered)),
+            Decision::Move(Status::Delivered, None),
+            "announcements out of order: the furthest step wins"
+        );
+        assert_eq!(
+            decide(Status::PartlyShipped, SagaInput::Fulfilment(P::Shipped)),
+            Decision::Move(Status::Shipped, None)
+        );
+        assert_eq!(
+            decide(Status::Shipped, SagaInput::Fulfilment(P::Returned)),
+            Decision::Move(Status::Returned, None)
+        );
+        for (status, late) in [
+            (Status::Shipped, P::PartlyShipped),
+            (Status::Shipped, P::Shipped),
+            (Status::Delivered, P::Shipped),
+            (Status::Delivered, P::Returned),
+            (Status::Returned, P::Delivered),
+        ] {
+            assert!(
+                matches!(
+                    decide(status, SagaInput::Fulfilment(late)),
+                    Decision::Ignore(_)
+                ),
+                "{status:?} x {late:?}"
+            );
+        }
+        for status in [Status::Pending, Status::Reserved] {
+            assert!(matches!(
+                decide(status, SagaInput::Fulfilment(P::Shipped)),
+                Decision::Park(FULFILMENT_BEFORE_CONFIRMATION, _)
+            ));
+        }
+        for status in Status::ALL.into_iter().filter(|s| s.has_shipped()) {
+            assert!(
+                matches!(
+                    decide(status, SagaInput::CustomerCancelled),
+                    Decision::Park(SHIPPED_AFTER_CANCEL, _)
+                ),
+                "{status:?}"
+            );
+        }
+        let order = an_order();
+        assert!(matches!(
+            order.announcements(Status::Shipped, None).as_slice(),
+            [Announcement::Shipped(e)] if e.order_id == "o-1"
+        ));
+        assert!(matches!(
+            order.announcements(Status::Delivered, None).as_slice(),
+            [Announcement::Delivered(_)]
+        ));
+        assert!(matches!(
+            order.announcements(Status::Returned, None).as_slice(),
+            [Announcement::Returned(_)]
+        ));
+        assert_eq!(order.announcements(Status::PartlyShipped, None), vec![]);
     }
 }

@@ -1,0 +1,137 @@
+//! `carrier-webhook`: `POST /webhooks/carrier`, the carrier's tracking callbacks. It checks
+//! the HMAC signature and its timestamp (401 for unsigned, wrongly signed or stale calls, and
+//! nothing published), persists nothing, and passes the callback on to the fulfilment worker
+//! as the task `fulfilment.parcel.track`, answering 202. Only the worker knows which
+//! fulfilment a tracking code belongs to, and it decides what a callback means in that
+//! fulfilment's state (carriers repeat and reorder them).
+//!
+//! The envelope id is derived from the carrier's event id, so a callback delivered twice (the
+//! carrier retries until it gets a 2xx, and a captured call can be replayed inside the
+//! signature's five minutes) becomes the same envelope, which the worker deduplicates. If
+//! publishing fails the answer is 503, and the carrier retries.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bazaar_contracts::fulfilment::{ParcelStatus, TrackParcel};
+use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
+use bazaar_platform::settings::Env;
+use bazaar_platform::webhook;
+use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
+use chrono::{DateTime, Utc};
+use http::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The header carrying the carrier's signature.
+pub const SIGNATURE_HEADER: &str = "x-carrier-signature";
+
+/// The route.
+pub const PATH: &str = "/webhooks/carrier";
+
+/// The carrier whose callbacks this route takes.
+pub const CARRIER: &str = "fake-carrier";
+
+/// Builds the function with its route; the secret is read here, once.
+pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
+    let settings: Settings = deps.settings()?;
+    let api = Api::new(deps.clone()).route(
+        Method::POST,
+        PATH,
+        Idempotency::None,
+        Arc::new(Callback(settings)),
+    );
+    Ok(Function::new(deps).http(api))
+}
+
+/// The shortest webhook secret accepted, as the template's parameter requires.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// What `carrier-webhook` is configured with.
+pub struct Settings {
+    /// The secret the carrier signs its callbacks with (`WEBHOOK_SECRET`).
+    secret: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Settings { secret: <hidden> }")
+    }
+}
+
+impl bazaar_platform::Settings for Settings {
+    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+        const EXPECTED: &str =
+            "the secret the carrier signs callbacks with, at least 16 characters";
+        let secret = env.secret("WEBHOOK_SECRET", MIN_SECRET_LEN, EXPECTED)?;
+        Ok(Settings {
+            secret: secret.to_string(),
+        })
+    }
+}
+
+/// What the carrier tells.
+#[derive(Deserialize)]
+struct CarrierEvent {
+    /// The carrier's event id, unique per callback.
+    id: String,
+    tracking_code: String,
+    /// `in_transit`, `delivered` or `returned_to_sender`.
+    status: String,
+    /// When it happened, as the carrier says.
+    at: DateTime<Utc>,
+}
+
+/// `POST /webhooks/carrier`.
+struct Callback(Settings);
+
+#[async_trait]
+impl Route for Callback {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        webhook::verify(
+            self.0.secret.as_bytes(),
+            request.header(SIGNATURE_HEADER),
+            &request.body,
+            work.now(),
+        )
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let event: CarrierEvent = request.json()?;
+        let status = match event.status.as_str() {
+            "in_transit" => ParcelStatus::InTransit,
+            "delivered" => ParcelStatus::Delivered,
+            "returned_to_sender" => ParcelStatus::ReturnedToSender,
+            other => {
+                return Err(ApiError::unprocessable(
+                    Some("status"),
+                    format!("unknown parcel status {other:?}"),
+                ));
+            }
+        };
+        let id = webhook::envelope_id("carrier-webhook", &event.id);
+        let envelope = work
+            .envelope(
+                &TrackParcel {
+                    carrier: CARRIER.to_string(),
+                    tracking_code: event.tracking_code,
+                    status,
+                    carrier_event: event.id,
+                    at: event.at,
+                },
+                id,
+            )
+            .map_err(|e| match e {
+                HandlerError::Bug(why) => ApiError::unprocessable(
+                    None,
+                    format!("the callback does not make a valid tracking event: {why}"),
+                ),
+                other => other.into(),
+            })?;
+        work.deps()
+            .publisher
+            .publish(std::slice::from_ref(&envelope))
+            .await
+            .map_err(HandlerError::from)?;
+        Ok(Response::json(202, json!({ "accepted": envelope.id })))
+    }
+}

@@ -1,0 +1,264 @@
+//! An order of two merchants' goods on the local stack: one fulfilment per merchant, each
+//! merchant sees and ships its own, the order goes `confirmed → partly_shipped → shipped →
+//! delivered` as the carrier's signed callbacks come (duplicated and out of order), the
+//! customer is told each step once, and the order can no longer be cancelled once something
+//! shipped. Every fulfilment route refuses whoever must not see or ship.
+
+mod common;
+
+use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
+use common::{TestStack, bearer, stack};
+use serde_json::{Value, json};
+
+const SECRET: &str = "local-carrier-webhook-secret";
+
+async fn call(s: &TestStack, request: HttpRequest, who: Option<(&str, &str)>) -> HttpResponse {
+    let request = match who {
+        Some((subject, role)) => request.header("authorization", &bearer(subject, role)),
+        None => request,
+    };
+    s.stack.http(request).await
+}
+
+/// merchant-2 describes, prices and stocks `sku`.
+async fn merchant_2_sells(s: &TestStack, sku: &str, available: i64) {
+    for (path, body) in [
+        (
+            format!("/products/{sku}"),
+            json!({ "title": "A tee", "description": "Cotton.", "category": "test" }),
+        ),
+        (
+            format!("/products/{sku}/price"),
+            json!({ "amount_cents": 1500, "currency": "EUR" }),
+        ),
+        (
+            format!("/inventory/{sku}"),
+            json!({ "available": available }),
+        ),
+    ] {
+        let r = call(
+            s,
+            HttpRequest::json("PUT", &path, &body),
+            Some(("merchant-2", "merchant")),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            200,
+            "PUT {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    s.stack.settle().await;
+}
+
+async fn fulfilments(s: &TestStack, merchant: &str, query: &str) -> Vec<Value> {
+    let r = call(
+        s,
+        HttpRequest::get(&format!("/fulfilments{query}")),
+        Some((merchant, "merchant")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["fulfilments"].as_array().unwrap().clone()
+}
+
+fn ship(id: &str, code: &str) -> HttpRequest {
+    HttpRequest::json(
+        "POST",
+        &format!("/fulfilments/{id}/ship"),
+        &json!({ "carrier": "fake-carrier", "tracking_code": code }),
+    )
+}
+
+/// The carrier's callback, signed now as the carrier signs it.
+async fn carrier_says(s: &TestStack, event_id: &str, code: &str, status: &str) -> u16 {
+    let now = bazaar_platform::clock::Clock::now(s.stack.engine().clock().as_ref());
+    let body =
+        json!({ "id": event_id, "tracking_code": code, "status": status, "at": now }).to_string();
+    let signature =
+        bazaar_platform::webhook::sign(SECRET.as_bytes(), now.timestamp(), body.as_bytes());
+    let request = HttpRequest {
+        method: "POST".into(),
+        path: "/webhooks/carrier".into(),
+        body: body.into_bytes(),
+        ..Default::default()
+    }
+    .header("content-type", "application/json")
+    .header("x-carrier-signature", &signature);
+    s.stack.http(request).await.status
+}
+
+#[tokio::test]
+async fn each_merchant_ships_its_share_and_the_order_follows_to_its_delivery() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    merchant_2_sells(&s, "TEE-01", 5).await;
+    let id = s
+        .placed(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 2 }, { "sku": "TEE-01", "quantity": 1 }]),
+        )
+        .await;
+    s.stack.settle().await;
+    assert_eq!(s.order(&id).await["status"], "confirmed");
+
+    let mine = fulfilments(&s, "merchant-1", "?status=open").await;
+    let theirs = fulfilments(&s, "merchant-2", "?status=open").await;
+    assert_eq!((mine.len(), theirs.len()), (1, 1));
+    assert_eq!(
+        mine[0]["lines"],
+        json!([{ "sku": "MUG-01", "quantity": 2 }])
+    );
+    assert_eq!(
+        theirs[0]["lines"],
+        json!([{ "sku": "TEE-01", "quantity": 1 }])
+    );
+    let (f1, f2) = (
+        mine[0]["fulfilment_id"].as_str().unwrap().to_string(),
+        theirs[0]["fulfilment_id"].as_str().unwrap().to_string(),
+    );
+
+    // Who may see or ship merchant-1's share.
+    let get = || HttpRequest::get(&format!("/fulfilments/{f1}"));
+    for (who, status) in [
+        (None, 401),
+        (Some(("merchant-2", "merchant")), 404),
+        (Some(("customer-2", "customer")), 404),
+        (Some(("customer-1", "customer")), 200),
+        (Some(("operator", "operator")), 200),
+        (Some(("merchant-1", "merchant")), 200),
+    ] {
+        assert_eq!(call(&s, get(), who).await.status, status, "GET as {who:?}");
+    }
+    for (who, status) in [
+        (None, 401),
+        (Some(("merchant-2", "merchant")), 404),
+        (Some(("customer-1", "customer")), 403),
+        (Some(("operator", "operator")), 403),
+    ] {
+        assert_eq!(
+            call(&s, ship(&f1, "TRK-1"), who).await.status,
+            status,
+            "ship as {who:?}"
+        );
+    }
+    let list = |who| call(&s, HttpRequest::get("/fulfilments"), who);
+    assert_eq!(list(None).await.status, 401);
+    assert_eq!(list(Some(("customer-1", "customer"))).await.status, 403);
+    assert_eq!(list(Some(("operator", "operator"))).await.status, 400);
+
+    // merchant-1 ships: the order can no longer be cancelled.
+    let r = call(&s, ship(&f1, "TRK-1"), Some(("merchant-1", "merchant"))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    s.stack.settle().await;
+    assert_eq!(s.order(&id).await["status"], "partly_shipped");
+    let cancel = call(
+        &s,
+        HttpRequest::json("POST", &format!("/orders/{id}/cancel"), &json!({})),
+        Some(("customer-1", "customer")),
+    )
+    .await;
+    assert_eq!(
+        cancel.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&cancel.body)
+    );
+    assert!(
+        cancel.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("shipped")
+    );
+    // A tracking code names one parcel.
+    let r = call(&s, ship(&f2, "TRK-1"), Some(("merchant-2", "merchant"))).await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+
+    let r = call(&s, ship(&f2, "TRK-2"), Some(("merchant-2", "merchant"))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    s.stack.settle().await;
+    assert_eq!(s.order(&id).await["status"], "shipped");
+    assert_eq!(s.notified("customer-1").await, ["confirmed", "shipped"]);
+    assert_eq!(
+        fulfilments(&s, "merchant-1", "?status=shipped").await.len(),
+        1
+    );
+
+    // The carrier: out of order and repeated; a forged callback is refused.
+    assert_eq!(carrier_says(&s, "e-3", "TRK-1", "delivered").await, 202);
+    assert_eq!(carrier_says(&s, "e-1", "TRK-1", "in_transit").await, 202);
+    assert_eq!(carrier_says(&s, "e-3", "TRK-1", "delivered").await, 202);
+    let forged = HttpRequest::json(
+        "POST",
+        "/webhooks/carrier",
+        &json!({ "id": "e-9", "tracking_code": "TRK-2", "status": "returned_to_sender", "at": "2026-01-01T00:00:00Z" }),
+    )
+    .header("x-carrier-signature", "t=1767225600,v1=00");
+    assert_eq!(s.stack.http(forged).await.status, 401);
+    s.stack.settle().await;
+    assert_eq!(
+        s.order(&id).await["status"],
+        "shipped",
+        "one parcel is still on its way"
+    );
+    assert_eq!(carrier_says(&s, "e-4", "TRK-2", "delivered").await, 202);
+    s.stack.settle().await;
+    assert_eq!(s.order(&id).await["status"], "delivered");
+    assert_eq!(
+        s.notified("customer-1").await,
+        ["confirmed", "delivered", "shipped"],
+        "each step told once"
+    );
+    assert_eq!(
+        fulfilments(&s, "merchant-1", "?status=delivered")
+            .await
+            .len(),
+        1
+    );
+    for dlq in ["FulfilmentWorkerDLQ", "OrdersSagaDLQ", "NotifierDLQ"] {
+        assert!(
+            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
+            "{dlq} holds nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_customer_cancellation_before_any_shipment_closes_every_share() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    let id = s
+        .placed(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 1 }]),
+        )
+        .await;
+    s.stack.settle().await;
+    let f = fulfilments(&s, "merchant-1", "?status=open").await;
+    assert_eq!(f.len(), 1);
+    let cancel = call(
+        &s,
+        HttpRequest::json("POST", &format!("/orders/{id}/cancel"), &json!({})),
+        Some(("customer-1", "customer")),
+    )
+    .await;
+    assert_eq!(cancel.status, 200);
+    s.stack.settle().await;
+    assert_eq!(
+        fulfilments(&s, "merchant-1", "?status=cancelled")
+            .await
+            .len(),
+        1
+    );
+    let fid = f[0]["fulfilment_id"].as_str().unwrap();
+    let r = call(&s, ship(fid, "TRK-9"), Some(("merchant-1", "merchant"))).await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("cancelled"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
