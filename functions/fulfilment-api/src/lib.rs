@@ -158,16 +158,8 @@ impl Route for Ship {
         }
         match fulfilment_worker::apply(work, &order, &f.fulfilment_id, Input::Ship, Some(&parcel))?
         {
-            Applied::Moved(status) => {
+            Applied::Moved(shipped) => {
                 tracing::info!(fulfilment_id = %f.fulfilment_id, order_id = %order.order_id, merchant = %actor.subject, "shipped");
-                let shipped = Fulfilment {
-                    status,
-                    carrier: Some(parcel.carrier),
-                    tracking_code: Some(parcel.tracking_code),
-                    shipped_at: Some(work.now()),
-                    updated_at: work.now(),
-                    ..f
-                };
                 Ok(Response::json(200, view(&order, &shipped)))
             }
             Applied::Refused(why) | Applied::Ignored(why) => Err(ApiError::conflict(format!(

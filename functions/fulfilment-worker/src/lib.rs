@@ -67,10 +67,10 @@ pub async fn load_fulfilment(
 }
 
 /// What [`apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The fulfilment moved to this status (written and announced with the unit of work).
-    Moved(Status),
+    /// The fulfilment moved on: as it is now (written and announced with the unit of work).
+    Moved(Box<bazaar_fulfilment::Fulfilment>),
     /// Nothing to do (a repeated or late input).
     Ignored(&'static str),
     /// A request that cannot be made in the fulfilment's status (a 409 for its caller).
@@ -180,7 +180,7 @@ pub fn apply(
         // On its way: nobody needs to hear of it.
         Status::InTransit | Status::Open | Status::Cancelled => {}
     }
-    Ok(Applied::Moved(to))
+    Ok(Applied::Moved(Box::new(changed)))
 }
 
 /// The reason a confirmed order with a sku nobody owns is parked with.

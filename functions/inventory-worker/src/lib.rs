@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_contracts::Sku;
+use bazaar_contracts::fulfilment::FulfilmentReturned;
 use bazaar_contracts::inventory::{
     InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
 };
@@ -36,7 +37,8 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let consumer = Consumer::new(deps.clone())
         .on::<ReserveStock, _>(Arc::new(Reserve))
         .on::<OrderCancelled, _>(Arc::new(Release))
-        .on::<OrderConfirmed, _>(Arc::new(Commit));
+        .on::<OrderConfirmed, _>(Arc::new(Commit))
+        .on::<FulfilmentReturned, _>(Arc::new(Restock));
     Ok(Function::new(deps).sqs(consumer))
 }
 
@@ -298,6 +300,93 @@ impl Handle<OrderConfirmed> for Commit {
                 ),
             )),
         }
+    }
+}
+
+/// The handler of `fulfilment.returned`: a merchant's share came back to it, so its units
+/// are on sale again (`committed` back to `available`), once per fulfilment.
+pub struct Restock;
+
+#[async_trait]
+impl Handle<FulfilmentReturned> for Restock {
+    async fn handle(
+        &self,
+        returned: FulfilmentReturned,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let mark: Key =
+            bazaar_inventory::keys::returned(&returned.order_id, &returned.fulfilment_id).into();
+        if work.table()?.get(&mark).await?.is_some() {
+            return Ok(());
+        }
+        let r: Option<ReservationRecord> = work
+            .table()?
+            .get_as(&reservation_key(&returned.order_id))
+            .await?;
+        match r.as_ref().map(|r| r.state) {
+            Some(ReservationState::Committed) => {}
+            // The confirmation has not reached inventory yet (queues are unordered): later.
+            Some(ReservationState::Reserved) => {
+                return Err(HandlerError::Transient(
+                    format!(
+                        "order {} came back before its sale was committed here; retried",
+                        returned.order_id
+                    )
+                    .into(),
+                ));
+            }
+            Some(other) => {
+                return Err(HandlerError::permanent(
+                    "conflicting-outcome",
+                    format!(
+                        "fulfilment {} of order {} came back, but its reservation is {}",
+                        returned.fulfilment_id,
+                        returned.order_id,
+                        other.as_str()
+                    ),
+                ));
+            }
+            None => {
+                return Err(HandlerError::permanent(
+                    "unknown-reservation",
+                    format!(
+                        "fulfilment {} came back for order {}, which inventory never reserved",
+                        returned.fulfilment_id, returned.order_id
+                    ),
+                ));
+            }
+        }
+        for line in &returned.lines {
+            let stock: Stock = parse(work.table()?.get(&stock_key(&line.sku)).await?.ok_or_else(
+                || {
+                    HandlerError::permanent(
+                        "unknown-sku",
+                        format!("{} came back but has no stock record", line.sku),
+                    )
+                },
+            )?)?;
+            let q = i64::from(line.quantity);
+            work.send(&stock.updated(q))?;
+            work.update(
+                stock_key(&line.sku),
+                Update::new()
+                    .add("available", q)
+                    .add("committed", -q)
+                    .set("version", stock.version + 1),
+                Some(Condition::And(vec![
+                    Condition::AtLeast("committed".into(), q),
+                    version_guard(stock.version),
+                ])),
+            );
+        }
+        work.put(
+            record(
+                &mark,
+                &serde_json::json!({ "fulfilment_id": returned.fulfilment_id }),
+            ),
+            Some(Condition::NotExists),
+        );
+        Ok(())
     }
 }
 

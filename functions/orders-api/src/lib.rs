@@ -253,7 +253,7 @@ impl Route for CancelOrder {
             }
             (status, _) if status.has_shipped() => {
                 return Err(ApiError::conflict(format!(
-                    "order {id} has shipped ({}): it can no longer be cancelled; once delivered, send it back to its merchant",
+                    "order {id} is {}: a merchant has shipped it, so it can no longer be cancelled",
                     serde_json::to_value(status)
                         .ok()
                         .and_then(|v| v.as_str().map(String::from))

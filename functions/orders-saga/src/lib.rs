@@ -12,8 +12,10 @@
 //! cannot be served the broker rejects it there; a cancellation by the channel
 //! (`sale.cancelled`) cancels it and releases its stock, also when it arrives before its
 //! sale. Once confirmed, the fulfilment service's announcements (`fulfilment.shipped`,
-//! `fulfilment.delivered`) move the order on to `partly_shipped`, `shipped` (`order.shipped`)
-//! and `delivered` (`order.delivered`), forward only. Payment
+//! `fulfilment.delivered`, `fulfilment.returned`) move the order on to `partly_shipped`,
+//! `shipped` (`order.shipped`), `delivered` (`order.delivered`) or `returned`
+//! (`order.returned`), forward only; each share returned to its sender is refunded (its lines,
+//! as priced in the order, task `payments.payment.refund` with the fulfilment as reference). Payment
 //! outcomes come only from the payments worker, which checks the provider's callbacks against
 //! its charges; a capture whose amount is not the order's total is parked
 //! (`payment-mismatch`) all the same.
@@ -22,7 +24,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::fulfilment::{FulfilmentDelivered, FulfilmentShipped};
+use bazaar_contracts::fulfilment::{FulfilmentDelivered, FulfilmentReturned, FulfilmentShipped};
 use bazaar_contracts::inventory::{InventoryRejected, InventoryReserved, ReserveStock};
 use bazaar_contracts::orders::{ExpireOrder, OrderPlaced};
 use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
@@ -54,7 +56,8 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
         .on::<SaleAccepted, _>(saga.clone())
         .on::<SaleCancelled, _>(saga.clone())
         .on::<FulfilmentShipped, _>(saga.clone())
-        .on::<FulfilmentDelivered, _>(saga);
+        .on::<FulfilmentDelivered, _>(saga.clone())
+        .on::<FulfilmentReturned, _>(saga);
     Ok(Function::new(deps).sqs(consumer))
 }
 
@@ -393,6 +396,44 @@ impl Handle<FulfilmentDelivered> for Saga {
             work,
             &order,
             SagaInput::Fulfilment(delivered.order_progress),
+            None,
+        )
+    }
+}
+
+/// The reason a return whose lines cannot be priced from its order is parked with.
+pub const UNPRICEABLE_RETURN: &str = "unpriceable-return";
+
+#[async_trait]
+impl Handle<FulfilmentReturned> for Saga {
+    /// Refunds the share's lines (once: the fulfilment service announces a return once per
+    /// fulfilment, and the refund carries the fulfilment as its reference), then moves the
+    /// order on.
+    async fn handle(
+        &self,
+        returned: FulfilmentReturned,
+        work: &mut Work<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = load(work, &returned.order_id).await?;
+        match order.refund_lines(&returned.lines, &returned.fulfilment_id) {
+            Ok(Some(refund)) => work.send(&refund)?,
+            Ok(None) => {
+                tracing::info!(order_id = %order.order_id, fulfilment_id = %returned.fulfilment_id, "a share came back; nothing to refund here (a channel's order, or no capture on record)")
+            }
+            Err(e) => {
+                return Err(HandlerError::permanent(
+                    UNPRICEABLE_RETURN,
+                    format!(
+                        "fulfilment {} of order {} came back, but its lines cannot be priced: {e}",
+                        returned.fulfilment_id, order.order_id
+                    ),
+                ));
+            }
+        }
+        transition(
+            work,
+            &order,
+            SagaInput::Fulfilment(returned.order_progress),
             None,
         )
     }

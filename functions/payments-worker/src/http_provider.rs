@@ -192,6 +192,7 @@ impl PaymentProvider for HttpProvider {
         let body = RefundBody {
             payment_id: request.payment_id.clone(),
             reference: request.order_id.clone(),
+            amount_cents: request.amount_cents,
         };
         let object: RefundObject = self
             .post("/v1/refunds", &request.idempotency_key, &body)

@@ -36,7 +36,7 @@ use bazaar_contracts::payments::{
 use bazaar_payments::keys::{self, ChargeRecord, ChargeState, RefundRecord};
 use bazaar_payments::{
     ChargeRequest, ChargeStatus, PaymentProvider, ProviderError, RefundRequest, RetryPolicy,
-    charge_key, refund_key,
+    charge_key, part_refund_key,
 };
 use bazaar_platform::item::{Condition, Key, record};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -309,9 +309,9 @@ impl Handle<SettlePayment> for Payments {
 #[async_trait]
 impl Handle<RefundPayment> for Payments {
     async fn handle(&self, task: RefundPayment, work: &mut Work<'_>) -> Result<(), HandlerError> {
-        // Only ever this order's own capture.
-        match charge_of(work, &task.order_id).await? {
-            Some(c) if c.payment_id == task.payment_id => {}
+        // Only ever this order's own capture, and never more than it took.
+        let charge = match charge_of(work, &task.order_id).await? {
+            Some(c) if c.payment_id == task.payment_id => c,
             Some(c) => {
                 return Err(mismatch(
                     &task.order_id,
@@ -330,11 +330,31 @@ impl Handle<RefundPayment> for Payments {
                     ),
                 ));
             }
+        };
+        if let Some(part) = &task.amount {
+            let fits = charge.amount.is_some_and(|whole| {
+                whole.currency == part.currency && part.amount_cents <= whole.amount_cents
+            });
+            if !fits {
+                return Err(mismatch(
+                    &task.order_id,
+                    format!(
+                        "a refund of {} {} for order {}, whose charge is {:?}",
+                        part.amount_cents, part.currency, task.order_id, charge.amount
+                    ),
+                ));
+            }
         }
+        let sort_key = match &task.reference {
+            Some(r) => format!("{}#{r}", keys::REFUND),
+            None => keys::REFUND.to_string(),
+        };
+        let key = Key::new(keys::order_partition(&task.order_id), sort_key);
         let request = RefundRequest {
-            idempotency_key: refund_key(&task.order_id),
+            idempotency_key: part_refund_key(&task.order_id, task.reference.as_deref()),
             payment_id: task.payment_id.clone(),
             order_id: task.order_id.clone(),
+            amount_cents: task.amount.map(|m| m.amount_cents),
         };
         let refund = self
             .retry
@@ -345,8 +365,9 @@ impl Handle<RefundPayment> for Payments {
             order_id: task.order_id.clone(),
             payment_id: task.payment_id.clone(),
             refund_id: refund.refund_id.clone(),
+            amount: task.amount,
+            reference: task.reference.clone(),
         })?;
-        let key = Key::new(keys::order_partition(&task.order_id), keys::REFUND);
         let at = work.now();
         work.put(
             record(

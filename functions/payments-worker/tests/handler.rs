@@ -497,3 +497,58 @@ fn a_bad_setting_stops_init_naming_the_variable_and_what_it_expects() {
         Some("PROVIDER_TIMEOUT_MS is \"0\"; expected a whole number from 1 to 60000")
     );
 }
+
+#[tokio::test]
+async fn a_part_is_refunded_once_per_reference_and_never_beyond_the_charge() {
+    let w = world();
+    w.function
+        .invoke(event("payments-worker.charge.sqs.json"))
+        .await
+        .unwrap();
+    let entry = w.provider.ledger()[0].clone();
+    let charged = entry.amount_cents.expect("the sample charges an amount");
+    let part = |id: &str, reference: &str, cents: i64| {
+        let (id, reference, payment) = (
+            id.to_string(),
+            reference.to_string(),
+            entry.payment_id.clone(),
+        );
+        with_envelope(event("payments-worker.refund.sqs.json"), move |env| {
+            env["id"] = json!(id);
+            env["data"]["payment_id"] = json!(payment);
+            env["data"]["amount"] = json!({ "amount_cents": cents, "currency": "EUR" });
+            env["data"]["reference"] = json!(reference);
+        })
+    };
+
+    w.function.invoke(part("r-1", "f-a", 100)).await.unwrap();
+    w.function.invoke(part("r-2", "f-a", 100)).await.unwrap();
+    // More than the charge took: refused here. More than is left: refused by the provider.
+    w.function
+        .invoke(part("r-3", "f-b", charged + 1))
+        .await
+        .unwrap();
+    w.function
+        .invoke(part("r-4", "f-c", charged))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        w.provider.ledger()[0].amount_refunded,
+        100,
+        "f-a once; f-b and f-c would exceed the charge"
+    );
+    let mut why = reasons(&w);
+    why.sort();
+    assert_eq!(why, ["payment-mismatch", "provider-rejected"]);
+    let refunded = w.fixture.sent("payment");
+    let parts: Vec<_> = refunded
+        .iter()
+        .filter(|e| e.message_type == "payment.refunded")
+        .map(|e| e.data.value())
+        .collect();
+    assert_eq!(parts.len(), 2, "each task is answered");
+    assert_eq!(parts[0], parts[1], "with the one refund of f-a");
+    assert_eq!(parts[0]["reference"], "f-a");
+    assert_eq!(parts[0]["amount"]["amount_cents"], 100);
+}

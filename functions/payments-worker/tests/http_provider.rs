@@ -75,6 +75,7 @@ async fn charges_and_refunds_go_over_the_wire_once_per_key() {
         idempotency_key: refund_key("o-1"),
         payment_id: first.payment_id.clone(),
         order_id: "o-1".into(),
+        amount_cents: None,
     };
     let a = http.refund(&refund).await.unwrap();
     assert_eq!(a, http.refund(&refund).await.unwrap());

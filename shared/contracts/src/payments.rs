@@ -85,14 +85,45 @@ pub struct RefundPayment {
     pub order_id: String,
     /// The provider's payment id to refund.
     pub payment_id: String,
+    /// How much to give back (absent: the whole capture): in the capture's currency, at most
+    /// what it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// What this refund is for when an order is refunded in parts (the fulfilment that came
+    /// back to its sender): one refund per reference. Absent: the order's one whole refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 crate::task!(RefundPayment, "payments.payment.refund", version 1, {
     fn validate(&self) -> Result<(), ContractViolation> {
         validate_order_id(&self.order_id)?;
-        validate_payment_id(&self.payment_id)
+        validate_payment_id(&self.payment_id)?;
+        validate_part(self.amount.as_ref(), self.reference.as_deref())
     }
 });
+
+/// Checks a partial refund's amount (more than nothing) and reference (1 to 128 letters,
+/// digits, `-` or `_`).
+fn validate_part(amount: Option<&Money>, reference: Option<&str>) -> Result<(), ContractViolation> {
+    if amount.is_some_and(|m| m.amount_cents <= 0) {
+        return Err(ContractViolation::new(
+            "a refund's amount must be more than nothing",
+        ));
+    }
+    if let Some(r) = reference
+        && (r.is_empty()
+            || r.len() > 128
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(ContractViolation::new(
+            "reference must be 1 to 128 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(())
+}
 
 /// What the provider says became of a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +181,12 @@ pub struct PaymentRefunded {
     pub payment_id: String,
     /// The provider's refund id.
     pub refund_id: String,
+    /// How much was given back, when only part of the capture was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// What the refund was for (the fulfilment returned), when the order is refunded in parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 crate::event!(PaymentRefunded, "payment.refunded", version 1, {

@@ -102,8 +102,10 @@ pub struct LedgerEntry {
     pub status: String,
     /// Minor units charged, when given.
     pub amount_cents: Option<i64>,
-    /// Whether it was refunded.
+    /// Whether it was refunded in full.
     pub refunded: bool,
+    /// Minor units refunded so far.
+    pub amount_refunded: i64,
 }
 
 /// A callback due to be delivered.
@@ -292,6 +294,7 @@ impl FakeProvider {
                 amount_cents: request.amount_cents,
                 currency: request.currency.clone(),
                 refunded: false,
+                amount_refunded: 0,
                 created: now.timestamp(),
             };
             if let Some((kind, reason)) = later {
@@ -361,13 +364,32 @@ impl FakeProvider {
                     format!("payment {:?} cannot be refunded: {why}", request.payment_id),
                 );
             }
+            // A charge made without an amount can only be refunded whole.
+            let charged = charge.object.amount_cents;
+            let left = charged.map(|c| c - charge.object.amount_refunded);
+            let amount = match (request.amount_cents, left) {
+                (None, left) => left.unwrap_or(0),
+                (Some(a), Some(left)) if a > 0 && a <= left => a,
+                (Some(a), left) => {
+                    return Answer::Error(
+                        400,
+                        format!(
+                            "payment {:?} cannot be refunded {a}: {} left to refund",
+                            request.payment_id,
+                            left.map_or("only the whole of it".to_string(), |l| l.to_string())
+                        ),
+                    );
+                }
+            };
             let id = s.next("re");
             let object = RefundObject {
                 id,
                 payment_id: request.payment_id.clone(),
             };
             if let Some(c) = s.charges.get_mut(&charge_key) {
-                c.object.refunded = true;
+                c.object.amount_refunded += amount;
+                let all = charged.is_none_or(|charged| c.object.amount_refunded >= charged);
+                c.object.refunded = all;
             }
             s.refunds.insert(key.to_string(), (request, object.clone()));
             object
@@ -448,6 +470,7 @@ impl FakeProvider {
                 status: c.object.status.clone(),
                 amount_cents: c.request.amount_cents,
                 refunded: c.object.refunded,
+                amount_refunded: c.object.amount_refunded,
             })
             .collect()
     }
@@ -544,6 +567,7 @@ impl PaymentProvider for FakeProvider {
             RefundBody {
                 payment_id: request.payment_id.clone(),
                 reference: request.order_id.clone(),
+                amount_cents: request.amount_cents,
             },
         ))?;
         Ok(Refund {
@@ -691,6 +715,7 @@ mod tests {
             idempotency_key: bazaar_payments::refund_key(order),
             payment_id: payment.into(),
             order_id: order.into(),
+            amount_cents: None,
         };
         let a = p.refund(&refund(&ok.payment_id, "o1")).await.unwrap();
         let b = p.refund(&refund(&ok.payment_id, "o1")).await.unwrap();
@@ -704,6 +729,46 @@ mod tests {
             Err(ProviderError::Rejected(_))
         ));
         assert!(p.ledger().iter().any(|e| e.reference == "o1" && e.refunded));
+    }
+
+    #[tokio::test]
+    async fn a_capture_is_refunded_in_parts_never_beyond_what_it_took() {
+        let (_, p) = provider();
+        let mut request = charge("tok_ok", "o1");
+        request.amount = Some(bazaar_contracts::Money {
+            amount_cents: 2500,
+            currency: bazaar_contracts::Currency::parse("EUR").unwrap(),
+        });
+        let ok = p.charge(&request).await.unwrap();
+        let part = |reference: &str, cents: Option<i64>| RefundRequest {
+            idempotency_key: bazaar_payments::part_refund_key("o1", Some(reference)),
+            payment_id: ok.payment_id.clone(),
+            order_id: "o1".into(),
+            amount_cents: cents,
+        };
+        p.refund(&part("f-1", Some(1000))).await.unwrap();
+        p.refund(&part("f-1", Some(1000))).await.unwrap();
+        let entry = || {
+            p.ledger()
+                .into_iter()
+                .find(|e| e.reference == "o1")
+                .unwrap()
+        };
+        assert_eq!(
+            (entry().amount_refunded, entry().refunded),
+            (1000, false),
+            "the same part twice is refunded once"
+        );
+        assert!(matches!(
+            p.refund(&part("f-2", Some(1600))).await,
+            Err(ProviderError::Rejected(_))
+        ));
+        p.refund(&part("f-2", Some(1500))).await.unwrap();
+        assert_eq!((entry().amount_refunded, entry().refunded), (2500, true));
+        assert!(matches!(
+            p.refund(&part("f-3", None)).await,
+            Err(ProviderError::Rejected(_))
+        ));
     }
 
     #[tokio::test]

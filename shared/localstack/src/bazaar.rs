@@ -1,5 +1,6 @@
 //! Bazaar's local fakes ([`LocalFake`]): the issuer's fixed development key, the fake
-//! payment provider with its signed callbacks, and the fake marketplaces with agora's. Only here does the local stack name the
+//! payment provider with its signed callbacks, the fake marketplaces with agora's, and the fake
+//! carrier with its tracking callbacks. Only here does the local stack name the
 //! identity and payment crates; the runner knows the trait.
 
 use std::any::Any;
@@ -7,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bazaar_embedded::Engine;
+use bazaar_fake_carrier::FakeCarrier;
 use bazaar_fake_marketplaces::{Accounts, Marketplaces};
 use bazaar_fake_provider::FakeProvider;
 use bazaar_payments::RetryPolicy;
@@ -293,6 +295,13 @@ impl StackOptions {
         self
     }
 
+    /// Delivers `carrier`'s tracking callbacks (the carrier itself is served over HTTP by
+    /// whoever runs it).
+    pub fn with_carrier(mut self, carrier: Arc<FakeCarrier>) -> Self {
+        self.fakes.push(Arc::new(CarrierFake::new(carrier)));
+        self
+    }
+
     /// Delivers `marketplaces`' webhook calls (the marketplaces themselves are served over
     /// HTTP by whoever runs them).
     pub fn with_marketplaces(mut self, marketplaces: Arc<Marketplaces>) -> Self {
@@ -326,6 +335,7 @@ impl StackOptions {
     ) -> Self {
         let provider = Arc::new(FakeProvider::new(clock.clone()));
         let marketplaces = Arc::new(Marketplaces::new(clock.clone(), Accounts::default()));
+        let carrier = Arc::new(FakeCarrier::new(clock.clone()));
         StackOptions {
             engine,
             manual_clock: Some(clock),
@@ -335,6 +345,7 @@ impl StackOptions {
                 Arc::new(LocalIdentity),
                 Arc::new(PaymentProviderFake::in_process(provider)),
                 Arc::new(MarketplacesFake::in_process(marketplaces)),
+                Arc::new(CarrierFake::new(carrier)),
             ],
             ..Self::default()
         }
@@ -466,7 +477,94 @@ impl LocalFake for MarketplacesFake {
     }
 }
 
+/// The fake carrier: its tracking callbacks delivered to `POST /webhooks/carrier`, signed with
+/// the secret the template gives the function behind that route; one that is not accepted is
+/// sent again later.
+pub struct CarrierFake {
+    carrier: Arc<FakeCarrier>,
+    /// The secret callbacks are signed with, once the template routes the webhook.
+    secret: OnceLock<String>,
+}
+
+impl CarrierFake {
+    /// The fake carrier.
+    pub fn new(carrier: Arc<FakeCarrier>) -> Self {
+        CarrierFake {
+            carrier,
+            secret: OnceLock::new(),
+        }
+    }
+
+    /// The carrier.
+    pub fn carrier(&self) -> &Arc<FakeCarrier> {
+        &self.carrier
+    }
+}
+
+#[async_trait]
+impl LocalFake for CarrierFake {
+    fn name(&self) -> &'static str {
+        "carrier"
+    }
+
+    async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
+        let secret = stack.model.functions.values().find_map(|f| {
+            let routed = f.events.iter().any(|(_, e)| {
+                matches!(e, EventDef::Http { path, .. } if path == bazaar_fake_carrier::WEBHOOK_PATH)
+            });
+            routed
+                .then(|| f.environment.get("WEBHOOK_SECRET"))
+                .flatten()
+                .cloned()
+        });
+        if let Some(s) = secret {
+            let _ = self.secret.set(s);
+        }
+        Ok(())
+    }
+
+    async fn deliver_due(&self, gateway: &Gateway, now: DateTime<Utc>) -> usize {
+        let Some(secret) = self.secret.get() else {
+            return 0;
+        };
+        let due = self.carrier.take_due_callbacks(now);
+        let n = due.len();
+        for callback in due {
+            let signature =
+                bazaar_platform::webhook::sign(secret.as_bytes(), now.timestamp(), &callback.body);
+            let request = HttpRequest {
+                method: "POST".into(),
+                path: bazaar_fake_carrier::WEBHOOK_PATH.into(),
+                body: callback.body.clone(),
+                ..Default::default()
+            }
+            .header("content-type", "application/json")
+            .header(bazaar_fake_carrier::SIGNATURE_HEADER, &signature);
+            let response = gateway.http(request).await;
+            if !(200..300).contains(&response.status) {
+                tracing::warn!(status = response.status, event = %callback.event.id, "the carrier's callback was not accepted; it will be sent again");
+                self.carrier.retry_callback(callback);
+            }
+        }
+        n
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.secret.get()?;
+        self.carrier.next_due()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 impl Stack {
+    /// The fake carrier, when the stack runs it.
+    pub fn carrier(&self) -> Option<&Arc<FakeCarrier>> {
+        self.fake::<CarrierFake>().map(|f| f.carrier())
+    }
+
     /// The fake marketplaces, when the stack runs them.
     pub fn marketplaces(&self) -> Option<&Arc<Marketplaces>> {
         self.fake::<MarketplacesFake>().map(|f| f.marketplaces())

@@ -68,6 +68,9 @@ enum Command {
         /// switches, see the README).
         #[arg(long, default_value_t = 3002)]
         marketplace_port: u16,
+        /// The fake carrier's port (book parcels, move them on, switches; see the README).
+        #[arg(long, default_value_t = 3003)]
+        carrier_port: u16,
     },
     /// Invokes one function with one event file and prints its response (what
     /// `sam local invoke` does, without Docker).
@@ -130,6 +133,7 @@ async fn load(
     cli: &Cli,
     provider: &Provider,
     marketplaces: Option<(Arc<bazaar_fake_marketplaces::Marketplaces>, String)>,
+    carrier: Option<Arc<bazaar_fake_carrier::FakeCarrier>>,
 ) -> anyhow::Result<Arc<Stack>> {
     let mut params = parameters(cli)?;
     params
@@ -156,6 +160,9 @@ async fn load(
     let mut options = StackOptions::live(engine).with_provider(provider.provider.clone());
     if let Some(m) = marketplaces {
         options = options.with_marketplaces(m);
+    }
+    if let Some(c) = carrier {
+        options = options.with_carrier(c);
     }
     options.batching_windows = !cli.no_batching_windows;
     if let Some(url) = &cli.endpoint_url {
@@ -324,7 +331,15 @@ async fn main() -> anyhow::Result<()> {
             no_seed,
             provider_port,
             marketplace_port,
+            carrier_port,
         } => {
+            let carrier_listener =
+                tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *carrier_port)))
+                    .await
+                    .with_context(|| {
+                        format!("the fake carrier cannot listen on 127.0.0.1:{carrier_port} (is the port taken? try --carrier-port)")
+                    })?;
+            let carrier = Arc::new(bazaar_fake_carrier::FakeCarrier::new(Arc::new(SystemClock)));
             let provider = provider(&cli, *provider_port).await?;
             let marketplace_listener =
                 tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *marketplace_port)))
@@ -341,6 +356,7 @@ async fn main() -> anyhow::Result<()> {
                 &cli,
                 &provider,
                 Some((marketplaces.clone(), marketplace_url)),
+                Some(carrier.clone()),
             )
             .await?;
             let local_keys = match &cli.endpoint_url {
@@ -385,10 +401,18 @@ async fn main() -> anyhow::Result<()> {
                 marketplace_listener,
                 stopped(stop_rx.clone()),
             ));
+            tokio::spawn(bazaar_fake_carrier::serve(
+                carrier,
+                carrier_listener,
+                stopped(stop_rx.clone()),
+            ));
             let runner = tokio::spawn(stack.clone().run(stopped(stop_rx)));
             print_welcome(&stack, *port, &data, &provider_url);
             println!(
                 "The fake marketplaces agora and souk listen on http://127.0.0.1:{marketplace_port} (buyers see GET /agora/listings and /souk/listings; switches at PUT /switches)."
+            );
+            println!(
+                "The fake carrier listens on http://127.0.0.1:{carrier_port} (POST /parcels books one, POST /parcels/CODE/advance moves it on; switches at PUT /switches)."
             );
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => println!("\nstopping"),
@@ -406,7 +430,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Invoke { function, event } => {
             // The payments worker's provider: served for the invocation, on any free port.
             let provider = provider(&cli, 0).await?;
-            let stack = load(&cli, &provider, None).await?;
+            let stack = load(&cli, &provider, None, None).await?;
             tokio::spawn(bazaar_fake_provider::serve(
                 provider.provider.clone(),
                 provider.listener,

@@ -262,3 +262,142 @@ async fn a_customer_cancellation_before_any_shipment_closes_every_share() {
         String::from_utf8_lossy(&r.body)
     );
 }
+
+/// Ships the order's open fulfilments with parcels booked at the fake carrier; returns the
+/// tracking codes by merchant.
+async fn ship_all(s: &TestStack) -> Vec<(String, String)> {
+    let mut codes = Vec::new();
+    for merchant in ["merchant-1", "merchant-2"] {
+        for f in fulfilments(s, merchant, "?status=open").await {
+            let code = s.stack.carrier().unwrap().book().unwrap().tracking_code;
+            let id = f["fulfilment_id"].as_str().unwrap();
+            let r = call(s, ship(id, &code), Some((merchant, "merchant"))).await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            codes.push((merchant.to_string(), code));
+        }
+    }
+    codes
+}
+
+#[tokio::test]
+async fn a_share_returned_to_its_sender_is_refunded_and_its_units_go_back_on_sale() {
+    use bazaar_fake_carrier::ParcelStatus;
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    merchant_2_sells(&s, "TEE-01", 5).await;
+    let id = s
+        .placed(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 2 }, { "sku": "TEE-01", "quantity": 3 }]),
+        )
+        .await;
+    s.stack.settle().await;
+    assert_eq!(
+        s.order(&id).await["total"]["amount_cents"],
+        2 * 1000 + 3 * 1500
+    );
+    let codes = ship_all(&s).await;
+    // The carrier repeats every callback and sends some out of order.
+    let carrier = s.stack.carrier().unwrap();
+    carrier.set_switches(bazaar_fake_carrier::Switches {
+        duplicate: true,
+        out_of_order: true,
+        ..Default::default()
+    });
+    let (mugs, tees) = (&codes[0].1, &codes[1].1);
+    carrier.advance(mugs, None).unwrap();
+    carrier.advance(mugs, None).unwrap();
+    carrier.advance(tees, None).unwrap();
+    carrier
+        .advance(tees, Some(ParcelStatus::ReturnedToSender))
+        .unwrap();
+    s.stack.settle().await;
+
+    assert_eq!(
+        s.order(&id).await["status"],
+        "delivered",
+        "one share delivered, one back"
+    );
+    let ledger = s.provider().ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (ledger[0].amount_refunded, ledger[0].refunded),
+        (3 * 1500, false),
+        "the returned lines are refunded, once: {ledger:?}"
+    );
+    assert_eq!(
+        s.stock("TEE-01").await,
+        (5, 0),
+        "the tees are on sale again"
+    );
+    assert_eq!(s.stock("MUG-01").await, (3, 0), "the mugs are sold");
+    assert_eq!(
+        s.notified("customer-1").await,
+        ["confirmed", "delivered", "shipped"]
+    );
+    assert_eq!(
+        fulfilments(&s, "merchant-2", "?status=returned")
+            .await
+            .len(),
+        1
+    );
+    for dlq in [
+        "FulfilmentWorkerDLQ",
+        "OrdersSagaDLQ",
+        "InventoryWorkerDLQ",
+        "PaymentsWorkerDLQ",
+    ] {
+        assert!(
+            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
+            "{dlq} holds nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_order_whose_every_share_comes_back_is_returned_and_refunded_in_full() {
+    use bazaar_fake_carrier::ParcelStatus;
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    let id = s
+        .placed(
+            "customer-1",
+            "k",
+            json!([{ "sku": "MUG-01", "quantity": 2 }]),
+        )
+        .await;
+    s.stack.settle().await;
+    let codes = ship_all(&s).await;
+    // The carrier moves the parcel on by itself: picked up, then sent back by hand.
+    s.stack
+        .run_for(bazaar_fake_carrier::IN_TRANSIT_AFTER + chrono::Duration::minutes(1))
+        .await;
+    assert_eq!(
+        s.stack
+            .carrier()
+            .unwrap()
+            .parcel(&codes[0].1)
+            .unwrap()
+            .status,
+        ParcelStatus::InTransit
+    );
+    s.stack
+        .carrier()
+        .unwrap()
+        .advance(&codes[0].1, Some(ParcelStatus::ReturnedToSender))
+        .unwrap();
+    s.stack.settle().await;
+
+    assert_eq!(s.order(&id).await["status"], "returned");
+    let ledger = s.provider().ledger();
+    assert_eq!(
+        (ledger[0].amount_refunded, ledger[0].refunded),
+        (2000, true)
+    );
+    assert_eq!(s.stock("MUG-01").await, (5, 0));
+    assert_eq!(
+        s.notified("customer-1").await,
+        ["confirmed", "returned", "shipped"]
+    );
+}

@@ -180,4 +180,12 @@ pub mod keys {
     pub fn reservation(order_id: &str) -> (String, String) {
         (format!("ORDER#{order_id}"), "RESERVATION".to_string())
     }
+
+    /// The mark of a fulfilment whose returned units are back on sale (once).
+    pub fn returned(order_id: &str, fulfilment_id: &str) -> (String, String) {
+        (
+            format!("ORDER#{order_id}"),
+            format!("RETURNED#{fulfilment_id}"),
+        )
+    }
 }

@@ -529,12 +529,57 @@ impl Order {
         }
     }
 
+    /// The refund of `lines` of this order (a merchant's share that came back to its sender),
+    /// priced as the order was, under `reference` (the fulfilment) so that each share is
+    /// refunded once. `None` for a channel's order (its buyer paid the channel) or an order
+    /// with no capture on record.
+    pub fn refund_lines(
+        &self,
+        lines: &[Line],
+        reference: &str,
+    ) -> Result<Option<RefundPayment>, PricingError> {
+        let Some(payment_id) = self.payment_id.as_ref().filter(|_| self.source.is_none()) else {
+            return Ok(None);
+        };
+        let mut cents: i64 = 0;
+        let mut currency = None;
+        for line in lines {
+            let i = self
+                .items
+                .iter()
+                .position(|l| l.sku == line.sku)
+                .ok_or(PricingError::NoPrices)?;
+            let price = self.unit_prices.get(i).ok_or(PricingError::NoPrices)?;
+            // Never more units than the order had.
+            let units = i64::from(line.quantity.min(self.items[i].quantity));
+            cents = price
+                .amount_cents
+                .checked_mul(units)
+                .and_then(|c| cents.checked_add(c))
+                .ok_or(PricingError::TooLarge)?;
+            currency = Some(price.currency);
+        }
+        Ok(currency
+            .filter(|_| cents > 0)
+            .map(|currency| RefundPayment {
+                order_id: self.order_id.clone(),
+                payment_id: payment_id.clone(),
+                amount: Some(Money {
+                    amount_cents: cents,
+                    currency,
+                }),
+                reference: Some(reference.to_string()),
+            }))
+    }
+
     /// The refund of `payment_id`, money captured for this order after it was cancelled
     /// ([`Decision::Refund`]).
     pub fn refund(&self, payment_id: &str) -> RefundPayment {
         RefundPayment {
             order_id: self.order_id.clone(),
             payment_id: payment_id.to_string(),
+            amount: None,
+            reference: None,
         }
     }
 }
@@ -971,5 +1016,51 @@ mod tests {
             [Announcement::Returned(_)]
         ));
         assert_eq!(order.announcements(Status::PartlyShipped, None), vec![]);
+    }
+
+    #[test]
+    fn a_returned_share_is_refunded_as_priced_in_the_order() {
+        let mut order = an_order();
+        let lines = order.items.clone();
+        assert_eq!(
+            order.refund_lines(&lines, "f-1"),
+            Ok(None),
+            "nothing captured on record"
+        );
+        order.payment_id = Some("pay-1".into());
+        let refund = order.refund_lines(&lines, "f-1").unwrap().unwrap();
+        assert_eq!(refund.amount.unwrap().amount_cents, 2500);
+        assert_eq!(refund.reference.as_deref(), Some("f-1"));
+        assert_eq!(refund.payment_id, "pay-1");
+        let mut more = lines.clone();
+        more[0].quantity = 99;
+        assert_eq!(
+            order
+                .refund_lines(&more, "f-1")
+                .unwrap()
+                .unwrap()
+                .amount
+                .unwrap()
+                .amount_cents,
+            2500,
+            "never more units than the order had"
+        );
+        let other = vec![Line {
+            sku: bazaar_contracts::Sku::parse("HAT-01").unwrap(),
+            quantity: 1,
+        }];
+        assert_eq!(
+            order.refund_lines(&other, "f-1"),
+            Err(PricingError::NoPrices)
+        );
+        order.source = Some(Source {
+            channel: "agora".into(),
+            external_id: "ag-1".into(),
+        });
+        assert_eq!(
+            order.refund_lines(&lines, "f-1"),
+            Ok(None),
+            "the channel's buyer paid the channel"
+        );
     }
 }

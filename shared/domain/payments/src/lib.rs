@@ -64,6 +64,8 @@ pub struct RefundRequest {
     pub payment_id: String,
     /// The order, for the provider's records.
     pub order_id: String,
+    /// Minor units to give back (absent: what is left of the capture).
+    pub amount_cents: Option<i64>,
 }
 
 /// A refund as the provider knows it.
@@ -157,4 +159,13 @@ pub fn charge_key(order_id: &str) -> String {
 /// The idempotency key of an order's refund.
 pub fn refund_key(order_id: &str) -> String {
     format!("refund-{order_id}")
+}
+
+/// The provider's idempotency key for the refund of one part of an order (`reference`: what
+/// the part is, such as a returned fulfilment), or of the whole order ([`refund_key`]).
+pub fn part_refund_key(order_id: &str, reference: Option<&str>) -> String {
+    match reference {
+        Some(r) => format!("refund-{order_id}-{r}"),
+        None => refund_key(order_id),
+    }
 }

@@ -47,9 +47,12 @@ pub struct ChargeObject {
     /// Their currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
-    /// Whether it was refunded.
+    /// Whether it was refunded in full.
     #[serde(default)]
     pub refunded: bool,
+    /// Minor units refunded so far.
+    #[serde(default)]
+    pub amount_refunded: i64,
     /// When it was made (epoch seconds).
     #[serde(default)]
     pub created: i64,
@@ -85,6 +88,9 @@ pub struct RefundBody {
     pub payment_id: String,
     /// Our reference (the order id).
     pub reference: String,
+    /// Minor units to give back (absent: what is left of the capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
 }
 
 /// A refund in the provider's answers.
