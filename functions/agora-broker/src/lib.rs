@@ -73,6 +73,19 @@ impl Answerer for Agora {
     async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError> {
         Ok(self.0.order(external_id).await?.map(|o| o.status))
     }
+
+    async fn ship(
+        &self,
+        external_id: &str,
+        carrier: &str,
+        tracking_code: &str,
+    ) -> Result<(), ChannelError> {
+        let shipment = bazaar_channels::agora::Shipment {
+            carrier: carrier.to_string(),
+            tracking_code: tracking_code.to_string(),
+        };
+        self.0.ship(external_id, &shipment).await.map(|_| ())
+    }
 }
 
 /// agora's item list, as the reconciliation reads it.

@@ -72,6 +72,19 @@ impl Answerer for Souk {
     async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError> {
         Ok(self.0.order(external_id).await?.map(|o| o.state))
     }
+
+    async fn ship(
+        &self,
+        external_id: &str,
+        carrier: &str,
+        tracking_code: &str,
+    ) -> Result<(), ChannelError> {
+        let tracking = bazaar_channels::souk::Tracking {
+            carrier_name: carrier.to_string(),
+            tracking_number: tracking_code.to_string(),
+        };
+        self.0.track(external_id, &tracking).await.map(|_| ())
+    }
 }
 
 /// souk's item list, as the reconciliation reads it.

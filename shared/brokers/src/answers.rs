@@ -60,6 +60,13 @@ pub trait Answerer: Send + Sync {
     async fn answer(&self, external_id: &str, answer: Answer) -> Result<(), ChannelError>;
     /// Where the order stands at the channel (`None`: the channel has no such order).
     async fn status(&self, external_id: &str) -> Result<Option<ChannelOrderStatus>, ChannelError>;
+    /// Tells the channel the seller sent the order, with the parcel's carrier and tracking code.
+    async fn ship(
+        &self,
+        external_id: &str,
+        carrier: &str,
+        tracking_code: &str,
+    ) -> Result<(), ChannelError>;
 
     /// The channel's rate limit, shared with every other call of its broker.
     fn limiter(&self) -> Limiter {

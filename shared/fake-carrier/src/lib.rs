@@ -206,6 +206,13 @@ impl FakeCarrier {
         self
     }
 
+    /// [`FakeCarrier::chaos`] on a carrier already shared.
+    pub fn set_chaos(&self, seed: u64, duplicate_percent: u32, reorder_percent: u32) {
+        let mut s = self.state();
+        s.rng = SmallRng::seed_from_u64(seed);
+        s.chaos = Some((duplicate_percent.min(100), reorder_percent.min(100)));
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -121,6 +121,7 @@ impl Agora {
             status: ChannelOrderStatus::Pending,
             created_at: now,
             answer_by: now + ACK_DEADLINE,
+            shipment: None,
         };
         self.notify(EventType::OrderCreated, &order, event_id, now);
         self.orders.insert(id.clone(), order);
@@ -201,6 +202,31 @@ impl Agora {
             .filter(|o| o.status == ChannelOrderStatus::Pending)
             .map(|o| o.answer_by);
         calls.chain(deadlines).min()
+    }
+
+    /// Records the parcel of an accepted order.
+    fn ship(&mut self, id: &str, shipment: bazaar_channels::agora::Shipment) -> Reply {
+        let Some(order) = self.orders.get_mut(id) else {
+            return Reply::not_found(format!("no order {id}"));
+        };
+        if order.status != ChannelOrderStatus::Accepted {
+            return Reply::error(
+                409,
+                "order_not_accepted",
+                format!("order {id} is {}", order.status.as_str()),
+            );
+        }
+        match &order.shipment {
+            Some(s) if *s != shipment => Reply::error(
+                409,
+                "already_shipped",
+                format!("order {id} shipped with {} {}", s.carrier, s.tracking_code),
+            ),
+            _ => {
+                order.shipment = Some(shipment);
+                Reply::ok(200, order.clone())
+            }
+        }
     }
 
     fn answer(&mut self, id: &str, to: ChannelOrderStatus) -> Reply {
@@ -290,6 +316,16 @@ pub(crate) fn partner(
         },
         ("POST", ["orders", id, "accept"]) => a.answer(id, ChannelOrderStatus::Accepted),
         ("POST", ["orders", id, "reject"]) => a.answer(id, ChannelOrderStatus::Rejected),
+        ("POST", ["orders", id, "shipment"]) => {
+            match serde_json::from_slice::<bazaar_channels::agora::Shipment>(&call.body) {
+                Ok(shipment) => a.ship(id, shipment),
+                Err(e) => Reply::error(
+                    400,
+                    "bad_request",
+                    format!("expected {{\"carrier\": …, \"tracking_code\": …}}: {e}"),
+                ),
+            }
+        }
         _ => Reply::not_found(format!("no route {method} {}", call.path)),
     }
 }

@@ -149,6 +149,7 @@ impl Souk {
             unit_price: item.price.clone(),
             state: ChannelOrderStatus::Pending,
             placed_at: now,
+            tracking: None,
         };
         self.orders.insert(id.clone(), order);
         self.deadlines.insert(id.clone(), now + ACK_DEADLINE);
@@ -210,6 +211,33 @@ impl Souk {
         OrderPage {
             orders,
             cursor: cursor.to_string(),
+        }
+    }
+
+    /// Records the tracking of an accepted order.
+    fn track(&mut self, id: &str, tracking: bazaar_channels::souk::Tracking) -> Reply {
+        let Some(order) = self.orders.get_mut(id) else {
+            return Reply::not_found(format!("no order {id}"));
+        };
+        if order.state != ChannelOrderStatus::Accepted {
+            return Reply::error(
+                409,
+                "order_not_accepted",
+                format!("order {id} is {}", order.state.as_str()),
+            );
+        }
+        match &order.tracking {
+            Some(t) if *t != tracking => Reply::error(
+                409,
+                "already_tracked",
+                format!("order {id} is tracked as {}", t.tracking_number),
+            ),
+            _ => {
+                order.tracking = Some(tracking);
+                let order = order.clone();
+                self.changed(id);
+                Reply::ok(200, order)
+            }
         }
     }
 
@@ -335,6 +363,16 @@ pub(crate) fn partner(
             Some(o) => Reply::ok(200, o.clone()),
             None => Reply::not_found(format!("no order {id}")),
         },
+        ("PUT", ["orders", id, "tracking"]) => {
+            match serde_json::from_slice::<bazaar_channels::souk::Tracking>(&call.body) {
+                Ok(tracking) => k.track(id, tracking),
+                Err(e) => Reply::error(
+                    400,
+                    "bad_request",
+                    format!("expected {{\"carrier_name\": …, \"tracking_number\": …}}: {e}"),
+                ),
+            }
+        }
         ("POST", ["orders", id, "ack"]) => match serde_json::from_slice::<Ack>(&call.body) {
             Ok(ack) => k.ack(id, ack.decision),
             Err(e) => Reply::error(

@@ -199,3 +199,96 @@ async fn an_order_agora_cancels_while_it_cannot_be_reached_releases_its_stock() 
     assert!(owed.items.is_empty(), "nothing owed any more: {owed:?}");
     assert_eq!(s.stock("MUG-01").await, (10, 0));
 }
+
+/// What the channel's own record of an order says of its parcel (agora: `shipment`, souk:
+/// `tracking`), read as its partner API shows it.
+fn parcel_at(m: &Marketplaces, channel: ChannelId, id: &str) -> Value {
+    let key = match channel {
+        ChannelId::Agora => &m.accounts().agora_key,
+        ChannelId::Souk => &m.accounts().souk_key,
+    };
+    let r = m.handle(&Call::new("GET", &format!("/{channel}/api/orders/{id}")).bearer(key));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let body: Value = r.body;
+    if body["shipment"].is_null() {
+        body["tracking"].clone()
+    } else {
+        body["shipment"].clone()
+    }
+}
+
+#[tokio::test]
+async fn a_channels_order_is_fulfilled_like_any_and_its_channel_told_of_the_parcel() {
+    let s = stack();
+    s.set_stock("MUG-01", 10).await;
+    let m = marketplaces(&s);
+    at_agora(m, &mug(5));
+    let feed = m.handle(
+        &Call::new("POST", "/souk/api/feeds")
+            .bearer(&m.accounts().souk_key)
+            .json(&serde_json::json!({ "items": [mug(4).to_souk()] })),
+    );
+    assert!(feed.status < 300, "{:?}", feed.body);
+    s.stack.run_for(Duration::seconds(10)).await;
+    let at_agora_id = buy(m, ChannelId::Agora, "MUG-01", 1);
+    let at_souk_id = buy(m, ChannelId::Souk, "MUG-01", 2);
+    s.stack.run_for(Duration::minutes(2)).await;
+    for (channel, id) in [("agora", &at_agora_id), ("souk", &at_souk_id)] {
+        assert_eq!(bazaar_order(&s, channel, id).await["status"], "confirmed");
+    }
+
+    let merchant = common::bearer("merchant-1", "merchant");
+    let list = s
+        .stack
+        .http(
+            bazaar_localstack::gateway::HttpRequest::get("/fulfilments?status=open")
+                .header("authorization", &merchant),
+        )
+        .await;
+    let open = list.json()["fulfilments"].as_array().unwrap().clone();
+    assert_eq!(open.len(), 2, "one fulfilment per channel order: {open:?}");
+    for (i, f) in open.iter().enumerate() {
+        let code = format!("TRK-CH-{i}");
+        let r = s
+            .stack
+            .http(
+                bazaar_localstack::gateway::HttpRequest::json(
+                    "POST",
+                    &format!("/fulfilments/{}/ship", f["fulfilment_id"].as_str().unwrap()),
+                    &serde_json::json!({ "carrier": "fake-carrier", "tracking_code": code }),
+                )
+                .header("authorization", &merchant),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    s.stack.settle().await;
+
+    let agora = parcel_at(m, ChannelId::Agora, &at_agora_id);
+    let souk = parcel_at(m, ChannelId::Souk, &at_souk_id);
+    assert_eq!(agora["carrier"], "fake-carrier", "{agora}");
+    assert!(
+        agora["tracking_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("TRK-CH-"),
+        "{agora}"
+    );
+    assert_eq!(souk["carrier_name"], "fake-carrier", "{souk}");
+    assert!(
+        souk["tracking_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("TRK-CH-"),
+        "{souk}"
+    );
+    for (channel, id) in [("agora", &at_agora_id), ("souk", &at_souk_id)] {
+        assert_eq!(bazaar_order(&s, channel, id).await["status"], "shipped");
+    }
+    for dlq in ["AgoraBrokerDLQ", "SoukBrokerDLQ", "FulfilmentWorkerDLQ"] {
+        assert!(
+            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
+            "{dlq} holds nothing"
+        );
+    }
+}

@@ -17,6 +17,11 @@
 //! Customers cancel some of their orders (`POST /orders/{id}/cancel`) at any point before,
 //! during or after confirmation, and now and then try to cancel someone else's (404).
 //!
+//! Then the merchant ships most confirmed orders (retrying a 5xx with the same tracking code)
+//! with parcels of the fake carrier, which repeats and reorders its callbacks; some parcels
+//! go back to their sender. Every shipped order ends delivered or returned, a returned one
+//! refunded in full and its units on sale again.
+//!
 //! Meanwhile an attacker who holds the webhook secret sends signed callbacks that do not match
 //! any charge (a made-up payment id, one cent instead of the total, another order's payment,
 //! a failure the provider never reported), and two merchants race to claim the same skus by
@@ -44,6 +49,7 @@ use std::sync::Arc;
 
 use bazaar_localstack::chaos::Chaos;
 use bazaar_localstack::faults::RandomFaults;
+use bazaar_localstack::gateway::HttpRequest;
 use bazaar_localstack::history::{Recorder, check};
 use bazaar_platform::faults::FaultPoint;
 use chrono::Duration;
@@ -244,6 +250,8 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     // sweeper, on its schedule, publishes what a crashed HTTP function committed).
     s.stack.run_for(Duration::minutes(90)).await;
     s.stack.settle().await;
+    // The merchant ships, the carrier delivers (or brings back), under the same faults.
+    let (shipped, sent_back) = ship_and_carry(&s, seed, &mut rng).await;
     // The checks below read through the API, which must not fail now.
     crashes.arm(false);
     injected.arm(false);
@@ -260,7 +268,10 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             None => status.clone(),
         };
         assert!(
-            status == "confirmed" || status == "cancelled",
+            matches!(
+                status.as_str(),
+                "confirmed" | "cancelled" | "delivered" | "returned"
+            ),
             "order {id} ended {key}"
         );
         *outcomes.entry(key).or_default() += 1;
@@ -271,6 +282,19 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         "outcomes: {outcomes:?}, refused as sold out: {refused}, cancelled by their customer: {} \
          (another customer refused {bola_refused} times)",
         cancelled_by_customer.len()
+    );
+    assert_eq!(
+        status_of
+            .values()
+            .filter(|s| *s == "delivered" || *s == "returned")
+            .count(),
+        shipped,
+        "every shipped order reached its end"
+    );
+    assert_eq!(
+        status_of.values().filter(|s| *s == "returned").count(),
+        sent_back,
+        "every order sent back is returned"
     );
     for id in &cancelled_by_customer {
         assert_eq!(
@@ -339,7 +363,15 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             );
         }
         match status.as_str() {
-            "confirmed" => assert!(kept, "confirmed order {id} was paid for"),
+            "confirmed" | "delivered" => assert!(kept, "{status} order {id} was paid for"),
+            "returned" => {
+                assert!(
+                    entries
+                        .iter()
+                        .all(|e| e.refunded && Some(e.amount_refunded) == e.amount_cents),
+                    "returned order {id} is refunded in full: {entries:?}"
+                );
+            }
             _ => {
                 assert!(!kept, "cancelled order {id} keeps no money");
                 refunded += entries.iter().filter(|e| e.refunded).count();
@@ -381,15 +413,29 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             steps.contains(status),
             "order {id} ({status}): told {steps:?}"
         );
-        if steps.len() > 1 {
-            assert!(
+        match status.as_str() {
+            // Shipped, then its end ("shipped" is skipped when the end overtook it).
+            "delivered" | "returned" => {
+                let allowed = ["confirmed", "shipped", status.as_str()];
+                assert!(
+                    steps.iter().all(|s| allowed.contains(&s.as_str())),
+                    "order {id} ({status}): told {steps:?}"
+                );
+            }
+            _ if steps.len() > 1 => assert!(
                 cancelled_by_customer.contains(id) && status == "cancelled",
                 "only an order its customer cancelled after confirmation is told twice: {id} {steps:?}"
-            );
+            ),
+            _ => {}
         }
     }
 
-    for dlq in ["OrdersSagaDLQ", "InventoryWorkerDLQ", "NotifierDLQ"] {
+    for dlq in [
+        "OrdersSagaDLQ",
+        "InventoryWorkerDLQ",
+        "NotifierDLQ",
+        "FulfilmentWorkerDLQ",
+    ] {
         let letters = s.stack.engine().peek(&s.queue(dlq)).unwrap();
         assert!(
             letters.is_empty(),
@@ -660,4 +706,87 @@ async fn rivals_own_their_skus(s: &common::TestStack, owners: &BTreeMap<String, 
         assert_eq!(stock["owner"], *owner, "{sku}: stock set by its owner only");
         assert_eq!(shown["published"], true, "{sku}: {shown}");
     }
+}
+
+/// The merchant ships about two thirds of the open fulfilments with parcels booked at the
+/// fake carrier (a 5xx is retried with the same tracking code, which answers the shipment);
+/// the carrier repeats and reorders callbacks, and one parcel in eight is sent back. Runs
+/// until every parcel reached its end. Returns how many orders shipped, and how many were sent
+/// back.
+async fn ship_and_carry(s: &common::TestStack, seed: u64, rng: &mut SmallRng) -> (usize, usize) {
+    let carrier = s.stack.carrier().expect("the stack runs the carrier");
+    carrier.set_chaos(seed, 10, 10);
+    let merchant = common::bearer("merchant-1", "merchant");
+    let mut open = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/fulfilments?status=open&limit=100&cursor={c}"),
+            None => "/fulfilments?status=open&limit=100".to_string(),
+        };
+        let r = s
+            .stack
+            .http(HttpRequest::get(&path).header("authorization", &merchant))
+            .await;
+        if r.status >= 500 {
+            continue;
+        }
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let page = r.json();
+        for f in page["fulfilments"].as_array().unwrap() {
+            open.push(f["fulfilment_id"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let mut shipped = 0;
+    let mut sent_back = 0;
+    for id in &open {
+        if !rng.random_bool(0.66) {
+            continue;
+        }
+        let code = carrier.book().expect("the carrier is up").tracking_code;
+        let ship = || {
+            HttpRequest::json(
+                "POST",
+                &format!("/fulfilments/{id}/ship"),
+                &json!({ "carrier": "fake-carrier", "tracking_code": code }),
+            )
+            .header("authorization", &merchant)
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let r = s.stack.http(ship()).await;
+            // 409: what the request read changed meanwhile (an injected conflict); again.
+            if r.status == 200 {
+                break;
+            }
+            assert!(
+                (r.status >= 500 || r.status == 409) && attempts < 20,
+                "shipping {id}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+        shipped += 1;
+        if rng.random_bool(0.125) {
+            carrier.advance(&code, None).unwrap();
+            carrier
+                .advance(
+                    &code,
+                    Some(bazaar_fake_carrier::ParcelStatus::ReturnedToSender),
+                )
+                .unwrap();
+            sent_back += 1;
+        }
+        s.stack.run_for(Duration::seconds(1)).await;
+    }
+    println!("shipped {shipped} orders, {sent_back} sent back");
+    // Pick-up after 30 minutes, delivery 2 hours later, late and repeated callbacks after.
+    s.stack.run_for(Duration::hours(3)).await;
+    s.stack.settle().await;
+    (shipped, sent_back)
 }

@@ -126,6 +126,18 @@ pub struct Order {
     pub created_at: DateTime<Utc>,
     /// When agora cancels it unless the seller has answered.
     pub answer_by: DateTime<Utc>,
+    /// The parcel the seller sent, once it says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<Shipment>,
+}
+
+/// `POST /agora/api/orders/{id}/shipment`: the seller sent an accepted order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    /// The carrier.
+    pub carrier: String,
+    /// Its tracking code.
+    pub tracking_code: String,
 }
 
 /// What a notification tells.

@@ -239,6 +239,25 @@ impl<T: Transport> AgoraClient<T> {
             .await
     }
 
+    /// Tells agora the seller sent an accepted order (the same shipment again is fine;
+    /// another, or an order not accepted, is refused with 409).
+    pub async fn ship(
+        &self,
+        id: &str,
+        shipment: &agora::Shipment,
+    ) -> Result<agora::Order, ChannelError> {
+        let reply = self
+            .0
+            .call(
+                "POST",
+                format!("/agora/api/orders/{}/shipment", segment(id)),
+                vec![],
+                body(shipment),
+            )
+            .await?;
+        parsed(&checked(reply)?)
+    }
+
     /// Accepts or rejects an order; answering it the same way again is fine, the other way
     /// (or after agora cancelled it) is refused with 409.
     pub async fn answer(
@@ -349,6 +368,25 @@ impl<T: Transport> SoukClient<T> {
         self.0
             .get_if_any(format!("/souk/api/orders/{}", segment(id)))
             .await
+    }
+
+    /// Gives souk an accepted order's tracking (the same again is fine; other tracking, or an
+    /// order not accepted, is refused with 409).
+    pub async fn track(
+        &self,
+        id: &str,
+        tracking: &souk::Tracking,
+    ) -> Result<souk::Order, ChannelError> {
+        let reply = self
+            .0
+            .call(
+                "PUT",
+                format!("/souk/api/orders/{}/tracking", segment(id)),
+                vec![],
+                body(tracking),
+            )
+            .await?;
+        parsed(&checked(reply)?)
     }
 
     /// Acknowledges an order (the same answer again is fine; the other is refused, 409).

@@ -224,6 +224,18 @@ pub struct Order {
     pub state: ChannelOrderStatus,
     /// When the buyer placed it.
     pub placed_at: DateTime<Utc>,
+    /// The parcel's tracking, once the seller gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
+}
+
+/// `PUT /souk/api/orders/{id}/tracking`: souk's words for the parcel the seller sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// The carrier's name.
+    pub carrier_name: String,
+    /// The tracking number.
+    pub tracking_number: String,
 }
 
 /// Orders created or changed after a cursor.
