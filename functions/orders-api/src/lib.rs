@@ -230,7 +230,8 @@ impl Route for GetOrder {
 /// arrives; a confirmed order's units go back on sale and its capture is refunded now. Asking
 /// again answers the cancelled order (200); an order cancelled for another reason, or one of
 /// whose merchants has shipped, is 409 with the reason. A channel's order is rejected at its channel while Bazaar
-/// has not accepted it; once accepted there, it is cancelled at the channel, not here (409).
+/// has not accepted it, and withdrawn there by its broker once accepted (nothing is charged
+/// here: its buyer paid the channel).
 struct CancelOrder;
 
 #[async_trait]
@@ -260,12 +261,8 @@ impl Route for CancelOrder {
                         .unwrap_or_default()
                 )));
             }
-            (Status::Confirmed, _) if order.source.is_some() => {
-                return Err(ApiError::conflict(format!(
-                    "order {id} was accepted at its channel: it is cancelled there, and the channel tells Bazaar"
-                )));
-            }
-            (Status::Confirmed, _) if order.payment_id.is_none() => {
+            // A channel's order has no payment here: its buyer paid the channel.
+            (Status::Confirmed, _) if order.payment_id.is_none() && order.source.is_none() => {
                 return Err(ApiError::conflict(format!(
                     "order {id} was confirmed before payments were kept on orders: an operator must refund it with the provider"
                 )));

@@ -347,13 +347,20 @@ pub async fn answer_task(
 ) -> Result<(), HandlerError> {
     let channel = answerer.channel();
     let table = work.table()?;
-    if table
-        .get(&given_key(channel, &answer.external_id))
-        .await?
-        .is_some()
-    {
-        tracing::info!(channel = %channel, external_id = %answer.external_id, "already answered");
-        return Ok(());
+    let given: Option<Given> = table
+        .get_as(&given_key(channel, &answer.external_id))
+        .await?;
+    match given {
+        // An order accepted there and cancelled here before it shipped: withdrawn at the
+        // channel (the channel refuses once the parcel is sent). Never the other way.
+        Some(g) if g.answer.answer == Answer::Accept && answer.answer == Answer::Reject => {
+            tracing::info!(channel = %channel, external_id = %answer.external_id, "withdrawing an acceptance the channel took");
+        }
+        Some(_) => {
+            tracing::info!(channel = %channel, external_id = %answer.external_id, "already answered");
+            return Ok(());
+        }
+        None => {}
     }
     let existing: Option<Owed> = table
         .get_as(&owed_key(channel, &answer.external_id))

@@ -236,7 +236,11 @@ impl Agora {
         if order.status == to {
             return Reply::ok(200, order.clone());
         }
-        if order.status != ChannelOrderStatus::Pending {
+        // A seller may still withdraw an accepted order it has not sent.
+        let withdrawn = order.status == ChannelOrderStatus::Accepted
+            && to == ChannelOrderStatus::Rejected
+            && order.shipment.is_none();
+        if order.status != ChannelOrderStatus::Pending && !withdrawn {
             return Reply::error(
                 409,
                 "order_closed",

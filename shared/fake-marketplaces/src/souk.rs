@@ -252,7 +252,11 @@ impl Souk {
         if order.state == to {
             return Reply::ok(200, order.clone());
         }
-        if order.state != ChannelOrderStatus::Pending {
+        // A seller may still withdraw an accepted order it has not sent.
+        let withdrawn = order.state == ChannelOrderStatus::Accepted
+            && to == ChannelOrderStatus::Rejected
+            && order.tracking.is_none();
+        if order.state != ChannelOrderStatus::Pending && !withdrawn {
             return Reply::error(
                 409,
                 "order_closed",

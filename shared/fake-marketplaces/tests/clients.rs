@@ -141,8 +141,56 @@ async fn the_agora_client_answers_orders_once_and_pages_through_items() {
         ChannelOrderStatus::Accepted,
         "the same answer twice is harmless"
     );
+    // Sent: the seller can no longer withdraw it, nor send it again as another parcel.
+    clock.advance(Duration::seconds(1));
+    let parcel = bazaar_channels::agora::Shipment {
+        carrier: "fake-carrier".into(),
+        tracking_code: "TRK-1".into(),
+    };
+    let shipped = agora.ship(&id, &parcel).await.unwrap();
+    assert_eq!(shipped.shipment.as_ref(), Some(&parcel));
+    assert_eq!(
+        agora.ship(&id, &parcel).await.unwrap(),
+        shipped,
+        "the same again"
+    );
+    let other = bazaar_channels::agora::Shipment {
+        tracking_code: "TRK-2".into(),
+        ..parcel.clone()
+    };
+    assert!(matches!(
+        agora.ship(&id, &other).await,
+        Err(ChannelError::Refused { status: 409, .. })
+    ));
     assert!(matches!(
         agora.answer(&id, Acknowledgement::Rejected).await,
+        Err(ChannelError::Refused { status: 409, .. })
+    ));
+    // Accepted and not sent: the seller may withdraw it.
+    clock.advance(Duration::seconds(1));
+    let second = m
+        .buy(
+            ChannelId::Agora,
+            &Purchase {
+                sku: "SKU-1".into(),
+                quantity: 1,
+            },
+        )
+        .unwrap();
+    agora
+        .answer(&second, Acknowledgement::Accepted)
+        .await
+        .unwrap();
+    assert_eq!(
+        agora
+            .answer(&second, Acknowledgement::Rejected)
+            .await
+            .unwrap()
+            .status,
+        ChannelOrderStatus::Rejected
+    );
+    assert!(matches!(
+        agora.ship(&second, &parcel).await,
         Err(ChannelError::Refused { status: 409, .. })
     ));
 

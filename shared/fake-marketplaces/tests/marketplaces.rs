@@ -132,7 +132,18 @@ fn agora_takes_items_with_its_key_and_sells_them_to_buyers() {
         200,
         "the same answer again is fine"
     );
-    assert_eq!(accept(&m, "reject").status, 409, "the other answer is not");
+    clock.advance(Duration::seconds(1));
+    let ship = m.handle(
+        &Call::new("POST", &format!("/agora/api/orders/{order}/shipment"))
+            .bearer(AGORA_KEY)
+            .json(&json!({ "carrier": "fake-carrier", "tracking_code": "TRK-1" })),
+    );
+    assert_eq!(ship.status, 200, "{:?}", ship.body);
+    assert_eq!(
+        accept(&m, "reject").status,
+        409,
+        "the other answer is not, once the order is sent"
+    );
     let seen = m.handle(&Call::new("GET", &format!("/agora/orders/{order}")));
     assert_eq!(seen.body["status"], "accepted");
 }
@@ -345,7 +356,17 @@ fn souk_orders_are_polled_from_a_cursor_and_acknowledged() {
         )
     };
     assert_eq!(ack(&a, "accepted").status, 200);
-    assert_eq!(ack(&a, "rejected").status, 409);
+    let tracked = m.handle(
+        &Call::new("PUT", &format!("/souk/api/orders/{a}/tracking"))
+            .bearer(SOUK_KEY)
+            .json(&json!({ "carrier_name": "fake-carrier", "tracking_number": "TRK-1" })),
+    );
+    assert_eq!(tracked.status, 200, "{:?}", tracked.body);
+    assert_eq!(
+        ack(&a, "rejected").status,
+        409,
+        "a sent order stays accepted"
+    );
     assert_eq!(ack(&a, "maybe").status, 400);
     let changed = poll(&m, &first.cursor);
     assert_eq!(changed.orders.len(), 1);

@@ -292,3 +292,62 @@ async fn a_channels_order_is_fulfilled_like_any_and_its_channel_told_of_the_parc
         );
     }
 }
+
+#[tokio::test]
+async fn an_operator_cancels_an_accepted_channel_order_and_its_broker_withdraws_it_there() {
+    let s = stack();
+    s.set_stock("MUG-01", 10).await;
+    let m = marketplaces(&s);
+    at_agora(m, &mug(5));
+    let sold = buy(m, ChannelId::Agora, "MUG-01", 2);
+    s.stack.settle().await;
+    let id = bazaar_orders::keys::channel_order_id("agora", &sold);
+    assert_eq!(s.order(&id).await["status"], "confirmed");
+    assert_eq!(channel_status(m, ChannelId::Agora, &sold), "accepted");
+    assert_eq!(s.committed("MUG-01").await, 2);
+
+    let cancel = |who: &str, role: &str| {
+        bazaar_localstack::gateway::HttpRequest::json(
+            "POST",
+            &format!("/orders/{id}/cancel"),
+            &serde_json::json!({}),
+        )
+        .header("authorization", &common::bearer(who, role))
+    };
+    // Nobody but an operator sees a channel's order.
+    assert_eq!(
+        s.stack.http(cancel("customer-1", "customer")).await.status,
+        404
+    );
+    let r = s.stack.http(cancel("operator", "operator")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    s.stack.settle().await;
+
+    let order = s.order(&id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("customer"))
+    );
+    assert_eq!(
+        channel_status(m, ChannelId::Agora, &sold),
+        "rejected",
+        "withdrawn at agora"
+    );
+    assert_eq!(
+        s.committed("MUG-01").await,
+        0,
+        "the units are on sale again"
+    );
+    assert_eq!(s.stock("MUG-01").await, (10, 0));
+    for dlq in [
+        "AgoraBrokerDLQ",
+        "OrdersSagaDLQ",
+        "FulfilmentWorkerDLQ",
+        "InventoryWorkerDLQ",
+    ] {
+        assert!(
+            s.stack.engine().peek(&s.queue(dlq)).unwrap().is_empty(),
+            "{dlq} holds nothing"
+        );
+    }
+}

@@ -85,15 +85,27 @@ impl TestStack {
     /// Makes a sku orderable: master data and a price of 10.00 EUR the first time (as
     /// merchant-1), then `available` units; waits until the listing reached orders.
     pub async fn set_stock(&self, sku: &str, available: i64) {
+        self.set_stock_as("merchant-1", sku, available).await;
+    }
+
+    /// [`TestStack::set_stock`] as `merchant`, who owns the sku from then on.
+    pub async fn set_stock_as(&self, merchant: &str, sku: &str, available: i64) {
         if self.catalogued.lock().unwrap().insert(sku.to_string()) {
-            self.merchant_put(
+            self.put_as(
+                merchant,
                 &format!("/products/{sku}"),
                 json!({ "title": format!("Product {sku}"), "description": "For tests.", "category": "test" }),
             )
             .await;
-            self.set_price(sku, 1000).await;
+            self.put_as(
+                merchant,
+                &format!("/products/{sku}/price"),
+                json!({ "amount_cents": 1000, "currency": "EUR" }),
+            )
+            .await;
         }
-        self.merchant_put(
+        self.put_as(
+            merchant,
             &format!("/inventory/{sku}"),
             json!({ "available": available }),
         )
@@ -111,11 +123,16 @@ impl TestStack {
     }
 
     pub async fn merchant_put(&self, path: &str, body: Value) {
+        self.put_as("merchant-1", path, body).await;
+    }
+
+    /// `PUT path` as `merchant`, which must answer 200.
+    pub async fn put_as(&self, merchant: &str, path: &str, body: Value) {
         let r = self
             .stack
             .http(
                 HttpRequest::json("PUT", path, &body)
-                    .header("authorization", &bearer("merchant-1", "merchant")),
+                    .header("authorization", &bearer(merchant, "merchant")),
             )
             .await;
         assert_eq!(
@@ -138,11 +155,24 @@ impl TestStack {
         items: Value,
         token: &str,
     ) -> HttpResponse {
+        self.place_as(&bearer(customer, "customer"), key, items, token)
+            .await
+    }
+
+    /// Places an order with the `Authorization` header `authorization` (a token from a real
+    /// sign-in), paid with the card `token`.
+    pub async fn place_as(
+        &self,
+        authorization: &str,
+        key: &str,
+        items: Value,
+        token: &str,
+    ) -> HttpResponse {
         let body = json!({ "items": items, "payment": { "token": token } });
         self.stack
             .http(
                 HttpRequest::json("POST", "/orders", &body)
-                    .header("authorization", &bearer(customer, "customer"))
+                    .header("authorization", authorization)
                     .header("idempotency-key", key),
             )
             .await

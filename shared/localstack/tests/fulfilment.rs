@@ -401,3 +401,114 @@ async fn an_order_whose_every_share_comes_back_is_returned_and_refunded_in_full(
         ["confirmed", "returned", "shipped"]
     );
 }
+
+#[tokio::test]
+async fn a_pending_merchant_can_do_nothing_a_merchant_can_until_approved() {
+    let s = stack();
+    s.set_stock("MUG-01", 5).await;
+    s.placed(
+        "customer-1",
+        "k",
+        json!([{ "sku": "MUG-01", "quantity": 1 }]),
+    )
+    .await;
+    s.stack.settle().await;
+    let fid = fulfilments(&s, "merchant-1", "?status=open").await[0]["fulfilment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let apply = HttpRequest::json(
+        "POST",
+        "/users",
+        &json!({ "username": "potter", "email": "potter@example.com", "password": "a long enough passphrase", "role": "merchant" }),
+    );
+    assert_eq!(s.stack.http(apply).await.status, 201);
+    let sign_in = || async {
+        let r = s
+            .stack
+            .http(HttpRequest::json(
+                "POST",
+                "/auth/token",
+                &json!({ "username": "potter", "password": "a long enough passphrase" }),
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        format!("Bearer {}", r.json()["access_token"].as_str().unwrap())
+    };
+    let pending = sign_in().await;
+    let merchant_routes = |sku: &str| {
+        vec![
+            HttpRequest::json(
+                "PUT",
+                &format!("/products/{sku}"),
+                &json!({ "title": "Wand", "description": "Holly.", "category": "test" }),
+            ),
+            HttpRequest::json(
+                "PUT",
+                &format!("/products/{sku}/price"),
+                &json!({ "amount_cents": 100, "currency": "EUR" }),
+            ),
+            HttpRequest::json(
+                "PUT",
+                &format!("/inventory/{sku}"),
+                &json!({ "available": 1 }),
+            ),
+            HttpRequest::json(
+                "PUT",
+                &format!("/channels/agora/listings/{sku}"),
+                &json!({}),
+            ),
+            HttpRequest::get("/channels/agora/listings"),
+            HttpRequest::get("/fulfilments"),
+            HttpRequest::get(&format!("/fulfilments/{fid}")),
+            ship(&fid, "TRK-POTTER"),
+        ]
+    };
+    for request in merchant_routes("WAND-01") {
+        let (method, path) = (request.method.clone(), request.path.clone());
+        let r = s
+            .stack
+            .http(request.header("authorization", &pending))
+            .await;
+        assert!(
+            r.status == 403 || (r.status == 404 && path.starts_with("/fulfilments/")),
+            "a pending merchant on {method} {path}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    assert!(
+        s.stack
+            .http(HttpRequest::get("/products/WAND-01"))
+            .await
+            .status
+            == 404
+    );
+
+    let approve = HttpRequest::json("POST", "/users/potter/approve", &json!({}))
+        .header("authorization", &bearer("operator", "operator"));
+    assert_eq!(s.stack.http(approve).await.status, 200);
+    let approved = sign_in().await;
+    let r = s
+        .stack
+        .http(
+            HttpRequest::json(
+                "PUT",
+                "/products/WAND-01",
+                &json!({ "title": "Wand", "description": "Holly.", "category": "test" }),
+            )
+            .header("authorization", &approved),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        200,
+        "approved, potter is a merchant: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = s
+        .stack
+        .http(ship(&fid, "TRK-POTTER").header("authorization", &approved))
+        .await;
+    assert_eq!(r.status, 404, "still not merchant-1's fulfilment");
+}

@@ -17,10 +17,13 @@
 //! Customers cancel some of their orders (`POST /orders/{id}/cancel`) at any point before,
 //! during or after confirmation, and now and then try to cancel someone else's (404).
 //!
-//! Then the merchant ships most confirmed orders (retrying a 5xx with the same tracking code)
-//! with parcels of the fake carrier, which repeats and reorders its callbacks; some parcels
-//! go back to their sender. Every shipped order ends delivered or returned, a returned one
-//! refunded in full and its units on sale again.
+//! The skus belong to two merchants, so that many orders have a fulfilment for each; now and
+//! then a new customer signs up, signs in and orders with its own token. Then the merchants
+//! ship most confirmed orders (retrying a 5xx with the same tracking code) with parcels of the
+//! fake carrier, which repeats and reorders its callbacks; some orders go back to their
+//! merchants whole, some one share only. Every shipped order ends delivered or returned, a
+//! returned one refunded in full, a partly returned one its returned share, and the units are
+//! on sale again.
 //!
 //! Meanwhile an attacker who holds the webhook secret sends signed callbacks that do not match
 //! any charge (a made-up payment id, one cent instead of the total, another order's payment,
@@ -59,6 +62,16 @@ use serde_json::json;
 
 /// Stock per 1,000 orders: POSTER-01 sells out (orders for it are then refused at the door,
 /// or cancelled out of stock when several race for the last units).
+/// The merchant of `STOCK[i]`: two merchants, so that an order of two lines often has a
+/// fulfilment for each.
+fn merchant_of(i: usize) -> &'static str {
+    if i.is_multiple_of(2) {
+        "merchant-1"
+    } else {
+        "merchant-2"
+    }
+}
+
 const STOCK: [(&str, i64); 5] = [
     ("MUG-01", 700),
     ("TEE-01", 600),
@@ -118,8 +131,8 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     s.stack.engine().record_sends();
     crashes.arm(false);
     injected.arm(false);
-    for (sku, n) in &stock {
-        s.set_stock(sku, *n).await;
+    for (i, (sku, n)) in stock.iter().enumerate() {
+        s.set_stock_as(merchant_of(i), sku, *n).await;
     }
     crashes.arm(true);
     injected.arm(true);
@@ -176,14 +189,24 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             let second = (first + 1 + rng.random_range(0..STOCK.len() - 1)) % STOCK.len();
             items.push(json!({ "sku": STOCK[second].0, "quantity": 1 }));
         }
-        let customer = format!("customer-{}", i % 50);
+        // Now and then a new customer signs up, signs in and orders with its own token.
+        let (customer, authorization) = if i % 41 == 0 {
+            let shopper = format!("shopper-{i}");
+            let from = format!("10.9.{}.{}", i / 250, i % 250);
+            let token = sign_up(&s, &shopper, from).await;
+            (shopper, format!("Bearer {token}"))
+        } else {
+            let customer = format!("customer-{}", i % 50);
+            let authorization = common::bearer(&customer, "customer");
+            (customer, authorization)
+        };
         // A 5xx is retried with the same idempotency key: the order is placed once, whether
         // the failed attempt took effect or not.
         let mut attempts = 0;
         let r = loop {
             attempts += 1;
             let r = s
-                .place_paying(&customer, &format!("order-{i}"), json!(items), token)
+                .place_as(&authorization, &format!("order-{i}"), json!(items), token)
                 .await;
             // A key still held by an attempt that died before releasing it: retry once the
             // lock lapses, as its Retry-After says.
@@ -251,7 +274,8 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     s.stack.run_for(Duration::minutes(90)).await;
     s.stack.settle().await;
     // The merchant ships, the carrier delivers (or brings back), under the same faults.
-    let (shipped, sent_back) = ship_and_carry(&s, seed, &mut rng).await;
+    let carried = ship_and_carry(&s, seed, &mut rng).await;
+    let (shipped, sent_back) = (carried.shipped, carried.sent_back);
     // The checks below read through the API, which must not fail now.
     crashes.arm(false);
     injected.arm(false);
@@ -363,7 +387,15 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
             );
         }
         match status.as_str() {
-            "confirmed" | "delivered" => assert!(kept, "{status} order {id} was paid for"),
+            "confirmed" => assert!(kept, "{status} order {id} was paid for"),
+            "delivered" => {
+                assert!(kept, "{status} order {id} was paid for");
+                let expected = carried.refunds.get(id.as_str()).copied().unwrap_or(0);
+                assert!(
+                    entries.iter().all(|e| e.amount_refunded == expected),
+                    "delivered order {id}: its returned share ({expected}) refunded: {entries:?}"
+                );
+            }
             "returned" => {
                 assert!(
                     entries
@@ -387,8 +419,13 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
     // One notification per step of each order (confirmed, cancelled), ending with its outcome.
     let notes = s.stack.table_of("NotifierFunction").unwrap();
     let mut notified: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for c in 0..50 {
-        for n in notifier::notifications_of(notes.as_ref(), &format!("customer-{c}"))
+    let customers: std::collections::BTreeSet<&String> = placed.iter().map(|(_, c)| c).collect();
+    assert!(
+        customers.iter().any(|c| c.starts_with("shopper-")),
+        "customers who signed up ordered too"
+    );
+    for customer in customers {
+        for n in notifier::notifications_of(notes.as_ref(), customer)
             .await
             .unwrap()
         {
@@ -416,6 +453,10 @@ async fn thousands_of_orders_under_every_fault_lose_nothing_and_balance_the_book
         match status.as_str() {
             // Shipped, then its end ("shipped" is skipped when the end overtook it).
             "delivered" | "returned" => {
+                assert!(
+                    steps.iter().any(|s| s == "confirmed"),
+                    "shipped order {id} was confirmed first: {steps:?}"
+                );
                 let allowed = ["confirmed", "shipped", status.as_str()];
                 assert!(
                     steps.iter().all(|s| allowed.contains(&s.as_str())),
@@ -708,85 +749,171 @@ async fn rivals_own_their_skus(s: &common::TestStack, owners: &BTreeMap<String, 
     }
 }
 
-/// The merchant ships about two thirds of the open fulfilments with parcels booked at the
-/// fake carrier (a 5xx is retried with the same tracking code, which answers the shipment);
-/// the carrier repeats and reorders callbacks, and one parcel in eight is sent back. Runs
-/// until every parcel reached its end. Returns how many orders shipped, and how many were sent
-/// back.
-async fn ship_and_carry(s: &common::TestStack, seed: u64, rng: &mut SmallRng) -> (usize, usize) {
-    let carrier = s.stack.carrier().expect("the stack runs the carrier");
-    carrier.set_chaos(seed, 10, 10);
-    let merchant = common::bearer("merchant-1", "merchant");
-    let mut open = Vec::new();
-    let mut cursor: Option<String> = None;
+/// Signs `name` up (a new customer, from the address `from`) and in; a 5xx is retried, and
+/// a retried sign-up that had taken effect answers 409. Returns the access token.
+async fn sign_up(s: &common::TestStack, name: &str, from: String) -> String {
+    let body = json!({ "username": name, "email": format!("{name}@example.com"), "password": "a long enough passphrase" });
+    let mut retried = false;
     loop {
-        let path = match &cursor {
-            Some(c) => format!("/fulfilments?status=open&limit=100&cursor={c}"),
-            None => "/fulfilments?status=open&limit=100".to_string(),
-        };
-        let r = s
-            .stack
-            .http(HttpRequest::get(&path).header("authorization", &merchant))
-            .await;
-        if r.status >= 500 {
-            continue;
-        }
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let page = r.json();
-        for f in page["fulfilments"].as_array().unwrap() {
-            open.push(f["fulfilment_id"].as_str().unwrap().to_string());
-        }
-        match page["next"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
+        let mut request = HttpRequest::json("POST", "/users", &body);
+        request.source_ip = Some(from.clone());
+        let r = s.stack.http(request).await;
+        match r.status {
+            201 => break,
+            409 if retried => break,
+            status if status >= 500 => retried = true,
+            other => panic!(
+                "signing {name} up: {other} {}",
+                String::from_utf8_lossy(&r.body)
+            ),
         }
     }
-    let mut shipped = 0;
-    let mut sent_back = 0;
-    for id in &open {
+    loop {
+        let mut request = HttpRequest::json(
+            "POST",
+            "/auth/token",
+            &json!({ "username": name, "password": "a long enough passphrase" }),
+        );
+        request.source_ip = Some(from.clone());
+        let r = s.stack.http(request).await;
+        if r.status == 200 {
+            return r.json()["access_token"].as_str().unwrap().to_string();
+        }
+        assert!(
+            r.status >= 500,
+            "{name} signs in: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
+/// What the shipping phase did.
+struct Carried {
+    /// Orders shipped whole.
+    shipped: usize,
+    /// Orders every share of which was sent back.
+    sent_back: usize,
+    /// Per order with a share sent back: what that share is worth (every sku costs 10.00).
+    refunds: BTreeMap<String, i64>,
+}
+
+/// Each merchant's open fulfilments, by order.
+async fn open_fulfilments(
+    s: &common::TestStack,
+) -> BTreeMap<String, Vec<(&'static str, serde_json::Value)>> {
+    let mut by_order: BTreeMap<String, Vec<(&'static str, serde_json::Value)>> = BTreeMap::new();
+    for merchant in ["merchant-1", "merchant-2"] {
+        let token = common::bearer(merchant, "merchant");
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/fulfilments?status=open&limit=100&cursor={c}"),
+                None => "/fulfilments?status=open&limit=100".to_string(),
+            };
+            let r = s
+                .stack
+                .http(HttpRequest::get(&path).header("authorization", &token))
+                .await;
+            if r.status >= 500 {
+                continue;
+            }
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            let page = r.json();
+            for f in page["fulfilments"].as_array().unwrap() {
+                let order = f["order_id"].as_str().unwrap().to_string();
+                by_order
+                    .entry(order)
+                    .or_default()
+                    .push((merchant, f.clone()));
+            }
+            match page["next"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+    }
+    by_order
+}
+
+/// The merchants ship about two thirds of the confirmed orders, every share of each, with
+/// parcels booked at the fake carrier (a 5xx or a conflict is retried with the same tracking
+/// code, which answers the shipment); the carrier repeats and reorders callbacks. One order in
+/// eight is sent back whole, and of another eighth one share only. Runs until every parcel
+/// reached its end.
+async fn ship_and_carry(s: &common::TestStack, seed: u64, rng: &mut SmallRng) -> Carried {
+    let carrier = s.stack.carrier().expect("the stack runs the carrier");
+    carrier.set_chaos(seed, 10, 10);
+    let mut carried = Carried {
+        shipped: 0,
+        sent_back: 0,
+        refunds: BTreeMap::new(),
+    };
+    for (order, shares) in open_fulfilments(s).await {
         if !rng.random_bool(0.66) {
             continue;
         }
-        let code = carrier.book().expect("the carrier is up").tracking_code;
-        let ship = || {
-            HttpRequest::json(
-                "POST",
-                &format!("/fulfilments/{id}/ship"),
-                &json!({ "carrier": "fake-carrier", "tracking_code": code }),
-            )
-            .header("authorization", &merchant)
-        };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let r = s.stack.http(ship()).await;
-            // 409: what the request read changed meanwhile (an injected conflict); again.
-            if r.status == 200 {
-                break;
+        let back = rng.random_range(0..8);
+        for (n, (merchant, f)) in shares.iter().enumerate() {
+            let id = f["fulfilment_id"].as_str().unwrap();
+            let code = carrier.book().expect("the carrier is up").tracking_code;
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let r = s
+                    .stack
+                    .http(
+                        HttpRequest::json(
+                            "POST",
+                            &format!("/fulfilments/{id}/ship"),
+                            &json!({ "carrier": "fake-carrier", "tracking_code": code }),
+                        )
+                        .header("authorization", &common::bearer(merchant, "merchant")),
+                    )
+                    .await;
+                if r.status == 200 {
+                    break;
+                }
+                // 409: what the request read changed meanwhile (an injected conflict).
+                assert!(
+                    (r.status >= 500 || r.status == 409) && attempts < 20,
+                    "shipping {id}: {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
             }
-            assert!(
-                (r.status >= 500 || r.status == 409) && attempts < 20,
-                "shipping {id}: {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
+            // Sent back: every share (0), or the first share of an order of two (1).
+            if back == 0 || (back == 1 && n == 0 && shares.len() > 1) {
+                carrier.advance(&code, None).unwrap();
+                carrier
+                    .advance(
+                        &code,
+                        Some(bazaar_fake_carrier::ParcelStatus::ReturnedToSender),
+                    )
+                    .unwrap();
+                let units: i64 = f["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["quantity"].as_i64().unwrap())
+                    .sum();
+                *carried.refunds.entry(order.clone()).or_default() += units * 1000;
+            }
         }
-        shipped += 1;
-        if rng.random_bool(0.125) {
-            carrier.advance(&code, None).unwrap();
-            carrier
-                .advance(
-                    &code,
-                    Some(bazaar_fake_carrier::ParcelStatus::ReturnedToSender),
-                )
-                .unwrap();
-            sent_back += 1;
+        carried.shipped += 1;
+        if back == 0 {
+            carried.sent_back += 1;
         }
         s.stack.run_for(Duration::seconds(1)).await;
     }
-    println!("shipped {shipped} orders, {sent_back} sent back");
+    println!(
+        "shipped {} orders, {} sent back whole, {} with a share sent back",
+        carried.shipped,
+        carried.sent_back,
+        carried.refunds.len() - carried.sent_back
+    );
     // Pick-up after 30 minutes, delivery 2 hours later, late and repeated callbacks after.
     s.stack.run_for(Duration::hours(3)).await;
     s.stack.settle().await;
-    (shipped, sent_back)
+    carried
 }
