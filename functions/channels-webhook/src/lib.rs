@@ -37,27 +37,18 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     Ok(Function::new(deps).http(api))
 }
 
-/// The shortest secret accepted, as the template's parameter requires.
-pub const MIN_SECRET_LEN: usize = 16;
+pub use bazaar_platform::webhook::MIN_SECRET_LEN;
 
-/// What `channels-webhook` is configured with.
+/// What `channels-webhook` is configured with: the secret agora signs its calls with (`AGORA_WEBHOOK_SECRET`).
+#[derive(Debug)]
 pub struct Settings {
-    /// The secret agora signs its calls with (`AGORA_WEBHOOK_SECRET`).
-    secret: String,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Settings { secret: <hidden> }")
-    }
+    secret: bazaar_platform::webhook::Secret,
 }
 
 impl bazaar_platform::Settings for Settings {
     fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
-        const EXPECTED: &str = "the secret agora signs its calls with, at least 16 characters";
-        let secret = env.secret("AGORA_WEBHOOK_SECRET", MIN_SECRET_LEN, EXPECTED)?;
         Ok(Settings {
-            secret: secret.to_string(),
+            secret: bazaar_platform::webhook::Secret::read(env, "AGORA_WEBHOOK_SECRET", "agora")?,
         })
     }
 }

@@ -44,28 +44,18 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     Ok(Function::new(deps).http(api))
 }
 
-/// The shortest webhook secret accepted, as the template's parameter requires.
-pub const MIN_SECRET_LEN: usize = 16;
+pub use bazaar_platform::webhook::MIN_SECRET_LEN;
 
-/// What `payments-webhook` is configured with.
+/// What `payments-webhook` is configured with: the secret the provider signs its callbacks with (`WEBHOOK_SECRET`).
+#[derive(Debug)]
 pub struct Settings {
-    /// The secret the provider signs its callbacks with (`WEBHOOK_SECRET`).
-    secret: String,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Settings { secret: <hidden> }")
-    }
+    secret: webhook::Secret,
 }
 
 impl bazaar_platform::Settings for Settings {
     fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
-        const EXPECTED: &str =
-            "the secret the payment provider signs callbacks with, at least 16 characters";
-        let secret = env.secret("WEBHOOK_SECRET", MIN_SECRET_LEN, EXPECTED)?;
         Ok(Settings {
-            secret: secret.to_string(),
+            secret: webhook::Secret::read(env, "WEBHOOK_SECRET", "the payment provider")?,
         })
     }
 }

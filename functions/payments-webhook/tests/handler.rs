@@ -169,13 +169,13 @@ fn a_missing_or_short_secret_stops_init_without_printing_it() {
     assert_eq!(
         start(&[]).as_deref(),
         Some(
-            "WEBHOOK_SECRET is not set; expected the secret the payment provider signs callbacks with, at least 16 characters"
+            "WEBHOOK_SECRET is not set; expected the secret the payment provider signs its calls with, at least 16 characters"
         )
     );
     let short = start(&[("WEBHOOK_SECRET", "hunter2")]).unwrap();
     assert_eq!(
         short,
-        "WEBHOOK_SECRET is \"<7 characters>\"; expected the secret the payment provider signs callbacks with, at least 16 characters"
+        "WEBHOOK_SECRET is \"<7 characters>\"; expected the secret the payment provider signs its calls with, at least 16 characters"
     );
     assert!(!short.contains("hunter2"));
     assert_eq!(start(&[("WEBHOOK_SECRET", SECRET)]), None);

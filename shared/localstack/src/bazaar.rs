@@ -143,6 +143,37 @@ async fn install_local_key(
     .await
 }
 
+/// A callback route of an outside party that signs with the platform's scheme
+/// ([`bazaar_platform::webhook::sign`]: `t=<seconds>,v1=<hex>` in `header`).
+struct Signed<'a> {
+    path: &'a str,
+    header: &'a str,
+    secret: &'a str,
+}
+
+impl Signed<'_> {
+    /// Posts `body` through the gateway, signed at `now`, as the party would; `Err` with the
+    /// status when it is not accepted (the party sends it again later).
+    async fn post(&self, gateway: &Gateway, body: &[u8], now: DateTime<Utc>) -> Result<(), u16> {
+        let signature =
+            bazaar_platform::webhook::sign(self.secret.as_bytes(), now.timestamp(), body);
+        let request = HttpRequest {
+            method: "POST".into(),
+            path: self.path.to_string(),
+            body: body.to_vec(),
+            ..Default::default()
+        }
+        .header("content-type", "application/json")
+        .header(self.header, &signature);
+        let status = gateway.http(request).await.status;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    }
+}
+
 /// The fake payment provider: its callbacks delivered to the webhook route, signed with the
 /// template's webhook secret, and (in process) the payments worker built to call it directly.
 pub struct PaymentProviderFake {
@@ -223,19 +254,13 @@ impl LocalFake for PaymentProviderFake {
         let due = self.provider.take_due_callbacks(now);
         let n = due.len();
         for callback in due {
-            let signature =
-                bazaar_platform::webhook::sign(secret.as_bytes(), now.timestamp(), &callback.body);
-            let request = HttpRequest {
-                method: "POST".into(),
-                path: path.clone(),
-                body: callback.body.clone(),
-                ..Default::default()
-            }
-            .header("content-type", "application/json")
-            .header(payments_webhook::SIGNATURE_HEADER, &signature);
-            let response = gateway.http(request).await;
-            if !(200..300).contains(&response.status) {
-                tracing::warn!(status = response.status, event = %callback.notification.id, "the payment callback was not accepted; it will be sent again");
+            let signed = Signed {
+                path,
+                header: payments_webhook::SIGNATURE_HEADER,
+                secret,
+            };
+            if let Err(status) = signed.post(gateway, &callback.body, now).await {
+                tracing::warn!(status, event = %callback.notification.id, "the payment callback was not accepted; it will be sent again");
                 self.provider.retry_callback(callback);
             }
         }
@@ -530,19 +555,13 @@ impl LocalFake for CarrierFake {
         let due = self.carrier.take_due_callbacks(now);
         let n = due.len();
         for callback in due {
-            let signature =
-                bazaar_platform::webhook::sign(secret.as_bytes(), now.timestamp(), &callback.body);
-            let request = HttpRequest {
-                method: "POST".into(),
-                path: bazaar_fake_carrier::WEBHOOK_PATH.into(),
-                body: callback.body.clone(),
-                ..Default::default()
-            }
-            .header("content-type", "application/json")
-            .header(bazaar_fake_carrier::SIGNATURE_HEADER, &signature);
-            let response = gateway.http(request).await;
-            if !(200..300).contains(&response.status) {
-                tracing::warn!(status = response.status, event = %callback.event.id, "the carrier's callback was not accepted; it will be sent again");
+            let signed = Signed {
+                path: bazaar_fake_carrier::WEBHOOK_PATH,
+                header: bazaar_fake_carrier::SIGNATURE_HEADER,
+                secret,
+            };
+            if let Err(status) = signed.post(gateway, &callback.body, now).await {
+                tracing::warn!(status, event = %callback.event.id, "the carrier's callback was not accepted; it will be sent again");
                 self.carrier.retry_callback(callback);
             }
         }

@@ -12,6 +12,40 @@ use chrono::{DateTime, Utc};
 /// How far a signature's timestamp may be from now, either way.
 pub const TOLERANCE_SECONDS: i64 = 300;
 
+/// The shortest webhook secret accepted, as the template's parameters require.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// A sender's webhook secret, read once at init; never printed (its `Debug` hides it).
+pub struct Secret(String);
+
+impl Secret {
+    /// Reads the secret `sender` signs its calls with from `variable` (at least
+    /// [`MIN_SECRET_LEN`] characters, or the function does not start).
+    pub fn read(
+        env: &crate::settings::Env<'_>,
+        variable: &str,
+        sender: &str,
+    ) -> Result<Secret, crate::SettingsError> {
+        let expected = format!(
+            "the secret {sender} signs its calls with, at least {MIN_SECRET_LEN} characters"
+        );
+        Ok(Secret(
+            env.secret(variable, MIN_SECRET_LEN, &expected)?.to_string(),
+        ))
+    }
+
+    /// The secret's bytes, to verify a signature with.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
 /// Why a call was refused (all are 401 for the caller).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
@@ -114,6 +148,34 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_read_once_long_enough_and_never_printed() {
+        let vars = |v: &str| {
+            std::collections::BTreeMap::from([("WEBHOOK_SECRET".to_string(), v.to_string())])
+        };
+        let short = vars("too-short");
+        let error = Secret::read(
+            &crate::settings::Env::new(&short),
+            "WEBHOOK_SECRET",
+            "the carrier",
+        )
+        .unwrap_err();
+        assert_eq!(error.variable, "WEBHOOK_SECRET");
+        assert!(
+            error.expected.contains("the carrier") && error.expected.contains("16"),
+            "{error:?}"
+        );
+        let good = vars("a-secret-long-enough");
+        let secret = Secret::read(
+            &crate::settings::Env::new(&good),
+            "WEBHOOK_SECRET",
+            "the carrier",
+        )
+        .unwrap();
+        assert_eq!(secret.as_bytes(), b"a-secret-long-enough");
+        assert!(!format!("{secret:?}").contains("long-enough"));
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_225_600, 0).unwrap()
