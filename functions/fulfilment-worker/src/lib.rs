@@ -66,6 +66,17 @@ pub async fn load_fulfilment(
     }
 }
 
+/// Writes `next`, a changed copy of `current` (the record as read), with the next version, on
+/// condition that the stored version is still the one read: a concurrent change makes the unit
+/// of work run again on fresh reads.
+fn save(work: &mut Work<'_>, current: &OrderFulfilments, next: &mut OrderFulfilments) {
+    next.version = current.version + 1;
+    work.put(
+        record(&order_key(&current.order_id), next),
+        Some(Condition::Equals("version".into(), json!(current.version))),
+    );
+}
+
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -118,7 +129,6 @@ pub fn apply(
     };
     let now = work.now();
     let mut next = current.clone();
-    next.version += 1;
     let changed = next
         .get_mut(id)
         .ok_or_else(|| HandlerError::bug("the fulfilment vanished from its copy"))?;
@@ -141,10 +151,7 @@ pub fn apply(
         );
     }
     let changed = changed.clone();
-    work.put(
-        record(&order_key(&current.order_id), &next),
-        Some(Condition::Equals("version".into(), json!(current.version))),
-    );
+    save(work, current, &mut next);
     let progress = || {
         next.progress()
             .ok_or_else(|| HandlerError::bug("a fulfilment past its shipment, yet nothing shipped"))
@@ -318,11 +325,7 @@ impl Handle<OrderCancelled> for Cancel {
             }
         }
         if changed {
-            next.version += 1;
-            work.put(
-                record(&order_key(&current.order_id), &next),
-                Some(Condition::Equals("version".into(), json!(current.version))),
-            );
+            save(work, &current, &mut next);
         }
         Ok(())
     }

@@ -11,12 +11,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::Sku;
 use bazaar_contracts::fulfilment::FulfilmentReturned;
 use bazaar_contracts::inventory::{
     InventoryRejected, InventoryReserved, RejectReason, ReserveStock,
 };
 use bazaar_contracts::orders::{CancellationReason, OrderCancelled, OrderConfirmed};
+use bazaar_contracts::{Line, Sku};
 use bazaar_inventory::{Reservation, ReservationRecord, ReservationState, Stock};
 use bazaar_platform::item::{Condition, Key, Update, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
@@ -138,7 +138,7 @@ impl Handle<OrderCancelled> for Release {
                 work.put(record(&key, &tombstone), Some(Condition::NotExists));
             }
             Some(r) if r.state == ReservationState::Reserved => {
-                let versions = announce_back_on_sale(work, &r).await?;
+                let versions = announce_back_on_sale(work, &r.items, held_but_unknown).await?;
                 settle_reservation(
                     work,
                     &r,
@@ -151,21 +151,7 @@ impl Handle<OrderCancelled> for Release {
             }
             // The customer cancelled a confirmed order: what was sold is on sale again.
             Some(r) if r.state == ReservationState::Committed => {
-                let versions = announce_back_on_sale(work, &r).await?;
-                for (line, version) in r.items.iter().zip(&versions) {
-                    let q = i64::from(line.quantity);
-                    work.update(
-                        stock_key(&line.sku),
-                        Update::new()
-                            .add("available", q)
-                            .add("committed", -q)
-                            .set("version", version + 1),
-                        Some(Condition::And(vec![
-                            Condition::AtLeast("committed".into(), q),
-                            version_guard(*version),
-                        ])),
-                    );
-                }
+                unsell(work, &r.items, held_but_unknown).await?;
                 work.update(
                     reservation_key(&r.order_id),
                     Update::new()
@@ -184,24 +170,58 @@ impl Handle<OrderCancelled> for Release {
     }
 }
 
-/// Announces each line of `r` coming back on sale (`stock.updated`) and returns each line's
-/// stock version as read, for the guards of the writes that put the units back.
+/// Announces each of `lines` coming back on sale (`stock.updated`) and returns each line's
+/// stock version as read, for the guards of the writes that put the units back; a sku with
+/// no stock record is `missing`'s error.
 async fn announce_back_on_sale(
     work: &mut Work<'_>,
-    r: &ReservationRecord,
+    lines: &[Line],
+    missing: fn(&Sku) -> HandlerError,
 ) -> Result<Vec<u64>, HandlerError> {
-    let mut versions = Vec::with_capacity(r.items.len());
-    for line in &r.items {
+    let mut versions = Vec::with_capacity(lines.len());
+    for line in lines {
         let stock: Stock = parse(
             work.table()?
                 .get(&stock_key(&line.sku))
                 .await?
-                .ok_or_else(|| HandlerError::bug(format!("{} is held but unknown", line.sku)))?,
+                .ok_or_else(|| missing(&line.sku))?,
         )?;
         work.send(&stock.updated(i64::from(line.quantity)))?;
         versions.push(stock.version);
     }
     Ok(versions)
+}
+
+/// A held sku without a stock record: inventory wrote both, so a bug.
+fn held_but_unknown(sku: &Sku) -> HandlerError {
+    HandlerError::bug(format!("{sku} is held but unknown"))
+}
+
+/// Puts sold units of `lines` back on sale (`committed` back to `available`), announcing each
+/// sku's new availability, guarded by the stock versions read so that a concurrent change
+/// re-runs the unit of work. Sold units come back two ways: a customer's cancellation after
+/// the confirmation, and a share the carrier brought back.
+async fn unsell(
+    work: &mut Work<'_>,
+    lines: &[Line],
+    missing: fn(&Sku) -> HandlerError,
+) -> Result<(), HandlerError> {
+    let versions = announce_back_on_sale(work, lines, missing).await?;
+    for (line, version) in lines.iter().zip(&versions) {
+        let q = i64::from(line.quantity);
+        work.update(
+            stock_key(&line.sku),
+            Update::new()
+                .add("available", q)
+                .add("committed", -q)
+                .set("version", version + 1),
+            Some(Condition::And(vec![
+                Condition::AtLeast("committed".into(), q),
+                version_guard(*version),
+            ])),
+        );
+    }
+    Ok(())
 }
 
 /// Guards a change of `available` against a concurrent one: the version read must still be the
@@ -356,29 +376,13 @@ impl Handle<FulfilmentReturned> for Restock {
                 ));
             }
         }
-        for line in &returned.lines {
-            let stock: Stock = parse(work.table()?.get(&stock_key(&line.sku)).await?.ok_or_else(
-                || {
-                    HandlerError::permanent(
-                        "unknown-sku",
-                        format!("{} came back but has no stock record", line.sku),
-                    )
-                },
-            )?)?;
-            let q = i64::from(line.quantity);
-            work.send(&stock.updated(q))?;
-            work.update(
-                stock_key(&line.sku),
-                Update::new()
-                    .add("available", q)
-                    .add("committed", -q)
-                    .set("version", stock.version + 1),
-                Some(Condition::And(vec![
-                    Condition::AtLeast("committed".into(), q),
-                    version_guard(stock.version),
-                ])),
-            );
-        }
+        unsell(work, &returned.lines, |sku| {
+            HandlerError::permanent(
+                "unknown-sku",
+                format!("{sku} came back but has no stock record"),
+            )
+        })
+        .await?;
         work.put(
             record(
                 &mark,

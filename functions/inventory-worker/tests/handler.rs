@@ -32,10 +32,7 @@ async fn the_sample_task_reserves_once_even_when_delivered_twice() {
         .unwrap();
 
     assert_eq!(again["batchItemFailures"], json!([]));
-    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = mugs(&deps).await;
     assert_eq!((s.available, s.reserved), (3, 2));
     let sent = world.sent("inventory");
     assert_eq!(sent.len(), 1);
@@ -67,10 +64,7 @@ async fn the_sample_task_is_rejected_when_stock_is_short() {
     let sent = world.sent("inventory");
     assert_eq!(sent[0].message_type, "inventory.rejected");
     assert_eq!(sent[0].data.value()["short_skus"], json!(["MUG-01"]));
-    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = mugs(&deps).await;
     assert_eq!((s.available, s.reserved), (1, 0), "nothing held");
 }
 
@@ -120,10 +114,7 @@ async fn a_cancellation_gives_back_what_the_order_holds_once() {
     });
     function.invoke(again).await.unwrap();
 
-    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = mugs(&deps).await;
     assert_eq!(
         (s.available, s.reserved),
         (5, 0),
@@ -151,10 +142,7 @@ async fn a_cancellation_before_the_reservation_request_makes_it_hold_nothing() {
         .await
         .unwrap();
 
-    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = mugs(&deps).await;
     assert_eq!(
         (s.available, s.reserved),
         (5, 0),
@@ -194,10 +182,7 @@ async fn a_confirmation_sells_what_the_order_holds_once() {
     function.invoke(confirmed("c-1")).await.unwrap();
     function.invoke(confirmed("c-2")).await.unwrap();
 
-    let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = mugs(&deps).await;
     assert_eq!(
         (s.available, s.reserved, s.committed),
         (3, 0, 2),
@@ -276,10 +261,7 @@ async fn a_customers_cancellation_after_confirmation_puts_the_sold_units_back_in
                 .unwrap();
         }
 
-        let s = inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let s = mugs(&deps).await;
         assert_eq!(
             (s.available, s.reserved, s.committed),
             (5, 0, 0),
@@ -289,4 +271,12 @@ async fn a_customers_cancellation_after_confirmation_puts_the_sold_units_back_in
         let last = world.sent("stock").last().unwrap().data.value();
         assert_eq!(last["available"], 5, "the units are announced back on sale");
     }
+}
+
+/// MUG-01's stock record.
+async fn mugs(deps: &bazaar_platform::Deps) -> bazaar_inventory::Stock {
+    inventory_worker::stock_of(deps.table().unwrap(), &Sku::parse("MUG-01").unwrap())
+        .await
+        .unwrap()
+        .expect("MUG-01 has stock")
 }

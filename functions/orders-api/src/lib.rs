@@ -244,10 +244,7 @@ impl Route for CancelOrder {
                 return Ok(Response::json(200, view(&order)));
             }
             (Status::Cancelled, reason) => {
-                let why = reason
-                    .map(|r| serde_json::to_value(r).unwrap_or_default())
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_else(|| "unknown".into());
+                let why = reason.map_or_else(|| "unknown".into(), wire_name);
                 return Err(ApiError::conflict(format!(
                     "order {id} is already cancelled (reason: {why})"
                 )));
@@ -255,10 +252,7 @@ impl Route for CancelOrder {
             (status, _) if status.has_shipped() => {
                 return Err(ApiError::conflict(format!(
                     "order {id} is {}: a merchant has shipped it, so it can no longer be cancelled",
-                    serde_json::to_value(status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
+                    wire_name(status)
                 )));
             }
             // A channel's order has no payment here: its buyer paid the channel.
@@ -280,6 +274,14 @@ impl Route for CancelOrder {
         cancelled.cancel_reason = Some(CancellationReason::Customer);
         Ok(Response::json(200, view(&cancelled)))
     }
+}
+
+/// A status or reason as the API and the events name it (its serde name), for messages.
+fn wire_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// An order as callers see it.

@@ -139,30 +139,11 @@ fn a_bad_deadline_stops_init_naming_the_variable_and_what_it_expects() {
 
 #[tokio::test]
 async fn the_sample_cancel_cancels_its_customers_confirmed_order_and_refunds_the_capture() {
-    use bazaar_orders::{Order, Status};
-    use bazaar_platform::item::record;
+    use bazaar_orders::Status;
     let world = Fixture::new();
     let deps = world.deps("orders-api", Some("orders"), &["order", "tasks"]);
     let function = orders_api::function(deps.clone()).expect("valid settings");
-    let at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
-    let mut order = Order::place(
-        "o-sample".into(),
-        "customer-1".into(),
-        vec![bazaar_contracts::Line {
-            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
-            quantity: 2,
-        }],
-        "tok_ok".into(),
-        at,
-        at + chrono::Duration::minutes(15),
-    );
-    order.status = Status::Confirmed;
-    order.payment_id = Some("pay-1".into());
-    deps.table()
-        .unwrap()
-        .put(record(&orders_api::order_key("o-sample"), &order), None)
-        .await
-        .unwrap();
+    stored_order(&deps, Status::Confirmed).await;
 
     let r = function
         .invoke(event("orders-api.post-cancel.json"))
@@ -198,36 +179,17 @@ async fn the_sample_cancel_cancels_its_customers_confirmed_order_and_refunds_the
 
 #[tokio::test]
 async fn an_order_one_of_whose_merchants_shipped_cannot_be_cancelled() {
-    use bazaar_orders::{Order, Status};
-    use bazaar_platform::item::record;
+    use bazaar_orders::Status;
     let world = Fixture::new();
     let deps = world.deps("orders-api", Some("orders"), &["order", "tasks"]);
     let function = orders_api::function(deps.clone()).expect("valid settings");
-    let at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
     for status in [
         Status::PartlyShipped,
         Status::Shipped,
         Status::Delivered,
         Status::Returned,
     ] {
-        let mut order = Order::place(
-            "o-sample".into(),
-            "customer-1".into(),
-            vec![bazaar_contracts::Line {
-                sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
-                quantity: 2,
-            }],
-            "tok_ok".into(),
-            at,
-            at + chrono::Duration::minutes(15),
-        );
-        order.status = status;
-        order.payment_id = Some("pay-1".into());
-        deps.table()
-            .unwrap()
-            .put(record(&orders_api::order_key("o-sample"), &order), None)
-            .await
-            .unwrap();
+        stored_order(&deps, status).await;
 
         let r = function
             .invoke(event("orders-api.post-cancel.json"))
@@ -238,4 +200,30 @@ async fn an_order_one_of_whose_merchants_shipped_cannot_be_cancelled() {
         assert!(r["body"].as_str().unwrap().contains("shipped"), "{r}");
     }
     assert!(world.sent("order").is_empty() && world.sent("tasks").is_empty());
+}
+
+/// customer-1's order `o-sample` of two mugs, paid (`pay-1`), stored in `status`.
+async fn stored_order(deps: &bazaar_platform::Deps, status: bazaar_orders::Status) {
+    let at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    let mut order = bazaar_orders::Order::place(
+        "o-sample".into(),
+        "customer-1".into(),
+        vec![bazaar_contracts::Line {
+            sku: bazaar_contracts::Sku::parse("MUG-01").unwrap(),
+            quantity: 2,
+        }],
+        "tok_ok".into(),
+        at,
+        at + chrono::Duration::minutes(15),
+    );
+    order.status = status;
+    order.payment_id = Some("pay-1".into());
+    deps.table()
+        .unwrap()
+        .put(
+            bazaar_platform::item::record(&orders_api::order_key("o-sample"), &order),
+            None,
+        )
+        .await
+        .unwrap();
 }

@@ -31,7 +31,7 @@ use bazaar_contracts::payments::{PaymentCaptured, PaymentDeclined};
 use bazaar_contracts::sales::{
     AnswerAgoraSale, AnswerSoukSale, SaleAccepted, SaleCancelled, SalePlaced, Source,
 };
-use bazaar_orders::{Announcement, Decision, Order, SagaInput, Status};
+use bazaar_orders::{Announcement, Decision, Order, OrderProgress, SagaInput, Status};
 use bazaar_platform::item::{Condition, Key, Update, Write, parse, record};
 use bazaar_platform::sqs::{Consumer, Handle};
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
@@ -367,6 +367,16 @@ impl Handle<SaleCancelled> for Saga {
     }
 }
 
+/// The fulfilment service says where order `order_id` stands now: the table moves it on.
+async fn progressed(
+    work: &mut Work<'_>,
+    order_id: &str,
+    progress: OrderProgress,
+) -> Result<(), HandlerError> {
+    let order = load(work, order_id).await?;
+    transition(work, &order, SagaInput::Fulfilment(progress), None)
+}
+
 #[async_trait]
 impl Handle<FulfilmentShipped> for Saga {
     async fn handle(
@@ -374,13 +384,7 @@ impl Handle<FulfilmentShipped> for Saga {
         shipped: FulfilmentShipped,
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
-        let order = load(work, &shipped.order_id).await?;
-        transition(
-            work,
-            &order,
-            SagaInput::Fulfilment(shipped.order_progress),
-            None,
-        )
+        progressed(work, &shipped.order_id, shipped.order_progress).await
     }
 }
 
@@ -391,13 +395,7 @@ impl Handle<FulfilmentDelivered> for Saga {
         delivered: FulfilmentDelivered,
         work: &mut Work<'_>,
     ) -> Result<(), HandlerError> {
-        let order = load(work, &delivered.order_id).await?;
-        transition(
-            work,
-            &order,
-            SagaInput::Fulfilment(delivered.order_progress),
-            None,
-        )
+        progressed(work, &delivered.order_id, delivered.order_progress).await
     }
 }
 
