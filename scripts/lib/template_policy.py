@@ -161,6 +161,21 @@ def violations(cfn):
         if not (p.get("ScalingConfig") or {}).get("MaximumConcurrency"):
             out.append(f"{rid}: an SQS trigger without ScalingConfig.MaximumConcurrency")
 
+    # Tracing: every function traced actively, with a role that may write its segments, and
+    # every topic passing the trace header on.
+    roles = dict(by_type.get("AWS::IAM::Role", []))
+    for rid, p in by_type.get("AWS::Lambda::Function", []):
+        if (p.get("TracingConfig") or {}).get("Mode") != "Active":
+            out.append(f"{rid}: a function without active tracing")
+        role = roles.get(_ref_name(p.get("Role")) or "")
+        if role is not None:
+            text = json.dumps(role)
+            if "xray:PutTraceSegments" not in text and "AWSXrayWriteOnlyAccess" not in text:
+                out.append(f"{rid}: a traced function whose role may not write trace segments")
+    for rid, p in by_type.get("AWS::SNS::Topic", []):
+        if p.get("TracingConfig") != "Active":
+            out.append(f"{rid}: a topic without active tracing")
+
     for rid, p in by_type.get("AWS::ApiGatewayV2::Stage", []):
         s = p.get("DefaultRouteSettings") or {}
         if not s.get("ThrottlingBurstLimit") or not s.get("ThrottlingRateLimit"):
@@ -199,6 +214,14 @@ def _mutants(sam):
     def sqs_event(res):
         return next(e for e in res[sqs_fn]["Properties"]["Events"].values() if e["Type"] == "SQS")["Properties"]
 
+    def xray_removed(res):
+        role = _ref_name(res[sqs_fn]["Properties"]["Role"])
+        for pol in res[role]["Properties"]["Policies"]:
+            pol["PolicyDocument"]["Statement"] = [
+                st for st in pol["PolicyDocument"]["Statement"]
+                if "xray:PutTraceSegments" not in st.get("Action", [])
+            ]
+
     def wildcard(res):
         res[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"] = ["dynamodb:*"]
 
@@ -214,6 +237,9 @@ def _mutants(sam):
         "ScalingConfig removed": m(lambda res: sqs_event(res).pop("ScalingConfig")),
         "an HTTP API's throttling removed": m(lambda res: res[api]["Properties"].pop("DefaultRouteSettings")),
         "a wildcard action": m(wildcard),
+        "a topic's tracing removed": m(lambda res: res[topic]["Properties"].pop("TracingConfig")),
+        "a function's tracing passive": m(lambda res: res[sqs_fn]["Properties"].__setitem__("Tracing", "PassThrough")),
+        "a role that may not write traces": m(xray_removed),
     }
 
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bazaar_channels::agora::{self, EventType, Notification};
-use bazaar_contracts::sales::{SaleCancelled, SalePlaced};
+use bazaar_contracts::sales::{SaleCancelled, SalePlaced, Source};
 use bazaar_contracts::{Currency, Money, Sku};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::settings::Env;
@@ -74,6 +74,15 @@ impl Route for AgoraNotification {
         let n: Notification = request.json()?;
         let id = bazaar_platform::webhook::envelope_id("channels-webhook:agora", &n.id);
         let external_id = n.order.id.clone();
+        // The notification starts (or, for a cancellation, joins) the flow of its order,
+        // named by the order's id.
+        work.name_flow(
+            Source {
+                channel: "agora".into(),
+                external_id: external_id.clone(),
+            }
+            .order_id(),
+        );
         let envelope = match n.kind {
             EventType::OrderCreated => {
                 let sku = Sku::parse(&n.order.sku)

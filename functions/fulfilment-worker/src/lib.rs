@@ -109,6 +109,8 @@ pub fn apply(
     input: Input,
     parcel: Option<&Parcel>,
 ) -> Result<Applied, HandlerError> {
+    // A shipment or a carrier's callback is a step of the order's flow.
+    work.join(&current.flow());
     let fulfilment = current.get(id).ok_or_else(|| {
         HandlerError::bug(format!("{id} is not a fulfilment of {}", current.order_id))
     })?;
@@ -226,13 +228,14 @@ impl Handle<OrderConfirmed> for Open {
                 )
             })?;
         let now = work.now();
-        let fulfilments = OrderFulfilments::open(
+        let mut fulfilments = OrderFulfilments::open(
             &confirmed.order_id,
             &confirmed.customer,
             confirmed.source.clone(),
             shares,
             now,
         );
+        fulfilments.flow = Some(work.flow());
         work.put(
             record(&order_key(&confirmed.order_id), &fulfilments),
             Some(Condition::NotExists),

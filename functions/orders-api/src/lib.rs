@@ -147,7 +147,7 @@ impl Route for PlaceOrder {
             }
         }
         let now = work.now();
-        let order = Order::place(
+        let mut order = Order::place(
             work.new_id(),
             actor.subject.clone(),
             body.items,
@@ -157,6 +157,10 @@ impl Route for PlaceOrder {
         )
         .priced(unit_prices)
         .map_err(|e| ApiError::unprocessable(Some("items"), e.to_string()))?;
+        // The order's flow is called by its id: `bazaar trace <order id>` finds it, and its
+        // later steps join it.
+        work.name_flow(order.order_id.clone());
+        order.flow = Some(work.flow());
         work.put(
             record(&order_key(&order.order_id), &order),
             Some(Condition::NotExists),
@@ -164,6 +168,7 @@ impl Route for PlaceOrder {
         // The customer's list of orders (GET /orders).
         let entry = OrderRef {
             order_id: order.order_id.clone(),
+            flow: None,
         };
         work.put(
             record(
@@ -182,7 +187,16 @@ impl Route for PlaceOrder {
         // The deadline entry lets orders-timeouts find the order when its time is up.
         let deadline_key: Key =
             bazaar_orders::keys::deadline(order.deadline, &order.order_id).into();
-        work.put(record(&deadline_key, &entry), None);
+        work.put(
+            record(
+                &deadline_key,
+                &OrderRef {
+                    flow: order.flow.clone(),
+                    ..entry
+                },
+            ),
+            None,
+        );
         work.send(&OrderPlaced {
             order_id: order.order_id.clone(),
             customer: order.customer.clone(),

@@ -47,8 +47,18 @@ async fn the_sample_post_places_an_order_and_emits_order_placed() {
         "the actor travels in the envelope"
     );
     assert_eq!(
-        sent[0].correlation_id, "JKJaXmPLvHcESHA=",
-        "the flow is correlated by the request id"
+        sent[0].correlation_id,
+        body["order_id"].as_str().unwrap(),
+        "the order's flow is named by the order's id"
+    );
+    assert_eq!(
+        sent[0].causation_id.as_deref(),
+        Some("JKJaXmPLvHcESHA="),
+        "caused by the request"
+    );
+    assert!(
+        sent[0].trace_parent().is_some(),
+        "a trace starts at the request"
     );
 }
 

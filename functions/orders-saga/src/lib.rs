@@ -64,13 +64,27 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
 /// The saga's handlers.
 pub struct Saga;
 
-async fn load(work: &Work<'_>, order_id: &str) -> Result<Order, HandlerError> {
+/// The order, and the work joined to its flow: whatever the saga sends about an order (a
+/// step caused by a payment's webhook, a carrier's callback, a timeout) belongs to the flow
+/// that placed it.
+async fn load(work: &mut Work<'_>, order_id: &str) -> Result<Order, HandlerError> {
     let item = work.table()?.get(&order_key(order_id)).await?;
     // orders-api commits the order before it publishes order.placed, so a missing order is
     // not a timing issue: the message names an order this service never had.
     let item = item
         .ok_or_else(|| HandlerError::permanent("unknown-order", format!("no order {order_id}")))?;
-    parse(item)
+    let order: Order = parse(item)?;
+    join(work, &order);
+    Ok(order)
+}
+
+/// Joins the flow the order was placed in. An order stored before flows were kept has none:
+/// the work then stays in the flow of the message that caused it, as such orders' steps
+/// always did, rather than moving half of the order's life to another flow.
+fn join(work: &mut Work<'_>, order: &Order) {
+    if let Some(flow) = &order.flow {
+        work.join(flow);
+    }
 }
 
 /// Applies the transition table's decision: the status change (guarded by the status read)
@@ -82,6 +96,7 @@ pub fn transition(
     input: SagaInput,
     payment_id: Option<&str>,
 ) -> Result<(), HandlerError> {
+    join(work, order);
     match bazaar_orders::decide(order.status, input) {
         Decision::Move(status, reason) => {
             let mut update = Update::new()
@@ -269,8 +284,12 @@ impl Handle<SalePlaced> for Saga {
             tracing::info!(%order_id, channel = %sale.channel, external_id = %sale.external_id, "the channel cancelled this sale before it arrived: not imported");
             return Ok(());
         }
-        let order = Order::import(order_id.clone(), &sale, work.now())
+        let mut order = Order::import(order_id.clone(), &sale, work.now())
             .map_err(|e| HandlerError::permanent("unpriceable-sale", e.to_string()))?;
+        // Named by the order's id, as a storefront order's flow is (the channel's edge names
+        // it so already; a sale published by hand gets it here).
+        work.name_flow(order_id.clone());
+        order.flow = Some(work.flow());
         work.put(
             record(&order_key(&order_id), &order),
             Some(Condition::NotExists),
@@ -285,6 +304,7 @@ impl Handle<SalePlaced> for Saga {
                 &deadline_key,
                 &bazaar_orders::keys::OrderRef {
                     order_id: order_id.clone(),
+                    flow: order.flow.clone(),
                 },
             ),
             None,

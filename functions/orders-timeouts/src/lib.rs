@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::Actor;
 use bazaar_contracts::orders::ExpireOrder;
+use bazaar_contracts::trace::Flow;
 use bazaar_orders::keys;
 use bazaar_platform::item::{Condition, Key, Query, SortKey};
 use bazaar_platform::schedule::Job;
@@ -66,8 +67,8 @@ impl Job for Expire {
         for entry in due.into_iter().take(MAX_PER_RUN) {
             let key = Key::of(&entry)
                 .ok_or_else(|| HandlerError::bug("a deadline entry without a key"))?;
-            let order_id = bazaar_platform::item::parse::<keys::OrderRef>(entry)?.order_id;
-            let order_id = order_id.as_str();
+            let entry = bazaar_platform::item::parse::<keys::OrderRef>(entry)?;
+            let order_id = entry.order_id.as_str();
             let deadline = key
                 .sk
                 .split('#')
@@ -76,13 +77,10 @@ impl Job for Expire {
                 .map(|t| t.to_utc())
                 .unwrap_or(now);
             let scope = format!("timeout:{order_id}");
-            let cause = Cause {
-                id: scope.clone(),
-                correlation_id: format!("timeout-{order_id}"),
-                actor: Actor::system(),
-                flags: Default::default(),
-                traceparent: None,
-            };
+            // The timeout is a step of the order's flow: it joins it (its trace and flags).
+            let flow = entry.flow.clone().unwrap_or_else(|| Flow::named(order_id));
+            let cause = Cause::start(scope.clone(), order_id, Actor::system(), &deps.function)
+                .joined(&flow);
             let mut work = Work::new(deps, cause);
             work.delete(key, Some(Condition::Exists));
             work.send(&ExpireOrder {

@@ -165,6 +165,7 @@ impl Handle<ChargePayment> for Payments {
                     reason,
                     amount: task.amount,
                     at,
+                    flow: Some(work.flow()),
                 },
             ),
             None,
@@ -199,6 +200,8 @@ impl Handle<SettlePayment> for Payments {
                 )),
             };
         };
+        // The settlement is a step of the order's flow, whatever webhook call brought it.
+        work.join(&charge.flow());
         if charge.payment_id != task.payment_id {
             return Err(mismatch(
                 order,

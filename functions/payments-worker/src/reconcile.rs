@@ -185,13 +185,13 @@ async fn settle(
     charge: &LedgerCharge,
 ) -> Result<bool, HandlerError> {
     let scope = format!("reconcile:{}", charge.payment_id);
-    let cause = Cause {
-        id: scope.clone(),
-        correlation_id: charge.reference.clone(),
-        actor: Actor::system(),
-        flags: Default::default(),
-        traceparent: None,
-    };
+    let cause = Cause::start(
+        scope.clone(),
+        charge.reference.clone(),
+        Actor::system(),
+        &deps.function,
+    )
+    .joined(&pending.flow());
     let mut work = Work::new(deps, cause);
     let (status, reason) = match &charge.status {
         ChargeStatus::Succeeded => {

@@ -140,7 +140,7 @@ impl SyncFeeds {
         match self.client.post_feed(feed).await {
             Ok(feed_id) => {
                 let scope = format!("feed:{feed_id}");
-                let mut work = Work::new(deps, sync::cause(&scope));
+                let mut work = Work::new(deps, sync::cause(&scope, &deps.function));
                 let n = items.len();
                 work.put(
                     record(

@@ -118,19 +118,19 @@ impl Job for Poll {
             // same cursor out twice.
             let version = stored.as_ref().map_or(0, |c| c.version) + 1;
             let scope = format!("poll:souk:{version}");
-            let cause = Cause {
-                id: scope.clone(),
-                correlation_id: format!("poll-souk-{}", page.cursor),
-                actor: Actor::system(),
-                flags: Default::default(),
-                traceparent: None,
-            };
+            let cause = Cause::start(
+                scope.clone(),
+                format!("poll-souk-{}", page.cursor),
+                Actor::system(),
+                &deps.function,
+            );
             let mut work = Work::new(deps, cause);
             for order in &page.orders {
                 match order.state {
                     ChannelOrderStatus::Pending => match sale_placed(order) {
                         Ok(sale) => {
-                            work.send(&sale)?;
+                            // Each sale starts the flow of its order, named by its id.
+                            work.send_in_flow(&sale.source().order_id(), &sale)?;
                             placed += 1;
                         }
                         Err(why) => {
@@ -139,10 +139,11 @@ impl Job for Poll {
                         }
                     },
                     ChannelOrderStatus::Cancelled => {
-                        work.send(&SaleCancelled {
+                        let cancelled_sale = SaleCancelled {
                             channel: "souk".into(),
                             external_id: order.order_id.clone(),
-                        })?;
+                        };
+                        work.send_in_flow(&cancelled_sale.source().order_id(), &cancelled_sale)?;
                         cancelled += 1;
                     }
                     ChannelOrderStatus::Accepted | ChannelOrderStatus::Rejected => {}

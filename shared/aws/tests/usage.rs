@@ -21,6 +21,7 @@ fn envelope(n: usize) -> Envelope {
         correlation_id: "usage".into(),
         causation_id: None,
         traceparent: None,
+        tracestate: None,
         actor: Actor::system(),
         flags: Flags::default(),
         data: json!({"order_id": format!("o-{n}"), "items": [{"sku": "SKU-1", "quantity": 1}]})

@@ -82,7 +82,7 @@ fn per_message(c: &mut Criterion) {
             || Envelope::from_json(&fixtures::envelope_text(fresh())).unwrap(),
             |e| {
                 let message: OrderPlaced = e.decode().unwrap();
-                let mut work = Work::new(&deps, Cause::of(&e));
+                let mut work = Work::new(&deps, Cause::of(&e, &deps.function));
                 rt.block_on(Reserve.handle(message, &mut work)).unwrap();
                 work
             },
@@ -100,7 +100,7 @@ fn per_message(c: &mut Criterion) {
                     item: item(&key, serde_json::json!({ "status": "reserving", "customer": message.customer, "lines": message.items.len() })),
                     condition: Some(Condition::NotExists),
                 }];
-                let mut work = Work::new(&deps, Cause::of(&e));
+                let mut work = Work::new(&deps, Cause::of(&e, &deps.function));
                 rt.block_on(Reserve.handle(message, &mut work)).unwrap();
                 (e, writes, work.outgoing().to_vec())
             },
@@ -112,7 +112,7 @@ fn per_message(c: &mut Criterion) {
                 let (guard, carried) = outbox::carrying_inbox_write(
                     &deps.function,
                     &e,
-                    chrono::Utc::now(),
+                    (chrono::Utc::now(), chrono::Utc::now()),
                     &encoded,
                 );
                 rt.block_on(outbox::commit_with(
@@ -132,7 +132,7 @@ fn per_message(c: &mut Criterion) {
     });
     let outgoing = {
         let e = Envelope::from_json(&fixtures::envelope_text(fresh())).unwrap();
-        let mut work = Work::new(&deps, Cause::of(&e));
+        let mut work = Work::new(&deps, Cause::of(&e, &deps.function));
         rt.block_on(Reserve.handle(e.decode().unwrap(), &mut work))
             .unwrap();
         work.outgoing().to_vec()

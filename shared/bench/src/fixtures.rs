@@ -49,6 +49,7 @@ pub fn envelope_text(n: u64) -> String {
         correlation_id: format!("00000000-0000-4000-9000-{n:012}"),
         causation_id: Some(format!("00000000-0000-4000-a000-{n:012}")),
         traceparent: None,
+        tracestate: None,
         actor: Actor {
             subject: "customer-1".into(),
             roles: vec!["customer".into()],

@@ -90,6 +90,18 @@ pub struct Owed {
     pub stuck: Option<String>,
     /// When the saga asked.
     pub asked_at: DateTime<Utc>,
+    /// The order's flow, which the saga's task came in: a later try joins it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<bazaar_contracts::trace::Flow>,
+}
+
+impl Owed {
+    /// The flow a try belongs to.
+    pub fn flow(&self) -> bazaar_contracts::trace::Flow {
+        self.flow
+            .clone()
+            .unwrap_or_else(|| bazaar_contracts::trace::Flow::named(self.answer.order_id.clone()))
+    }
 }
 
 /// An answer the channel took.
@@ -380,6 +392,7 @@ pub async fn answer_task(
         last_error: String::new(),
         stuck: None,
         asked_at: work.now(),
+        flow: Some(work.flow()),
     };
     let outcome = attempt(work.deps(), answerer, &answer, 0, None).await?;
     let owner = owner_if_restocked(work.deps(), channel, answer.sku.as_str(), &outcome).await?;
@@ -411,13 +424,14 @@ impl Job for RetryAnswers {
         for o in owed {
             // One unit per try: the scope names the try, guarded by the count read.
             let scope = format!("answer:{channel}:{}:{}", o.answer.external_id, o.attempts);
-            let cause = Cause {
-                id: scope.clone(),
-                correlation_id: format!("answer-{}", o.answer.order_id),
-                actor: Actor::system(),
-                flags: Default::default(),
-                traceparent: None,
-            };
+            // A retried answer is a step of its order's flow.
+            let cause = Cause::start(
+                scope.clone(),
+                o.answer.order_id.clone(),
+                Actor::system(),
+                &deps.function,
+            )
+            .joined(&o.flow());
             let mut work = Work::new(deps, cause);
             let outcome = attempt(
                 deps,

@@ -166,7 +166,7 @@ impl Reconcile {
             };
             if fix {
                 let scope = format!("reconcile:{channel}:{}:{}", listing.sku, deps.ids.new_id());
-                let mut work = Work::new(deps, sync::cause(&scope));
+                let mut work = Work::new(deps, sync::cause(&scope, &deps.function));
                 sync::mark_dirty(&mut work, channel, &listing.sku, &listing.merchant, true);
                 work.commit(&scope).await?;
             }

@@ -306,7 +306,7 @@ pub async fn record_outcome(
     let base = format!("{}:{}", scope(channel, mark), deps.ids.new_id());
     if let Some(listing) = listing {
         let scope = format!("{base}:listing");
-        let mut work = Work::new(deps, cause(&scope));
+        let mut work = Work::new(deps, cause(&scope, &deps.function));
         let mut update = Update::new()
             .set("status", json!(status))
             .set("synced_at", json!(work.now()));
@@ -332,7 +332,7 @@ pub async fn record_outcome(
         }
     }
     let scope = format!("{base}:mark");
-    let mut work = Work::new(deps, cause(&scope));
+    let mut work = Work::new(deps, cause(&scope, &deps.function));
     remove_mark(&mut work, channel, mark);
     match work.commit(&scope).await {
         Ok(()) => Ok(()),
@@ -390,12 +390,6 @@ pub fn scope(channel: ChannelId, mark: &Dirty) -> String {
 }
 
 /// The cause of a sync's unit of work.
-pub fn cause(scope: &str) -> bazaar_platform::work::Cause {
-    bazaar_platform::work::Cause {
-        id: scope.to_string(),
-        correlation_id: scope.to_string(),
-        actor: bazaar_contracts::Actor::system(),
-        flags: Default::default(),
-        traceparent: None,
-    }
+pub fn cause(scope: &str, function: &str) -> bazaar_platform::work::Cause {
+    bazaar_platform::work::Cause::start(scope, scope, bazaar_contracts::Actor::system(), function)
 }

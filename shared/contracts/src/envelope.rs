@@ -9,7 +9,8 @@
 //! | `dataversion` | the contract version of `data` (an integer) |
 //! | `correlationid` | one id per business flow, copied to every message the flow causes |
 //! | `causationid` | the `id` of the message that caused this one (absent for a flow's first) |
-//! | `traceparent` | W3C trace context, passed along unchanged when present |
+//! | `traceparent` | W3C trace context: the trace, and the span of the hop that sent the message |
+//! | `tracestate` | W3C trace state: `bazaar=<span id>` names the parent of the sending hop when that hop joined the flow from outside it (see [`crate::trace`]) |
 //! | `actor` | the subject the work is done for (`customer-1`, `system`) |
 //! | `actorroles` | that subject's roles, space separated (`customer`) |
 //! | `flags` | feature flags bundled into the message: `name=value` pairs, comma separated |
@@ -109,7 +110,13 @@ impl Flags {
         self.get(name) == Some("true")
     }
 
-    fn encode(&self) -> Option<String> {
+    /// True when no flag is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The flags as the envelope writes them (`name=value` pairs, comma separated), or none.
+    pub fn encode(&self) -> Option<String> {
         if self.0.is_empty() {
             return None;
         }
@@ -122,7 +129,8 @@ impl Flags {
         )
     }
 
-    fn decode(text: &str) -> Result<Flags, EnvelopeError> {
+    /// Reads flags as the envelope writes them; a flag without `=` is `true`.
+    pub fn decode(text: &str) -> Result<Flags, EnvelopeError> {
         let mut map = BTreeMap::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, "true"));
@@ -138,6 +146,20 @@ impl Flags {
             map.insert(k.to_string(), v.to_string());
         }
         Ok(Flags(map))
+    }
+}
+
+/// Stored (in a record's [`crate::trace::Flow`]) as the envelope writes them.
+impl Serialize for Flags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.encode().unwrap_or_default())
+    }
+}
+
+impl<'de> Deserialize<'de> for Flags {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Flags, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Flags::decode(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -223,8 +245,10 @@ pub struct Envelope {
     pub correlation_id: String,
     /// The id of the message (or request) that caused this one.
     pub causation_id: Option<String>,
-    /// W3C trace context, when tracing is on.
+    /// W3C trace context: the trace and the sending hop's span.
     pub traceparent: Option<String>,
+    /// W3C trace state (see [`crate::trace::joined_parent`]).
+    pub tracestate: Option<String>,
     /// Who the work is done for.
     pub actor: Actor,
     /// Feature flags of the flow.
@@ -248,6 +272,8 @@ pub struct Origin {
     pub causation_id: Option<String>,
     /// Trace context to pass along.
     pub traceparent: Option<String>,
+    /// Trace state to pass along.
+    pub tracestate: Option<String>,
     /// Who the work is done for.
     pub actor: Actor,
     /// Feature flags of the flow.
@@ -271,6 +297,7 @@ impl Envelope {
             correlation_id: origin.correlation_id,
             causation_id: origin.causation_id,
             traceparent: origin.traceparent,
+            tracestate: origin.tracestate,
             actor: origin.actor,
             flags: origin.flags,
             data,
@@ -287,6 +314,13 @@ impl Envelope {
             return crate::message::read_text(self.data.json());
         }
         M::decode(self.data_version, self.data.value())
+    }
+
+    /// The envelope's trace context, when it carries a valid one.
+    pub fn trace_parent(&self) -> Option<crate::trace::TraceParent> {
+        self.traceparent
+            .as_deref()
+            .and_then(crate::trace::TraceParent::parse)
     }
 
     /// Parses an envelope from its JSON text.
@@ -365,6 +399,8 @@ struct Wire {
     causationid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tracestate: Option<String>,
     actor: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     actorroles: String,
@@ -424,6 +460,7 @@ impl TryFrom<Wire> for Envelope {
             correlation_id: w.correlationid,
             causation_id: w.causationid,
             traceparent: w.traceparent,
+            tracestate: w.tracestate,
             actor: Actor {
                 subject: w.actor,
                 roles: w.actorroles.split_whitespace().map(String::from).collect(),
@@ -451,6 +488,8 @@ struct WireOut<'a> {
     causationid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<&'a str>,
     actor: &'a str,
     #[serde(skip_serializing_if = "Roles::is_empty")]
     actorroles: Roles<'a>,
@@ -491,6 +530,7 @@ impl Serialize for Envelope {
             correlationid: &self.correlation_id,
             causationid: self.causation_id.as_deref(),
             traceparent: self.traceparent.as_deref(),
+            tracestate: self.tracestate.as_deref(),
             actor: &self.actor.subject,
             actorroles: Roles(&self.actor.roles),
             flags: self.flags.encode(),

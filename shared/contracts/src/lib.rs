@@ -29,6 +29,7 @@ pub mod payments;
 pub mod registry;
 pub mod sales;
 pub mod text;
+pub mod trace;
 
 pub use envelope::{Actor, Data, Envelope, EnvelopeError, Flags, Role};
 pub use items::{Line, Sku};

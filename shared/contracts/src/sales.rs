@@ -83,7 +83,38 @@ pub struct Source {
     pub external_id: String,
 }
 
+impl SalePlaced {
+    /// Where the sale comes from.
+    pub fn source(&self) -> Source {
+        Source {
+            channel: self.channel.clone(),
+            external_id: self.external_id.clone(),
+        }
+    }
+}
+
+impl SaleCancelled {
+    /// Where the sale comes from.
+    pub fn source(&self) -> Source {
+        Source {
+            channel: self.channel.clone(),
+            external_id: self.external_id.clone(),
+        }
+    }
+}
+
 impl Source {
+    /// The id Bazaar gives the channel's order: the same for every delivery of the same
+    /// sale, so that it is imported once (and its flow named by it from the channel's edge
+    /// on), and safe as an order id whatever the channel's ids look like.
+    pub fn order_id(&self) -> String {
+        use sha2::Digest;
+        let digest =
+            sha2::Sha256::digest(format!("{}\n{}", self.channel, self.external_id).as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{hex}", self.channel)
+    }
+
     /// Checks the pair as every sale contract does.
     pub fn validate(&self) -> Result<(), ContractViolation> {
         validate_source(&self.channel, &self.external_id)

@@ -23,6 +23,7 @@ fn origin(id: &str) -> Origin {
         correlation_id: "corr-1".into(),
         causation_id: Some("cause-1".into()),
         traceparent: None,
+        tracestate: None,
         actor: Actor::new("customer-1", &["customer"]),
         flags: Flags::default(),
     }

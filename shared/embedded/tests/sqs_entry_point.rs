@@ -41,6 +41,7 @@ fn envelope(order_id: &str) -> String {
         correlation_id: "c".into(),
         causation_id: None,
         traceparent: None,
+        tracestate: None,
         actor: Actor::system(),
         flags: Flags::default(),
     };

@@ -246,6 +246,7 @@ async fn the_checker_reports_a_lost_delivery_and_work_nobody_asked_for() {
             correlation_id: "c".into(),
             causation_id: None,
             traceparent: None,
+            tracestate: None,
             actor: bazaar_contracts::Actor::system(),
             flags: Default::default(),
         },

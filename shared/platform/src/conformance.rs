@@ -383,6 +383,7 @@ fn origin(id: String) -> Origin {
         correlation_id: "conformance".into(),
         causation_id: None,
         traceparent: None,
+        tracestate: None,
         actor: Actor::system(),
         flags: Flags::default(),
     }

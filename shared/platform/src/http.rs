@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use bazaar_contracts::trace::{Span, TraceId, TraceParent};
 use bazaar_contracts::{Actor, Flags};
 use http::Method;
 
@@ -113,7 +114,7 @@ impl Api {
             path.clone(),
         ) {
             Ok((request, entry)) => self.answer(entry, request).await,
-            Err(e) => self.fail(&request_id, &format!("{method} {path}"), e),
+            Err(e) => self.fail(&request_id, &format!("{method} {path}"), e, None),
         };
         let outcome = if response.status >= 500 {
             Outcome::Failed
@@ -161,23 +162,25 @@ impl Api {
                         message_type: route,
                         correlation_id: &request.request_id,
                         causation_id: "",
+                        span: Some(self.span(&request)),
                     },
                     Outcome::Processed,
                     None,
                 );
                 r
             }
-            Err(e) => self.fail(&request.request_id, route, e),
+            Err(e) => self.fail(&request.request_id, route, e, Some(self.span(&request))),
         }
     }
 
-    fn fail(&self, request_id: &str, route: &str, e: ApiError) -> Response {
+    fn fail(&self, request_id: &str, route: &str, e: ApiError, span: Option<Span>) -> Response {
         let fields = LogFields {
             function: &self.deps.function,
             message_id: request_id,
             message_type: route,
             correlation_id: request_id,
             causation_id: "",
+            span,
         };
         let outcome = if e.status >= 500 {
             Outcome::Failed
@@ -200,8 +203,20 @@ impl Api {
                 roles: vec![],
             }),
             flags: Flags::default(),
-            traceparent: request.header("traceparent").map(String::from),
+            span: self.span(request),
+            joined: false,
         }
+    }
+
+    /// The request's hop: a child of the caller's `traceparent` when it sent a valid one,
+    /// else the first hop of a new trace (derived from the request id, unique per request).
+    fn span(&self, request: &Request) -> Span {
+        Span::hop(
+            &request.request_id,
+            &self.deps.function,
+            request.header("traceparent").and_then(TraceParent::parse),
+            TraceId::of_flow(&request.request_id),
+        )
     }
 
     async fn run_plain(&self, entry: &RouteEntry, request: &Request) -> Result<Response, ApiError> {

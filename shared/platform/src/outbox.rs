@@ -73,14 +73,22 @@ pub fn inbox_key(function: &str, envelope_id: &str) -> Key {
 
 /// The write that records a message as processed; fails if it already was. It keeps a digest
 /// of what was processed ([`payload_digest`]), so that a later message with the same id and
-/// another payload is told apart from a duplicate ([`reused`]).
-pub(crate) fn inbox_write(function: &str, envelope: &Envelope, now: DateTime<Utc>) -> Write {
+/// another payload is told apart from a duplicate ([`reused`]), and when the handling began
+/// (`started_at`) and ended (`processed_at`), which `bazaar trace` shows as the hop's time in
+/// its queue (from the envelope's `time` to `started_at`) and in its handler.
+pub(crate) fn inbox_write(
+    function: &str,
+    envelope: &Envelope,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Write {
     Write::Put {
         item: item(
             &inbox_key(function, &envelope.id),
             json!({
                 "type": envelope.message_type,
                 "digest": payload_digest(envelope),
+                "started_at": started.to_rfc3339(),
                 "processed_at": now.to_rfc3339(),
                 "ttl": (now + INBOX_RETENTION).timestamp(),
             }),
@@ -129,10 +137,10 @@ pub(crate) fn id_reuse(function: &str, envelope: &Envelope) -> HandlerError {
 pub fn carrying_inbox_write(
     function: &str,
     envelope: &Envelope,
-    now: DateTime<Utc>,
+    (started, now): (DateTime<Utc>, DateTime<Utc>),
     outgoing: &Encoded<'_>,
 ) -> (Write, bool) {
-    let mut write = inbox_write(function, envelope, now);
+    let mut write = inbox_write(function, envelope, started, now);
     if outgoing.is_empty() {
         return (write, true);
     }
@@ -400,6 +408,7 @@ mod tests {
             correlation_id: "c".into(),
             causation_id: None,
             traceparent: None,
+            tracestate: None,
             actor: Actor::system(),
             flags: Flags::default(),
             data: data.into(),
@@ -427,18 +436,18 @@ mod tests {
             envelope("a", json!({"n": 1})),
             envelope("b", json!({"n": 2})),
         ];
-        let (write, carries) = carrying_inbox_write("f", &input, now, &Encoded::new(&light));
+        let (write, carries) = carrying_inbox_write("f", &input, (now, now), &Encoded::new(&light));
         assert!(carries);
         let texts = carried(&write).unwrap();
         assert_eq!(texts.len(), 2);
         assert_eq!(Envelope::from_json(&texts[1]).unwrap(), light[1]);
 
         let heavy = [envelope("h", json!({"blob": "x".repeat(CARRY_LIMIT)}))];
-        let (write, carries) = carrying_inbox_write("f", &input, now, &Encoded::new(&heavy));
+        let (write, carries) = carrying_inbox_write("f", &input, (now, now), &Encoded::new(&heavy));
         assert!(!carries, "over the limit: outbox records");
         assert_eq!(carried(&write), None);
 
-        let (write, carries) = carrying_inbox_write("f", &input, now, &Encoded::new(&[]));
+        let (write, carries) = carrying_inbox_write("f", &input, (now, now), &Encoded::new(&[]));
         assert!(carries, "nothing to carry needs no records either");
         assert_eq!(carried(&write), None);
     }

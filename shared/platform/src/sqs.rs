@@ -91,7 +91,8 @@ async fn run_unit(
         outbox::resend(deps, &source, &record).await?;
         return Ok(());
     }
-    let mut work = Work::new(deps, Cause::of(envelope));
+    let mut work = Work::new(deps, Cause::of(envelope, &deps.function));
+    let started = deps.clock.now();
     for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
         handler.handle(envelope, &mut work).await?;
@@ -104,7 +105,7 @@ async fn run_unit(
             let (write, carried) = outbox::carrying_inbox_write(
                 &deps.function,
                 envelope,
-                deps.clock.now(),
+                (started, deps.clock.now()),
                 if deps.guarantees().outbox {
                     &outgoing
                 } else {
@@ -178,7 +179,7 @@ async fn run_idempotent(
     envelope: &Envelope,
     deps: &Deps,
 ) -> Result<(), HandlerError> {
-    let mut work = Work::new(deps, Cause::of(envelope));
+    let mut work = Work::new(deps, Cause::of(envelope, &deps.function));
     handler.handle(envelope, &mut work).await?;
     if !work.outgoing.is_empty() {
         return Err(HandlerError::bug(
@@ -317,6 +318,7 @@ impl Consumer {
             message_type: &envelope.message_type,
             correlation_id: &envelope.correlation_id,
             causation_id: envelope.causation_id.as_deref().unwrap_or(""),
+            span: Some(Cause::of(&envelope, &deps.function).span),
         };
         let Some(handler) = self
             .handlers
@@ -419,6 +421,7 @@ impl Consumer {
             causation_id: envelope
                 .and_then(|e| e.causation_id.as_deref())
                 .unwrap_or(""),
+            span: envelope.map(|e| Cause::of(e, &deps.function).span),
         };
         match deps.dead_letters.park(letter).await {
             Ok(()) => {

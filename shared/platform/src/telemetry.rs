@@ -1,7 +1,8 @@
 //! Logs and metrics.
 //!
 //! Logs are JSON, one line per processed message or request, with `function`, `message_id`,
-//! `type`, `correlation_id` and `causation_id` as fields (see `log_outcome`). Metrics use
+//! `type`, `correlation_id`, `causation_id`, `trace_id` and `span_id` as fields (see
+//! `log_outcome`). Metrics use
 //! CloudWatch's Embedded Metric Format: a JSON line on stdout that CloudWatch Logs turns into
 //! metrics without an API call (`emf_line`).
 
@@ -267,6 +268,8 @@ pub(crate) struct LogFields<'a> {
     pub correlation_id: &'a str,
     /// What caused it.
     pub causation_id: &'a str,
+    /// The hop's span, when known (not for a body that is no envelope).
+    pub span: Option<bazaar_contracts::trace::Span>,
 }
 
 /// Logs the outcome of one message as one JSON line (info for success, warn for parked,
@@ -277,6 +280,8 @@ pub(crate) fn log_outcome(
     detail: Option<&(dyn std::error::Error + 'static)>,
 ) {
     let chain = detail.map(error_chain).unwrap_or_default();
+    let trace_id = f.span.map(|s| s.trace_id.hex()).unwrap_or_default();
+    let span_id = f.span.map(|s| s.span_id.hex()).unwrap_or_default();
     match outcome {
         Outcome::Processed => tracing::info!(
             function = f.function,
@@ -284,6 +289,8 @@ pub(crate) fn log_outcome(
             r#type = f.message_type,
             correlation_id = f.correlation_id,
             causation_id = f.causation_id,
+            trace_id = %trace_id,
+            span_id = %span_id,
             outcome = "processed"
         ),
         Outcome::Parked => tracing::warn!(
@@ -292,6 +299,8 @@ pub(crate) fn log_outcome(
             r#type = f.message_type,
             correlation_id = f.correlation_id,
             causation_id = f.causation_id,
+            trace_id = %trace_id,
+            span_id = %span_id,
             outcome = "parked",
             error = chain
         ),
@@ -301,6 +310,8 @@ pub(crate) fn log_outcome(
             r#type = f.message_type,
             correlation_id = f.correlation_id,
             causation_id = f.causation_id,
+            trace_id = %trace_id,
+            span_id = %span_id,
             outcome = "failed",
             error = chain
         ),

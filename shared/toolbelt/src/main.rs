@@ -84,16 +84,31 @@ enum Command {
         #[arg(long)]
         correlation_id: Option<String>,
     },
-    /// Every archived message of one flow, as a tree of causes, with what each consumer made
-    /// of it.
+    /// Every archived message of one flow, as a tree of causes: who handled each, how long
+    /// it waited in their queue and how long their handler ran. An order's flow holds its
+    /// whole life: placement, reservation, payment, timeout, cancellation, refund, shipment,
+    /// delivery or return.
     ///
-    /// Example: bazaar trace 0b7e6a4c-2f1d-4c3e-9a53-6d2b1f0e8c71
+    /// Accepts what you hold: an order id (a storefront order's, or a channel order's
+    /// `agora-…`/`souk-…` id), a channel's own order id (`ag-1`; `agora:ag-1` when two
+    /// channels could share it), or any correlation id (a request id, for flows that are no
+    /// order's: a product created, a user signed up).
+    ///
+    /// Examples:
+    ///   bazaar trace 0b7e6a4c-2f1d-4c3e-9a53-6d2b1f0e8c71
+    ///   bazaar trace agora:ag-1001
+    ///   bazaar trace 0b7e6a4c-… --otlp > flow.json   (OTLP JSON, for a trace viewer)
+    #[command(verbatim_doc_comment)]
     Trace {
-        /// The flow's correlation id (an order's id for the order saga).
-        correlation_id: String,
+        /// An order id, a channel's order id (`ag-1`, `agora:ag-1`) or a correlation id.
+        what: String,
         /// Print JSON instead of a tree.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "otlp")]
         json: bool,
+        /// Print the flow as OpenTelemetry spans in OTLP JSON (an ExportTraceServiceRequest),
+        /// which trace viewers such as Jaeger import.
+        #[arg(long)]
+        otlp: bool,
     },
     /// After a deployment: a merchant creates a product, a customer orders it, and the order
     /// must be confirmed, through the deployed APIs. Credentials come from the environment:
@@ -586,25 +601,45 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
                 p.envelope.correlation_id
             );
         }
-        Command::Trace {
-            correlation_id,
-            json,
-        } => {
-            let nodes = bazaar_toolbelt::trace::trace(target, &correlation_id).await?;
-            if json {
+        Command::Trace { what, json, otlp } => {
+            let Some(resolved) = bazaar_toolbelt::trace::resolve(target, &what).await? else {
+                anyhow::bail!(
+                    "nothing archived for {what:?}: not an order id, a channel's order id (agora, souk) or a correlation id the archive knows (the archiver may not have run yet)"
+                );
+            };
+            let id = &resolved.correlation_id;
+            let nodes = bazaar_toolbelt::trace::trace(target, id).await?;
+            if otlp {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&bazaar_toolbelt::trace::otlp(id, &nodes))?
+                );
+            } else if json {
                 let value: Vec<serde_json::Value> = nodes
                     .iter()
                     .map(|n| {
                         serde_json::json!({
                             "depth": n.depth, "id": n.id, "type": n.message_type,
                             "time": n.time, "source": n.source,
-                            "outcomes": n.outcomes.iter().map(|(f, h)| serde_json::json!({"function": f, "outcome": format!("{h:?}")})).collect::<Vec<_>>(),
+                            "causation_id": n.causation_id,
+                            "trace_id": n.trace.map(|t| t.trace_id.hex()),
+                            "parent_span_id": n.trace.map(|t| t.parent_id.hex()),
+                            "joined": n.joined(),
+                            "outcomes": n.outcomes.iter().map(|c| serde_json::json!({
+                                "function": c.function,
+                                "outcome": format!("{:?}", c.handling),
+                                "queued_ms": c.waited(n.time).map(|d| d.num_microseconds().unwrap_or(0) as f64 / 1000.0),
+                                "ran_ms": c.ran().map(|d| d.num_microseconds().unwrap_or(0) as f64 / 1000.0),
+                            })).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                print!("{}", render::trace(&correlation_id, &nodes));
+                if resolved.how != "order or correlation id" {
+                    println!("{what}: {} → flow {id}", resolved.how);
+                }
+                print!("{}", render::trace(id, &nodes));
             }
         }
         Command::Replay {

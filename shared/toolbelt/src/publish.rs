@@ -50,6 +50,7 @@ pub async fn publish(
         time: now,
         causation_id: None,
         traceparent: None,
+        tracestate: None,
         actor: Actor::system(),
         flags: Flags::default(),
         data: payload.into(),

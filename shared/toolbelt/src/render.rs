@@ -22,20 +22,49 @@ pub fn cut(text: &str, width: usize) -> String {
 }
 
 /// Wraps `text` into lines of at most `WIDTH` characters: the first starts with `indent`,
-/// the ones it continues onto with as many spaces.
+/// the ones it continues onto with as many spaces. Lines break between words; a word longer
+/// than a line (an id, a detail without spaces) is cut where the line ends.
 pub fn wrap(text: &str, indent: &str) -> String {
     let width = indent.chars().count();
     let room = WIDTH.saturating_sub(width).max(10);
     let hanging = " ".repeat(width);
     let mut out = String::new();
     for line in text.lines() {
-        let chars: Vec<char> = line.chars().collect();
-        if chars.is_empty() {
+        if line.is_empty() {
             out.push('\n');
         }
-        for (i, chunk) in chars.chunks(room).enumerate() {
+        let mut current: Vec<char> = Vec::new();
+        let mut lines: Vec<Vec<char>> = Vec::new();
+        for word in line.split(' ') {
+            let word: Vec<char> = word.chars().collect();
+            let needed = if current.is_empty() {
+                word.len()
+            } else {
+                current.len() + 1 + word.len()
+            };
+            if needed <= room {
+                if !current.is_empty() {
+                    current.push(' ');
+                }
+                current.extend(word);
+                continue;
+            }
+            if !current.is_empty() {
+                lines.push(std::mem::take(&mut current));
+            }
+            let mut rest = word.as_slice();
+            while rest.len() > room {
+                lines.push(rest[..room].to_vec());
+                rest = &rest[room..];
+            }
+            current = rest.to_vec();
+        }
+        if !current.is_empty() || lines.is_empty() && !line.is_empty() {
+            lines.push(current);
+        }
+        for (i, l) in lines.iter().enumerate() {
             out.push_str(if i == 0 { indent } else { &hanging });
-            out.extend(chunk);
+            out.extend(l);
             out.push('\n');
         }
     }
@@ -220,7 +249,18 @@ pub fn audit_line(r: &AuditRecord) -> String {
     )
 }
 
-/// `bazaar trace`.
+/// A duration as people read it: `850 µs`, `12 ms`, `1.250 s`.
+fn took(d: chrono::Duration) -> String {
+    let micros = d.num_microseconds().unwrap_or(i64::MAX).max(0);
+    match micros {
+        m if m < 1_000 => format!("{m} µs"),
+        m if m < 1_000_000 => format!("{} ms", m / 1_000),
+        m => format!("{:.3} s", m as f64 / 1e6),
+    }
+}
+
+/// `bazaar trace`: the tree of a flow's messages; under each, who handled it, how long it
+/// waited in their queue and how long their handler ran.
 pub fn trace(correlation_id: &str, nodes: &[Node]) -> String {
     let Some(first) = nodes.iter().map(|n| n.time).min() else {
         return format!(
@@ -228,9 +268,19 @@ pub fn trace(correlation_id: &str, nodes: &[Node]) -> String {
         );
     };
     let last = nodes.iter().map(|n| n.time).max().unwrap_or(first);
+    let traces = crate::trace::trace_ids(nodes);
+    let trace_line = match traces.len() {
+        0 => "trace: none recorded (messages from before traces were kept)".to_string(),
+        1 => format!(
+            "trace {}",
+            traces.iter().next().map(|t| t.hex()).unwrap_or_default()
+        ),
+        n => format!("{n} traces (some messages were published by hand or before traces)"),
+    };
     let mut out = format!(
-        "{}\n{} messages, {} to {} UTC ({:.3} s)\n\n",
+        "{}\n{}\n{} messages, {} to {} UTC ({:.3} s)\n\n",
         cut(&format!("flow {correlation_id}"), WIDTH),
+        cut(&trace_line, WIDTH),
         nodes.len(),
         first.format("%Y-%m-%d %H:%M:%S%.3f"),
         last.format("%H:%M:%S%.3f"),
@@ -245,13 +295,30 @@ pub fn trace(correlation_id: &str, nodes: &[Node]) -> String {
             n.time.format("%H:%M:%S%.3f"),
             cut(&n.source, 20)
         ));
+        if n.joined() {
+            out.push_str(&wrap(
+                &format!(
+                    "a later step, joining the flow: {} acted on {}",
+                    n.source,
+                    n.causation_id.as_deref().unwrap_or("a request")
+                ),
+                &format!("{indent}  ~ "),
+            ));
+        }
         let mut done = Vec::new();
         let mut other = Vec::new();
-        for (f, h) in &n.outcomes {
-            match h {
-                Handling::Processed => done.push(f.clone()),
-                Handling::Parked(reason) => other.push(format!("PARKED at {f}: {reason}")),
-                Handling::Pending => other.push(format!("pending at {f}")),
+        for c in &n.outcomes {
+            match &c.handling {
+                Handling::Processed => done.push(match (c.waited(n.time), c.ran()) {
+                    (Some(w), Some(r)) => {
+                        format!("{} (queued {}, ran {})", c.function, took(w), took(r))
+                    }
+                    _ => c.function.clone(),
+                }),
+                Handling::Parked(reason) => {
+                    other.push(format!("PARKED at {}: {reason}", c.function))
+                }
+                Handling::Pending => other.push(format!("pending at {}", c.function)),
             }
         }
         let mut parts = Vec::new();

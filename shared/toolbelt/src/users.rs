@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use bazaar_contracts::identity::{SignUpRole, UserStatus};
-use bazaar_contracts::{Actor, Flags, Role};
+use bazaar_contracts::{Actor, Role};
 use bazaar_platform::clock::Clock;
 use bazaar_platform::ids::RandomIds;
 use bazaar_platform::ports::{DeadLetter, DeadLetters, PublishError, Topics};
@@ -98,16 +98,15 @@ async fn in_work<T>(
     let deps = deps(target).await?;
     let operator = target.backend.caller().await;
     let id = uuid::Uuid::new_v4().to_string();
-    let cause = bazaar_platform::work::Cause {
-        id: id.clone(),
-        correlation_id: id,
-        actor: Actor {
+    let cause = bazaar_platform::work::Cause::start(
+        id.clone(),
+        id,
+        Actor {
             subject: operator.to_string(),
             roles: vec![Role::Operator.as_str().to_string()],
         },
-        flags: Flags::default(),
-        traceparent: None,
-    };
+        "bazaar-toolbelt",
+    );
     let mut work = Work::new(&deps, cause);
     let out = match f(&mut work).await {
         Ok(out) => out,

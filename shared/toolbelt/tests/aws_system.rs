@@ -251,6 +251,7 @@ async fn the_saga_the_catalog_and_a_dlq_replay_run_on_aws_apis() {
         correlation_id: "c-replayed".into(),
         causation_id: None,
         traceparent: None,
+        tracestate: None,
         actor: Actor::system(),
         flags: Flags::default(),
         data: data.into(),

@@ -71,6 +71,7 @@ async fn status_counts_each_channel_and_resync_marks_its_listings_to_be_sent_aga
         last_error: "the channel is unavailable".into(),
         stuck: None,
         asked_at: t0,
+        flow: None,
     };
     table
         .put(

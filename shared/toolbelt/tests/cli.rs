@@ -155,6 +155,7 @@ async fn data_folder() -> (PathBuf, String) {
         correlation_id: "c-1".into(),
         causation_id: None,
         traceparent: None,
+        tracestate: None,
         actor: bazaar_contracts::Actor::system(),
         flags: Default::default(),
         data: json!({}).into(),

@@ -109,6 +109,7 @@ async fn trace_shows_every_message_of_an_order_saga_in_causal_order() {
         .find(|e| e.data.value()["order_id"] == order_id)
         .expect("order.placed archived");
     let flow = placed.correlation_id.clone();
+    assert_eq!(flow, order_id, "an order's flow is named by the order's id");
 
     let nodes = trace::trace(&target, &flow).await.unwrap();
     let types: Vec<&str> = nodes.iter().map(|n| n.message_type.as_str()).collect();
@@ -155,14 +156,14 @@ async fn trace_shows_every_message_of_an_order_saga_in_causal_order() {
         placed_node
             .outcomes
             .iter()
-            .any(|(f, h)| f == "orders-saga" && *h == Handling::Processed),
+            .any(|c| c.function == "orders-saga" && c.handling == Handling::Processed),
         "{:?}",
         placed_node.outcomes
     );
     assert!(
         nodes
             .iter()
-            .all(|n| n.outcomes.iter().all(|(_, h)| *h == Handling::Processed)),
+            .all(|n| n.outcomes.iter().all(|c| c.handling == Handling::Processed)),
         "the saga is done: everything processed"
     );
     let text = render::trace(&flow, &nodes);

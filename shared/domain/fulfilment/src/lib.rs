@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use bazaar_contracts::fulfilment::OrderProgress;
 use bazaar_contracts::sales::Source;
+use bazaar_contracts::trace::Flow;
 use bazaar_contracts::{Line, Sku};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -327,6 +328,10 @@ pub struct OrderFulfilments {
     pub created_at: DateTime<Utc>,
     /// Raised by every change; each write is conditional on the version read.
     pub version: u64,
+    /// The order's flow, which its confirmation came in: a shipment or a carrier's callback
+    /// joins it, so that the order's trace shows its parcels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
 }
 
 impl OrderFulfilments {
@@ -358,6 +363,7 @@ impl OrderFulfilments {
             cancelled_first: false,
             created_at: now,
             version: 0,
+            flow: None,
         }
     }
 
@@ -371,7 +377,16 @@ impl OrderFulfilments {
             cancelled_first: true,
             created_at: now,
             version: 0,
+            flow: None,
         }
+    }
+
+    /// The flow a step of these fulfilments belongs to: the order's (for a record from
+    /// before flows were kept, the flow named by the order's id).
+    pub fn flow(&self) -> Flow {
+        self.flow
+            .clone()
+            .unwrap_or_else(|| Flow::named(self.order_id.clone()))
     }
 
     /// The fulfilment `id`.

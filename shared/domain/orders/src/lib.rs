@@ -7,6 +7,7 @@ use bazaar_contracts::orders::{
 };
 use bazaar_contracts::payments::{ChargePayment, RefundPayment};
 use bazaar_contracts::sales::{Answer, SaleAnswer, SalePlaced, Source};
+use bazaar_contracts::trace::Flow;
 use bazaar_contracts::{Line, Money};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,12 @@ pub struct Order {
     /// The capture that confirmed it (what a cancellation after confirmation refunds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
+    /// The flow that placed it (named by the order's id): every later step of the order (its
+    /// timeout, a cancellation, a shipment) joins it, so that one trace shows the order's
+    /// whole life and its flags reach every step. None in records from before flows were
+    /// kept: those steps stay in the flow of whatever caused them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
 }
 
 /// How long a channel's order may stay unfinished in Bazaar. The channel cancels an order it
@@ -171,6 +178,7 @@ impl Order {
             total: None,
             source: None,
             payment_id: None,
+            flow: None,
         }
     }
 
@@ -595,6 +603,9 @@ pub mod keys {
     pub struct OrderRef {
         /// The order pointed at.
         pub order_id: String,
+        /// The order's flow, on its deadline entry: the timeout joins it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub flow: Option<bazaar_contracts::trace::Flow>,
     }
 
     /// An order's record.
@@ -605,9 +616,11 @@ pub mod keys {
     /// The id of a channel's order: the same for every delivery of the same sale, so that
     /// it is imported once, and safe as an order id whatever the channel's ids look like.
     pub fn channel_order_id(channel: &str, external_id: &str) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(format!("{channel}\n{external_id}").as_bytes());
-        format!("{channel}-{}", hex::encode(&digest[..16]))
+        bazaar_contracts::sales::Source {
+            channel: channel.to_string(),
+            external_id: external_id.to_string(),
+        }
+        .order_id()
     }
 
     /// The mark of a channel's order cancelled before its sale arrived (notifications come

@@ -1,6 +1,7 @@
 //! Where the payments table keeps its records: one partition per order, one record per step.
 
 use bazaar_contracts::Money;
+use bazaar_contracts::trace::Flow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,20 @@ pub struct ChargeRecord {
     pub amount: Option<Money>,
     /// When it was last written.
     pub at: DateTime<Utc>,
+    /// The order's flow, which the charge task came in: its settlement (by the provider's
+    /// callback, or the reconciliation) joins it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+}
+
+impl ChargeRecord {
+    /// The flow a settlement of this charge belongs to (the order's; for a record from
+    /// before flows were kept, the flow named by the order's id).
+    pub fn flow(&self) -> Flow {
+        self.flow
+            .clone()
+            .unwrap_or_else(|| Flow::named(self.order_id.clone()))
+    }
 }
 
 /// A refund made.
