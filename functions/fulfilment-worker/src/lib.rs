@@ -110,7 +110,9 @@ pub fn apply(
     parcel: Option<&Parcel>,
 ) -> Result<Applied, HandlerError> {
     // A shipment or a carrier's callback is a step of the order's flow.
-    work.join(&current.flow());
+    if let Some(flow) = &current.flow {
+        work.join(flow);
+    }
     let fulfilment = current.get(id).ok_or_else(|| {
         HandlerError::bug(format!("{id} is not a fulfilment of {}", current.order_id))
     })?;

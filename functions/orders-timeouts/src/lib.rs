@@ -14,7 +14,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::Actor;
 use bazaar_contracts::orders::ExpireOrder;
-use bazaar_contracts::trace::Flow;
 use bazaar_orders::keys;
 use bazaar_platform::item::{Condition, Key, Query, SortKey};
 use bazaar_platform::schedule::Job;
@@ -77,10 +76,12 @@ impl Job for Expire {
                 .map(|t| t.to_utc())
                 .unwrap_or(now);
             let scope = format!("timeout:{order_id}");
-            // The timeout is a step of the order's flow: it joins it (its trace and flags).
-            let flow = entry.flow.clone().unwrap_or_else(|| Flow::named(order_id));
-            let cause = Cause::start(scope.clone(), order_id, Actor::system(), &deps.function)
-                .joined(&flow);
+            // The timeout is a step of the order's flow: it joins it (its trace and flags). An
+            // entry from before flows were kept names none: the flow called by the order's id.
+            let mut cause = Cause::start(scope.clone(), order_id, Actor::system(), &deps.function);
+            if let Some(flow) = &entry.flow {
+                cause = cause.joined(flow);
+            }
             let mut work = Work::new(deps, cause);
             work.delete(key, Some(Condition::Exists));
             work.send(&ExpireOrder {

@@ -201,7 +201,9 @@ impl Handle<SettlePayment> for Payments {
             };
         };
         // The settlement is a step of the order's flow, whatever webhook call brought it.
-        work.join(&charge.flow());
+        if let Some(flow) = &charge.flow {
+            work.join(flow);
+        }
         if charge.payment_id != task.payment_id {
             return Err(mismatch(
                 order,

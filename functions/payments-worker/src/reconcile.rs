@@ -185,13 +185,15 @@ async fn settle(
     charge: &LedgerCharge,
 ) -> Result<bool, HandlerError> {
     let scope = format!("reconcile:{}", charge.payment_id);
-    let cause = Cause::start(
+    let mut cause = Cause::start(
         scope.clone(),
         charge.reference.clone(),
         Actor::system(),
         &deps.function,
-    )
-    .joined(&pending.flow());
+    );
+    if let Some(flow) = &pending.flow {
+        cause = cause.joined(flow);
+    }
     let mut work = Work::new(deps, cause);
     let (status, reason) = match &charge.status {
         ChargeStatus::Succeeded => {

@@ -95,15 +95,6 @@ pub struct Owed {
     pub flow: Option<bazaar_contracts::trace::Flow>,
 }
 
-impl Owed {
-    /// The flow a try belongs to.
-    pub fn flow(&self) -> bazaar_contracts::trace::Flow {
-        self.flow
-            .clone()
-            .unwrap_or_else(|| bazaar_contracts::trace::Flow::named(self.answer.order_id.clone()))
-    }
-}
-
 /// An answer the channel took.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Given {
@@ -425,13 +416,15 @@ impl Job for RetryAnswers {
             // One unit per try: the scope names the try, guarded by the count read.
             let scope = format!("answer:{channel}:{}:{}", o.answer.external_id, o.attempts);
             // A retried answer is a step of its order's flow.
-            let cause = Cause::start(
+            let mut cause = Cause::start(
                 scope.clone(),
                 o.answer.order_id.clone(),
                 Actor::system(),
                 &deps.function,
-            )
-            .joined(&o.flow());
+            );
+            if let Some(flow) = &o.flow {
+                cause = cause.joined(flow);
+            }
             let mut work = Work::new(deps, cause);
             let outcome = attempt(
                 deps,

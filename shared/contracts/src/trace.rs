@@ -249,16 +249,6 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// The flow named `correlation_id`, with no trace or flags known (a record written before
-    /// flows were kept): its trace is derived from the name.
-    pub fn named(correlation_id: impl Into<String>) -> Flow {
-        Flow {
-            correlation_id: correlation_id.into(),
-            traceparent: None,
-            flags: Flags::default(),
-        }
-    }
-
     /// The trace context a joining hop becomes the child of.
     pub fn parent(&self) -> Option<TraceParent> {
         self.traceparent.as_deref().and_then(TraceParent::parse)
@@ -368,7 +358,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<Flow>(&text).unwrap(), flow);
         assert_eq!(flow.trace_id().hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(
-            Flow::named("order-1").trace_id(),
+            Flow {
+                traceparent: None,
+                ..flow
+            }
+            .trace_id(),
             TraceId::of_flow("order-1")
         );
     }

@@ -66,6 +66,28 @@ pub fn stack_with(configure: impl FnOnce(&mut StackOptions)) -> TestStack {
 }
 
 impl TestStack {
+    /// The carrier's callback, signed now with the local stack's carrier secret as the
+    /// carrier signs it; the webhook's status.
+    pub async fn carrier_says(&self, event_id: &str, code: &str, status: &str) -> u16 {
+        let now = bazaar_platform::clock::Clock::now(self.stack.engine().clock().as_ref());
+        let body = json!({ "id": event_id, "tracking_code": code, "status": status, "at": now })
+            .to_string();
+        let signature = bazaar_platform::webhook::sign(
+            b"local-carrier-webhook-secret",
+            now.timestamp(),
+            body.as_bytes(),
+        );
+        let request = HttpRequest {
+            method: "POST".into(),
+            path: "/webhooks/carrier".into(),
+            body: body.into_bytes(),
+            ..Default::default()
+        }
+        .header("content-type", "application/json")
+        .header("x-carrier-signature", &signature);
+        self.stack.http(request).await.status
+    }
+
     /// The stack's fake payment provider.
     pub fn provider(&self) -> &bazaar_fake_provider::FakeProvider {
         self.stack

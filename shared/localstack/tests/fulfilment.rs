@@ -10,8 +10,6 @@ use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
 use common::{TestStack, bearer, stack};
 use serde_json::{Value, json};
 
-const SECRET: &str = "local-carrier-webhook-secret";
-
 async fn call(s: &TestStack, request: HttpRequest, who: Option<(&str, &str)>) -> HttpResponse {
     let request = match who {
         Some((subject, role)) => request.header("authorization", &bearer(subject, role)),
@@ -69,24 +67,6 @@ fn ship(id: &str, code: &str) -> HttpRequest {
         &format!("/fulfilments/{id}/ship"),
         &json!({ "carrier": "fake-carrier", "tracking_code": code }),
     )
-}
-
-/// The carrier's callback, signed now as the carrier signs it.
-async fn carrier_says(s: &TestStack, event_id: &str, code: &str, status: &str) -> u16 {
-    let now = bazaar_platform::clock::Clock::now(s.stack.engine().clock().as_ref());
-    let body =
-        json!({ "id": event_id, "tracking_code": code, "status": status, "at": now }).to_string();
-    let signature =
-        bazaar_platform::webhook::sign(SECRET.as_bytes(), now.timestamp(), body.as_bytes());
-    let request = HttpRequest {
-        method: "POST".into(),
-        path: "/webhooks/carrier".into(),
-        body: body.into_bytes(),
-        ..Default::default()
-    }
-    .header("content-type", "application/json")
-    .header("x-carrier-signature", &signature);
-    s.stack.http(request).await.status
 }
 
 #[tokio::test]
@@ -187,9 +167,9 @@ async fn each_merchant_ships_its_share_and_the_order_follows_to_its_delivery() {
     );
 
     // The carrier: out of order and repeated; a forged callback is refused.
-    assert_eq!(carrier_says(&s, "e-3", "TRK-1", "delivered").await, 202);
-    assert_eq!(carrier_says(&s, "e-1", "TRK-1", "in_transit").await, 202);
-    assert_eq!(carrier_says(&s, "e-3", "TRK-1", "delivered").await, 202);
+    assert_eq!(s.carrier_says("e-3", "TRK-1", "delivered").await, 202);
+    assert_eq!(s.carrier_says("e-1", "TRK-1", "in_transit").await, 202);
+    assert_eq!(s.carrier_says("e-3", "TRK-1", "delivered").await, 202);
     let forged = HttpRequest::json(
         "POST",
         "/webhooks/carrier",
@@ -203,7 +183,7 @@ async fn each_merchant_ships_its_share_and_the_order_follows_to_its_delivery() {
         "shipped",
         "one parcel is still on its way"
     );
-    assert_eq!(carrier_says(&s, "e-4", "TRK-2", "delivered").await, 202);
+    assert_eq!(s.carrier_says("e-4", "TRK-2", "delivered").await, 202);
     s.stack.settle().await;
     assert_eq!(s.order(&id).await["status"], "delivered");
     assert_eq!(

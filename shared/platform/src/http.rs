@@ -140,6 +140,9 @@ impl Api {
             request.header("authorization"),
         )
         .await;
+        // The request's hop, once: in its log line and in what it sends.
+        let cause = self.cause(&request);
+        let span = cause.span;
         let key = request.header(IDEMPOTENCY_HEADER).map(str::to_string);
         let result = match (entry.idempotency, key) {
             (Idempotency::Required, None) => Err(ApiError::bad_request(
@@ -147,11 +150,9 @@ impl Api {
                 "this request needs an Idempotency-Key header (a unique value per intended operation)",
             )),
             (Idempotency::None, _) | (Idempotency::Optional, None) => {
-                self.run_plain(entry, &request).await
+                self.run_plain(entry, &request, cause).await
             }
-            (_, Some(key)) => {
-                idempotency::run(&self.deps, entry, &request, &key, self.cause(&request)).await
-            }
+            (_, Some(key)) => idempotency::run(&self.deps, entry, &request, &key, cause).await,
         };
         match result {
             Ok(r) => {
@@ -162,14 +163,14 @@ impl Api {
                         message_type: route,
                         correlation_id: &request.request_id,
                         causation_id: "",
-                        span: Some(self.span(&request)),
+                        span: Some(span),
                     },
                     Outcome::Processed,
                     None,
                 );
                 r
             }
-            Err(e) => self.fail(&request.request_id, route, e, Some(self.span(&request))),
+            Err(e) => self.fail(&request.request_id, route, e, Some(span)),
         }
     }
 
@@ -219,9 +220,14 @@ impl Api {
         )
     }
 
-    async fn run_plain(&self, entry: &RouteEntry, request: &Request) -> Result<Response, ApiError> {
+    async fn run_plain(
+        &self,
+        entry: &RouteEntry,
+        request: &Request,
+        cause: Cause,
+    ) -> Result<Response, ApiError> {
         let deps = &*self.deps;
-        let mut work = Work::new(deps, self.cause(request));
+        let mut work = Work::new(deps, cause);
         let response = entry.handler.handle(request, &mut work).await?;
         if work.writes.is_empty() && work.outgoing.is_empty() {
             return Ok(response);

@@ -77,6 +77,7 @@ impl<M: Message, H: Handle<M> + 'static> HandleEnvelope for Typed<M, H> {
 async fn run_unit(
     handler: &dyn HandleEnvelope,
     envelope: &Envelope,
+    cause: Cause,
     deps: &Deps,
 ) -> Result<(), HandlerError> {
     let table = deps.table()?;
@@ -91,7 +92,7 @@ async fn run_unit(
         outbox::resend(deps, &source, &record).await?;
         return Ok(());
     }
-    let mut work = Work::new(deps, Cause::of(envelope, &deps.function));
+    let mut work = Work::new(deps, cause);
     let started = deps.clock.now();
     for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
@@ -177,9 +178,10 @@ async fn run_unit(
 async fn run_idempotent(
     handler: &dyn HandleEnvelope,
     envelope: &Envelope,
+    cause: Cause,
     deps: &Deps,
 ) -> Result<(), HandlerError> {
-    let mut work = Work::new(deps, Cause::of(envelope, &deps.function));
+    let mut work = Work::new(deps, cause);
     handler.handle(envelope, &mut work).await?;
     if !work.outgoing.is_empty() {
         return Err(HandlerError::bug(
@@ -312,13 +314,15 @@ impl Consumer {
             Ok(e) => e,
             Err(e) => return self.park(record, None, &e, started).await,
         };
+        // The hop: its span is in every log line of it and in what it sends.
+        let cause = Cause::of(&envelope, &deps.function);
         let fields = LogFields {
             function: &deps.function,
             message_id: &envelope.id,
             message_type: &envelope.message_type,
             correlation_id: &envelope.correlation_id,
             causation_id: envelope.causation_id.as_deref().unwrap_or(""),
-            span: Some(Cause::of(&envelope, &deps.function).span),
+            span: Some(cause.span),
         };
         let Some(handler) = self
             .handlers
@@ -336,9 +340,9 @@ impl Consumer {
         };
         deps.fault(FaultPoint::Received, &envelope.message_type, &envelope.id);
         let outcome = if self.idempotent {
-            run_idempotent(handler.as_ref(), &envelope, deps).await
+            run_idempotent(handler.as_ref(), &envelope, cause, deps).await
         } else {
-            run_unit(handler.as_ref(), &envelope, deps).await
+            run_unit(handler.as_ref(), &envelope, cause, deps).await
         };
         match outcome {
             Ok(()) => {

@@ -66,26 +66,6 @@ fn target(s: &TestStack) -> Target {
     )
 }
 
-const CARRIER_SECRET: &str = "local-carrier-webhook-secret";
-
-async fn carrier_says(s: &TestStack, event_id: &str, code: &str, status: &str) {
-    let now = bazaar_platform::clock::Clock::now(s.stack.engine().clock().as_ref());
-    let body =
-        json!({ "id": event_id, "tracking_code": code, "status": status, "at": now }).to_string();
-    let signature =
-        bazaar_platform::webhook::sign(CARRIER_SECRET.as_bytes(), now.timestamp(), body.as_bytes());
-    let request = HttpRequest {
-        method: "POST".into(),
-        path: "/webhooks/carrier".into(),
-        body: body.into_bytes(),
-        ..Default::default()
-    }
-    .header("content-type", "application/json")
-    .header("x-carrier-signature", &signature);
-    let r = s.stack.http(request).await;
-    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
-}
-
 /// What a flow must show: one trace in every envelope, spans forming one tree, log lines of
 /// the flow in that trace and on those spans, and the printed tree. Returns the printed tree.
 async fn check_flow(s: &TestStack, order_id: &str, must_have: &[&str]) -> String {
@@ -233,9 +213,12 @@ async fn an_order_is_one_trace_through_every_hop_its_timeout_shipment_refund_and
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     s.stack.settle().await;
-    carrier_says(&s, "c-1", "TRK-T1", "in_transit").await;
+    assert_eq!(s.carrier_says("c-1", "TRK-T1", "in_transit").await, 202);
     s.stack.settle().await;
-    carrier_says(&s, "c-2", "TRK-T1", "returned_to_sender").await;
+    assert_eq!(
+        s.carrier_says("c-2", "TRK-T1", "returned_to_sender").await,
+        202
+    );
     s.stack.settle().await;
     assert_eq!(s.order(&shipped).await["status"], "returned");
     let text = check_flow(

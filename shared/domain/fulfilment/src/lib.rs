@@ -381,14 +381,6 @@ impl OrderFulfilments {
         }
     }
 
-    /// The flow a step of these fulfilments belongs to: the order's (for a record from
-    /// before flows were kept, the flow named by the order's id).
-    pub fn flow(&self) -> Flow {
-        self.flow
-            .clone()
-            .unwrap_or_else(|| Flow::named(self.order_id.clone()))
-    }
-
     /// The fulfilment `id`.
     pub fn get(&self, id: &str) -> Option<&Fulfilment> {
         self.fulfilments.iter().find(|f| f.fulfilment_id == id)

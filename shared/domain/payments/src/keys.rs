@@ -47,16 +47,6 @@ pub struct ChargeRecord {
     pub flow: Option<Flow>,
 }
 
-impl ChargeRecord {
-    /// The flow a settlement of this charge belongs to (the order's; for a record from
-    /// before flows were kept, the flow named by the order's id).
-    pub fn flow(&self) -> Flow {
-        self.flow
-            .clone()
-            .unwrap_or_else(|| Flow::named(self.order_id.clone()))
-    }
-}
-
 /// A refund made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundRecord {
