@@ -12,8 +12,10 @@
 //!   token of the session could live, so that [`revoked_sessions`] reads only the entries that
 //!   still matter; DynamoDB's TTL deletes them a day later.
 
-use bazaar_contracts::Role;
+use std::collections::BTreeMap;
+
 use bazaar_contracts::identity::{SignUpRole, UserApproved, UserDisabled, UserEnabled, UserStatus};
+use bazaar_contracts::{Flags, Role};
 use bazaar_platform::Work;
 use bazaar_platform::auth::Revoked;
 use bazaar_platform::http::ApiError;
@@ -49,6 +51,9 @@ pub struct UserSummary {
     /// When it signed up (none for users made before sign-up existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
+    /// Feature flags set on it (`PUT /users/{username}/flags`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, String>,
 }
 
 impl From<&UserRecord> for UserSummary {
@@ -60,6 +65,7 @@ impl From<&UserRecord> for UserSummary {
             status: u.status,
             applied_for: u.applied_for.clone(),
             created_at: u.created_at,
+            flags: u.flags.0.clone(),
         }
     }
 }
@@ -375,6 +381,30 @@ pub async fn change(
     }
     save(work, &mut user, Some(read));
     tracing::info!(username, operator, change = change.as_str(), "user changed");
+    Ok(UserSummary::from(&user))
+}
+
+/// Sets the flags of `username` (replacing those it had; an empty set clears them) on behalf
+/// of `operator`. The user's next token carries them: tokens already issued keep the old ones
+/// until they expire (a token lifetime, 15 minutes by default), which is why the answer says
+/// when the change is in force. 404 for an unknown user.
+pub async fn set_flags(
+    work: &mut Work<'_>,
+    username: &str,
+    flags: Flags,
+    operator: &str,
+) -> Result<UserSummary, ApiError> {
+    let user: Option<UserRecord> = work.table()?.get_as(&user_key(username)).await?;
+    let Some(mut user) = user else {
+        return Err(ApiError::not_found(format!("no user {username:?}")));
+    };
+    if user.flags == flags {
+        return Ok(UserSummary::from(&user));
+    }
+    let read = user.version;
+    user.flags = flags;
+    save(work, &mut user, Some(read));
+    tracing::info!(username, operator, flags = %user.flags.encode().unwrap_or_default(), "user's flags set");
     Ok(UserSummary::from(&user))
 }
 

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::Role;
 use bazaar_contracts::identity::UserStatus;
+use bazaar_contracts::{Flags, Role};
 use bazaar_platform::Work;
 use bazaar_platform::http::{ApiError, Request, Response, Route};
 
@@ -29,6 +29,46 @@ impl Route for ChangeUser {
         let username = request.param("username").to_string();
         let summary =
             accounts::change(work, &username, self.0, &operator.subject, self.1.token_ttl).await?;
+        Ok(Response::json(200, summary))
+    }
+}
+
+/// `PUT /users/{username}/flags` with `{"flags": {"test-order": "true"}}`: the user's feature
+/// flags, for operators. Names and values are words (letters, digits, `-`, `_`; values also
+/// `.`), at most 16 flags; `{}` clears them.
+pub struct SetFlags;
+
+/// The body of `PUT /users/{username}/flags`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagsBody {
+    flags: std::collections::BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl Route for SetFlags {
+    async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
+        let operator = request.actor_with_role(&[Role::Operator])?;
+        let username = request.param("username").to_string();
+        let body: FlagsBody = request.json()?;
+        // Read as the envelope reads them, so that what is stored always travels.
+        let text = body
+            .flags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let flags = if body
+            .flags
+            .iter()
+            .any(|(k, v)| k.contains([',', '=']) || v.contains([',', '=']))
+        {
+            Err("a flag name or value holds , or =".to_string())
+        } else {
+            Flags::decode(&text).map_err(|e| e.to_string())
+        }
+        .map_err(|why| ApiError::unprocessable(Some("flags"), why))?;
+        let summary = accounts::set_flags(work, &username, flags, &operator.subject).await?;
         Ok(Response::json(200, summary))
     }
 }

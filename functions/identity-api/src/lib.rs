@@ -27,6 +27,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use bazaar_contracts::Flags;
 use bazaar_contracts::identity::{UserAuthed, UserStatus};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Condition, Key, Query, parse};
@@ -70,6 +71,12 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
             "/users",
             Idempotency::None,
             Arc::new(admin::ListUsers),
+        )
+        .route(
+            Method::PUT,
+            "/users/{username}/flags",
+            Idempotency::None,
+            Arc::new(admin::SetFlags),
         )
         .route(
             Method::PUT,
@@ -185,6 +192,10 @@ pub(crate) struct UserRecord {
     /// revocation must last that long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session_until: Option<i64>,
+    /// Feature flags an operator set on the user: its tokens carry them, and every flow its
+    /// requests start carries them on.
+    #[serde(default, skip_serializing_if = "Flags::is_empty")]
+    flags: Flags,
 }
 
 /// A signing key as identity keeps it (the private key is a secret: encrypted at rest by the
@@ -278,6 +289,7 @@ pub async fn ensure_user(
         version: 1,
         session: format!("local-{username}"),
         session_until: Some(LOCAL_TOKENS_UNTIL),
+        flags: Flags::default(),
     };
     match table
         .transact(accounts::writes(&user, Condition::NotExists).to_vec())
@@ -485,6 +497,7 @@ pub(crate) async fn token_response(
         exp: (now + settings.token_ttl).timestamp(),
         jti: work.new_id(),
         sid: user.session.clone(),
+        flags: user.flags.encode().unwrap_or_default(),
     };
     let token = current_key(work)
         .await?

@@ -226,6 +226,7 @@ pub(crate) async fn register(
         version: 0,
         session: work.new_id(),
         session_until: None,
+        flags: Default::default(),
     };
     crate::accounts::save(work, &mut user, None);
     work.put(

@@ -4,6 +4,9 @@
 //! transaction as the inbox record. A re-sent event (even with a new envelope id) therefore
 //! never notifies twice.
 //!
+//! A test flow's (`test-order` flag) notifications are marked `test`, recorded apart from the
+//! customer's (`TEST#<customer>`) and never sent.
+//!
 //! An order a channel sold (`source` set) is not notified: its buyer is the channel's
 //! customer, whom the channel tells, and Bazaar has no address for them.
 //!
@@ -57,6 +60,9 @@ pub struct Notification {
     pub text: String,
     /// When it was recorded.
     pub at: DateTime<Utc>,
+    /// A test flow's (`test-order`): recorded, marked, and sent to no one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// How an order ended, as a notification tells it.
@@ -96,16 +102,37 @@ pub fn notification_key(customer: &str, order_id: &str, outcome: OrderOutcome) -
     )
 }
 
+/// Where a test flow's notification is recorded: apart from the customer's, so that nothing
+/// that reads a customer's messages (or sends them) ever sees it.
+pub fn test_notification_key(customer: &str, order_id: &str, outcome: OrderOutcome) -> Key {
+    Key::new(
+        format!("TEST#{customer}"),
+        format!("NOTE#{order_id}#{}", outcome.as_str()),
+    )
+}
+
 /// Every notification of a customer (for tests and tools).
 pub async fn notifications_of(
     table: &dyn bazaar_platform::ports::Table,
     customer: &str,
 ) -> Result<Vec<Notification>, HandlerError> {
+    notes(table, format!("CUSTOMER#{customer}")).await
+}
+
+/// The notifications test flows of a customer would have sent (`test-order`), sent to no one.
+pub async fn test_notifications_of(
+    table: &dyn bazaar_platform::ports::Table,
+    customer: &str,
+) -> Result<Vec<Notification>, HandlerError> {
+    notes(table, format!("TEST#{customer}")).await
+}
+
+async fn notes(
+    table: &dyn bazaar_platform::ports::Table,
+    pk: String,
+) -> Result<Vec<Notification>, HandlerError> {
     let page = table
-        .query(
-            Query::partition(format!("CUSTOMER#{customer}"))
-                .sort_key(SortKey::BeginsWith("NOTE#".into())),
-        )
+        .query(Query::partition(pk).sort_key(SortKey::BeginsWith("NOTE#".into())))
         .await?;
     page.items.into_iter().map(parse).collect()
 }
@@ -152,7 +179,13 @@ async fn notify(
     outcome: OrderOutcome,
     text: String,
 ) -> Result<(), HandlerError> {
-    let key = notification_key(customer, order_id, outcome);
+    // A test flow is recorded apart, marked, and sent to no one.
+    let test = work.cause().flags.test_order();
+    let key = if test {
+        test_notification_key(customer, order_id, outcome)
+    } else {
+        notification_key(customer, order_id, outcome)
+    };
     if work.table()?.get(&key).await?.is_some() {
         return Ok(());
     }
@@ -162,14 +195,17 @@ async fn notify(
         outcome,
         text,
         at: work.now(),
+        test,
     };
-    channel
-        .send(&format!("{}|{}", key.pk, key.sk), &note)
-        .await
-        .map_err(|e| match e {
-            ChannelError::Unavailable(_) => HandlerError::Transient(Box::new(e)),
-            ChannelError::Refused(why) => HandlerError::permanent("channel-refused", why),
-        })?;
+    if !test {
+        channel
+            .send(&format!("{}|{}", key.pk, key.sk), &note)
+            .await
+            .map_err(|e| match e {
+                ChannelError::Unavailable(_) => HandlerError::Transient(Box::new(e)),
+                ChannelError::Refused(why) => HandlerError::permanent("channel-refused", why),
+            })?;
+    }
     work.put(record(&key, &note), Some(Condition::NotExists));
     Ok(())
 }

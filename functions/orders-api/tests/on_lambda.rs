@@ -156,6 +156,7 @@ async fn the_binary_serves_invocations_through_the_runtime_api_with_the_aws_adap
             exp: identity::FAR_FUTURE,
             jti: format!("t-{subject}"),
             sid: sid.into(),
+            flags: String::new(),
         };
         format!(
             "Bearer {}",

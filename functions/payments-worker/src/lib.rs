@@ -127,6 +127,8 @@ impl Handle<ChargePayment> for Payments {
             customer: task.customer.clone(),
             token: task.payment_token.clone(),
             amount: task.amount,
+            // A test flow (a smoke test on production) charges in the provider's test mode.
+            test: work.cause().flags.test_order(),
         };
         let charge = self
             .retry

@@ -424,6 +424,7 @@ async fn the_reconciliation_reports_money_taken_for_no_order_once() {
             customer: "customer-9".into(),
             token: "tok_ok".into(),
             amount: None,
+            test: false,
         })
         .await
         .unwrap();

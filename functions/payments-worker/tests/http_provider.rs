@@ -39,6 +39,7 @@ fn charge(token: &str, order: &str) -> ChargeRequest {
             amount_cents: 1250,
             currency: bazaar_contracts::money::Currency::parse("EUR").unwrap(),
         }),
+        test: false,
     }
 }
 

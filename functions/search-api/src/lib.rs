@@ -1,6 +1,7 @@
 //! `search-api`: `GET /search?q=&category=&limit=&cursor=`, public. Finds published listings
 //! whose title or description contain every word of `q` (case-insensitively; no `q` matches
-//! all), in `category` when given, in sku order. Pages hold `limit` results (1 to 100, 20 by
+//! all), in `category` when given, in sku order; for callers whose flow carries the
+//! `search-ranking-v2` flag, by relevance instead (words of `q` in the title first). Pages hold `limit` results (1 to 100, 20 by
 //! default); `next` is the cursor of the following page, absent on the last, so that paging
 //! returns every result exactly once.
 //!
@@ -10,10 +11,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_catalog::search::{Entry, INDEX_PK, matches};
-use bazaar_contracts::Sku;
+use bazaar_catalog::search::{Entry, INDEX_PK, matches, relevance};
+use bazaar_contracts::catalog::Listing;
+use bazaar_contracts::{Flags, Sku};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
 use bazaar_platform::item::{Query, parse};
+use bazaar_platform::ports::Table;
 use bazaar_platform::{Deps, Function, SettingsError, Work};
 use http::Method;
 use serde_json::json;
@@ -54,51 +57,32 @@ impl Route for Search {
                     ApiError::bad_request(Some("limit"), format!("limit must be 1 to {MAX_LIMIT}"))
                 })?,
         };
-        let mut after = match request.query.get("cursor").filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) => Some(
-                Sku::parse(c)
-                    .map_err(|_| {
-                        ApiError::bad_request(Some("cursor"), "not a cursor of this search")
-                    })?
-                    .to_string(),
-            ),
-        };
+        let cursor = request.query.get("cursor").filter(|c| !c.is_empty());
         let table = work.table()?;
-        let mut found = Vec::new();
-        // Set only when a further match exists: the next page is never empty.
-        let mut next = None;
-        'pages: loop {
-            let page = table
-                .query(
-                    Query::partition(INDEX_PK)
-                        .start_after(after.clone())
-                        .limit(200),
-                )
-                .await?;
-            for item in page.items {
-                let entry: Entry = parse(item)?;
-                let Some(listing) = entry.listing else {
-                    continue;
-                };
-                if category.is_some_and(|c| *c != listing.master.category)
-                    || !matches(q, &listing.master.title, &listing.master.description)
-                {
-                    continue;
-                }
-                if found.len() == limit {
-                    next = found
-                        .last()
-                        .map(|l: &bazaar_contracts::catalog::Listing| l.sku.to_string());
-                    break 'pages;
-                }
-                found.push(listing);
-            }
-            match page.last_sk {
-                Some(sk) => after = Some(sk),
-                None => break,
-            }
-        }
+        let (found, next) = if work.cause().flags.is_on(Flags::SEARCH_RANKING_V2) {
+            let offset = match cursor {
+                None => 0,
+                Some(c) => c
+                    .strip_prefix('r')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(Some("cursor"), "not a cursor of this search")
+                    })?,
+            };
+            by_relevance(table, q, category, limit, offset).await?
+        } else {
+            let after = match cursor {
+                None => None,
+                Some(c) => Some(
+                    Sku::parse(c)
+                        .map_err(|_| {
+                            ApiError::bad_request(Some("cursor"), "not a cursor of this search")
+                        })?
+                        .to_string(),
+                ),
+            };
+            in_sku_order(table, q, category, limit, after).await?
+        };
         let items: Vec<_> = found
             .iter()
             .map(|l| {
@@ -115,4 +99,77 @@ impl Route for Search {
             .collect();
         Ok(Response::json(200, json!({ "items": items, "next": next })))
     }
+}
+
+/// Whether a listing of the index is published and answers the search.
+fn answers(entry: Entry, q: &str, category: Option<&String>) -> Option<Listing> {
+    let listing = entry.listing?;
+    (category.is_none_or(|c| *c == listing.master.category)
+        && matches(q, &listing.master.title, &listing.master.description))
+    .then_some(listing)
+}
+
+/// One page in sku order: the index is read from the cursor's sku on, page by page, until the
+/// page is full and one more match shows that a next page exists (so it is never empty).
+async fn in_sku_order(
+    table: &dyn Table,
+    q: &str,
+    category: Option<&String>,
+    limit: usize,
+    mut after: Option<String>,
+) -> Result<(Vec<Listing>, Option<String>), ApiError> {
+    let mut found = Vec::new();
+    loop {
+        let page = table
+            .query(
+                Query::partition(INDEX_PK)
+                    .start_after(after.clone())
+                    .limit(200),
+            )
+            .await?;
+        for item in page.items {
+            let Some(listing) = answers(parse(item)?, q, category) else {
+                continue;
+            };
+            if found.len() == limit {
+                let next = found.last().map(|l: &Listing| l.sku.to_string());
+                return Ok((found, next));
+            }
+            found.push(listing);
+        }
+        match page.last_sk {
+            Some(sk) => after = Some(sk),
+            None => return Ok((found, None)),
+        }
+    }
+}
+
+/// One page by relevance ([`relevance`]: words in the title first, then in the description,
+/// then sku order). Every match is read and ranked, since any listing can rank first; the
+/// cursor is the position (`r<n>`) in that ranking. Costlier than sku order, which is why it
+/// is behind a flag until it has been measured on a full index.
+async fn by_relevance(
+    table: &dyn Table,
+    q: &str,
+    category: Option<&String>,
+    limit: usize,
+    offset: usize,
+) -> Result<(Vec<Listing>, Option<String>), ApiError> {
+    let mut ranked = Vec::new();
+    for item in table.query_all(Query::partition(INDEX_PK)).await? {
+        if let Some(listing) = answers(parse(item)?, q, category) {
+            let score = relevance(q, &listing.master.title, &listing.master.description);
+            ranked.push((std::cmp::Reverse(score), listing));
+        }
+    }
+    ranked.sort_by(|a, b| (&a.0, &a.1.sku).cmp(&(&b.0, &b.1.sku)));
+    let end = offset.saturating_add(limit);
+    let next = (ranked.len() > end).then(|| format!("r{end}"));
+    let page = ranked
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, l)| l)
+        .collect();
+    Ok((page, next))
 }

@@ -95,11 +95,28 @@ impl Actor {
     }
 }
 
+/// The most flags one flow carries.
+pub const MAX_FLAGS: usize = 16;
+/// The longest flag name or value.
+pub const MAX_FLAG_TEXT: usize = 64;
+
 /// Feature flags travelling with a flow, so that consumers need not look them up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Flags(pub BTreeMap<String, String>);
 
 impl Flags {
+    /// The flow is a test (a smoke test on production): it runs everywhere for real, but
+    /// payments charge in the provider's test mode, notifications are marked test and reach
+    /// no customer, and business metrics leave it out.
+    pub const TEST_ORDER: &'static str = "test-order";
+    /// `GET /search` ranks by relevance (words in the title first) instead of sku order.
+    pub const SEARCH_RANKING_V2: &'static str = "search-ranking-v2";
+
+    /// True for a test flow ([`Flags::TEST_ORDER`]).
+    pub fn test_order(&self) -> bool {
+        self.is_on(Self::TEST_ORDER)
+    }
+
     /// The value of a flag, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
@@ -131,19 +148,34 @@ impl Flags {
 
     /// Reads flags as the envelope writes them; a flag without `=` is `true`.
     pub fn decode(text: &str) -> Result<Flags, EnvelopeError> {
+        let word = |w: &str, dot: bool| {
+            !w.is_empty()
+                && w.len() <= MAX_FLAG_TEXT
+                && w.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (dot && b == b'.')
+                })
+        };
         let mut map = BTreeMap::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, "true"));
-            if k.is_empty()
-                || !k
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            let (k, v) = (k.trim(), v.trim());
+            if !word(k, false) {
                 return Err(EnvelopeError::Invalid(format!(
-                    "flag name {k:?} is not a word"
+                    "flag name {k:?} is not a word (letters, digits, - and _, at most {MAX_FLAG_TEXT})"
+                )));
+            }
+            if !word(v, true) {
+                return Err(EnvelopeError::Invalid(format!(
+                    "the value of flag {k} is not a word (letters, digits, -, _ and ., at most {MAX_FLAG_TEXT})"
                 )));
             }
             map.insert(k.to_string(), v.to_string());
+        }
+        if map.len() > MAX_FLAGS {
+            return Err(EnvelopeError::Invalid(format!(
+                "{} flags; at most {MAX_FLAGS}",
+                map.len()
+            )));
         }
         Ok(Flags(map))
     }

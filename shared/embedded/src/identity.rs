@@ -63,6 +63,12 @@ pub fn local_jwks() -> Jwks {
 
 /// A token for `subject` with `roles`, signed with the local key, valid from 1970 to 2100.
 pub fn token(subject: &str, roles: &[&str]) -> String {
+    token_with_flags(subject, roles, "")
+}
+
+/// [`token`] with the user's flags claim (`name=value,…`), as the issuer writes it for a user
+/// an operator gave flags.
+pub fn token_with_flags(subject: &str, roles: &[&str], flags: &str) -> String {
     local_signing_key()
         .sign(&Claims {
             iss: LOCAL_ISSUER.into(),
@@ -74,6 +80,7 @@ pub fn token(subject: &str, roles: &[&str]) -> String {
             exp: FAR_FUTURE,
             jti: format!("local-{subject}"),
             sid: local_session(subject),
+            flags: flags.into(),
         })
         .expect("signing with the local key")
 }

@@ -106,6 +106,8 @@ pub struct LedgerEntry {
     pub refunded: bool,
     /// Minor units refunded so far.
     pub amount_refunded: i64,
+    /// Made in test mode: no money moved.
+    pub test: bool,
 }
 
 /// A callback due to be delivered.
@@ -296,6 +298,7 @@ impl FakeProvider {
                 refunded: false,
                 amount_refunded: 0,
                 created: now.timestamp(),
+                test: request.test,
             };
             if let Some((kind, reason)) = later {
                 let event = s.next("evt");
@@ -471,6 +474,7 @@ impl FakeProvider {
                 amount_cents: c.request.amount_cents,
                 refunded: c.object.refunded,
                 amount_refunded: c.object.amount_refunded,
+                test: c.object.test,
             })
             .collect()
     }
@@ -606,6 +610,7 @@ mod tests {
             customer: "customer-1".into(),
             token: token.into(),
             amount: None,
+            test: false,
         }
     }
 

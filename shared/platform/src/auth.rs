@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bazaar_contracts::Actor;
+use bazaar_contracts::{Actor, Flags};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -125,8 +125,8 @@ pub enum Auth {
     /// No `Authorization` header.
     #[default]
     Anonymous,
-    /// A valid token, speaking for this actor.
-    Caller(Actor),
+    /// A valid token, speaking for this actor, with the user's flags.
+    Caller(Actor, Flags),
     /// A token that is not accepted, and why (for the problem document: never which key or
     /// secret was expected).
     Refused(String),
@@ -190,7 +190,7 @@ pub(crate) async fn authenticate(
             "the token was revoked (the account was disabled or its password changed): sign in again"
                 .into(),
         ),
-        Ok(_) => Auth::Caller(claims.actor()),
+        Ok(_) => Auth::Caller(claims.actor(), claims.flags()),
         Err(e) => Auth::Unavailable(format!("the issuer's revocation list is unavailable: {e}")),
     }
 }
@@ -320,6 +320,7 @@ mod tests {
             exp: 1,
             jti: "j".into(),
             sid: "s1".into(),
+            flags: String::new(),
         };
         assert!(list(&["s1"]).refuses(&claims));
         assert!(!list(&["s2"]).refuses(&claims));

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use bazaar_contracts::trace::{Span, TraceId, TraceParent};
-use bazaar_contracts::{Actor, Flags};
+use bazaar_contracts::{Actor, Flags, Role};
 use http::Method;
 
 pub use idempotency::{IDEMPOTENCY_HEADER, IDEMPOTENCY_LOCK, IDEMPOTENCY_RETENTION};
@@ -37,7 +37,7 @@ pub use problem::{ApiError, Response};
 pub use request::Request;
 pub use routing::{Idempotency, Route};
 
-use crate::auth::{authenticate, expected_tokens};
+use crate::auth::{Auth, authenticate, expected_tokens};
 use crate::deps::Deps;
 use crate::jwt::Expect;
 use crate::outbox;
@@ -141,8 +141,12 @@ impl Api {
         )
         .await;
         // The request's hop, once: in its log line and in what it sends.
-        let cause = self.cause(&request);
-        let span = cause.span;
+        let span = self.span(&request);
+        let flags = match flags_of(&request) {
+            Ok(flags) => flags,
+            Err(e) => return self.fail(&request.request_id, route, e, Some(span)),
+        };
+        let cause = self.cause(&request, flags);
         let key = request.header(IDEMPOTENCY_HEADER).map(str::to_string);
         let result = match (entry.idempotency, key) {
             (Idempotency::Required, None) => Err(ApiError::bad_request(
@@ -195,7 +199,7 @@ impl Api {
         e.to_response()
     }
 
-    fn cause(&self, request: &Request) -> Cause {
+    fn cause(&self, request: &Request, flags: Flags) -> Cause {
         Cause {
             id: request.request_id.clone(),
             correlation_id: request.request_id.clone(),
@@ -203,7 +207,7 @@ impl Api {
                 subject: "anonymous".into(),
                 roles: vec![],
             }),
-            flags: Flags::default(),
+            flags,
             span: self.span(request),
             joined: false,
         }
@@ -249,4 +253,44 @@ impl Api {
             .map_err(ApiError::from)?;
         Ok(response)
     }
+}
+
+/// The header in which an operator sets feature flags on one request (`name=value,…`; a name
+/// alone is `true`), for the flow it starts.
+pub const FLAGS_HEADER: &str = "bazaar-flags";
+
+/// The flags of the flow a request starts: the caller's own (the token's `flags` claim, set
+/// on the user by an operator), then those of the `bazaar-flags` header, which win. Only an
+/// operator may send the header: anyone else's is refused with 403, never ignored, so that a
+/// customer cannot turn a real order into a test one nor learn which flags exist by trying.
+fn flags_of(request: &Request) -> Result<Flags, ApiError> {
+    let mut flags = match &request.auth {
+        Auth::Caller(_, flags) => flags.clone(),
+        _ => Flags::default(),
+    };
+    let Some(header) = request.headers.get(FLAGS_HEADER) else {
+        return Ok(flags);
+    };
+    match &request.auth {
+        Auth::Caller(actor, _) if actor.has_role(Role::Operator) => {}
+        _ => {
+            return Err(ApiError::forbidden(format!(
+                "only an operator may set {FLAGS_HEADER}"
+            )));
+        }
+    }
+    let header = header.to_str().map_err(|_| {
+        ApiError::bad_request(
+            Some(FLAGS_HEADER),
+            format!("{FLAGS_HEADER} must be ASCII name=value pairs"),
+        )
+    })?;
+    let set = Flags::decode(header).map_err(|e| {
+        ApiError::bad_request(
+            Some(FLAGS_HEADER),
+            format!("{FLAGS_HEADER} must be name=value pairs, comma separated: {e}"),
+        )
+    })?;
+    flags.0.extend(set.0);
+    Ok(flags)
 }

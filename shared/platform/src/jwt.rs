@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use bazaar_contracts::Actor;
+use bazaar_contracts::{Actor, Flags};
 
 /// The only signature algorithm accepted.
 pub const ALGORITHM: &str = "RS256";
@@ -89,6 +89,11 @@ pub struct Claims {
     /// existed (those cannot be revoked; they expired within a token lifetime of the change).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
+    /// The user's feature flags (`name=value,…`), as the operator set them on the user
+    /// (`PUT /users/{username}/flags`): every flow the token's requests start carries them.
+    /// Empty when the user has none (and in tokens issued before flags existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub flags: String,
 }
 
 impl Claims {
@@ -98,6 +103,12 @@ impl Claims {
             subject: self.sub.clone(),
             roles: self.roles.clone(),
         }
+    }
+
+    /// The user's flags.
+    pub fn flags(&self) -> Flags {
+        // The issuer writes them; a claim that does not read is refused by `check`.
+        Flags::decode(&self.flags).unwrap_or_default()
     }
 }
 
@@ -250,6 +261,14 @@ pub fn validate(
         sid: match claims.get("sid") {
             None => String::new(),
             Some(_) => string("sid")?,
+        },
+        flags: match claims.get("flags") {
+            None => String::new(),
+            Some(_) => {
+                let flags = string("flags")?;
+                Flags::decode(&flags).map_err(|_| JwtError::Claim("flags"))?;
+                flags
+            }
         },
     })
 }

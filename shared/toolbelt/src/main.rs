@@ -213,6 +213,21 @@ enum UsersCommand {
         /// The user name.
         username: String,
     },
+    /// Sets a user's feature flags, replacing those it had: every flow the user's requests
+    /// start carries them, from its next token on (within 15 minutes). `test-order` makes the
+    /// user's orders tests (charged in the provider's test mode, notified to no one), as the
+    /// smoke test's customer must be; `search-ranking-v2` ranks its searches by relevance.
+    ///
+    /// Example: bazaar --aws --stage prod users flags smoke-customer test-order
+    Flags {
+        /// The user name.
+        username: String,
+        /// Flags as name or name=value (a name alone is true).
+        flags: Vec<String>,
+        /// Remove every flag (instead of naming some).
+        #[arg(long, conflicts_with = "flags")]
+        clear: bool,
+    },
     /// Lists users by name.
     ///
     /// Example: bazaar users list --status pending --json
@@ -477,6 +492,23 @@ async fn users_command(command: UsersCommand, target: &Target) -> anyhow::Result
         }
         UsersCommand::Enable { username } => {
             show(&users::change(target, &username, Change::Enable).await?)
+        }
+        UsersCommand::Flags {
+            username,
+            flags,
+            clear,
+        } => {
+            if flags.is_empty() && !clear {
+                anyhow::bail!(
+                    "name the flags to set (test-order, search-ranking-v2=true), or --clear to remove them"
+                );
+            }
+            let flags = bazaar_contracts::Flags::decode(&flags.join(","))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            show(&users::set_flags(target, &username, flags).await?);
+            println!(
+                "its next token carries them (tokens already issued keep theirs until they expire)"
+            );
         }
         UsersCommand::List { status, role, json } => {
             let filter = UserFilter {

@@ -81,11 +81,38 @@ async fn token(t: &dyn Transport, s: &Settings, who: &(String, String)) -> anyho
         .with_context(|| format!("no access_token in {body}"))
 }
 
+/// Whether an access token (ours, just issued) carries the `test-order` flag. Only its
+/// claims are read, not its signature: the API checks that.
+fn carries_test_order(token: &str) -> bool {
+    use base64::Engine;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|claims| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(claims)
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+        .and_then(|claims| claims["flags"].as_str().map(String::from))
+        .and_then(|flags| bazaar_contracts::Flags::decode(&flags).ok())
+        .is_some_and(|flags| flags.test_order())
+}
+
 /// Runs the smoke test: a merchant describes, prices and stocks a product; once it is for
-/// sale, a customer orders it and the order must reach `confirmed`.
+/// sale, a customer orders it and the order must reach `confirmed`. The customer must carry
+/// the `test-order` flag, so that on production the order is charged in the provider's test
+/// mode and notifies no one: without it the test refuses to order.
 pub async fn run(t: &dyn Transport, s: &Settings, wait: Wait<'_>) -> anyhow::Result<Report> {
     let mut steps = Vec::new();
     let customer = token(t, s, &s.customer).await?;
+    if !carries_test_order(&customer) {
+        bail!(
+            "{} does not carry the test-order flag: its order would be charged and notified for real. Set it first: bazaar [--aws --stage <stage>] users flags {} test-order",
+            s.customer.0,
+            s.customer.0
+        );
+    }
     let merchant = token(t, s, &s.merchant).await?;
     steps.push(format!(
         "logged in as {} and {}",

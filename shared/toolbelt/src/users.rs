@@ -187,6 +187,21 @@ pub async fn change(
     .with_context(|| format!("{} {username}", change.as_str()))
 }
 
+/// Sets a user's feature flags (replacing those it had; none clears them): the user's next
+/// token carries them.
+pub async fn set_flags(
+    target: &Target,
+    username: &str,
+    flags: bazaar_contracts::Flags,
+) -> anyhow::Result<UserSummary> {
+    in_work(target, &format!("users:flags:{username}"), async |work| {
+        let operator = work.actor().subject.clone();
+        accounts::set_flags(work, username, flags, &operator).await
+    })
+    .await
+    .with_context(|| format!("setting the flags of {username}"))
+}
+
 /// Every user `filter` admits, by name (all pages).
 pub async fn list(target: &Target, filter: &UserFilter) -> anyhow::Result<Vec<UserSummary>> {
     let table = target.backend.table(identity_table(target)?);

@@ -67,6 +67,21 @@ async fn stack_with_users() -> Arc<Stack> {
             .await
             .unwrap();
     }
+    // The smoke customer's orders are tests.
+    let r = stack
+        .http(
+            HttpRequest::json(
+                "PUT",
+                "/users/smoke-customer/flags",
+                &serde_json::json!({ "flags": { "test-order": "true" } }),
+            )
+            .header(
+                "authorization",
+                &bazaar_embedded::identity::bearer("ops-1", &["operator"]),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     stack
 }
 
@@ -98,6 +113,37 @@ async fn the_smoke_test_places_and_confirms_an_order() {
         report.steps.last().unwrap().ends_with("confirmed"),
         "{:?}",
         report.steps
+    );
+    // A test order: charged in test mode, and nobody told.
+    let ledger = stack.provider().unwrap().ledger();
+    assert!(
+        ledger.iter().all(|c| c.test) && !ledger.is_empty(),
+        "{ledger:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_smoke_test_will_not_order_for_a_customer_without_the_test_order_flag() {
+    let stack = stack_with_users().await;
+    let identity = stack.table_of("IdentityApiFunction").unwrap();
+    identity_api::ensure_user(identity.as_ref(), "plain", "smoke-password", &["customer"])
+        .await
+        .unwrap();
+    let mut wait = || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    };
+    let mut plain = settings("tok_ok");
+    plain.customer.0 = "plain".into();
+    let err = smoke::run(&InProcess(stack.clone()), &plain, &mut wait)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("users flags plain test-order"),
+        "{err}"
+    );
+    assert!(
+        stack.provider().unwrap().ledger().is_empty(),
+        "nothing charged"
     );
 }
 

@@ -35,9 +35,31 @@ pub fn matches(query: &str, title: &str, description: &str) -> bool {
     words(query).iter().all(|w| have.contains(w))
 }
 
+/// How well a listing answers `query`, for ranking by relevance (`search-ranking-v2`): how
+/// many of the query's words its title holds, then how many its description holds. Greater
+/// is better.
+pub fn relevance(query: &str, title: &str, description: &str) -> (usize, usize) {
+    let title: std::collections::HashSet<String> = words(title).into_iter().collect();
+    let description: std::collections::HashSet<String> = words(description).into_iter().collect();
+    let query = words(query);
+    (
+        query.iter().filter(|w| title.contains(*w)).count(),
+        query.iter().filter(|w| description.contains(*w)).count(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_in_the_title_weigh_more_than_words_in_the_description() {
+        let in_title = relevance("lamp", "Desk lamp", "Bright.");
+        let in_description = relevance("lamp", "Desk", "A lamp for a desk.");
+        assert!(in_title > in_description);
+        assert_eq!(relevance("red lamp", "Red lamp", ""), (2, 0));
+        assert_eq!(relevance("", "Red lamp", ""), (0, 0));
+    }
 
     #[test]
     fn words_match_case_insensitively_in_title_or_description() {

@@ -30,6 +30,9 @@ pub struct ChargeRequest {
     pub token: String,
     /// The amount, when the order carries one.
     pub amount: Option<Money>,
+    /// Charge in the provider's test mode: the flow is a test (`test-order`), and no money
+    /// may move.
+    pub test: bool,
 }
 
 /// What the provider decided about a charge.
@@ -121,6 +124,8 @@ pub struct LedgerCharge {
     pub refunded: bool,
     /// When it was made (epoch seconds).
     pub created: i64,
+    /// Made in the provider's test mode: no money moved.
+    pub test: bool,
 }
 
 /// One page of the provider's charges, oldest first.

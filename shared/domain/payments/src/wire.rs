@@ -27,6 +27,9 @@ pub struct ChargeBody {
     /// Currency code, with the amount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// The provider's test mode: the charge is recorded as a test and takes no money.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// A charge in the provider's answers.
@@ -56,6 +59,9 @@ pub struct ChargeObject {
     /// When it was made (epoch seconds).
     #[serde(default)]
     pub created: i64,
+    /// Made in test mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// `GET /v1/charges?created_from=&starting_after=&limit=`: a page of charges, oldest first.
@@ -148,6 +154,7 @@ impl ChargeBody {
             token: request.token.clone(),
             amount_cents: request.amount.map(|m| m.amount_cents),
             currency: request.amount.map(|m| m.currency.as_str().to_string()),
+            test: request.test,
         }
     }
 }
@@ -163,7 +170,12 @@ impl ChargeObject {
             }),
             _ => None,
         };
-        let (refunded, created, reference) = (self.refunded, self.created, self.reference.clone());
+        let (refunded, created, reference, test) = (
+            self.refunded,
+            self.created,
+            self.reference.clone(),
+            self.test,
+        );
         let charge = self.into_charge()?;
         Ok(LedgerCharge {
             payment_id: charge.payment_id,
@@ -172,6 +184,7 @@ impl ChargeObject {
             amount,
             refunded,
             created,
+            test,
         })
     }
 

@@ -63,7 +63,7 @@ impl Request {
     /// The caller; 401 without a valid token, 503 when tokens cannot be checked now.
     pub fn actor(&self) -> Result<Actor, ApiError> {
         match &self.auth {
-            Auth::Caller(actor) => Ok(actor.clone()),
+            Auth::Caller(actor, _) => Ok(actor.clone()),
             Auth::Anonymous => Err(ApiError::unauthorized(
                 "this route needs an access token: send `Authorization: Bearer <token>` (POST /auth/token issues one)",
             )),
