@@ -8,7 +8,11 @@
 //! - `EVENT#<id>`: the envelope, with its type, time and correlation id;
 //! - `TYPE#<type>`, sorted by time then id: the envelopes of one type in their original order;
 //! - `TYPES`: every type seen (so that `product.*` can be expanded);
-//! - `CORR#<correlation id>`, sorted by time then id: one flow.
+//! - `CORR#<correlation id>`, sorted by time then id: one flow;
+//! - `SKU#<sku>`, sorted by time then id: a pointer (type, time, correlation id) per message
+//!   about the sku (its `sku` field, or a line of an `order.placed`), so that `bazaar trace
+//!   <sku>` finds the flows that touched it. One more write for those messages only: the
+//!   order flow's other messages name no sku.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -86,8 +90,69 @@ impl HandleEnvelope for Archiver {
             ),
             None,
         );
+        for sku in skus_of(envelope) {
+            work.put(
+                item(
+                    &Key::new(format!("{SKU_PREFIX}{sku}"), sk.as_str()),
+                    json!({
+                        "type": envelope.message_type,
+                        "time": envelope.time,
+                        "correlation_id": envelope.correlation_id,
+                    }),
+                ),
+                None,
+            );
+        }
         Ok(())
     }
+}
+
+/// The partition prefix of a sku's pointers.
+pub const SKU_PREFIX: &str = "SKU#";
+
+/// The skus a message is about: its `sku` field, or the lines of an order's placement (the
+/// one order message that names them; the rest of the order's flow is found through it).
+fn skus_of(envelope: &Envelope) -> Vec<String> {
+    let data = envelope.data.value();
+    if let Some(sku) = data.get("sku").and_then(Value::as_str) {
+        return vec![sku.to_string()];
+    }
+    if envelope.message_type != "order.placed" {
+        return Vec::new();
+    }
+    let mut skus: Vec<String> = data
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|line| line.get("sku").and_then(Value::as_str).map(String::from))
+        .collect();
+    skus.sort();
+    skus.dedup();
+    skus
+}
+
+/// The flows that touched `sku`: each correlation id once, with its first message about the
+/// sku (type and time), oldest first.
+pub async fn flows_of_sku(
+    table: &dyn Table,
+    sku: &str,
+) -> Result<Vec<(String, String, String)>, HandlerError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for i in all(table, format!("{SKU_PREFIX}{sku}")).await? {
+        let field = |name: &str| {
+            i.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let correlation_id = field("correlation_id");
+        if seen.insert(correlation_id.clone()) {
+            out.push((correlation_id, field("type"), field("time")));
+        }
+    }
+    Ok(out)
 }
 
 async fn all(

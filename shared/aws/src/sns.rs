@@ -10,16 +10,40 @@ use bazaar_platform::ports::{
 };
 
 /// Publishes envelopes to SNS topics with `PublishBatch`, at most 10 per request.
+///
+/// Each request carries the current invocation's X-Ray trace header (`X-Amzn-Trace-Id`),
+/// when there is one: a topic with active tracing passes it to its subscriptions, and Lambda
+/// continues the trace in the function an SQS queue triggers, so that AWS's own trace view
+/// joins the hops as Bazaar's `traceparent` does.
 #[derive(Clone, Debug)]
 pub struct SnsPublisher {
     client: Client,
     topics: Topics,
+    trace_header: fn() -> Option<String>,
+}
+
+/// The X-Ray trace header of the invocation being handled: the Lambda runtime sets
+/// `_X_AMZN_TRACE_ID` for each one. None outside Lambda.
+pub fn lambda_trace_header() -> Option<String> {
+    std::env::var("_X_AMZN_TRACE_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 impl SnsPublisher {
     /// A publisher for the given topics.
     pub fn new(client: Client, topics: Topics) -> Self {
-        SnsPublisher { client, topics }
+        SnsPublisher {
+            client,
+            topics,
+            trace_header: lambda_trace_header,
+        }
+    }
+
+    /// The same publisher, taking the trace header from `source` (tests; another runtime).
+    pub fn with_trace_header(mut self, source: fn() -> Option<String>) -> Self {
+        self.trace_header = source;
+        self
     }
 }
 
@@ -61,8 +85,29 @@ impl Publisher for SnsPublisher {
                             .map_err(|e| PublishError::Unavailable(Box::new(e)))?,
                     );
                 }
-                let out = self.client.publish_batch().topic_arn(&arn).set_publish_batch_request_entries(Some(entries)).send().await.map_err(|e| match e.as_service_error() {
-                    Some(aws_sdk_sns::operation::publish_batch::PublishBatchError::NotFoundException(_)) => PublishError::UnknownTopic(arn.clone()),
+                let request = self
+                    .client
+                    .publish_batch()
+                    .topic_arn(&arn)
+                    .set_publish_batch_request_entries(Some(entries));
+                let sent = match (self.trace_header)() {
+                    Some(header) => {
+                        request
+                            .customize()
+                            .mutate_request(move |r| {
+                                r.headers_mut().insert("X-Amzn-Trace-Id", header.clone());
+                            })
+                            .send()
+                            .await
+                    }
+                    None => request.send().await,
+                };
+                let out = sent.map_err(|e| match e.as_service_error() {
+                    Some(
+                        aws_sdk_sns::operation::publish_batch::PublishBatchError::NotFoundException(
+                            _,
+                        ),
+                    ) => PublishError::UnknownTopic(arn.clone()),
                     _ => PublishError::Unavailable(Box::new(e)),
                 })?;
                 failed += out.failed().len();

@@ -84,23 +84,29 @@ enum Command {
         #[arg(long)]
         correlation_id: Option<String>,
     },
-    /// Every archived message of one flow, as a tree of causes: who handled each, how long
-    /// it waited in their queue and how long their handler ran. An order's flow holds its
-    /// whole life: placement, reservation, payment, timeout, cancellation, refund, shipment,
-    /// delivery or return.
+    /// Every archived message of one flow, as a tree of causes: who handled
+    /// each, how long it waited in their queue and how long their handler ran.
+    /// An order's flow holds its whole life: placement, reservation, payment,
+    /// timeout, cancellation, refund, shipment, delivery or return.
     ///
-    /// Accepts what you hold: an order id (a storefront order's, or a channel order's
-    /// `agora-…`/`souk-…` id), a channel's own order id (`ag-1`; `agora:ag-1` when two
-    /// channels could share it), or any correlation id (a request id, for flows that are no
-    /// order's: a product created, a user signed up).
+    /// Accepts what you hold:
+    ///   an order id          a storefront order's, or a channel order's
+    ///                        (agora-…, souk-…)
+    ///   a channel's order id ag-1, or agora:ag-1 when two channels could
+    ///                        share it
+    ///   a sku                lists the flows that touched it: its product,
+    ///                        price and stock, channel sales, orders
+    ///   a correlation id     a request id, for flows that are no order's
+    ///                        (a product created, a user signed up)
     ///
     /// Examples:
     ///   bazaar trace 0b7e6a4c-2f1d-4c3e-9a53-6d2b1f0e8c71
     ///   bazaar trace agora:ag-1001
-    ///   bazaar trace 0b7e6a4c-… --otlp > flow.json   (OTLP JSON, for a trace viewer)
+    ///   bazaar trace MUG-01
+    ///   bazaar trace 0b7e6a4c-… --otlp > flow.json   (for a trace viewer)
     #[command(verbatim_doc_comment)]
     Trace {
-        /// An order id, a channel's order id (`ag-1`, `agora:ag-1`) or a correlation id.
+        /// An order id, a channel's order id (`ag-1`, `agora:ag-1`), a sku or a correlation id.
         what: String,
         /// Print JSON instead of a tree.
         #[arg(long, conflicts_with = "otlp")]
@@ -635,9 +641,28 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
         }
         Command::Trace { what, json, otlp } => {
             let Some(resolved) = bazaar_toolbelt::trace::resolve(target, &what).await? else {
-                anyhow::bail!(
-                    "nothing archived for {what:?}: not an order id, a channel's order id (agora, souk) or a correlation id the archive knows (the archiver may not have run yet)"
-                );
+                let flows = bazaar_toolbelt::trace::flows_of_sku(target, &what).await?;
+                if flows.is_empty() {
+                    anyhow::bail!(
+                        "nothing archived for {what:?}: not an order id, a channel's order id (agora, souk), a sku or a correlation id the archive knows (the archiver may not have run yet)"
+                    );
+                }
+                if otlp {
+                    anyhow::bail!(
+                        "{what} is a sku, touched by {} flows: export one of them (bazaar trace <flow> --otlp)",
+                        flows.len()
+                    );
+                }
+                if json {
+                    let value: Vec<serde_json::Value> = flows
+                        .iter()
+                        .map(|f| serde_json::json!({"correlation_id": f.correlation_id, "first_type": f.first_type, "time": f.time}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                } else {
+                    print!("{}", render::sku_flows(&what, &flows));
+                }
+                return Ok(());
             };
             let id = &resolved.correlation_id;
             let nodes = bazaar_toolbelt::trace::trace(target, id).await?;

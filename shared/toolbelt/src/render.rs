@@ -259,6 +259,30 @@ fn took(d: chrono::Duration) -> String {
     }
 }
 
+/// `bazaar trace <sku>`: the flows that touched a sku, one line each.
+pub fn sku_flows(sku: &str, flows: &[crate::trace::SkuFlow]) -> String {
+    let mut out = format!(
+        "{}\n{:<24}{:<22}flow\n",
+        cut(
+            &format!("sku {sku}: {} flows, oldest first", flows.len()),
+            WIDTH
+        ),
+        "first message",
+        "at (UTC)"
+    );
+    for f in flows {
+        let at = f.time.get(..19).unwrap_or(&f.time).replace('T', " ");
+        out.push_str(&format!(
+            "{:<24}{:<22}{}\n",
+            cut(&f.first_type, 23),
+            cut(&at, 21),
+            cut(&f.correlation_id, WIDTH - 46)
+        ));
+    }
+    out.push_str("bazaar trace <flow> shows one of them\n");
+    out
+}
+
 /// `bazaar trace`: the tree of a flow's messages; under each, who handled it, how long it
 /// waited in their queue and how long their handler ran.
 pub fn trace(correlation_id: &str, nodes: &[Node]) -> String {

@@ -152,6 +152,36 @@ pub async fn resolve(target: &Target, what: &str) -> anyhow::Result<Option<Resol
     Ok(None)
 }
 
+/// A flow that touched a sku.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuFlow {
+    /// The flow's correlation id (an order's id for an order).
+    pub correlation_id: String,
+    /// Its first message about the sku.
+    pub first_type: String,
+    /// When that message was made (RFC 3339).
+    pub time: String,
+}
+
+/// The flows that touched `sku` (its product, price and stock changes, channel sales, the
+/// orders that bought it), oldest first; empty when the text is no sku or the archive has none.
+pub async fn flows_of_sku(target: &Target, sku: &str) -> anyhow::Result<Vec<SkuFlow>> {
+    if bazaar_contracts::Sku::parse(sku).is_err() {
+        return Ok(Vec::new());
+    }
+    let archive = target.backend.table(&target.ops_table()?);
+    Ok(event_archiver::flows_of_sku(archive.as_ref(), sku)
+        .await
+        .context("reading the archive")?
+        .into_iter()
+        .map(|(correlation_id, first_type, time)| SkuFlow {
+            correlation_id,
+            first_type,
+            time,
+        })
+        .collect())
+}
+
 /// The flow of `correlation_id`, in causal order: each message after its cause, siblings by
 /// time. A message sent by a hop that joined the flow from outside it goes under the message
 /// whose handling that hop was parented on.

@@ -325,4 +325,25 @@ async fn an_order_is_one_trace_through_every_hop_its_timeout_shipment_refund_and
         trace::resolve(&target, "no-such-thing").await.unwrap(),
         None
     );
+
+    // A sku: every flow that touched it, the orders that bought it among them.
+    assert_eq!(trace::resolve(&target, "MUG-01").await.unwrap(), None);
+    let flows = trace::flows_of_sku(&target, "MUG-01").await.unwrap();
+    let ids: Vec<&str> = flows.iter().map(|f| f.correlation_id.as_str()).collect();
+    for order in [shipped.as_str(), timed_out.as_str(), order_id.as_str()] {
+        assert!(ids.contains(&order), "{order} in {ids:?}");
+    }
+    assert!(
+        flows.iter().any(|f| f.first_type == "product.updated"),
+        "its product's flows too: {flows:?}"
+    );
+    assert_eq!(ids.len(), flows.len(), "each flow once");
+    let text = render::sku_flows("MUG-01", &flows);
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    assert!(
+        trace::flows_of_sku(&target, "NO-SUCH-SKU")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
