@@ -24,6 +24,7 @@ use bazaar_channels::{ChannelId, Wanted};
 use bazaar_contracts::catalog::{Listing, ProductPublished, ProductWithdrawn, StockUpdated};
 use bazaar_platform::item::{Condition, Query, Update, record, unchanged_at};
 use bazaar_platform::sqs::Handle;
+use bazaar_platform::telemetry::{Measurement, Unit};
 use bazaar_platform::{Deps, HandlerError, Work};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -302,6 +303,21 @@ pub async fn record_outcome(
     message: Option<String>,
     confirmed: Option<&Wanted>,
 ) -> Result<(), HandlerError> {
+    if status == SyncStatus::InSync {
+        // How long the channel lagged behind Bazaar: from the change that marked the sku to
+        // the channel showing it.
+        deps.metrics.measure(&Measurement {
+            namespace: "Bazaar/Channels",
+            dimension_sets: vec![vec!["channel"]],
+            dimensions: vec![("channel", channel.as_str().to_string())],
+            values: vec![(
+                "sync_lag",
+                (deps.clock.now() - mark.at).num_milliseconds().max(0) as f64,
+                Unit::Milliseconds,
+            )],
+            at: deps.clock.now(),
+        });
+    }
     // A mark can be recorded again (its removal lost to a newer change): each unit its own.
     let base = format!("{}:{}", scope(channel, mark), deps.ids.new_id());
     if let Some(listing) = listing {

@@ -81,6 +81,19 @@ pub enum CancellationReason {
     Customer,
 }
 
+impl CancellationReason {
+    /// The reason as messages write it (`out_of_stock`, `timeout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancellationReason::OutOfStock => "out_of_stock",
+            CancellationReason::PaymentDeclined => "payment_declined",
+            CancellationReason::Timeout => "timeout",
+            CancellationReason::ChannelCancelled => "channel_cancelled",
+            CancellationReason::Customer => "customer",
+        }
+    }
+}
+
 /// `order.cancelled`: the order is final and nothing may stay held or charged for it.
 /// Inventory releases what it reserved for the order (or refuses to reserve later).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +147,11 @@ pub struct OrderConfirmed {
     /// Set when a channel sold it (the channel and its order id); absent for the storefront.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<crate::sales::Source>,
+    /// What the order is worth (the customer's charge, or what the buyer paid the channel):
+    /// the gross value business metrics count. Absent in confirmations from before it was
+    /// sent (an optional field: older consumers and messages read as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<crate::Money>,
 }
 
 crate::event!(OrderConfirmed, "order.confirmed", version 1, {
@@ -198,3 +216,21 @@ crate::event!(OrderReturned, "order.returned", version 1, {
         validate_order_id(&self.order_id)
     }
 });
+
+#[cfg(test)]
+mod reason_tests {
+    use super::CancellationReason;
+
+    #[test]
+    fn a_reasons_name_is_the_one_messages_write() {
+        for r in [
+            CancellationReason::OutOfStock,
+            CancellationReason::PaymentDeclined,
+            CancellationReason::Timeout,
+            CancellationReason::ChannelCancelled,
+            CancellationReason::Customer,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
+}

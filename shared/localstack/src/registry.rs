@@ -27,6 +27,7 @@ pub fn registry() -> BTreeMap<&'static str, Constructor> {
         ("inventory-api", constructor(inventory_api::function)),
         ("inventory-worker", constructor(inventory_worker::function)),
         ("notifier", constructor(notifier::function)),
+        ("business-metrics", constructor(business_metrics::function)),
         ("payments-webhook", constructor(payments_webhook::function)),
         ("payments-worker", constructor(payments_worker::function)),
         ("catalog-api", constructor(catalog_api::function)),

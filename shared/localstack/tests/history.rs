@@ -236,6 +236,7 @@ async fn the_checker_reports_a_lost_delivery_and_work_nobody_asked_for() {
             quantity: 1,
         }],
         source: None,
+        total: None,
     };
     let mut envelope = bazaar_contracts::Envelope::wrap(
         &confirmed,

@@ -81,6 +81,70 @@ pub struct Counters {
     pub at: DateTime<Utc>,
 }
 
+/// The unit of a measured value, as EMF names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A count.
+    Count,
+    /// A duration.
+    Milliseconds,
+    /// A number with no unit (an amount of money in minor units).
+    None,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+/// Values a function measures beyond its messages (business metrics, a channel's sync lag),
+/// as one EMF line: each value is published under every dimension set, so that one line
+/// gives, say, the gross value per currency and per source and currency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// The CloudWatch namespace (`Bazaar/Business`).
+    pub namespace: &'static str,
+    /// The dimension sets, each a list of dimension names.
+    pub dimension_sets: Vec<Vec<&'static str>>,
+    /// The dimensions' values, by name (every name of every set).
+    pub dimensions: Vec<(&'static str, String)>,
+    /// The values, by metric name, with their units.
+    pub values: Vec<(&'static str, f64, Unit)>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The EMF JSON line of a measurement.
+pub fn emf_measurement_line(m: &Measurement) -> String {
+    let metrics: Vec<serde_json::Value> = m
+        .values
+        .iter()
+        .map(|(n, _, unit)| json!({"Name": n, "Unit": unit.as_str()}))
+        .collect();
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": m.at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": m.namespace,
+                "Dimensions": m.dimension_sets,
+                "Metrics": metrics,
+            }],
+        },
+    });
+    for (n, v) in &m.dimensions {
+        line[*n] = json!(v);
+    }
+    for (n, v, _) in &m.values {
+        line[*n] = json!(v);
+    }
+    line.to_string()
+}
+
 /// Where metrics go.
 pub trait MetricsSink: Send + Sync {
     /// Records the measurements of one message.
@@ -90,6 +154,8 @@ pub trait MetricsSink: Send + Sync {
     fn gauge(&self, _gauge: &QueueGauge) {}
     /// Records a job's counts. Ignored unless the sink keeps them.
     fn counters(&self, _counters: &Counters) {}
+    /// Records a measurement. Ignored unless the sink keeps them.
+    fn measure(&self, _measurement: &Measurement) {}
 }
 
 /// The EMF JSON line of a job's counts.
@@ -135,6 +201,10 @@ impl MetricsSink for EmfStdout {
     fn counters(&self, counters: &Counters) {
         println!("{}", emf_counters_line(counters));
     }
+
+    fn measure(&self, measurement: &Measurement) {
+        println!("{}", emf_measurement_line(measurement));
+    }
 }
 
 /// Keeps metrics in memory, for tests and for the local stack's summary.
@@ -143,6 +213,7 @@ pub struct CollectedMetrics {
     messages: Mutex<Vec<MessageMetrics>>,
     gauges: Mutex<Vec<QueueGauge>>,
     counters: Mutex<Vec<Counters>>,
+    measurements: Mutex<Vec<Measurement>>,
 }
 
 impl CollectedMetrics {
@@ -170,6 +241,20 @@ impl CollectedMetrics {
     pub fn gauges(&self) -> Vec<QueueGauge> {
         self.gauges.lock().expect("metrics lock").clone()
     }
+
+    /// The measurements recorded.
+    pub fn measurements(&self) -> Vec<Measurement> {
+        self.measurements.lock().expect("metrics lock").clone()
+    }
+
+    /// Everything recorded, as the EMF lines a Lambda function would print.
+    pub fn emf_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.all().iter().map(emf_line).collect();
+        lines.extend(self.gauges().iter().map(emf_gauge_line));
+        lines.extend(self.counters().iter().map(emf_counters_line));
+        lines.extend(self.measurements().iter().map(emf_measurement_line));
+        lines
+    }
 }
 
 impl MetricsSink for CollectedMetrics {
@@ -192,6 +277,13 @@ impl MetricsSink for CollectedMetrics {
             .lock()
             .expect("metrics lock")
             .push(counters.clone());
+    }
+
+    fn measure(&self, measurement: &Measurement) {
+        self.measurements
+            .lock()
+            .expect("metrics lock")
+            .push(measurement.clone());
     }
 }
 

@@ -43,6 +43,7 @@ async fn queues_lists_every_consumer_queue_with_its_counts_and_dlq_depth() {
             .collect::<Vec<_>>(),
         [
             "AgoraBrokerQueue",
+            "BusinessMetricsQueue",
             "CatalogMergerQueue",
             "EventArchiverQueue",
             "FulfilmentWorkerQueue",

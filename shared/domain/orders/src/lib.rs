@@ -494,6 +494,7 @@ impl Order {
                 customer: self.customer.clone(),
                 items: self.items.clone(),
                 source: self.source.clone(),
+                total: self.total,
             })],
             (Status::Cancelled, Some(reason)) => {
                 let mut out = vec![Announcement::Cancelled(OrderCancelled {
