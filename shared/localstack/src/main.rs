@@ -12,7 +12,7 @@ use bazaar_localstack::gateway::{self, HttpRequest};
 use bazaar_localstack::template::LOCAL_PARAMETERS;
 use bazaar_localstack::{Stack, StackModel, StackOptions};
 use bazaar_platform::clock::SystemClock;
-use bazaar_platform::telemetry;
+use bazaar_platform::telemetry::{self, EmfFile};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -165,6 +165,13 @@ async fn load(
         options = options.with_carrier(c);
     }
     options.batching_windows = !cli.no_batching_windows;
+    // The functions' metrics as EMF lines in a file, as Lambda prints them for CloudWatch
+    // Logs: `bazaar top` reads them; rotated, so a stack left running keeps little.
+    let emf = cli.data_dir.join(EmfFile::FILE_NAME);
+    options.metrics = Arc::new(
+        EmfFile::open(&emf, EmfFile::DEFAULT_MAX_BYTES)
+            .with_context(|| format!("opening {}", emf.display()))?,
+    );
     if let Some(url) = &cli.endpoint_url {
         println!("==> provisioning the template on {url}");
         let config = bazaar_aws::load_config(Some(url)).await;
@@ -316,6 +323,9 @@ fn print_welcome(stack: &Stack, port: u16, data: &str, provider: &str) {
     println!(
         "  curl -s -X PUT {provider}/v1/switches -d '{{\"down\":true}}'   # the provider down ({{\"slow\":true}}: slow; {{}}: back)"
     );
+    println!();
+    println!("Watch it run (queues, functions, business; refreshed in place):");
+    println!("  cargo run -q -p bazaar-toolbelt --bin bazaar -- top");
     println!();
     println!("The README walks through all of it. Ctrl-C stops the stack; the data stays for the");
     println!("next start (delete .bazaar/ to start afresh).");

@@ -88,6 +88,22 @@ impl TestStack {
         self.stack.http(request).await.status
     }
 
+    /// Lists a sku of merchant-1 on a channel (`agora`, `souk`), as merchant-1 asks it.
+    pub async fn list_on(&self, channel: &str, sku: &str) {
+        let r = self
+            .stack
+            .http(
+                HttpRequest::json(
+                    "PUT",
+                    &format!("/channels/{channel}/listings/{sku}"),
+                    &json!({}),
+                )
+                .header("authorization", &bearer("merchant-1", "merchant")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+
     /// The stack's fake payment provider.
     pub fn provider(&self) -> &bazaar_fake_provider::FakeProvider {
         self.stack

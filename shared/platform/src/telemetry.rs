@@ -287,6 +287,107 @@ impl MetricsSink for CollectedMetrics {
     }
 }
 
+/// Appends EMF lines to a file, as CloudWatch Logs keeps a function's output: the local
+/// stack's metrics, where `bazaar top` reads them. Lines are written whole (one `write` of
+/// the line and its newline under a lock), so a reader never sees half a line but the last
+/// one being written. At `max_bytes` the file is renamed to `<name>.1` (the one before it
+/// dropped) and a new one begun, so a stack left running for days does not fill the disk
+/// while a reader still finds the last stretch of time in the two files.
+#[derive(Debug)]
+pub struct EmfFile {
+    path: std::path::PathBuf,
+    max_bytes: u64,
+    file: Mutex<Option<(std::fs::File, u64)>>,
+}
+
+impl EmfFile {
+    /// Where a stack keeps its metrics inside its data folder.
+    pub const FILE_NAME: &'static str = "metrics.emf";
+    /// The size at which the file is rotated by default: about 100,000 messages' lines.
+    pub const DEFAULT_MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+    /// Appends to `path` (created with its folder when missing), rotating at `max_bytes`.
+    pub fn open(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = Self::append(path)?;
+        let len = file.metadata()?.len();
+        Ok(EmfFile {
+            path: path.to_path_buf(),
+            max_bytes: max_bytes.max(1),
+            file: Mutex::new(Some((file, len))),
+        })
+    }
+
+    /// The file written to.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The rotated file beside `path` (`metrics.emf.1`).
+    pub fn rotated(path: &std::path::Path) -> std::path::PathBuf {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(".1");
+        std::path::PathBuf::from(name)
+    }
+
+    fn append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    }
+
+    /// Writes one line. A metric is not worth failing a message for: an error is logged
+    /// and the line dropped.
+    fn write(&self, line: String) {
+        use std::io::Write as _;
+        let mut guard = self.file.lock().expect("metrics file lock");
+        let result = (|| -> std::io::Result<()> {
+            if guard
+                .as_ref()
+                .is_some_and(|(_, len)| *len >= self.max_bytes)
+            {
+                *guard = None;
+                std::fs::rename(&self.path, Self::rotated(&self.path))?;
+            }
+            if guard.is_none() {
+                let file = Self::append(&self.path)?;
+                let len = file.metadata()?.len();
+                *guard = Some((file, len));
+            }
+            let (file, len) = guard.as_mut().expect("opened above");
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            file.write_all(&bytes)?;
+            *len += bytes.len() as u64;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(path = %self.path.display(), error = %e, "a metrics line was not written");
+        }
+    }
+}
+
+impl MetricsSink for EmfFile {
+    fn record(&self, metrics: &MessageMetrics) {
+        self.write(emf_line(metrics));
+    }
+
+    fn gauge(&self, gauge: &QueueGauge) {
+        self.write(emf_gauge_line(gauge));
+    }
+
+    fn counters(&self, counters: &Counters) {
+        self.write(emf_counters_line(counters));
+    }
+
+    fn measure(&self, measurement: &Measurement) {
+        self.write(emf_measurement_line(measurement));
+    }
+}
+
 /// The EMF JSON line for one message: namespace `Bazaar`, dimensions function and type.
 pub(crate) fn emf_line(m: &MessageMetrics) -> String {
     let mut metrics = vec![
@@ -454,6 +555,51 @@ pub fn init_readable_logs() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn measurement(n: usize) -> Measurement {
+        Measurement {
+            namespace: "Bazaar/Business",
+            dimension_sets: vec![vec!["source"]],
+            dimensions: vec![("source", format!("s{n}"))],
+            values: vec![("orders_placed", 1.0, Unit::Count)],
+            at: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn an_emf_file_keeps_whole_lines_and_rotates_at_its_size() {
+        let dir = std::env::temp_dir().join(format!("bazaar-emf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("nested").join(EmfFile::FILE_NAME);
+        let line_len = emf_measurement_line(&measurement(0)).len() as u64 + 1;
+        let sink = EmfFile::open(&path, line_len * 10).unwrap();
+        for n in 0..25 {
+            sink.measure(&measurement(n % 10));
+        }
+        let read = |p: &std::path::Path| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("whole JSON lines"))
+                .collect()
+        };
+        // 25 lines, 10 to a file: the first ten were dropped with the second rotation.
+        assert_eq!(read(&EmfFile::rotated(&path)).len(), 10);
+        assert_eq!(read(&path).len(), 5);
+
+        // Opened again (a restarted stack), it appends and keeps counting the size it found.
+        let again = EmfFile::open(&path, line_len * 10).unwrap();
+        for n in 0..6 {
+            again.measure(&measurement(n));
+        }
+        assert_eq!(
+            read(&path).len(),
+            1,
+            "rotated once five more lines were written"
+        );
+        assert_eq!(read(&EmfFile::rotated(&path)).len(), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_emf_line_declares_its_metrics_and_carries_their_values() {

@@ -1,7 +1,7 @@
 //! The operators' toolbelt (`bazaar`): queues and their lag, dead letters grouped by reason
-//! and moved back with an audit trail, publishing a message by hand, tracing a flow, and
-//! replaying archived events into one consumer, where each outside channel stands, and the
-//! users operators make, approve, disable and list.
+//! and moved back with an audit trail, publishing a message by hand, tracing a flow,
+//! replaying archived events into one consumer, the running stack at a glance (`top`), where
+//! each outside channel stands, and the users operators make, approve, disable and list.
 //!
 //! Every command is a function over a [`Target`]: the template's model (names and wiring) and
 //! a [`Backend`] that holds the resources, either the local stack's store or the AWS APIs
@@ -18,6 +18,7 @@ pub mod render;
 pub mod replay;
 pub mod smoke;
 pub mod target;
+pub mod top;
 pub mod trace;
 pub mod users;
 

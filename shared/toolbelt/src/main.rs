@@ -149,6 +149,32 @@ enum Command {
     /// Example: bazaar users list --status pending
     #[command(subcommand)]
     Users(UsersCommand),
+    /// The running stack at a glance, refreshed in place: per function its queue (depth,
+    /// oldest message, DLQ) and its handling over the window (messages per second, handled,
+    /// errors, p50 and p99 time), then the business (orders placed, confirmed and cancelled
+    /// per source, gross value, cancellations by reason, channel sync lag; test orders left
+    /// out). Handling and business figures come from the metrics scripts/dev writes to
+    /// <data-dir>/metrics.emf; on AWS the CloudWatch dashboards show them and top shows the
+    /// queues. Ctrl-C stops it.
+    ///
+    /// Examples:
+    ///   bazaar top
+    ///   bazaar top --once --window 1h     (one screen, for a script)
+    #[command(verbatim_doc_comment)]
+    Top {
+        /// Print one screen and stop.
+        #[arg(long)]
+        once: bool,
+        /// How far back handling and business figures reach: 30s, 5m, 1h.
+        #[arg(long, default_value = "5m", value_parser = bazaar_toolbelt::top::parse_window)]
+        window: chrono::Duration,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        every: u64,
+        /// Show idle functions too (nothing queued, dead or handled in the window).
+        #[arg(long)]
+        all: bool,
+    },
     /// Sends archived events of the given types, in their original order, into one consumer's
     /// queue only: no other consumer sees them again. Rebuilds derived state, such as the
     /// search index (see README, "Rebuilding the search index").
@@ -435,6 +461,24 @@ fn main() -> std::process::ExitCode {
                 return runtime.block_on(smoke(api, identity.as_deref(), card_token, *timeout));
             }
             let target = target(&cli.target, &runtime)?;
+            if let Command::Top {
+                once,
+                window,
+                every,
+                all,
+            } = &cli.command
+            {
+                // On AWS itself the functions' lines are in CloudWatch; on an endpoint that
+                // `scripts/dev --endpoint-url` runs, the stack still writes them here.
+                let on_aws = cli.target.aws && cli.target.endpoint_url.is_none();
+                let emf = cli
+                    .target
+                    .data_dir
+                    .join(bazaar_platform::telemetry::EmfFile::FILE_NAME);
+                let emf = (!on_aws).then_some(emf.as_path());
+                let every = Duration::from_secs(*every);
+                return runtime.block_on(top(&target, emf, *window, *once, every, *all));
+            }
             runtime.block_on(run(cli.command, &target))
         });
     match result {
@@ -447,6 +491,47 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `bazaar top`: one screen with `once`, else a screen every `every`, drawn over the last
+/// one (cursor home, each line cleared to its end, the rest of the screen cleared) so that
+/// it refreshes in place without flicker. Not on a terminal, screens follow one another.
+async fn top(
+    target: &Target,
+    emf: Option<&std::path::Path>,
+    window: chrono::Duration,
+    once: bool,
+    every: Duration,
+    all: bool,
+) -> anyhow::Result<()> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut first = true;
+    loop {
+        let screen = bazaar_toolbelt::top::snapshot(target, emf, window).await?;
+        let text = render::top(&screen, all);
+        let mut out = std::io::stdout().lock();
+        if once {
+            write!(out, "{text}")?;
+            return Ok(());
+        }
+        if terminal {
+            write!(out, "{}\x1b[H", if first { "\x1b[2J" } else { "" })?;
+            first = false;
+            for line in text.lines() {
+                writeln!(out, "{line}\x1b[K")?;
+            }
+            write!(
+                out,
+                "(every {}s; Ctrl-C stops)\x1b[K\n\x1b[J",
+                every.as_secs()
+            )?;
+        } else {
+            writeln!(out, "{text}")?;
+        }
+        out.flush()?;
+        drop(out);
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -578,6 +663,7 @@ async fn smoke(
 async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
     match command {
         Command::Smoke { .. } => unreachable!("handled before the target is read"),
+        Command::Top { .. } => unreachable!("handled before the command runs"),
         Command::Queues { json } => {
             let rows = bazaar_toolbelt::queues(target).await?;
             if json {

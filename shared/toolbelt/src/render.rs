@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::QueueRow;
 use crate::dlq::{AuditRecord, Group, Letter, Planned};
+use crate::top::{Screen, Source as TopSource};
 use crate::trace::{Handling, Node};
 
 /// The terminal width every line is kept within.
@@ -356,4 +357,162 @@ pub fn trace(correlation_id: &str, nodes: &[Node]) -> String {
         out.push_str(&wrap(&parts.join("; "), &format!("{indent}  -> ")));
     }
     out
+}
+
+/// A handling time for people: `0.08`, `3.1`, `42`, in milliseconds; `-` when none.
+fn millis(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
+        Some(ms) if ms < 100.0 => format!("{ms:.1}"),
+        Some(ms) => format!("{ms:.0}"),
+    }
+}
+
+/// A lag for people: `120ms`, `1.2s`, `3m`.
+fn lag(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 120_000.0 {
+        format!("{:.1}s", ms / 1000.0)
+    } else {
+        age(Some((ms / 1000.0) as i64))
+    }
+}
+
+/// `bazaar top`: one screen, every line within [`WIDTH`]. Functions with nothing waiting,
+/// nothing dead and nothing handled in the window are left out unless `all`.
+pub fn top(screen: &Screen, all: bool) -> String {
+    let window = age(Some(screen.window.num_seconds()));
+    let seconds = screen.window.num_seconds().max(1) as f64;
+    let mut out = cut(
+        &format!(
+            "bazaar top  {}  last {window}  {}",
+            screen.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            screen.target
+        ),
+        WIDTH,
+    );
+    out.push_str("\n\n");
+    out.push_str(&format!(
+        "{:<20} {:-^20}  {:-^34}\n",
+        "", " QUEUE ", " HANDLING "
+    ));
+    out.push_str(&format!(
+        "{:<20} {:>6} {:>6} {:>6}  {:>6} {:>6} {:>5} {:>7} {:>7}\n",
+        "FUNCTION", "DEPTH", "OLDEST", "DLQ", "MSG/S", "DONE", "ERR", "P50 ms", "P99 ms"
+    ));
+    let mut hidden = 0;
+    let mut dead = false;
+    for row in &screen.rows {
+        if !all && row.idle() {
+            hidden += 1;
+            continue;
+        }
+        let (depth, oldest, dlq) = match &row.queue {
+            Some(q) => (
+                (q.visible + q.in_flight).to_string(),
+                // An empty queue has no oldest message, whatever the backend says.
+                age(q.oldest_age_s.filter(|_| q.visible + q.in_flight > 0)),
+                q.dlq_depth.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let h = &row.handling;
+        let rate = if h.total() == 0 {
+            "0".to_string()
+        } else {
+            format!("{:.2}", h.total() as f64 / seconds)
+        };
+        let attention = row.queue.as_ref().is_some_and(|q| q.dlq_depth > 0);
+        dead |= attention;
+        out.push_str(&format!(
+            "{:<20} {:>6} {:>6} {:>6}  {:>6} {:>6} {:>5} {:>7} {:>7}{}\n",
+            cut(&row.function, 20),
+            depth,
+            oldest,
+            dlq,
+            rate,
+            h.processed,
+            h.errors(),
+            millis(h.percentile(0.50)),
+            millis(h.percentile(0.99)),
+            if attention { " !" } else { "" }
+        ));
+    }
+    if hidden > 0 {
+        out.push_str(&format!(
+            "({hidden} idle functions not shown; --all shows them)\n"
+        ));
+    }
+    if dead {
+        out.push_str("! dead letters waiting: see why with bazaar dlq list <FUNCTION>\n");
+    }
+    let missing = match &screen.source {
+        TopSource::File(_) => None,
+        TopSource::Missing(path) => Some(format!(
+            "No handling or business figures: {} does not exist. scripts/dev writes it as the functions run.",
+            path.display()
+        )),
+        TopSource::CloudWatch => Some(
+            "No handling or business figures here: on AWS they are in CloudWatch, on the stage's dashboards (bazaar-<stage>-api, -queues, -sagas, -channels, -business).".to_string(),
+        ),
+    };
+    if let Some(text) = missing {
+        out.push('\n');
+        out.push_str(&wrap(&text, ""));
+    }
+    out.push('\n');
+    let b = &screen.business;
+    if screen.source == TopSource::CloudWatch {
+        return tidy(out);
+    }
+    if b.sources.is_empty() {
+        out.push_str(&wrap(
+            &format!(
+                "BUSINESS  no order placed, confirmed or cancelled in the last {window} (test orders are left out)"
+            ),
+            "",
+        ));
+    } else {
+        out.push_str(&format!(
+            "{:<20} {:>6} {:>9} {:>9}  {}\n",
+            "BUSINESS", "PLACED", "CONFIRMED", "CANCELLED", "GROSS (minor units)"
+        ));
+        for (source, f) in &b.sources {
+            let gross = f
+                .gross
+                .iter()
+                .map(|(c, v)| format!("{c} {v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "{:<20} {:>6} {:>9} {:>9}  {}\n",
+                cut(source, 20),
+                f.placed,
+                f.confirmed,
+                f.cancelled,
+                cut(if gross.is_empty() { "-" } else { &gross }, 30)
+            ));
+        }
+    }
+    if !b.cancelled_by_reason.is_empty() {
+        let reasons = b
+            .cancelled_by_reason
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&wrap(&format!("cancelled by reason: {reasons}"), ""));
+    }
+    if !b.sync_lag_ms.is_empty() {
+        let lags = b
+            .sync_lag_ms
+            .iter()
+            .map(|(c, (last, max))| format!("{c} {} (max {})", lag(*last), lag(*max)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&wrap(&format!("channel sync lag: {lags}"), ""));
+    }
+    tidy(out)
 }

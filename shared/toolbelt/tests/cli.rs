@@ -231,6 +231,45 @@ async fn an_operator_session_reads_well_at_80_columns() {
     readable("trace", &trace.stdout);
     assert!(trace.stdout.contains("order.confirmed"), "{}", trace.stdout);
 
+    // top, once: the queues from the store; no metrics file yet, and it says so.
+    let top = bazaar(&data, &["top", "--once", "--all"]);
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    readable("top --once --all", &top.stdout);
+    assert!(top.stdout.contains("NotifierQueue") || top.stdout.contains("notifier"));
+    assert!(
+        top.stdout.contains("No handling or business figures"),
+        "{}",
+        top.stdout
+    );
+    // With the metrics a running stack writes (stamped now: top reads the wall clock).
+    {
+        use bazaar_platform::telemetry::{EmfFile, MessageMetrics, MetricsSink, Outcome};
+        let sink = EmfFile::open(&data.join(EmfFile::FILE_NAME), 1 << 20).unwrap();
+        for ms in [1.0, 2.0, 30.0] {
+            sink.record(&MessageMetrics {
+                function: "orders-saga".into(),
+                message_type: "order.placed".into(),
+                outcome: Outcome::Processed,
+                duration_ms: ms,
+                critical_time_ms: None,
+                at: chrono::Utc::now(),
+            });
+        }
+    }
+    let top = bazaar(&data, &["top", "--once", "--window", "1h"]);
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    readable("top --once --window 1h", &top.stdout);
+    let saga = top
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("orders-saga"))
+        .unwrap_or_else(|| panic!("a row for orders-saga:\n{}", top.stdout));
+    let columns: Vec<&str> = saga.split_whitespace().collect();
+    assert_eq!(columns[5..], ["3", "0", "2.00", "30.0"], "{saga}");
+    let bad = bazaar(&data, &["top", "--window", "5d"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("30s, 5m or 1h"), "{}", bad.stderr);
+
     let audit = bazaar(&data, &["dlq", "audit"]);
     assert_eq!(audit.code, 0, "{}", audit.stderr);
     readable("dlq audit", &audit.stdout);
@@ -246,6 +285,7 @@ async fn an_operator_session_reads_well_at_80_columns() {
         vec!["publish", "--help"],
         vec!["trace", "--help"],
         vec!["replay", "--help"],
+        vec!["top", "--help"],
         vec!["smoke", "--help"],
         vec!["users", "--help"],
         vec!["users", "create", "--help"],

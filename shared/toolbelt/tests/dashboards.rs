@@ -133,21 +133,6 @@ fn aws_metric(namespace: &str, name: &str, dims: &BTreeMap<String, String>) -> b
     }
 }
 
-async fn list(s: &TestStack, channel: &str, sku: &str) {
-    let r = s
-        .stack
-        .http(
-            HttpRequest::json(
-                "PUT",
-                &format!("/channels/{channel}/listings/{sku}"),
-                &json!({}),
-            )
-            .header("authorization", &bearer("merchant-1", "merchant")),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-}
-
 /// A run that makes every business outcome happen once.
 async fn run() -> TestStack {
     let s = stack();
@@ -158,8 +143,8 @@ async fn run() -> TestStack {
         json!({ "title": "Product MUG-01", "description": "For tests.", "category": "kitchen" }),
     )
     .await;
-    list(&s, "agora", "MUG-01").await;
-    list(&s, "souk", "MUG-01").await;
+    s.list_on("agora", "MUG-01").await;
+    s.list_on("souk", "MUG-01").await;
     s.stack.run_for(Duration::minutes(2)).await;
 
     let line = |q: u32| json!([{ "sku": "MUG-01", "quantity": q }]);

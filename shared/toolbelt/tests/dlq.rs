@@ -276,6 +276,23 @@ async fn three_groups_one_replayed(world: &World) {
         };
         assert_eq!(r.dlq_depth, expected, "{}", r.logical_id);
     }
+    // `bazaar top` reads the same queues, on either backend.
+    let screen = bazaar_toolbelt::top::snapshot(&world.target, None, chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    let notifier = screen
+        .rows
+        .iter()
+        .find(|r| r.function == "notifier")
+        .unwrap();
+    assert_eq!(notifier.queue.as_ref().unwrap().dlq_depth, 100);
+    let shown = bazaar_toolbelt::render::top(&screen, false);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("notifier") && l.ends_with(" !")),
+        "{shown}"
+    );
     for k in 0..20 {
         assert_eq!(
             world.notes(&format!("ord-ok-{k:03}")).await,
