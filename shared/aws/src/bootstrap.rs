@@ -34,6 +34,140 @@ pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
     .await
 }
 
+/// Why a tool cannot reach AWS or the endpoint it was given: each says what to set or start.
+#[cfg(feature = "credential-chain")]
+#[derive(Debug, thiserror::Error)]
+pub enum ToolConfigError {
+    /// No region anywhere the SDK looks.
+    #[error(
+        "no AWS region: set AWS_REGION (any region for an AWS-compatible endpoint such as moto, e.g. AWS_REGION=us-east-1), or a region in your AWS profile"
+    )]
+    NoRegion,
+    /// No credentials anywhere the SDK looks.
+    #[error(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values for moto, e.g. test and test), or AWS_PROFILE{0}"
+    )]
+    NoCredentials(String),
+    /// The endpoint does not answer.
+    #[error(
+        "nothing answers at {url} ({reason}): start it first (for moto: .venv/bin/python scripts/lib/moto_server.py -p 5000), or check the URL"
+    )]
+    Unreachable {
+        /// The endpoint.
+        url: String,
+        /// What connecting said.
+        reason: String,
+    },
+    /// The endpoint is not an `http://` or `https://` URL with a host.
+    #[error("{0} is not an endpoint URL: write it as http://HOST:PORT")]
+    BadUrl(String),
+}
+
+/// What the environment lacks for an AWS-compatible endpoint, before the SDK's chain is asked
+/// (which would try instance metadata, meaningless there, and log its failures): a region and
+/// credentials from variables or a profile. `env` is the process's environment; `profiles`
+/// whether an AWS config or credentials file exists.
+#[cfg(feature = "credential-chain")]
+pub fn missing_for_endpoint(
+    env: &BTreeMap<String, String>,
+    profiles: bool,
+) -> Option<ToolConfigError> {
+    let set = |name: &str| env.get(name).is_some_and(|v| !v.trim().is_empty());
+    let profile = profiles || set("AWS_PROFILE");
+    if !(set("AWS_REGION") || set("AWS_DEFAULT_REGION") || profile) {
+        return Some(ToolConfigError::NoRegion);
+    }
+    let keys = set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY");
+    let other = set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    if !(keys || other || profile) {
+        let half = match (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+            (true, false) => " (AWS_SECRET_ACCESS_KEY is missing)",
+            (false, true) => " (AWS_ACCESS_KEY_ID is missing)",
+            _ => "",
+        };
+        return Some(ToolConfigError::NoCredentials(half.to_string()));
+    }
+    None
+}
+
+/// [`load_config`] for a tool run by a person, checked: with an endpoint, the environment
+/// must name a region and credentials ([`missing_for_endpoint`]) and the endpoint must accept
+/// a connection; in every case the chain must find a region and credentials. Each failure
+/// says what to do, rather than the SDK's chain of providers that each failed.
+#[cfg(feature = "credential-chain")]
+pub async fn tool_config(endpoint: Option<&str>) -> Result<SdkConfig, ToolConfigError> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    if let Some(url) = endpoint {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let profiles = ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]
+            .iter()
+            .filter_map(|v| std::env::var_os(v).map(std::path::PathBuf::from))
+            .chain(
+                home.iter()
+                    .flat_map(|h| [h.join(".aws/config"), h.join(".aws/credentials")]),
+            )
+            .any(|p| p.is_file());
+        if let Some(missing) = missing_for_endpoint(&env, profiles) {
+            return Err(missing);
+        }
+        reachable(url).await?;
+    }
+    let config = load_config(endpoint).await;
+    if config.region().is_none() {
+        return Err(ToolConfigError::NoRegion);
+    }
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| ToolConfigError::NoCredentials(String::new()))?;
+    if let Err(e) = provider.provide_credentials().await {
+        return Err(ToolConfigError::NoCredentials(format!(
+            " ({})",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        )));
+    }
+    Ok(config)
+}
+
+/// Whether `url`'s host and port accept a TCP connection within three seconds.
+#[cfg(feature = "credential-chain")]
+async fn reachable(url: &str) -> Result<(), ToolConfigError> {
+    let bad = || ToolConfigError::BadUrl(url.to_string());
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(bad()),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(bad());
+    }
+    let address = match authority.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() && !authority.ends_with(']') => {
+            authority.to_string()
+        }
+        _ => format!("{authority}:{default_port}"),
+    };
+    let unreachable = |reason: String| ToolConfigError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::net::TcpStream::connect(&address),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable("no answer within 3 s".into())),
+    }
+}
+
 /// What a function's environment lacks to reach AWS.
 #[derive(Debug, thiserror::Error)]
 #[error("{0} is not set: Lambda sets it for every function (for a local run, export it)")]
@@ -289,6 +423,79 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[cfg(feature = "credential-chain")]
+    #[test]
+    fn an_endpoint_without_region_or_credentials_is_told_what_to_set() {
+        use super::{ToolConfigError, missing_for_endpoint};
+        let missing = |pairs: &[(&str, &str)], profiles| {
+            missing_for_endpoint(&env(pairs), profiles).map(|e| e.to_string())
+        };
+        let none = missing(&[], false).unwrap();
+        assert!(none.starts_with("no AWS region: set AWS_REGION"), "{none}");
+        let no_keys = missing(&[("AWS_REGION", "us-east-1")], false).unwrap();
+        assert!(
+            no_keys.contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            "{no_keys}"
+        );
+        let half = missing(
+            &[("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test")],
+            false,
+        )
+        .unwrap();
+        assert!(half.contains("AWS_SECRET_ACCESS_KEY is missing"), "{half}");
+        let blank = missing(
+            &[
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", " "),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+            ],
+            false,
+        );
+        assert!(blank.is_some(), "a blank key is no key");
+        for enough in [
+            missing(
+                &[
+                    ("AWS_REGION", "us-east-1"),
+                    ("AWS_ACCESS_KEY_ID", "test"),
+                    ("AWS_SECRET_ACCESS_KEY", "test"),
+                ],
+                false,
+            ),
+            missing(&[("AWS_PROFILE", "dev")], false),
+            missing(&[], true),
+        ] {
+            assert_eq!(enough, None);
+        }
+        assert!(matches!(
+            missing_for_endpoint(&env(&[("AWS_REGION", "eu-west-1")]), false),
+            Some(ToolConfigError::NoCredentials(_))
+        ));
+    }
+
+    #[cfg(feature = "credential-chain")]
+    #[tokio::test]
+    async fn an_endpoint_that_does_not_answer_is_named() {
+        use super::{ToolConfigError, reachable};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        reachable(&url).await.expect("a listening port answers");
+        reachable(&format!("{url}/some/path")).await.unwrap();
+        drop(listener);
+        let e = reachable(&url).await.unwrap_err();
+        assert!(
+            matches!(&e, ToolConfigError::Unreachable { url: u, .. } if *u == url),
+            "{e}"
+        );
+        assert!(e.to_string().contains("moto_server.py"), "{e}");
+        for bad in ["127.0.0.1:5000", "ftp://host", "http://", "http:///x"] {
+            assert!(
+                matches!(reachable(bad).await, Err(ToolConfigError::BadUrl(_))),
+                "{bad}"
+            );
+        }
     }
 
     const LAMBDA: &[(&str, &str)] = &[

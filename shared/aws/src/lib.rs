@@ -39,9 +39,9 @@ pub mod usage;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(feature = "credential-chain")]
-pub use bootstrap::load_config;
 pub use bootstrap::{MissingEnvironment, aws_deps, counted_deps, lambda_config, run};
+#[cfg(feature = "credential-chain")]
+pub use bootstrap::{ToolConfigError, load_config, missing_for_endpoint, tool_config};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoTable;
 #[cfg(feature = "https")]

@@ -39,23 +39,43 @@ pub struct Provisioned {
 
 impl Provisioned {
     /// A function's environment with the local stack's ARNs and URLs replaced by the
-    /// endpoint's.
+    /// endpoint's: whole values, and the values of a list of `Id=value` pairs
+    /// (`MONITORED_DLQS`).
     pub fn rebind(&self, env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         env.iter()
             .map(|(k, v)| {
-                let name = name_of(v);
-                let real = if *v == topic_arn(name) {
-                    self.topic_arns.get(name)
-                } else if *v == queue_url(name) {
-                    self.queue_urls.get(name)
-                } else if *v == queue_arn(name) {
-                    self.queue_arns.get(name)
-                } else {
-                    None
+                let value = match self.real(v) {
+                    Some(real) => real.clone(),
+                    None if v.contains('=') => v
+                        .split(',')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((id, local)) => match self.real(local) {
+                                Some(real) => format!("{id}={real}"),
+                                None => pair.to_string(),
+                            },
+                            None => pair.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => v.clone(),
                 };
-                (k.clone(), real.cloned().unwrap_or_else(|| v.clone()))
+                (k.clone(), value)
             })
             .collect()
+    }
+
+    /// The endpoint's ARN or URL for a local one.
+    fn real(&self, local: &str) -> Option<&String> {
+        let name = name_of(local);
+        if local == topic_arn(name) {
+            self.topic_arns.get(name)
+        } else if local == queue_url(name) {
+            self.queue_urls.get(name)
+        } else if local == queue_arn(name) {
+            self.queue_arns.get(name)
+        } else {
+            None
+        }
     }
 }
 

@@ -174,7 +174,7 @@ async fn load(
     );
     if let Some(url) = &cli.endpoint_url {
         println!("==> provisioning the template on {url}");
-        let config = bazaar_aws::load_config(Some(url)).await;
+        let config = bazaar_aws::tool_config(Some(url)).await?;
         return Stack::build_on_aws(model, options, config, false)
             .await
             .with_context(|| format!("running the stack on {url}"));
@@ -332,9 +332,23 @@ fn print_welcome(stack: &Stack, port: u16, data: &str, provider: &str) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init_readable_logs();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes on one line each, no backtrace: this is for people.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  because: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Dev {
             port,

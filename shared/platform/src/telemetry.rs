@@ -538,11 +538,13 @@ pub fn init_json_logs() {
 }
 
 /// Installs readable logging for the local stack and tools, on stderr so that a command's
-/// output stays clean on stdout.
+/// output stays clean on stdout. The SDK's credential chain logs each provider that found
+/// nothing (instance metadata off an EC2 machine, say) as a warning; the tools say what is
+/// missing themselves, so its warnings are left out unless `RUST_LOG` asks for them.
 pub fn init_readable_logs() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=error"));
     let _ = tracing_subscriber::fmt()
         .compact()
         .with_target(false)

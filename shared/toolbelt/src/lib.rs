@@ -16,6 +16,7 @@ pub mod dlq;
 pub mod publish;
 pub mod render;
 pub mod replay;
+pub mod sam;
 pub mod smoke;
 pub mod target;
 pub mod top;

@@ -175,6 +175,13 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// For the AWS SAM CLI: writes the --env-vars file that aims `sam local invoke` and
+    /// `sam local start-api` at the stack on an AWS-compatible endpoint (the one
+    /// `scripts/dev --endpoint-url` provisions; what is missing there is created).
+    ///
+    /// Example: bazaar --endpoint-url http://127.0.0.1:5000 sam env-vars --out target/sam-env.json
+    #[command(subcommand)]
+    Sam(SamCommand),
     /// Sends archived events of the given types, in their original order, into one consumer's
     /// queue only: no other consumer sees them again. Rebuilds derived state, such as the
     /// search index (see README, "Rebuilding the search index").
@@ -194,6 +201,23 @@ enum Command {
         /// Print what would be sent, and send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SamCommand {
+    /// Every function's variables, bound to the endpoint's tables, topics and queues, with
+    /// AWS_ENDPOINT_URL as the function's container reaches the endpoint.
+    ///
+    /// Example: bazaar --endpoint-url http://127.0.0.1:5000 sam env-vars --out target/sam-env.json
+    EnvVars {
+        /// The endpoint as the function's container reaches it (default: the endpoint, with
+        /// a loopback host replaced by host.docker.internal).
+        #[arg(long, value_name = "URL")]
+        function_endpoint_url: Option<String>,
+        /// Write the file here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -362,16 +386,60 @@ enum DlqCommand {
     Audit,
 }
 
-fn target(args: &TargetArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Target> {
+/// The template's model for the `--stage`.
+fn model(args: &TargetArgs) -> anyhow::Result<StackModel> {
     let parameters = BTreeMap::from([("Stage".to_string(), args.stage.clone())]);
-    let model = StackModel::load_local(&args.template, &parameters).with_context(|| {
+    StackModel::load_local(&args.template, &parameters).with_context(|| {
         format!(
             "reading {} (run bazaar from the repository, or pass --template)",
             args.template.display()
         )
-    })?;
+    })
+}
+
+/// `bazaar sam env-vars`.
+async fn sam_env_vars(
+    args: &TargetArgs,
+    function_endpoint: Option<&str>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let Some(endpoint) = args.endpoint_url.as_deref() else {
+        bail!(
+            "sam env-vars needs --endpoint-url: it binds the functions to a stack on an AWS-compatible endpoint (scripts/dev --endpoint-url URL provisions one)"
+        );
+    };
+    let model = model(args)?;
+    let config = bazaar_aws::tool_config(Some(endpoint)).await?;
+    let provisioned = bazaar_localstack::aws::provision(&model, &config)
+        .await
+        .with_context(|| format!("reading the stack's resources on {endpoint}"))?;
+    for change in &provisioned.changes {
+        eprintln!("on {endpoint}: {change}");
+    }
+    let function_endpoint = function_endpoint
+        .map(str::to_string)
+        .unwrap_or_else(|| bazaar_toolbelt::sam::container_endpoint(endpoint));
+    let file = bazaar_toolbelt::sam::env_vars(&model, &provisioned, &function_endpoint);
+    let text = serde_json::to_string_pretty(&file)? + "\n";
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} functions; AWS_ENDPOINT_URL={function_endpoint}). Then, for example:\n  sam local invoke OrdersSagaFunction --env-vars {} --event events/orders-saga.sqs.json --add-host host.docker.internal:host-gateway --parameter-overrides Architecture=x86_64",
+                path.display(),
+                model.functions.len(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn target(args: &TargetArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Target> {
+    let model = model(args)?;
     if args.aws || args.endpoint_url.is_some() {
-        let config = runtime.block_on(bazaar_aws::load_config(args.endpoint_url.as_deref()));
+        let config = runtime.block_on(bazaar_aws::tool_config(args.endpoint_url.as_deref()))?;
         return Ok(Target::new(
             model,
             Arc::new(bazaar_toolbelt::aws::AwsBackend::new(&config)),
@@ -459,6 +527,17 @@ fn main() -> std::process::ExitCode {
             } = &cli.command
             {
                 return runtime.block_on(smoke(api, identity.as_deref(), card_token, *timeout));
+            }
+            if let Command::Sam(SamCommand::EnvVars {
+                function_endpoint_url,
+                out,
+            }) = &cli.command
+            {
+                return runtime.block_on(sam_env_vars(
+                    &cli.target,
+                    function_endpoint_url.as_deref(),
+                    out.as_deref(),
+                ));
             }
             let target = target(&cli.target, &runtime)?;
             if let Command::Top {
@@ -664,6 +743,7 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
     match command {
         Command::Smoke { .. } => unreachable!("handled before the target is read"),
         Command::Top { .. } => unreachable!("handled before the command runs"),
+        Command::Sam(_) => unreachable!("handled before the target is read"),
         Command::Queues { json } => {
             let rows = bazaar_toolbelt::queues(target).await?;
             if json {

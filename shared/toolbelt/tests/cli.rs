@@ -383,3 +383,54 @@ async fn an_operator_session_reads_well_at_80_columns() {
     assert!(nowhere.stderr.contains("scripts/dev"), "{}", nowhere.stderr);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `bazaar --endpoint-url` without what an endpoint needs says what to set or start.
+#[test]
+fn an_endpoint_without_region_credentials_or_server_says_what_to_do() {
+    let home = std::env::temp_dir().join(format!("bazaar-cli-no-aws-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bazaar"));
+        cmd.arg("--template")
+            .arg(template())
+            .args(["--endpoint-url", &endpoint, "queues"])
+            .env("HOME", &home)
+            .env("RUST_BACKTRACE", "1");
+        for var in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.envs(env.iter().copied()).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !stderr.contains("IMDS") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+        stderr
+    };
+    assert!(run(&[]).contains("no AWS region"));
+    assert!(run(&[("AWS_REGION", "us-east-1")]).contains("no AWS credentials"));
+    let stderr = run(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]);
+    assert!(
+        stderr.contains(&format!("nothing answers at {endpoint}")),
+        "{stderr}"
+    );
+}
