@@ -1,0 +1,233 @@
+"""The real `sam local invoke`, run on three functions against a stack on moto: an SQS
+function (event-archiver: the sample event archived in the ops table), the saga on an event
+for an order it does not know (parked in its DLQ with the reason), and a scheduled function
+(queue-monitor: reads that DLQ's depth). Each effect is checked on the endpoint, and each
+invocation's output is read, since `sam local invoke` exits 0 when the function failed.
+
+    python scripts/lib/sam_local_invoke.py --bazaar target/debug/bazaar
+
+Needs a Docker engine (`docker info` answers). SAM asks for the image
+public.ecr.aws/lambda/provided:al2023-x86_64; where it is not there and cannot be pulled
+(no registry but the package ones), a stand-in is built under that name from this machine's
+C library and loader (and a static busybox, which SAM's image build runs `mv` and `chmod`
+with), and the run says so. Function binaries are the debug builds of their crates, put
+where SAM mounts a function's code (`bootstrap` in its CodeUri).
+"""
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import boto3
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+IMAGE = "public.ecr.aws/lambda/provided:al2023-x86_64"
+LIBS = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libm.so.6", "/lib/x86_64-linux-gnu/libgcc_s.so.1", "/lib64/ld-linux-x86-64.so.2"]
+# SAM runs the image with this environment set by the real base image.
+IMAGE_ENV = [
+    "ENV LANG=C.UTF-8 TZ=:/etc/localtime PATH=/usr/local/bin:/usr/bin:/bin LD_LIBRARY_PATH=/lib64:/var/runtime:/var/task LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime",
+    "WORKDIR /var/task",
+    "LABEL bazaar.stand-in=true",
+]
+FUNCTIONS = {
+    # logical id: (crate, event)
+    "EventArchiverFunction": ("event-archiver", "events/event-archiver.sqs.json"),
+    "OrdersSagaFunction": ("orders-saga", "events/orders-saga.sqs.json"),
+    "QueueMonitorFunction": ("queue-monitor", "events/queue-monitor.schedule.json"),
+}
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, text=True, capture_output=True, **kw)
+
+
+def docker_answers():
+    return shutil.which("docker") is not None and run(["docker", "info"]).returncode == 0
+
+
+def ensure_image():
+    """The base image SAM asks for: present, pulled, or a stand-in built here."""
+    present = run(["docker", "image", "inspect", "-f", '{{ index .Config.Labels "bazaar.stand-in" }}', IMAGE])
+    if present.returncode == 0:
+        # A stand-in built by an earlier run is still a stand-in.
+        return "stand-in" if present.stdout.strip() == "true" else "present"
+    if run(["docker", "pull", IMAGE]).returncode == 0:
+        return "pulled"
+    busybox = shutil.which("busybox")
+    if not busybox or "not a dynamic executable" not in (lambda r: r.stdout + r.stderr)(run(["ldd", busybox])):
+        sys.exit("no static busybox to build the stand-in image with (apt-get install busybox-static)")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = os.path.join(tmp, "rootfs.tar")
+        with tarfile.open(archive, "w") as tar:
+            for d in ["var/task", "var/runtime", "opt", "tmp", "etc", "bin", "lib64", "lib/x86_64-linux-gnu"]:
+                info = tarfile.TarInfo(d)
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o1777 if d == "tmp" else 0o755
+                tar.addfile(info)
+            for lib in LIBS:
+                tar.add(os.path.realpath(lib), arcname=lib.lstrip("/"))
+            tar.add(busybox, arcname="bin/busybox")
+            for tool in ["sh", "mv", "chmod", "cp", "rm", "ls", "cat"]:
+                link = tarfile.TarInfo(f"bin/{tool}")
+                link.type = tarfile.SYMTYPE
+                link.linkname = "busybox"
+                tar.addfile(link)
+            for name, text in [("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("etc/group", "root:x:0:\n")]:
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        cmd = ["docker", "import"]
+        for change in IMAGE_ENV:
+            cmd += ["-c", change]
+        r = run(cmd + [archive, IMAGE])
+        if r.returncode != 0:
+            sys.exit(f"building the stand-in image failed: {r.stderr}")
+    return "stand-in"
+
+
+def bridge_address():
+    """Where containers reach the host: the docker0 bridge's address."""
+    r = run(["ip", "-4", "-o", "addr", "show", "docker0"])
+    m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", r.stdout)
+    if not m:
+        sys.exit(f"no docker0 bridge address: {r.stdout or r.stderr}")
+    return m.group(1)
+
+
+def free_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, proc, log):
+    import urllib.request
+    for _ in range(200):
+        if proc.poll() is not None:
+            sys.exit(f"moto_server stopped:\n{open(log).read()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:
+            time.sleep(0.1)
+    sys.exit(f"moto_server did not answer at {url}")
+
+
+def invoke(work, env_file, logical_id, event):
+    """`sam local invoke`; returns (response, output). SAM's exit code is not enough."""
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "sam"), "local", "invoke", logical_id,
+        "-t", os.path.join(work, "template.yaml"),
+        "--env-vars", env_file,
+        "--event", os.path.join(ROOT, event),
+        "--add-host", "host.docker.internal:host-gateway",
+        "--parameter-overrides", "Architecture=x86_64",
+        "--skip-pull-image",
+    ]
+    r = run(cmd, cwd=work, env=dict(os.environ, SAM_CLI_TELEMETRY="0"))
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        raise SystemExit(f"sam local invoke {logical_id} exited {r.returncode}:\n{out[-3000:]}")
+    # The response is the last line of standard output (`null` for a scheduled function).
+    lines = r.stdout.strip().splitlines()
+    try:
+        response = json.loads(lines[-1]) if lines else None
+        answered = bool(lines)
+    except ValueError:
+        answered = False
+    if not answered or "errorMessage" in json.dumps(response) or "errorType" in out:
+        raise SystemExit(f"sam local invoke {logical_id}: the function failed:\n{out[-3000:]}")
+    return response, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bazaar", required=True, help="the bazaar toolbelt binary")
+    args = ap.parse_args()
+    if not docker_answers():
+        print("NOT CHECKED: sam local invoke (no Docker engine answers; .ci/run starts one)")
+        return 0
+    image = ensure_image()
+    print(f"base image {IMAGE}: {image}" + (" (a stand-in built from this machine's C library and loader, not AWS's image)" if image == "stand-in" else ""))
+
+    r = run(["cargo", "build", "--quiet"] + sum((["-p", c] for c, _ in FUNCTIONS.values()), []), cwd=ROOT)
+    if r.returncode != 0:
+        sys.exit(f"building the functions failed:\n{r.stderr}")
+
+    host = bridge_address()
+    port = free_port(host)
+    endpoint = f"http://{host}:{port}"
+    work = tempfile.mkdtemp(prefix="bazaar-sam-")
+    log = os.path.join(work, "moto.log")
+    moto = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts/lib/moto_server.py"), "-H", host, "-p", str(port)],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"{endpoint}/moto-api/", moto, log)
+        creds = dict(AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+        os.environ.update(creds)
+        with open(os.path.join(ROOT, "template.yaml")) as f:
+            template = f.read()
+        template = re.sub(r"CodeUri: functions/([a-z0-9-]+)/?", r"CodeUri: code/\1", template)
+        with open(os.path.join(work, "template.yaml"), "w") as f:
+            f.write(template)
+        for crate, _ in FUNCTIONS.values():
+            os.makedirs(os.path.join(work, "code", crate))
+            shutil.copy(os.path.join(ROOT, "target/debug", crate), os.path.join(work, "code", crate, "bootstrap"))
+        env_file = os.path.join(work, "env.json")
+        r = run([args.bazaar, "--template", os.path.join(ROOT, "template.yaml"), "--endpoint-url", endpoint,
+                 "sam", "env-vars", "--out", env_file, "--function-endpoint-url", f"http://host.docker.internal:{port}"])
+        if r.returncode != 0:
+            sys.exit(f"bazaar sam env-vars failed:\n{r.stderr}")
+        aws = dict(endpoint_url=endpoint, region_name="us-east-1")
+        ddb, sqs = boto3.client("dynamodb", **aws), boto3.client("sqs", **aws)
+
+        # An SQS function: the sample event archived.
+        _, event = FUNCTIONS["EventArchiverFunction"]
+        response, _ = invoke(work, env_file, "EventArchiverFunction", event)
+        assert response == {"batchItemFailures": []}, response
+        items = ddb.scan(TableName="bazaar-dev-ops")["Items"]
+        archived = [i for i in items if i["pk"]["S"].startswith("TYPE#")]
+        if not archived:
+            sys.exit(f"event-archiver: nothing archived in bazaar-dev-ops: {items[:3]}")
+        print(f"  EventArchiverFunction: archived on the endpoint ({len(items)} items in bazaar-dev-ops)")
+
+        # The saga on an order it does not know: parked in its DLQ with the reason.
+        response, out = invoke(work, env_file, "OrdersSagaFunction", FUNCTIONS["OrdersSagaFunction"][1])
+        assert response == {"batchItemFailures": []}, response
+        dlq = sqs.get_queue_url(QueueName="bazaar-dev-orders-saga-dlq")["QueueUrl"]
+        parked = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0)
+        messages = parked.get("Messages", [])
+        if len(messages) != 1:
+            sys.exit(f"orders-saga: {len(messages)} messages in its DLQ, not 1:\n{out[-2000:]}")
+        print(f"  OrdersSagaFunction: parked in bazaar-dev-orders-saga-dlq ({json.dumps(messages[0].get('MessageAttributes', {}))[:120]})")
+
+        # A scheduled function: reads that depth.
+        response, out = invoke(work, env_file, "QueueMonitorFunction", FUNCTIONS["QueueMonitorFunction"][1])
+        depths = [json.loads(l) for l in out.splitlines() if l.startswith("{") and '"Bazaar/Queues"' in l]
+        saga = [d for d in depths if d.get("queue") == "OrdersSagaDLQ"]
+        if not saga or saga[0].get("visible", 0) + saga[0].get("in_flight", 0) < 1:
+            sys.exit(f"queue-monitor: no depth of 1 for OrdersSagaDLQ:\n{out[-2000:]}")
+        print(f"  QueueMonitorFunction: read {len(depths)} queue depths, OrdersSagaDLQ {saga[0].get('visible')} visible")
+        print(f"sam local invoke: 3 functions ran in Docker ({'stand-in image' if image == 'stand-in' else IMAGE}) against moto; effects checked")
+        return 0
+    finally:
+        moto.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
