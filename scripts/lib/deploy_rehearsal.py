@@ -69,6 +69,43 @@ def stub_code(s3, resources):
             s3.put_object(Bucket=code["S3Bucket"], Key=code["S3Key"], Body=buf.getvalue())
 
 
+def moto_aliases(cfn_template):
+    """moto's CloudFormation models no `AWS::Lambda::Alias`: a reference to one resolves to
+    nothing (a permission naming an alias fails with a server error). So that the rest is
+    rehearsed, what names an alias names its function's ARN here (`Ref`, and `${Alias}` in
+    `Fn::Sub`); the aliases and their deployment groups are still in the stack. Returns the
+    template and how many aliases were so pointed at their functions."""
+    t = copy.deepcopy(cfn_template)
+    target = {}
+    for rid, r in t["Resources"].items():
+        if r.get("Type") == "AWS::Lambda::Alias":
+            fn = (r.get("Properties") or {}).get("FunctionName")
+            if isinstance(fn, dict) and "Ref" in fn:
+                target[rid] = fn["Ref"]
+
+    def walk(v):
+        if isinstance(v, dict):
+            if set(v) == {"Ref"} and v["Ref"] in target:
+                # An alias's Ref is its ARN.
+                return {"Fn::GetAtt": [target[v["Ref"]], "Arn"]}
+            if "Fn::Sub" in v:
+                sub = v["Fn::Sub"]
+                text = sub if isinstance(sub, str) else sub[0]
+                for alias, fn in target.items():
+                    text = text.replace("${" + alias + "}", "${" + fn + ".Arn}")
+                v = dict(v, **{"Fn::Sub": text if isinstance(sub, str) else [text] + [walk(x) for x in sub[1:]]})
+                return v
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    for rid, r in t["Resources"].items():
+        if r.get("Type") != "AWS::Lambda::Alias":
+            t["Resources"][rid] = walk(r)
+    return t, len(target)
+
+
 def parameters(stage, extra=None):
     values = dict(template_policy.PARAMETERS, Stage=stage, Architecture="x86_64")
     values.update(extra or {})
@@ -101,6 +138,9 @@ def rehearse(c, cfn_template, stage, quiet=False):
     cfn, s3, lam = c.cfn, c.s3, c.lam
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     listed = []
+    cfn_template, pointed = moto_aliases(cfn_template)
+    if pointed:
+        say(f"  {pointed} aliases: moto models none, so what calls an alias calls its function here")
     resources = cfn_template["Resources"]
     stub_code(s3, resources)
     name = f"bazaar-{stage}"
@@ -169,6 +209,8 @@ def retained(c, cfn_template, listed):
     for rid, r in cfn_template["Resources"].items():
         if r.get("DeletionPolicy") != "Retain" or rid not in physical:
             continue
+        if r["Type"] == "AWS::Lambda::Version":
+            continue  # SAM keeps published versions on purpose; they go with their function
         if r["Type"] != "AWS::DynamoDB::Table":
             raise Refused(f"delete: {rid} ({r['Type']}) is retained; the rehearsal only knows retained tables")
         try:

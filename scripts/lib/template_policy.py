@@ -12,7 +12,9 @@ Rules:
     subscription has a redrive policy (its own DLQ);
   - every table has point-in-time recovery;
   - every SQS event source mapping reports batch item failures and caps its concurrency;
-  - every HTTP API stage throttles its routes.
+  - every HTTP API stage throttles its routes;
+  - every function is published under an alias with a CodeDeploy deployment group whose
+    alarms stop and roll back a deployment, and every SQS trigger calls the alias.
 """
 
 import copy
@@ -176,6 +178,33 @@ def violations(cfn):
         if p.get("TracingConfig") != "Active":
             out.append(f"{rid}: a topic without active tracing")
 
+    # Gradual deploys: every function published under an alias that CodeDeploy shifts, with
+    # alarms that stop and roll a deployment back; its triggers call the alias.
+    aliases = {}
+    for rid, p in by_type.get("AWS::Lambda::Alias", []):
+        aliases[_ref_name(p.get("FunctionName"))] = rid
+    groups = dict(by_type.get("AWS::CodeDeploy::DeploymentGroup", []))
+    for rid, p in by_type.get("AWS::Lambda::Function", []):
+        alias = aliases.get(rid)
+        if alias is None:
+            out.append(f"{rid}: a function without an alias (AutoPublishAlias)")
+            continue
+        update = (resources[alias].get("UpdatePolicy") or {}).get("CodeDeployLambdaAliasUpdate") or {}
+        group = groups.get(_ref_name(update.get("DeploymentGroupName")) or "")
+        if group is None:
+            out.append(f"{rid}: a function deployed without a deployment preference")
+            continue
+        alarms = group.get("AlarmConfiguration") or {}
+        if not alarms.get("Enabled") or not alarms.get("Alarms"):
+            out.append(f"{rid}: a deployment without alarms to roll it back")
+        rollback = group.get("AutoRollbackConfiguration") or {}
+        if not rollback.get("Enabled") or "DEPLOYMENT_STOP_ON_ALARM" not in (rollback.get("Events") or []):
+            out.append(f"{rid}: a deployment that does not roll back on an alarm")
+    alias_ids = set(aliases.values())
+    for rid, p in by_type.get("AWS::Lambda::EventSourceMapping", []):
+        if _ref_name(p.get("FunctionName")) not in alias_ids:
+            out.append(f"{rid}: a trigger that calls the function, not its alias")
+
     for rid, p in by_type.get("AWS::ApiGatewayV2::Stage", []):
         s = p.get("DefaultRouteSettings") or {}
         if not s.get("ThrottlingBurstLimit") or not s.get("ThrottlingRateLimit"):
@@ -240,7 +269,20 @@ def _mutants(sam):
         "a topic's tracing removed": m(lambda res: res[topic]["Properties"].pop("TracingConfig")),
         "a function's tracing passive": m(lambda res: res[sqs_fn]["Properties"].__setitem__("Tracing", "PassThrough")),
         "a role that may not write traces": m(xray_removed),
+        "a function's deployment preference removed": m(lambda res: res[sqs_fn]["Properties"].pop("DeploymentPreference")),
+        "a deployment's alarms removed": m(lambda res: res[sqs_fn]["Properties"]["DeploymentPreference"].pop("Alarms")),
+        "functions published without an alias": _without_alias(sam),
     }
+
+
+def _without_alias(sam):
+    t = copy.deepcopy(sam)
+    t["Globals"]["Function"].pop("AutoPublishAlias", None)
+    for v in t["Resources"].values():
+        if v["Type"] == "AWS::Serverless::Function":
+            v["Properties"].pop("AutoPublishAlias", None)
+            v["Properties"].pop("DeploymentPreference", None)
+    return t
 
 
 def main():
