@@ -1,4 +1,6 @@
-"""The real `sam local invoke`, run on three functions against a stack on moto: an SQS
+"""The real `sam local invoke`, run on four functions against a stack on moto: an HTTP
+function with a token (catalog-api: `PUT /products/MUG-01` as a merchant, the product stored;
+the token's issuer is served here, where the container fetches its keys), an SQS
 function (event-archiver: the sample event archived in the ops table), the saga on an event
 for an order it does not know (parked in its DLQ with the reason), and a scheduled function
 (queue-monitor: reads that DLQ's depth). Each effect is checked on the endpoint, and each
@@ -15,6 +17,8 @@ where SAM mounts a function's code (`bootstrap` in its CodeUri).
 """
 
 import argparse
+import base64
+import http.server
 import io
 import json
 import os
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 
 import boto3
@@ -40,6 +45,7 @@ IMAGE_ENV = [
 ]
 FUNCTIONS = {
     # logical id: (crate, event)
+    "CatalogApiFunction": ("catalog-api", "events/catalog-api.put-product.json"),
     "EventArchiverFunction": ("event-archiver", "events/event-archiver.sqs.json"),
     "OrdersSagaFunction": ("orders-saga", "events/orders-saga.sqs.json"),
     "QueueMonitorFunction": ("queue-monitor", "events/queue-monitor.schedule.json"),
@@ -125,13 +131,64 @@ def wait_http(url, proc, log):
     sys.exit(f"moto_server did not answer at {url}")
 
 
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Issuer:
+    """A token issuer for the HTTP function: an RSA key whose JWKS (and an empty revocation
+    list) is served on `host:port`, where the function's container fetches it, as it
+    fetches the identity service's on AWS."""
+
+    def __init__(self, host, port):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = self.key.public_key().public_numbers()
+        length = lambda n: n.to_bytes((n.bit_length() + 7) // 8, "big")
+        jwks = {"keys": [{"kty": "RSA", "kid": "sam-local-test", "alg": "RS256", "use": "sig",
+                          "n": b64url(length(numbers.n)), "e": b64url(length(numbers.e))}]}
+        pages = {"/.well-known/jwks.json": jwks, "/.well-known/revoked-sessions.json": {"sessions": []}}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                page = pages.get(self.path)
+                body = json.dumps(page).encode()
+                self.send_response(200 if page is not None else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, issuer, audience, subject, roles):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "kid": "sam-local-test"}
+        claims = {"iss": issuer, "sub": subject, "aud": audience, "roles": roles, "iat": now,
+                  "nbf": now, "exp": now + 900, "jti": f"sam-{now}", "sid": f"sam-{now}"}
+        signing = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        signature = self.key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing}.{b64url(signature)}"
+
+    def stop(self):
+        self.server.shutdown()
+
+
 def invoke(work, env_file, logical_id, event):
     """`sam local invoke`; returns (response, output). SAM's exit code is not enough."""
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "sam"), "local", "invoke", logical_id,
         "-t", os.path.join(work, "template.yaml"),
         "--env-vars", env_file,
-        "--event", os.path.join(ROOT, event),
+        "--event", event if os.path.isabs(event) else os.path.join(ROOT, event),
         "--add-host", "host.docker.internal:host-gateway",
         "--parameter-overrides", "Architecture=x86_64",
         "--skip-pull-image",
@@ -195,6 +252,42 @@ def main():
         aws = dict(endpoint_url=endpoint, region_name="us-east-1")
         ddb, sqs = boto3.client("dynamodb", **aws), boto3.client("sqs", **aws)
 
+        # An HTTP function with a token: its issuer's keys served where the container
+        # fetches them, the token signed by that issuer, the product stored on the endpoint.
+        issuer_port = free_port(host)
+        issuer = Issuer(host, issuer_port)
+        with open(env_file) as f:
+            env = json.load(f)
+        catalog = env["CatalogApiFunction"]
+        catalog["JWT_ISSUER"] = f"http://host.docker.internal:{issuer_port}"
+        with open(env_file, "w") as f:
+            json.dump(env, f)
+        token = issuer.token(catalog["JWT_ISSUER"], catalog["JWT_AUDIENCE"], "merchant-1", ["merchant"])
+        with open(os.path.join(ROOT, FUNCTIONS["CatalogApiFunction"][1])) as f:
+            request = json.load(f)
+        request["headers"]["authorization"] = f"Bearer {token}"
+        event_file = os.path.join(work, "put-product.json")
+        with open(event_file, "w") as f:
+            json.dump(request, f)
+        # First with the signature spoiled: refused, so the one that passes was checked.
+        spoiled = dict(request, headers=dict(request["headers"], authorization=f"Bearer {token[:-6]}AAAAAA"))
+        spoiled_file = os.path.join(work, "put-product-spoiled.json")
+        with open(spoiled_file, "w") as f:
+            json.dump(spoiled, f)
+        try:
+            refused, out = invoke(work, env_file, "CatalogApiFunction", spoiled_file)
+            if not (isinstance(refused, dict) and refused.get("statusCode") == 401):
+                sys.exit(f"catalog-api: a spoiled token was not refused: {refused}\n{out[-2000:]}")
+            response, out = invoke(work, env_file, "CatalogApiFunction", event_file)
+        finally:
+            issuer.stop()
+        if not (isinstance(response, dict) and 200 <= response.get("statusCode", 0) < 300):
+            sys.exit(f"catalog-api: PUT {request['rawPath']} answered {response}:\n{out[-2000:]}")
+        items = ddb.scan(TableName=catalog["TABLE_NAME"])["Items"]
+        if not any("MUG-01" in json.dumps(i) for i in items):
+            sys.exit(f"catalog-api: no MUG-01 in {catalog['TABLE_NAME']}: {items[:3]}")
+        print(f"  CatalogApiFunction: PUT /products/MUG-01 with a token answered {response['statusCode']} (401 with a spoiled signature); the product is in {catalog['TABLE_NAME']}")
+
         # An SQS function: the sample event archived.
         _, event = FUNCTIONS["EventArchiverFunction"]
         response, _ = invoke(work, env_file, "EventArchiverFunction", event)
@@ -222,7 +315,7 @@ def main():
         if not saga or saga[0].get("visible", 0) + saga[0].get("in_flight", 0) < 1:
             sys.exit(f"queue-monitor: no depth of 1 for OrdersSagaDLQ:\n{out[-2000:]}")
         print(f"  QueueMonitorFunction: read {len(depths)} queue depths, OrdersSagaDLQ {saga[0].get('visible')} visible")
-        print(f"sam local invoke: 3 functions ran in Docker ({'stand-in image' if image == 'stand-in' else IMAGE}) against moto; effects checked")
+        print(f"sam local invoke: 4 functions (HTTP with a token, SQS, DLQ, schedule) ran in Docker ({'stand-in image' if image == 'stand-in' else IMAGE}) against moto; effects checked")
         return 0
     finally:
         moto.terminate()
