@@ -1,6 +1,7 @@
 """The real `sam local invoke`, run on four functions against a stack on moto: an HTTP
 function with a token (catalog-api: `PUT /products/MUG-01` as a merchant, the product stored;
-the token's issuer is served here, where the container fetches its keys), an SQS
+the token's issuer is served here, where the container fetches its keys; then the same
+function behind `sam local start-api` answers `GET /products/MUG-01` with it), an SQS
 function (event-archiver: the sample event archived in the ops table), the saga on an event
 for an order it does not know (parked in its DLQ with the reason), and a scheduled function
 (queue-monitor: reads that DLQ's depth). Each effect is checked on the endpoint, and each
@@ -182,6 +183,24 @@ class Issuer:
         self.server.shutdown()
 
 
+def start_api_get(api, log, url):
+    """GET `url` once `sam local start-api` listens (the first call also starts a container)."""
+    import urllib.error
+    import urllib.request
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if api.poll() is not None:
+            sys.exit(f"sam local start-api stopped:\n{open(log).read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            time.sleep(0.5)
+    sys.exit(f"sam local start-api did not answer at {url}:\n{open(log).read()[-2000:]}")
+
+
 def invoke(work, env_file, logical_id, event):
     """`sam local invoke`; returns (response, output). SAM's exit code is not enough."""
     cmd = [
@@ -286,6 +305,30 @@ def main():
         items = ddb.scan(TableName=catalog["TABLE_NAME"])["Items"]
         if not any("MUG-01" in json.dumps(i) for i in items):
             sys.exit(f"catalog-api: no MUG-01 in {catalog['TABLE_NAME']}: {items[:3]}")
+        # The same function behind `sam local start-api`: the public route reads the product.
+        api_port = free_port("127.0.0.1")
+        api_log = os.path.join(work, "start-api.log")
+        api = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "sam"), "local", "start-api",
+             "-t", os.path.join(work, "template.yaml"), "--env-vars", env_file,
+             "--add-host", "host.docker.internal:host-gateway",
+             "--parameter-overrides", "Architecture=x86_64", "--skip-pull-image",
+             "--host", "127.0.0.1", "--port", str(api_port)],
+            cwd=work, stdout=open(api_log, "w"), stderr=subprocess.STDOUT,
+            env=dict(os.environ, SAM_CLI_TELEMETRY="0"),
+        )
+        try:
+            got = start_api_get(api, api_log, f"http://127.0.0.1:{api_port}/products/MUG-01")
+        finally:
+            api.terminate()
+            try:
+                api.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                api.kill()
+        status, body = got
+        if status != 200 or json.loads(body).get("sku") != "MUG-01":
+            sys.exit(f"sam local start-api: GET /products/MUG-01 answered {status} {body[:300]}")
+        print("  CatalogApiFunction behind sam local start-api: GET /products/MUG-01 answered 200 with the product")
         print(f"  CatalogApiFunction: PUT /products/MUG-01 with a token answered {response['statusCode']} (401 with a spoiled signature); the product is in {catalog['TABLE_NAME']}")
 
         # An SQS function: the sample event archived.
@@ -315,7 +358,7 @@ def main():
         if not saga or saga[0].get("visible", 0) + saga[0].get("in_flight", 0) < 1:
             sys.exit(f"queue-monitor: no depth of 1 for OrdersSagaDLQ:\n{out[-2000:]}")
         print(f"  QueueMonitorFunction: read {len(depths)} queue depths, OrdersSagaDLQ {saga[0].get('visible')} visible")
-        print(f"sam local invoke: 4 functions (HTTP with a token, SQS, DLQ, schedule) ran in Docker ({'stand-in image' if image == 'stand-in' else IMAGE}) against moto; effects checked")
+        print(f"sam local invoke and start-api: 4 functions (HTTP with a token, SQS, DLQ, schedule) ran in Docker ({'stand-in image' if image == 'stand-in' else IMAGE}) against moto; effects checked")
         return 0
     finally:
         moto.terminate()
