@@ -21,10 +21,12 @@ seed=${ST_SEED:-1}
 port=$(free_port)
 provider_port=$(free_port)
 marketplace_port=$(free_port)
+carrier_port=$(free_port)
 data=$(mktemp -d)
 mkdir -p target
 "$bin" --template template.yaml --data-dir "$data" dev --in-memory \
-  --port "$port" --provider-port "$provider_port" --marketplace-port "$marketplace_port" >target/schemathesis-stack.log 2>&1 &
+  --port "$port" --provider-port "$provider_port" --marketplace-port "$marketplace_port" \
+  --carrier-port "$carrier_port" >target/schemathesis-stack.log 2>&1 &
 stack=$!
 trap 'kill $stack 2>/dev/null || true; rm -rf "$data"' EXIT
 base="http://127.0.0.1:$port"
