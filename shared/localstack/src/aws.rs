@@ -44,21 +44,7 @@ impl Provisioned {
     pub fn rebind(&self, env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         env.iter()
             .map(|(k, v)| {
-                let value = match self.real(v) {
-                    Some(real) => real.clone(),
-                    None if v.contains('=') => v
-                        .split(',')
-                        .map(|pair| match pair.split_once('=') {
-                            Some((id, local)) => match self.real(local) {
-                                Some(real) => format!("{id}={real}"),
-                                None => pair.to_string(),
-                            },
-                            None => pair.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    None => v.clone(),
-                };
+                let value = map_values(v, |one| self.real(one).cloned());
                 (k.clone(), value)
             })
             .collect()
@@ -77,6 +63,26 @@ impl Provisioned {
             None
         }
     }
+}
+
+/// `value` with `change` applied to it whole or, where it does not apply to the whole, to each
+/// value of a list of `Id=value` pairs (`MONITORED_DLQS`); what `change` leaves (`None`)
+/// stays as it was.
+pub fn map_values(value: &str, change: impl Fn(&str) -> Option<String>) -> String {
+    if let Some(whole) = change(value) {
+        return whole;
+    }
+    if !value.contains('=') {
+        return value.to_string();
+    }
+    value
+        .split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((id, v)) => change(v).map_or_else(|| pair.to_string(), |c| format!("{id}={c}")),
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn err(service: &str, e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {

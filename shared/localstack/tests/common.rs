@@ -88,6 +88,21 @@ impl TestStack {
         self.stack.http(request).await.status
     }
 
+    /// Stocks `sku` (20 units), gives it a category souk takes, lists it on agora and souk,
+    /// and waits the two minutes their brokers take to list it.
+    pub async fn listed_everywhere(&self, sku: &str) {
+        self.set_stock(sku, 20).await;
+        // A category souk knows (it refuses others).
+        self.merchant_put(
+            &format!("/products/{sku}"),
+            json!({ "title": format!("Product {sku}"), "description": "For tests.", "category": "kitchen" }),
+        )
+        .await;
+        self.list_on("agora", sku).await;
+        self.list_on("souk", sku).await;
+        self.stack.run_for(chrono::Duration::minutes(2)).await;
+    }
+
     /// Lists a sku of merchant-1 on a channel (`agora`, `souk`), as merchant-1 asks it.
     pub async fn list_on(&self, channel: &str, sku: &str) {
         let r = self

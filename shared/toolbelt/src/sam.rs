@@ -58,21 +58,9 @@ pub fn env_vars(model: &StackModel, provisioned: &Provisioned, function_endpoint
 
 /// A value with its URLs as a container reaches them: a URL, or a list of `Id=URL` pairs.
 fn in_container(value: &str) -> String {
-    let url = |v: &str| v.starts_with("http://") || v.starts_with("https://");
-    if url(value) {
-        return container_endpoint(value);
-    }
-    if !value.contains('=') {
-        return value.to_string();
-    }
-    value
-        .split(',')
-        .map(|pair| match pair.split_once('=') {
-            Some((id, v)) if url(v) => format!("{id}={}", container_endpoint(v)),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    bazaar_localstack::aws::map_values(value, |v| {
+        (v.starts_with("http://") || v.starts_with("https://")).then(|| container_endpoint(v))
+    })
 }
 
 #[cfg(test)]

@@ -136,16 +136,7 @@ fn aws_metric(namespace: &str, name: &str, dims: &BTreeMap<String, String>) -> b
 /// A run that makes every business outcome happen once.
 async fn run() -> TestStack {
     let s = stack();
-    s.set_stock("MUG-01", 20).await;
-    // A category souk knows (it refuses others).
-    s.merchant_put(
-        "/products/MUG-01",
-        json!({ "title": "Product MUG-01", "description": "For tests.", "category": "kitchen" }),
-    )
-    .await;
-    s.list_on("agora", "MUG-01").await;
-    s.list_on("souk", "MUG-01").await;
-    s.stack.run_for(Duration::minutes(2)).await;
+    s.listed_everywhere("MUG-01").await;
 
     let line = |q: u32| json!([{ "sku": "MUG-01", "quantity": q }]);
     let confirmed = s.placed("customer-1", "k-ok", line(1)).await;

@@ -43,16 +43,7 @@ async fn top_shows_queues_handling_and_the_business_of_the_window() {
     let s = stack_with(|o| o.metrics = sink.clone());
     let target = target(&s);
 
-    s.set_stock("MUG-01", 20).await;
-    // A category souk knows (it refuses others).
-    s.merchant_put(
-        "/products/MUG-01",
-        json!({ "title": "Product MUG-01", "description": "For tests.", "category": "kitchen" }),
-    )
-    .await;
-    s.list_on("agora", "MUG-01").await;
-    s.list_on("souk", "MUG-01").await;
-    s.stack.run_for(Duration::minutes(2)).await;
+    s.listed_everywhere("MUG-01").await;
 
     let line = |q: u32| json!([{ "sku": "MUG-01", "quantity": q }]);
     let confirmed = s.placed("customer-1", "k-ok", line(2)).await;
