@@ -206,11 +206,11 @@ def invoke(work, env_file, logical_id, event):
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "sam"), "local", "invoke", logical_id,
         "-t", os.path.join(work, "template.yaml"),
+        # The project's samconfig.toml gives the rest (the host gateway, the architecture,
+        # no image pull), as it does for a developer: a setting missing there fails here.
+        "--config-file", os.path.join(ROOT, "samconfig.toml"),
         "--env-vars", env_file,
         "--event", event if os.path.isabs(event) else os.path.join(ROOT, event),
-        "--add-host", "host.docker.internal:host-gateway",
-        "--parameter-overrides", "Architecture=x86_64",
-        "--skip-pull-image",
     ]
     r = run(cmd, cwd=work, env=dict(os.environ, SAM_CLI_TELEMETRY="0"))
     out = r.stdout + r.stderr
@@ -310,9 +310,8 @@ def main():
         api_log = os.path.join(work, "start-api.log")
         api = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "sam"), "local", "start-api",
-             "-t", os.path.join(work, "template.yaml"), "--env-vars", env_file,
-             "--add-host", "host.docker.internal:host-gateway",
-             "--parameter-overrides", "Architecture=x86_64", "--skip-pull-image",
+             "-t", os.path.join(work, "template.yaml"),
+             "--config-file", os.path.join(ROOT, "samconfig.toml"), "--env-vars", env_file,
              "--host", "127.0.0.1", "--port", str(api_port)],
             cwd=work, stdout=open(api_log, "w"), stderr=subprocess.STDOUT,
             env=dict(os.environ, SAM_CLI_TELEMETRY="0"),

@@ -20,6 +20,7 @@ Rules:
 import copy
 import logging
 import json
+import re
 import os
 import sys
 
@@ -51,16 +52,13 @@ def _tag(loader, suffix, node):
 _Loader.add_multi_constructor("!", _tag)
 
 PARAMETERS = {
-    "PaymentsWebhookSecret": "policy-check-secret-0123",
-    "AgoraWebhookSecret": "policy-check-agora-secret",
-    "CarrierWebhookSecret": "policy-check-carrier-secret",
     "AgoraUrl": "https://agora.example",
-    "AgoraPartnerKey": "policy-check-agora-key",
     "SoukUrl": "https://souk.example",
-    "SoukPartnerKey": "policy-check-souk-key",
     "PaymentProviderUrl": "https://provider.example",
-    "PaymentProviderApiKey": "sk_policy_check",
 }
+
+# A variable whose name says it holds a secret; it may only name one (`<NAME>_SECRET_ARN`).
+SECRET_WORDS = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|CREDENTIAL|(^|_)KEY($|_)|APIKEY")
 
 
 class _NoNetworkPolicies:
@@ -205,12 +203,79 @@ def violations(cfn):
         if _ref_name(p.get("FunctionName")) not in alias_ids:
             out.append(f"{rid}: a trigger that calls the function, not its alias")
 
+    # Secrets: none in a function's environment, each function may read its own alone.
+    out.extend(_secret_violations(cfn, by_type, roles))
+
     for rid, p in by_type.get("AWS::ApiGatewayV2::Stage", []):
         s = p.get("DefaultRouteSettings") or {}
         if not s.get("ThrottlingBurstLimit") or not s.get("ThrottlingRateLimit"):
             out.append(f"{rid}: an HTTP API stage without throttling")
     if not by_type.get("AWS::ApiGatewayV2::Stage") and by_type.get("AWS::ApiGatewayV2::Api"):
         out.append("HTTP APIs without a stage to carry throttling")
+    return out
+
+
+def _secret_violations(cfn, by_type, roles):
+    """No secret in an environment: no variable that refers to a NoEcho parameter or resolves
+    a dynamic reference to Secrets Manager or an SSM SecureString (CloudFormation would write
+    the plaintext into the function's configuration), and no variable named like a secret
+    unless it is `<NAME>_SECRET_ARN` naming a secret of the template. A role reads with
+    `secretsmanager:GetSecretValue` exactly the secrets its function's environment names."""
+    out = []
+    noecho = {k for k, v in (cfn.get("Parameters") or {}).items()
+              if str(v.get("NoEcho", "")).lower() == "true"}
+    secrets = {rid for rid, _ in by_type.get("AWS::SecretsManager::Secret", [])}
+
+    def refs(value):
+        if isinstance(value, dict):
+            if "Ref" in value:
+                yield value["Ref"]
+            for v in value.values():
+                yield from refs(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from refs(v)
+        elif isinstance(value, str):
+            for name in re.findall(r"\$\{([A-Za-z0-9]+)\}", value):
+                yield name
+
+    for rid, p in by_type.get("AWS::Lambda::Function", []):
+        variables = ((p.get("Environment") or {}).get("Variables") or {})
+        named = set()
+        for name, value in variables.items():
+            text = json.dumps(value)
+            if re.search(r"\{\{resolve:(secretsmanager|ssm-secure):", text):
+                out.append(f"{rid}: {name} resolves a secret into the environment")
+                continue
+            leaked = [r for r in refs(value) if r in noecho]
+            if leaked:
+                out.append(f"{rid}: {name} puts the NoEcho parameter {leaked[0]} in the environment")
+                continue
+            if name.endswith("_SECRET_ARN"):
+                target = _ref_name(value)
+                if target not in secrets:
+                    out.append(f"{rid}: {name} does not name a secret of the template")
+                else:
+                    named.add(target)
+            elif SECRET_WORDS.search(name) and not name.endswith(("_ARN", "_NAME", "_URL")):
+                out.append(f"{rid}: {name} looks like a secret held in the environment (name it by ARN, {name}_SECRET_ARN)")
+        role = roles.get(_ref_name(p.get("Role")) or "")
+        readable = set()
+        for pol in (role or {}).get("Policies", []) or []:
+            for st in _as_list((pol.get("PolicyDocument") or {}).get("Statement", [])):
+                actions = _as_list(st.get("Action", []))
+                if not any(isinstance(a, str) and a.startswith("secretsmanager:") for a in actions):
+                    continue
+                for res in _as_list(st.get("Resource", [])):
+                    target = _ref_name(res)
+                    if target in secrets:
+                        readable.add(target)
+                    else:
+                        out.append(f"{rid}: its role reads secrets beyond its own ({json.dumps(res)})")
+        for extra in sorted(readable - named):
+            out.append(f"{rid}: its role may read {extra}, which its environment does not name")
+        for missing in sorted(named - readable):
+            out.append(f"{rid}: its environment names {missing}, which its role may not read")
     return out
 
 
@@ -251,6 +316,22 @@ def _mutants(sam):
                 if "xray:PutTraceSegments" not in st.get("Action", [])
             ]
 
+    # A function with SAM policies that reads one secret.
+    env_fn = next(k for k, v in r.items() if v["Type"] == "AWS::Serverless::Function"
+                  and "Policies" in v["Properties"]
+                  and any(n.endswith("_SECRET_ARN") for n in
+                          ((v["Properties"].get("Environment") or {}).get("Variables") or {})))
+
+    def env_of(res):
+        return res[env_fn]["Properties"]["Environment"]["Variables"]
+
+    def policies_of(res):
+        return res[env_fn]["Properties"]["Policies"]
+
+    def other_secret(res):
+        own = {_ref_name(v) for v in env_of(res).values()}
+        return next(k for k, v in res.items() if v["Type"] == "AWS::SecretsManager::Secret" and k not in own)
+
     def wildcard(res):
         res[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"] = ["dynamodb:*"]
 
@@ -272,7 +353,24 @@ def _mutants(sam):
         "a function's deployment preference removed": m(lambda res: res[sqs_fn]["Properties"].pop("DeploymentPreference")),
         "a deployment's alarms removed": m(lambda res: res[sqs_fn]["Properties"]["DeploymentPreference"].pop("Alarms")),
         "functions published without an alias": _without_alias(sam),
+        "a secret back in a NoEcho parameter and the environment": _leaky_parameter(sam, env_fn),
+        "a secret resolved into the environment": m(lambda res: env_of(res).__setitem__(
+            "WEBHOOK_SECRET", "{{resolve:secretsmanager:bazaar-dev-payments-webhook-secret}}")),
+        "a secret's value written into the environment": m(lambda res: env_of(res).__setitem__(
+            "PROVIDER_API_KEY", "sk_live_0123456789")),
+        "a function allowed to read another's secret": m(lambda res: policies_of(res).append(
+            {"Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                            "Resource": {"Ref": other_secret(res)}}]})),
+        "a function allowed to read every secret": m(lambda res: policies_of(res).append(
+            {"Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}]})),
     }
+
+
+def _leaky_parameter(sam, fn):
+    t = copy.deepcopy(sam)
+    t["Parameters"]["LeakyApiKey"] = {"Type": "String", "NoEcho": True, "Default": "sk_live_0123456789"}
+    t["Resources"][fn]["Properties"]["Environment"]["Variables"]["PARTNER_CREDENTIALS"] = {"Ref": "LeakyApiKey"}
+    return t
 
 
 def _without_alias(sam):

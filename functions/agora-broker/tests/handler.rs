@@ -138,8 +138,8 @@ async fn an_answer_for_an_order_agora_does_not_know_is_parked_with_its_reason() 
     );
 }
 
-#[test]
-fn without_agora_settings_the_function_does_not_start() {
+#[tokio::test]
+async fn without_agora_settings_the_function_does_not_start() {
     let world = Fixture::new();
     let deps = world.deps("agora-broker", Some("channels"), &["sale"]);
     let err = agora_broker::function(deps).err().expect("refused");
@@ -150,11 +150,27 @@ fn without_agora_settings_the_function_does_not_start() {
         &["sale"],
         &[
             ("AGORA_URL", "http://127.0.0.1:3002"),
-            ("AGORA_PARTNER_KEY", "short"),
+            ("AGORA_PARTNER_KEY", "a-key-in-the-environment"),
         ],
     );
     let err = agora_broker::function(deps).err().expect("refused");
-    assert_eq!(err.variable, "AGORA_PARTNER_KEY");
+    assert_eq!(
+        err.variable, "AGORA_PARTNER_KEY_SECRET_ARN",
+        "a key in the environment is not read"
+    );
+    let short = world.secret("agora-partner-key", "short");
+    let deps = world.deps_with_env(
+        "agora-broker",
+        Some("channels"),
+        &["sale"],
+        &[
+            ("AGORA_URL", "http://127.0.0.1:3002"),
+            ("AGORA_PARTNER_KEY_SECRET_ARN", &short),
+        ],
+    );
+    deps.secrets.warm().await.unwrap();
+    let err = agora_broker::function(deps).err().expect("refused");
+    assert_eq!(err.variable, "AGORA_PARTNER_KEY_SECRET_ARN");
     assert!(
         !format!("{err}").contains("short"),
         "a secret is never shown"

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bazaar_contracts::fulfilment::{ParcelStatus, TrackParcel};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
-use bazaar_platform::settings::Env;
 use bazaar_platform::webhook;
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use chrono::{DateTime, Utc};
@@ -33,9 +32,9 @@ pub const PATH: &str = "/webhooks/carrier";
 /// The carrier whose callbacks this route takes.
 pub const CARRIER: &str = "fake-carrier";
 
-/// Builds the function with its route; the secret is read here, once.
+/// Builds the function with its route; the secret is read at init, then refreshed.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let settings: Settings = deps.settings()?;
+    let settings = Settings::read(&deps)?;
     let api = Api::new(deps.clone()).route(
         Method::POST,
         PATH,
@@ -47,16 +46,17 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
 
 pub use bazaar_platform::webhook::MIN_SECRET_LEN;
 
-/// What `carrier-webhook` is configured with: the secret the carrier signs its callbacks with (`WEBHOOK_SECRET`).
+/// What `carrier-webhook` is configured with: the secret the carrier signs its callbacks with (its ARN in `WEBHOOK_SECRET_SECRET_ARN`).
 #[derive(Debug)]
 pub struct Settings {
     secret: webhook::Secret,
 }
 
-impl bazaar_platform::Settings for Settings {
-    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+impl Settings {
+    /// Reads the settings from the function's ports: the secret is in the secret store.
+    pub fn read(deps: &Deps) -> Result<Settings, SettingsError> {
         Ok(Settings {
-            secret: webhook::Secret::read(env, "WEBHOOK_SECRET", "the carrier")?,
+            secret: webhook::Secret::read(&deps.secrets, "WEBHOOK", "the carrier")?,
         })
     }
 }
@@ -79,13 +79,11 @@ struct Callback(Settings);
 #[async_trait]
 impl Route for Callback {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        webhook::verify(
-            self.0.secret.as_bytes(),
-            request.header(SIGNATURE_HEADER),
-            &request.body,
-            work.now(),
-        )
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        self.0
+            .secret
+            .verify(request.header(SIGNATURE_HEADER), &request.body, work.now())
+            .await
+            .map_err(webhook::WebhookError::into_api_error)?;
         let event: CarrierEvent = request.json()?;
         let status = match event.status.as_str() {
             "in_transit" => ParcelStatus::InTransit,

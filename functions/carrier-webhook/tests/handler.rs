@@ -19,7 +19,10 @@ fn world(now: i64) -> (Fixture, impl LambdaFunction) {
         "carrier-webhook",
         None,
         &["tasks"],
-        &[("WEBHOOK_SECRET", SECRET)],
+        &[(
+            "WEBHOOK_SECRET_ARN",
+            &world.secret("carrier-webhook-secret", SECRET),
+        )],
     );
     (
         world,

@@ -17,7 +17,7 @@ use bazaar_channels::agora::{self, EventType, Notification};
 use bazaar_contracts::sales::{SaleCancelled, SalePlaced, Source};
 use bazaar_contracts::{Currency, Money, Sku};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
-use bazaar_platform::settings::Env;
+use bazaar_platform::webhook::WebhookError;
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use http::Method;
 use serde_json::json;
@@ -25,9 +25,9 @@ use serde_json::json;
 /// Where agora calls.
 pub const PATH: &str = "/webhooks/agora";
 
-/// Builds the function with its route; the secret is read here, once.
+/// Builds the function with its route; the secret is read at init, then refreshed.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let settings: Settings = deps.settings()?;
+    let settings = Settings::read(&deps)?;
     let api = Api::new(deps.clone()).route(
         Method::POST,
         PATH,
@@ -39,16 +39,21 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
 
 pub use bazaar_platform::webhook::MIN_SECRET_LEN;
 
-/// What `channels-webhook` is configured with: the secret agora signs its calls with (`AGORA_WEBHOOK_SECRET`).
+/// What `channels-webhook` is configured with: the secret agora signs its calls with (its ARN in `AGORA_WEBHOOK_SECRET_SECRET_ARN`).
 #[derive(Debug)]
 pub struct Settings {
     secret: bazaar_platform::webhook::Secret,
 }
 
-impl bazaar_platform::Settings for Settings {
-    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+impl Settings {
+    /// Reads the settings from the function's ports: the secret is in the secret store.
+    pub fn read(deps: &Deps) -> Result<Settings, SettingsError> {
         Ok(Settings {
-            secret: bazaar_platform::webhook::Secret::read(env, "AGORA_WEBHOOK_SECRET", "agora")?,
+            secret: bazaar_platform::webhook::Secret::read(
+                &deps.secrets,
+                "AGORA_WEBHOOK",
+                "agora",
+            )?,
         })
     }
 }
@@ -63,14 +68,26 @@ fn invalid(_: HandlerError) -> ApiError {
 #[async_trait]
 impl Route for AgoraNotification {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
-        agora::verify(
-            self.0.secret.as_bytes(),
-            request.header(agora::TIMESTAMP_HEADER),
-            request.header(agora::SIGNATURE_HEADER),
-            &request.body,
-            work.now(),
-        )
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let now = work.now();
+        self.0
+            .secret
+            .check(|secret| {
+                agora::verify(
+                    secret,
+                    request.header(agora::TIMESTAMP_HEADER),
+                    request.header(agora::SIGNATURE_HEADER),
+                    &request.body,
+                    now,
+                )
+                .map_err(|e| match e {
+                    agora::SignatureError::Unsigned => WebhookError::Unsigned,
+                    agora::SignatureError::Malformed => WebhookError::Malformed,
+                    agora::SignatureError::Stale => WebhookError::Stale,
+                    agora::SignatureError::Mismatch => WebhookError::Mismatch,
+                })
+            })
+            .await
+            .map_err(WebhookError::into_api_error)?;
         let n: Notification = request.json()?;
         let id = bazaar_platform::webhook::envelope_id("channels-webhook:agora", &n.id);
         let external_id = n.order.id.clone();

@@ -19,7 +19,10 @@ fn world() -> (Fixture, impl LambdaFunction) {
         "channels-webhook",
         None,
         &["sale"],
-        &[("AGORA_WEBHOOK_SECRET", SECRET)],
+        &[(
+            "AGORA_WEBHOOK_SECRET_ARN",
+            &world.secret("channels-webhook-secret", SECRET),
+        )],
     );
     (
         world,
@@ -158,24 +161,42 @@ async fn a_cancellation_becomes_sale_cancelled_and_a_bad_order_is_a_4xx() {
     );
 }
 
-#[test]
-fn a_missing_or_short_secret_stops_init_without_printing_it() {
+#[tokio::test]
+async fn a_missing_unreadable_or_short_secret_stops_init_without_printing_it() {
     let world = Fixture::new();
-    let start = |env: &[(&str, &str)]| {
-        channels_webhook::function(world.deps_with_env("channels-webhook", None, &["sale"], env))
+    let start = async |env: &[(&str, &str)]| {
+        let deps = world.deps_with_env("channels-webhook", None, &["sale"], env);
+        if let Err(e) = deps.secrets.warm().await {
+            return Some(e.to_string());
+        }
+        channels_webhook::function(deps)
             .err()
             .map(|e| e.to_string())
     };
-    assert_eq!(
-        start(&[]).as_deref(),
-        Some(
-            "AGORA_WEBHOOK_SECRET is not set; expected the secret agora signs its calls with, at least 16 characters"
-        )
-    );
-    let short = start(&[("AGORA_WEBHOOK_SECRET", "hunter2")]).unwrap();
+    let missing = "AGORA_WEBHOOK_SECRET_ARN is not set; expected the ARN of the secret agora signs its calls with";
+    assert_eq!(start(&[]).await.as_deref(), Some(missing));
+    let absent = start(&[(
+        "AGORA_WEBHOOK_SECRET_ARN",
+        "arn:aws:secretsmanager:local:000000000000:secret:absent",
+    )])
+    .await
+    .unwrap();
+    assert!(absent.contains("does not exist"), "{absent}");
+    let short = world.secret("short-secret", "hunter2");
+    let short = start(&[("AGORA_WEBHOOK_SECRET_ARN", &short)])
+        .await
+        .unwrap();
     assert!(
-        short.contains("<7 characters>") && !short.contains("hunter2"),
+        short.contains("7 characters")
+            && short.contains("at least 16")
+            && !short.contains("hunter2"),
         "{short}"
     );
-    assert_eq!(start(&[("AGORA_WEBHOOK_SECRET", SECRET)]), None);
+    let good = world.secret("good-secret", SECRET);
+    assert_eq!(start(&[("AGORA_WEBHOOK_SECRET_ARN", &good)]).await, None);
+    assert_eq!(
+        start(&[("AGORA_WEBHOOK_SECRET", SECRET)]).await.as_deref(),
+        Some(missing),
+        "a secret in the environment is not read"
+    );
 }

@@ -22,7 +22,6 @@ use async_trait::async_trait;
 use bazaar_contracts::payments::{SettlePayment, Settlement};
 use bazaar_contracts::{Currency, Money};
 use bazaar_platform::http::{Api, ApiError, Idempotency, Request, Response, Route};
-use bazaar_platform::settings::Env;
 use bazaar_platform::webhook;
 use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 use http::Method;
@@ -32,9 +31,9 @@ use serde_json::json;
 /// The header carrying the provider's signature.
 pub const SIGNATURE_HEADER: &str = "x-payments-signature";
 
-/// Builds the function with its route; the secret is read here, once.
+/// Builds the function with its route; the secret is read at init, then refreshed.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let settings: Settings = deps.settings()?;
+    let settings = Settings::read(&deps)?;
     let api = Api::new(deps.clone()).route(
         Method::POST,
         "/webhooks/payments",
@@ -46,16 +45,17 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
 
 pub use bazaar_platform::webhook::MIN_SECRET_LEN;
 
-/// What `payments-webhook` is configured with: the secret the provider signs its callbacks with (`WEBHOOK_SECRET`).
+/// What `payments-webhook` is configured with: the secret the provider signs its callbacks with (its ARN in `WEBHOOK_SECRET_SECRET_ARN`).
 #[derive(Debug)]
 pub struct Settings {
     secret: webhook::Secret,
 }
 
-impl bazaar_platform::Settings for Settings {
-    fn read(env: &Env<'_>) -> Result<Settings, SettingsError> {
+impl Settings {
+    /// Reads the settings from the function's ports: the secret is in the secret store.
+    pub fn read(deps: &Deps) -> Result<Settings, SettingsError> {
         Ok(Settings {
-            secret: webhook::Secret::read(env, "WEBHOOK_SECRET", "the payment provider")?,
+            secret: webhook::Secret::read(&deps.secrets, "WEBHOOK", "the payment provider")?,
         })
     }
 }
@@ -87,13 +87,10 @@ struct Notification(Settings);
 impl Route for Notification {
     async fn handle(&self, request: &Request, work: &mut Work<'_>) -> Result<Response, ApiError> {
         let secret = &self.0.secret;
-        webhook::verify(
-            secret.as_bytes(),
-            request.header(SIGNATURE_HEADER),
-            &request.body,
-            work.now(),
-        )
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        secret
+            .verify(request.header(SIGNATURE_HEADER), &request.body, work.now())
+            .await
+            .map_err(webhook::WebhookError::into_api_error)?;
         let event: ProviderEvent = request.json()?;
         let outcome = match event.kind.as_str() {
             "payment.succeeded" => Settlement::Succeeded,

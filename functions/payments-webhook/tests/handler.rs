@@ -19,7 +19,10 @@ fn world() -> (Fixture, impl LambdaFunction) {
         "payments-webhook",
         None,
         &["tasks"],
-        &[("WEBHOOK_SECRET", SECRET)],
+        &[(
+            "WEBHOOK_SECRET_ARN",
+            &world.secret("payments-webhook-secret", SECRET),
+        )],
     );
     (
         world,
@@ -158,25 +161,46 @@ async fn a_timestamp_at_the_end_of_the_number_range_is_401_not_a_panic() {
     assert!(world.sent("tasks").is_empty());
 }
 
-#[test]
-fn a_missing_or_short_secret_stops_init_without_printing_it() {
+#[tokio::test]
+async fn a_missing_unreadable_or_short_secret_stops_init_without_printing_it() {
     let world = Fixture::new();
-    let start = |env: &[(&str, &str)]| {
-        payments_webhook::function(world.deps_with_env("payments-webhook", None, &["tasks"], env))
+    let start = async |env: &[(&str, &str)]| {
+        let deps = world.deps_with_env("payments-webhook", None, &["tasks"], env);
+        if let Err(e) = deps.secrets.warm().await {
+            return Some(e.to_string());
+        }
+        payments_webhook::function(deps)
             .err()
             .map(|e| e.to_string())
     };
     assert_eq!(
-        start(&[]).as_deref(),
+        start(&[]).await.as_deref(),
         Some(
-            "WEBHOOK_SECRET is not set; expected the secret the payment provider signs its calls with, at least 16 characters"
+            "WEBHOOK_SECRET_ARN is not set; expected the ARN of the secret the payment provider signs its calls with"
         )
     );
-    let short = start(&[("WEBHOOK_SECRET", "hunter2")]).unwrap();
-    assert_eq!(
-        short,
-        "WEBHOOK_SECRET is \"<7 characters>\"; expected the secret the payment provider signs its calls with, at least 16 characters"
+    let absent = start(&[(
+        "WEBHOOK_SECRET_ARN",
+        "arn:aws:secretsmanager:local:000000000000:secret:absent",
+    )])
+    .await
+    .unwrap();
+    assert!(absent.contains("does not exist"), "{absent}");
+    let short = world.secret("short-secret", "hunter2");
+    let short = start(&[("WEBHOOK_SECRET_ARN", &short)]).await.unwrap();
+    assert!(
+        short.contains("7 characters")
+            && short.contains("at least 16")
+            && !short.contains("hunter2"),
+        "{short}"
     );
-    assert!(!short.contains("hunter2"));
-    assert_eq!(start(&[("WEBHOOK_SECRET", SECRET)]), None);
+    let good = world.secret("good-secret", SECRET);
+    assert_eq!(start(&[("WEBHOOK_SECRET_ARN", &good)]).await, None);
+    assert_eq!(
+        start(&[("WEBHOOK_SECRET", SECRET)]).await.as_deref(),
+        Some(
+            "WEBHOOK_SECRET_ARN is not set; expected the ARN of the secret the payment provider signs its calls with"
+        ),
+        "a secret in the environment is not read"
+    );
 }

@@ -13,12 +13,18 @@ use bazaar_payments::{
     Charge, ChargeRequest, LedgerCharge, LedgerPage, PaymentProvider, ProviderError, Refund,
     RefundRequest,
 };
-use bazaar_platform::SettingsError;
+use std::sync::Arc;
+
+use bazaar_platform::secrets::Secret;
 use bazaar_platform::settings::Env;
+use bazaar_platform::{Deps, SettingsError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// What the function calls the provider's API key in the secret store.
+pub const API_KEY: &str = "PROVIDER_API_KEY";
 
 /// How long a call may take before it counts as unanswered, unless `PROVIDER_TIMEOUT_MS` says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -26,25 +32,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest answer read from the provider.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Where the provider is and how long to wait for it.
-#[derive(Clone, PartialEq, Eq)]
+/// The shortest API key accepted.
+pub const MIN_KEY_LEN: usize = 8;
+
+/// Where the provider is and how long to wait for it. The API key is not a setting: it is a
+/// secret, in the secret store ([`HttpProvider::from_deps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSettings {
     /// `PROVIDER_URL` (required): `https://...`, or `http://` for a local fake.
     pub url: String,
-    /// `PROVIDER_API_KEY`, sent as a bearer token (a secret: never logged).
-    pub api_key: Option<String>,
     /// `PROVIDER_TIMEOUT_MS` (1 ms to 60 s; [`DEFAULT_TIMEOUT`] when unset).
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for ProviderSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderSettings")
-            .field("url", &self.url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 impl bazaar_platform::Settings for ProviderSettings {
@@ -61,7 +59,6 @@ impl bazaar_platform::Settings for ProviderSettings {
         let ms = env.number_or("PROVIDER_TIMEOUT_MS", 1..=60_000, default_ms)?;
         Ok(ProviderSettings {
             url: url.to_string(),
-            api_key: env.get("PROVIDER_API_KEY").map(String::from),
             timeout: Duration::from_millis(ms.unsigned_abs()),
         })
     }
@@ -70,7 +67,7 @@ impl bazaar_platform::Settings for ProviderSettings {
 /// The provider's HTTP API.
 pub struct HttpProvider {
     base: String,
-    api_key: Option<String>,
+    api_key: Option<Arc<Secret>>,
     timeout: Duration,
     client: HttpsClient,
 }
@@ -79,7 +76,7 @@ impl HttpProvider {
     /// A client for the provider at `base` (`https://...`, or `http://` for a local fake).
     pub fn new(
         base: &str,
-        api_key: Option<String>,
+        api_key: Option<Arc<Secret>>,
         timeout: Duration,
     ) -> Result<HttpProvider, String> {
         let uri: http::Uri = base
@@ -98,15 +95,28 @@ impl HttpProvider {
         })
     }
 
-    /// The client its settings describe ([`ProviderSettings`]).
-    pub fn from_settings(settings: &ProviderSettings) -> Result<HttpProvider, SettingsError> {
-        HttpProvider::new(&settings.url, settings.api_key.clone(), settings.timeout).map_err(
-            |why| SettingsError {
-                variable: "PROVIDER_URL".into(),
-                found: Some(settings.url.clone()),
-                expected: format!("a provider this function can reach ({why})"),
-            },
-        )
+    /// The client a function's ports describe: [`ProviderSettings`] from its environment,
+    /// and the API key from the secret store when the environment names one
+    /// (`PROVIDER_API_KEY_SECRET_ARN`; a local fake may take calls without a key).
+    pub fn from_deps(deps: &Deps) -> Result<HttpProvider, SettingsError> {
+        let settings: ProviderSettings = deps.settings()?;
+        let api_key = deps
+            .secrets
+            .names()
+            .any(|n| n == API_KEY)
+            .then(|| {
+                deps.secrets.get(
+                    API_KEY,
+                    MIN_KEY_LEN,
+                    "the API key Bazaar holds at the payment provider",
+                )
+            })
+            .transpose()?;
+        HttpProvider::new(&settings.url, api_key, settings.timeout).map_err(|why| SettingsError {
+            variable: "PROVIDER_URL".into(),
+            found: Some(settings.url.clone()),
+            expected: format!("a provider this function can reach ({why})"),
+        })
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -117,27 +127,75 @@ impl HttpProvider {
     ) -> Result<T, ProviderError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| ProviderError::Rejected(format!("encoding the request: {e}")))?;
-        let request = http::Request::post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header(IDEMPOTENCY_HEADER, key);
-        self.send(path, request, Bytes::from(body)).await
+        self.send(http::Method::POST, path, Some(key), Bytes::from(body))
+            .await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
-        let request = http::Request::get(format!("{}{path}", self.base));
-        self.send(path, request, Bytes::new()).await
+        self.send(http::Method::GET, path, None, Bytes::new()).await
     }
 
-    /// Sends a request with the API key and the deadline, and reads the answer.
+    /// Sends a request with the API key and the deadline, and reads the answer. When the
+    /// provider refuses the key (401) and the secret store holds a newer one (the key was
+    /// rotated since it was read), the request is sent once more with it.
     async fn send<T: DeserializeOwned>(
         &self,
+        method: http::Method,
         path: &str,
-        mut request: http::request::Builder,
+        idempotency_key: Option<&str>,
         body: Bytes,
     ) -> Result<T, ProviderError> {
-        if let Some(k) = &self.api_key {
-            request = request.header("authorization", format!("Bearer {k}"));
+        let mut retried = false;
+        loop {
+            let mut request = http::Request::builder()
+                .method(method.clone())
+                .uri(format!("{}{path}", self.base));
+            if let Some(key) = idempotency_key {
+                request = request
+                    .header("content-type", "application/json")
+                    .header(IDEMPOTENCY_HEADER, key);
+            }
+            if let Some(secret) = &self.api_key {
+                let key = secret.versions().await.map_err(|e| {
+                    ProviderError::Unavailable(format!("the API key cannot be read: {e}"))
+                })?;
+                request =
+                    request.header("authorization", format!("Bearer {}", key.current.expose()));
+            }
+            let (status, bytes) = self.exchange(path, request, body.clone()).await?;
+            if status == http::StatusCode::UNAUTHORIZED
+                && !retried
+                && let Some(secret) = &self.api_key
+                && secret.refresh().await
+            {
+                tracing::info!(
+                    "the provider refused the API key; sending again with the rotated key"
+                );
+                retried = true;
+                continue;
+            }
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(|e| {
+                    ProviderError::Unavailable(format!(
+                        "{path} answered {status} with a body we cannot read: {e}"
+                    ))
+                });
+            }
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            let what = format!("{path} answered {status}: {message}");
+            return Err(ProviderError::from_status(status.as_u16(), what));
         }
+    }
+
+    /// One request within the deadline: the answer's status and body.
+    async fn exchange(
+        &self,
+        path: &str,
+        request: http::request::Builder,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, Bytes), ProviderError> {
         let request = request
             .body(Full::new(body))
             .map_err(|e| ProviderError::Rejected(format!("building the request: {e}")))?;
@@ -155,26 +213,14 @@ impl HttpProvider {
                 .to_bytes();
             Ok::<_, ProviderError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| {
                 ProviderError::Unavailable(format!(
                     "no answer from {path} within {} ms",
                     self.timeout.as_millis()
                 ))
-            })??;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::Unavailable(format!(
-                    "{path} answered {status} with a body we cannot read: {e}"
-                ))
-            });
-        }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|b| b.error.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-        let what = format!("{path} answered {status}: {message}");
-        Err(ProviderError::from_status(status.as_u16(), what))
+            })?
     }
 }
 

@@ -45,9 +45,10 @@ use bazaar_platform::{Deps, Function, HandlerError, SettingsError, Work};
 pub use http_provider::{HttpProvider, ProviderSettings};
 
 /// Builds the function with the HTTP provider its environment names (`PROVIDER_URL`,
-/// `PROVIDER_API_KEY`, `PROVIDER_TIMEOUT_MS`): without a usable provider it does not start.
+/// `PROVIDER_TIMEOUT_MS`, and the API key's ARN in `PROVIDER_API_KEY_SECRET_ARN`): without a
+/// usable provider it does not start.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
-    let provider = HttpProvider::from_settings(&deps.settings()?)?;
+    let provider = HttpProvider::from_deps(&deps)?;
     function_with(deps, Arc::new(provider), RetryPolicy::default())
 }
 

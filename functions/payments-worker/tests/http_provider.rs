@@ -26,7 +26,9 @@ async fn served(api_key: &str) -> (Arc<FakeProvider>, String) {
 }
 
 fn client(url: &str, key: &str, timeout: Duration) -> HttpProvider {
-    HttpProvider::new(url, Some(key.into()), timeout).unwrap()
+    let world = bazaar_embedded::testing::Fixture::new();
+    let secret = world.held_secret("PROVIDER_API_KEY", "provider-api-key", key);
+    HttpProvider::new(url, Some(secret), timeout).unwrap()
 }
 
 fn charge(token: &str, order: &str) -> ChargeRequest {
@@ -233,12 +235,69 @@ fn a_bad_url_is_a_configuration_error() {
     let good = provider_settings(&[
         ("PROVIDER_URL", "https://pay.example"),
         ("PROVIDER_TIMEOUT_MS", "250"),
-        ("PROVIDER_API_KEY", "sk_live"),
     ])
     .unwrap();
     assert_eq!(good.timeout, std::time::Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn a_rotated_api_key_is_used_on_the_first_refusal_without_a_restart() {
+    let (provider, url) = served("sk_old_key").await;
+    let world = bazaar_embedded::testing::Fixture::new();
+    let secret = world.held_secret("PROVIDER_API_KEY", "provider-api-key", "sk_old_key");
+    let http = HttpProvider::new(&url, Some(secret.clone()), Duration::from_secs(5)).unwrap();
+    http.charge(&charge("tok_ok", "o-1")).await.unwrap();
+
+    // The merchant rolls the key at the provider (the old one stops working) and puts the
+    // new one in the secret store; the function is not redeployed.
+    provider.set_api_key("sk_new_key");
+    world.rotate(secret.id(), "sk_new_key");
+    let early = http.charge(&charge("tok_ok", "o-2")).await.unwrap_err();
     assert!(
-        !format!("{good:?}").contains("sk_live"),
-        "the key is never printed"
+        matches!(&early, ProviderError::Rejected(m) if m.contains("401")),
+        "read a moment ago, so not read again at once: {early}"
     );
+    world.clock.advance(chrono::Duration::seconds(31));
+    http.charge(&charge("tok_ok", "o-2"))
+        .await
+        .expect("the refusal makes the client read the store again and send with the new key");
+    assert_eq!(
+        secret.peek().unwrap().current.expose(),
+        "sk_new_key",
+        "held from now on"
+    );
+}
+
+#[tokio::test]
+async fn the_api_key_comes_from_the_secret_store_never_the_environment() {
+    let world = bazaar_embedded::testing::Fixture::new();
+    let arn = world.secret("provider-api-key", "short");
+    let deps = world.deps_with_env(
+        "payments-worker",
+        Some("payments"),
+        &[],
+        &[
+            ("PROVIDER_URL", "https://pay.example"),
+            ("PROVIDER_API_KEY_SECRET_ARN", &arn),
+        ],
+    );
+    deps.secrets.warm().await.unwrap();
+    let e = HttpProvider::from_deps(&deps).err().expect("too short");
+    assert_eq!(e.variable, "PROVIDER_API_KEY_SECRET_ARN");
+    assert!(!e.to_string().contains("short\""), "{e}");
+    world.rotate(&arn, "sk_long_enough");
+    let world2 = bazaar_embedded::testing::Fixture::new();
+    let arn2 = world2.secret("provider-api-key", "sk_long_enough");
+    let deps = world2.deps_with_env(
+        "payments-worker",
+        Some("payments"),
+        &[],
+        &[
+            ("PROVIDER_URL", "https://pay.example"),
+            ("PROVIDER_API_KEY", "sk_in_the_environment"),
+            ("PROVIDER_API_KEY_SECRET_ARN", &arn2),
+        ],
+    );
+    deps.secrets.warm().await.unwrap();
+    assert!(HttpProvider::from_deps(&deps).is_ok());
 }

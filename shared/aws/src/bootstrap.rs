@@ -211,7 +211,7 @@ pub fn lambda_config(env: &BTreeMap<String, String>) -> Result<SdkConfig, Missin
 }
 
 /// Builds a function's ports on the AWS SDK from its environment: `TABLE_NAME`,
-/// `TOPIC_ARN_<NAME>`, `DLQ_URL`, `MONITORED_QUEUES` and `JWT_ISSUER`, as the template sets
+/// `TOPIC_ARN_<NAME>`, `DLQ_URL`, `MONITORED_QUEUES`, `JWT_ISSUER` and `<NAME>_SECRET_ARN`, as the template sets
 /// them. A port whose variable is set but whose feature this binary was built without is left
 /// out with an error in the log: its calls then fail (and messages are retried), never drop.
 pub fn aws_deps(config: &SdkConfig, function: &str, env: BTreeMap<String, String>) -> Deps {
@@ -323,6 +323,28 @@ pub fn counted_deps(
         missing("JWT_ISSUER", "https");
         None
     });
+    #[cfg(feature = "secrets")]
+    let secrets = {
+        let store: Arc<dyn bazaar_platform::secrets::SecretStore> =
+            Arc::new(crate::SecretsManagerStore::new(client!(
+                aws_sdk_secretsmanager,
+                config,
+                usage,
+                function
+            )));
+        let clock: Arc<dyn bazaar_platform::clock::Clock> = Arc::new(SystemClock);
+        bazaar_platform::secrets::SecretBook::from_env(&env, &store, &clock)
+    };
+    #[cfg(not(feature = "secrets"))]
+    let secrets = {
+        if bazaar_platform::secrets::named_secrets(&env)
+            .next()
+            .is_some()
+        {
+            missing("*_SECRET_ARN", "secrets");
+        }
+        bazaar_platform::secrets::SecretBook::default()
+    };
     let _ = (config, &missing, usage);
     Deps {
         function: function.to_string(),
@@ -335,6 +357,7 @@ pub fn counted_deps(
         metrics: Arc::new(EmfStdout),
         keys,
         queues,
+        secrets,
         env,
         harness: Default::default(),
     }
@@ -388,7 +411,14 @@ pub async fn run(
         .cloned()
         .unwrap_or_else(|| "unknown".into());
     let config = lambda_config(&env)?;
-    let function = match build(Arc::new(aws_deps(&config, &name, env))) {
+    let deps = aws_deps(&config, &name, env);
+    // Secrets are read during init: one that is missing or forbidden stops the function here,
+    // named, rather than failing its first request.
+    if let Err(e) = deps.secrets.warm().await {
+        tracing::error!(function = %name, variable = %e.variable, error = %e, "a secret cannot be read; the function cannot start");
+        return Err(format!("{name} cannot start: {e}").into());
+    }
+    let function = match build(Arc::new(deps)) {
         Ok(f) => Arc::new(f),
         Err(e) => {
             tracing::error!(function = %name, variable = %e.variable, error = %e, "the function's settings are wrong; it cannot start");

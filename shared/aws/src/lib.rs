@@ -4,10 +4,11 @@
 //! - [`dynamodb`]: [`DynamoTable`], the table port on `aws-sdk-dynamodb`.
 //! - [`sns`]: [`SnsPublisher`], the publish port on `aws-sdk-sns` (`PublishBatch`).
 //! - [`sqs`]: [`SqsDeadLetters`], the dead-letter port on `aws-sdk-sqs`.
+//! - [`secrets`]: [`SecretsManagerStore`], the secret store on `aws-sdk-secretsmanager`.
 //! - [`bootstrap`]: [`run`], what every function's `main.rs` calls.
 //! - [`usage`]: what the adapters' calls cost (requests, capacity units), counted.
 //!
-//! Each adapter is behind a cargo feature (`dynamodb`, `sns`, `sqs`, `https`; `all` for
+//! Each adapter is behind a cargo feature (`dynamodb`, `sns`, `sqs`, `secrets`, `https`; `all` for
 //! tools), so that a function's binary carries only the clients its resources need: smaller,
 //! and faster to start.
 //!
@@ -23,6 +24,8 @@ pub mod dynamodb;
 pub mod https;
 #[cfg(feature = "https")]
 pub mod keys;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 #[cfg(feature = "sns")]
 pub mod sns;
 #[cfg(feature = "sqs")]
@@ -46,6 +49,8 @@ pub use bootstrap::{ToolConfigError, load_config, missing_for_endpoint, tool_con
 pub use dynamodb::DynamoTable;
 #[cfg(feature = "https")]
 pub use keys::HttpKeySource;
+#[cfg(feature = "secrets")]
+pub use secrets::SecretsManagerStore;
 #[cfg(feature = "sns")]
 pub use sns::SnsPublisher;
 #[cfg(feature = "sqs")]

@@ -305,3 +305,31 @@ async fn sqs_and_sns_pass_the_messaging_suite() {
     };
     conformance::messaging_suite(&m, &testing::unique("msg")).await;
 }
+
+#[tokio::test]
+async fn secrets_manager_passes_the_secret_suite() {
+    let Some(endpoint) = testing::endpoint() else {
+        return;
+    };
+    let config = testing::config(&endpoint);
+    let store = bazaar_aws::SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config));
+    conformance::secret_suite(&store, &store, &testing::unique("bazaar-test")).await;
+}
+
+#[tokio::test]
+async fn a_function_whose_secret_cannot_be_read_does_not_start_and_says_which() {
+    let Some(endpoint) = testing::endpoint() else {
+        return;
+    };
+    let config = testing::config(&endpoint);
+    let missing = format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}",
+        testing::unique("absent")
+    );
+    let env = BTreeMap::from([("WEBHOOK_SECRET_ARN".to_string(), missing.clone())]);
+    let deps = bazaar_aws::aws_deps(&config, "payments-webhook", env);
+    let error = deps.secrets.warm().await.unwrap_err();
+    assert_eq!(error.variable, "WEBHOOK_SECRET_ARN");
+    assert_eq!(error.found.as_deref(), Some(missing.as_str()));
+    assert!(error.expected.contains("does not exist"), "{error}");
+}

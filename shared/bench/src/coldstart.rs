@@ -4,7 +4,10 @@
 //! init: runtime, logging, SDK configuration and clients), and to the response of its first
 //! invocation; peak RSS (`VmHWM`) read once that response is in. The first event needs no
 //! AWS call (an HTTP request without a token, or an empty SQS batch), so the figures are
-//! the binary's own and not a network's.
+//! the binary's own and not a network's. A function that reads secrets at init
+//! (`<NAME>_SECRET_ARN`) is pointed (`AWS_ENDPOINT_URL`) at a fake Secrets Manager on the same
+//! loopback server, which answers `GetSecretValue` at once: its figures then include the
+//! client's work and the two reads' loopback round trip, not Secrets Manager's own latency.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,6 +99,43 @@ async fn error(State(api): State<Arc<Api>>, body: String) -> StatusCode {
     finish(&api, Err(body))
 }
 
+/// Secrets Manager's `GetSecretValue` (awsJson 1.1): a value for `AWSCURRENT`, "not found"
+/// for `AWSPREVIOUS` (a secret never rotated).
+async fn secrets_manager(headers: HeaderMap, body: String) -> impl IntoResponse {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let request: Value = serde_json::from_str(&body).unwrap_or_default();
+    let id = request["SecretId"].as_str().unwrap_or_default().to_string();
+    let json = |status: StatusCode, v: Value| {
+        (
+            status,
+            [("content-type", "application/x-amz-json-1.1")],
+            v.to_string(),
+        )
+    };
+    if target != "secretsmanager.GetSecretValue" {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "__type": "InvalidRequestException", "message": target }),
+        );
+    }
+    if request["VersionStage"].as_str() == Some("AWSPREVIOUS") {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "__type": "ResourceNotFoundException", "message": "no AWSPREVIOUS" }),
+        );
+    }
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "ARN": id, "Name": "bench", "VersionId": "v1", "VersionStages": ["AWSCURRENT"],
+            "SecretString": "bench-secret-value-0123456789", "CreatedDate": 1.7e9,
+        }),
+    )
+}
+
 /// Starts `binary` with `env` against a fresh fake Runtime API, hands it `event`, and
 /// measures. Fails when the binary does not answer within 10 s.
 pub async fn measure(
@@ -118,16 +158,23 @@ pub async fn measure(
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(error))
+        .route("/", post(secrets_manager))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let started = Instant::now();
-    let mut child = Command::new(binary)
+    let reads_secrets = env.iter().any(|(k, _)| k.ends_with("_SECRET_ARN"));
+    let mut command = Command::new(binary);
+    command
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string());
+    if reads_secrets {
+        command.env("AWS_ENDPOINT_URL", format!("http://{addr}"));
+    }
+    let started = Instant::now();
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -138,6 +138,7 @@ pub fn deps(table: Arc<MemoryTable>, publisher: Arc<EncodingPublisher>) -> Arc<D
         metrics: Arc::new(NoMetrics),
         keys: None,
         queues: None,
+        secrets: Default::default(),
         env,
         harness: Default::default(),
     })

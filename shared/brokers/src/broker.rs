@@ -21,12 +21,15 @@ use crate::reconcile::{ChannelItems, Reconcile};
 use crate::sync::Learn;
 use crate::{Answerer, ChannelSettings, HttpTransport, RetryAnswers, answer_task};
 
-/// The channel whose settings start with `prefix` (`AGORA`), over HTTPS: its transport and
-/// Bazaar's partner key there. Without usable settings the function does not start.
+/// The channel whose settings start with `prefix` (`AGORA`), over HTTPS, and the bearer the
+/// channel's client is to give each call: none, since the transport presents the partner key
+/// from the secret store itself ([`HttpTransport`]). Without usable settings, or without the
+/// key's ARN, the function does not start.
 pub fn connect(deps: &Deps, prefix: &str) -> Result<(Arc<dyn Transport>, String), SettingsError> {
     let settings = ChannelSettings::read(&Env::new(&deps.env), prefix)?;
-    let transport = HttpTransport::new(&settings);
-    Ok((Arc::new(transport), settings.key))
+    let key = crate::http::partner_key(&deps.secrets, prefix)?;
+    let transport = HttpTransport::new(&settings, key);
+    Ok((Arc::new(transport), String::new()))
 }
 
 /// Builds a broker: `T` is its answer task (`agora.sale.answer`, `souk.sale.answer`).

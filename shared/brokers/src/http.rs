@@ -1,12 +1,16 @@
-//! A channel's partner API over HTTPS: where it is and the partner key, read once at start,
-//! and a [`Transport`] with a deadline on every call.
+//! A channel's partner API over HTTPS: where it is, read once at start, the partner key from
+//! the secret store (refreshed, so a rotated key needs no redeploy), and a [`Transport`] with
+//! a deadline on every call.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bazaar_aws::https::HttpsClient;
 use bazaar_channels::client::{HttpCall, HttpReply, Transport};
+use std::sync::Arc;
+
 use bazaar_platform::SettingsError;
+use bazaar_platform::secrets::Secret;
 use bazaar_platform::settings::Env;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,26 +24,28 @@ const MAX_ANSWER: usize = 1024 * 1024;
 /// The shortest partner key accepted.
 pub const MIN_KEY_LEN: usize = 8;
 
-/// Where a channel's partner API is: `<PREFIX>_URL`, `<PREFIX>_PARTNER_KEY` (a secret, never
-/// logged) and `<PREFIX>_TIMEOUT_MS` (1 ms to 60 s).
-#[derive(Clone, PartialEq, Eq)]
+/// Where a channel's partner API is: `<PREFIX>_URL` and `<PREFIX>_TIMEOUT_MS` (1 ms to
+/// 60 s). The partner key is a secret, named by `<PREFIX>_PARTNER_KEY_SECRET_ARN`
+/// ([`partner_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSettings {
     /// The base URL (`https://...`, or `http://` for the local fakes).
     pub url: String,
-    /// The partner key.
-    pub key: String,
     /// The deadline of one call.
     pub timeout: Duration,
 }
 
-impl std::fmt::Debug for ChannelSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelSettings")
-            .field("url", &self.url)
-            .field("key", &"<hidden>")
-            .field("timeout", &self.timeout)
-            .finish()
-    }
+/// The partner key Bazaar holds at the channel whose variables start with `prefix`, from the
+/// secret store.
+pub fn partner_key(
+    book: &bazaar_platform::secrets::SecretBook,
+    prefix: &str,
+) -> Result<Arc<Secret>, SettingsError> {
+    book.get(
+        &format!("{prefix}_PARTNER_KEY"),
+        MIN_KEY_LEN,
+        "the partner key Bazaar holds at the channel",
+    )
 }
 
 impl ChannelSettings {
@@ -54,34 +60,31 @@ impl ChannelSettings {
         {
             return Err(env.invalid(&url_var, URL));
         }
-        let key = env.secret(
-            &format!("{prefix}_PARTNER_KEY"),
-            MIN_KEY_LEN,
-            "the partner key Bazaar holds at the channel, at least 8 characters",
-        )?;
         let default_ms = i64::try_from(DEFAULT_TIMEOUT.as_millis()).unwrap_or(5_000);
         let ms = env.number_or(&format!("{prefix}_TIMEOUT_MS"), 1..=60_000, default_ms)?;
         Ok(ChannelSettings {
             url: url.trim_end_matches('/').to_string(),
-            key: key.to_string(),
             timeout: Duration::from_millis(ms.unsigned_abs()),
         })
     }
 }
 
-/// Calls over HTTP(S), one connection pool per process.
+/// Calls over HTTP(S), one connection pool per process, each with the partner key as it is
+/// in the secret store now (the `bearer` of a call is not used).
 pub struct HttpTransport {
     base: String,
     timeout: Duration,
+    key: Arc<Secret>,
     client: HttpsClient,
 }
 
 impl HttpTransport {
-    /// A transport to the channel its settings name.
-    pub fn new(settings: &ChannelSettings) -> HttpTransport {
+    /// A transport to the channel its settings name, presenting `key`.
+    pub fn new(settings: &ChannelSettings, key: Arc<Secret>) -> HttpTransport {
         HttpTransport {
             base: settings.url.clone(),
             timeout: settings.timeout,
+            key,
             client: bazaar_aws::https::client(),
         }
     }
@@ -112,12 +115,28 @@ fn query_string(query: &[(String, String)]) -> String {
 
 #[async_trait]
 impl Transport for HttpTransport {
+    /// Sends the call; when the channel refuses the key (401) and the secret store holds a
+    /// newer one (rotated since it was read), sends it once more with that.
     async fn send(&self, call: HttpCall) -> Result<HttpReply, String> {
+        let key = self.key.versions().await.map_err(|e| e.to_string())?;
+        let reply = self.send_with(&call, key.current.expose()).await?;
+        if reply.status == 401 && self.key.refresh().await {
+            tracing::info!(path = %call.path, "the channel refused the partner key; sending again with the rotated key");
+            let key = self.key.versions().await.map_err(|e| e.to_string())?;
+            return self.send_with(&call, key.current.expose()).await;
+        }
+        Ok(reply)
+    }
+}
+
+impl HttpTransport {
+    async fn send_with(&self, call: &HttpCall, key: &str) -> Result<HttpReply, String> {
+        let call = call.clone();
         let uri = format!("{}{}{}", self.base, call.path, query_string(&call.query));
         let mut request = http::Request::builder()
             .method(call.method)
             .uri(&uri)
-            .header("authorization", format!("Bearer {}", call.bearer));
+            .header("authorization", format!("Bearer {key}"));
         if call.body.is_some() {
             request = request.header("content-type", "application/json");
         }

@@ -367,6 +367,11 @@ pub fn deps(
         queues: env
             .contains_key("MONITORED_QUEUES")
             .then(|| Arc::new(EmbeddedQueueStats(engine.clone())) as _),
+        secrets: bazaar_platform::secrets::SecretBook::from_env(
+            &env,
+            &(Arc::new(EmbeddedSecrets(engine.clone())) as _),
+            engine.clock(),
+        ),
         env,
         harness: Default::default(),
     }
@@ -390,5 +395,71 @@ impl bazaar_platform::ports::QueueStats for EmbeddedQueueStats {
             in_flight: s.in_flight,
             oldest_age_s: Some(s.oldest_age_ms / 1000),
         })
+    }
+}
+
+/// Secrets in the engine's `secrets` table: what Secrets Manager is to a function on AWS.
+pub struct EmbeddedSecrets(pub Arc<Engine>);
+
+fn secret_error(e: EngineError) -> bazaar_platform::secrets::SecretError {
+    use bazaar_platform::secrets::SecretError;
+    match e {
+        EngineError::NotFound { name, .. } => SecretError::NotFound(name),
+        EngineError::Invalid(why) => SecretError::Invalid(why),
+        other => SecretError::Unavailable {
+            id: "local secret store".into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl bazaar_platform::secrets::SecretStore for EmbeddedSecrets {
+    async fn versions(
+        &self,
+        id: &str,
+    ) -> Result<bazaar_platform::secrets::Versions, bazaar_platform::secrets::SecretError> {
+        use bazaar_platform::secrets::{SecretError, SecretValue, Versions};
+        let stored = self
+            .0
+            .secret(id)
+            .map_err(secret_error)?
+            .ok_or_else(|| SecretError::NotFound(id.to_string()))?;
+        Ok(Versions {
+            current: SecretValue::new(stored.current),
+            previous: stored.previous.map(SecretValue::new),
+        })
+    }
+}
+
+#[async_trait]
+impl bazaar_platform::secrets::SecretAdmin for EmbeddedSecrets {
+    async fn ensure(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, bazaar_platform::secrets::SecretError> {
+        self.0.create_secret(name, value).map_err(secret_error)
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        value: &str,
+    ) -> Result<(), bazaar_platform::secrets::SecretError> {
+        self.0.put_secret_value(id, value).map_err(secret_error)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, bazaar_platform::secrets::SecretError> {
+        Ok(self
+            .0
+            .secret_names(prefix)
+            .map_err(secret_error)?
+            .into_iter()
+            .map(|n| (crate::engine::secret_arn(&n), n))
+            .collect())
     }
 }

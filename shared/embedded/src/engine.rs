@@ -206,6 +206,7 @@ CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at);
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (queue, seq);
 DROP INDEX IF EXISTS messages_by_receipt;
 CREATE TABLE IF NOT EXISTS fifo_dedup (queue TEXT NOT NULL, dedup_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (queue, dedup_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, current TEXT NOT NULL, previous TEXT, changed_at INTEGER NOT NULL);
 ";
 
 /// A table's database. Items are rows in insertion order with a unique index on the key,
@@ -216,6 +217,30 @@ const TABLE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS items_by_key ON items (pk, sk);
 ";
+
+/// The local ARN of a secret.
+pub fn secret_arn(name: &str) -> String {
+    format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}")
+}
+
+/// The name of a secret given by its ARN (any region's: a stack provisioned on an endpoint
+/// names them so too) or by its name.
+pub fn secret_name(id: &str) -> &str {
+    match id.split_once(":secret:") {
+        Some((prefix, name)) if prefix.starts_with("arn:") => name,
+        _ => id,
+    }
+}
+
+/// One secret as the engine keeps it: what Secrets Manager calls the `AWSCURRENT` and
+/// `AWSPREVIOUS` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// The current value.
+    pub current: String,
+    /// The value before the last change.
+    pub previous: Option<String>,
+}
 
 /// The local ARN of a topic.
 pub fn topic_arn(name: &str) -> String {
@@ -436,6 +461,87 @@ impl Engine {
         subs.retain(|s| s.queue != subscription.queue);
         subs.push(subscription);
         Ok(())
+    }
+
+    /// Creates the secret `name` with `value` unless it exists (an existing secret keeps its
+    /// value, so that a rotation survives a restart); returns its ARN. Names are Secrets
+    /// Manager's: up to 512 letters, digits and `/_+=.@-`.
+    pub fn create_secret(&self, name: &str, value: &str) -> Result<String, EngineError> {
+        if name.is_empty()
+            || name.len() > 512
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+        {
+            return Err(EngineError::Invalid(format!(
+                "secret name {name:?}: up to 512 letters, digits or /_+=.@-"
+            )));
+        }
+        if value.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "secret {name:?}: a value cannot be empty"
+            )));
+        }
+        let now = self.clock.now().timestamp_millis();
+        self.db()
+            .prepare_cached(
+                "INSERT INTO secrets (name, current, previous, changed_at) VALUES (?1, ?2, NULL, ?3) ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![name, value, now])?;
+        Ok(secret_arn(name))
+    }
+
+    /// Makes `value` the current value of the secret `id` (an ARN or a name); the current
+    /// one becomes the previous.
+    pub fn put_secret_value(&self, id: &str, value: &str) -> Result<(), EngineError> {
+        let name = secret_name(id);
+        if value.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "secret {name:?}: a value cannot be empty"
+            )));
+        }
+        let now = self.clock.now().timestamp_millis();
+        let changed = self
+            .db()
+            .prepare_cached(
+                "UPDATE secrets SET previous = CASE WHEN current = ?2 THEN previous ELSE current END, current = ?2, changed_at = ?3 WHERE name = ?1",
+            )?
+            .execute(params![name, value, now])?;
+        if changed == 0 {
+            return Err(EngineError::NotFound {
+                kind: "secret",
+                name: name.to_string(),
+            });
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// The secret `id` (an ARN or a name), if it exists.
+    pub fn secret(&self, id: &str) -> Result<Option<StoredSecret>, EngineError> {
+        Ok(self
+            .db()
+            .prepare_cached("SELECT current, previous FROM secrets WHERE name = ?1")?
+            .query_row(params![secret_name(id)], |r| {
+                Ok(StoredSecret {
+                    current: r.get(0)?,
+                    previous: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The names of the secrets that start with `prefix`, in order.
+    pub fn secret_names(&self, prefix: &str) -> Result<Vec<String>, EngineError> {
+        let db = self.db();
+        let mut statement = db.prepare_cached("SELECT name FROM secrets ORDER BY name")?;
+        let names = statement
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(names
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect())
     }
 
     /// Creates a table (idempotent): opens its database.

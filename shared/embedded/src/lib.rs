@@ -16,5 +16,5 @@ pub mod filter;
 pub mod identity;
 pub mod testing;
 
-pub use adapters::{EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedTable, deps};
+pub use adapters::{EmbeddedDeadLetters, EmbeddedPublisher, EmbeddedSecrets, EmbeddedTable, deps};
 pub use engine::{Engine, EngineError, QueueConfig, QueueStats, Received, Redrive, Subscription};

@@ -42,6 +42,38 @@ impl Fixture {
         }
     }
 
+    /// Creates the secret `name` with `value` in the engine's secret store; returns its ARN,
+    /// for a `<NAME>_SECRET_ARN` variable.
+    pub fn secret(&self, name: &str, value: &str) -> String {
+        self.engine
+            .create_secret(name, value)
+            .expect("a valid secret name and value")
+    }
+
+    /// Rotates the secret `id` to `value` (the current value becomes the previous).
+    pub fn rotate(&self, id: &str, value: &str) {
+        self.engine
+            .put_secret_value(id, value)
+            .expect("an existing secret")
+    }
+
+    /// The secret `name` with `value` as a function would hold it (known to it as
+    /// `variable`), on this world's clock.
+    pub fn held_secret(
+        &self,
+        variable: &str,
+        name: &str,
+        value: &str,
+    ) -> Arc<bazaar_platform::secrets::Secret> {
+        let id = self.secret(name, value);
+        Arc::new(bazaar_platform::secrets::Secret::new(
+            variable,
+            id,
+            Arc::new(crate::EmbeddedSecrets(self.engine.clone())),
+            self.clock.clone(),
+        ))
+    }
+
     /// The ports of `function` with a table (`table`, when given), the `topics` it publishes
     /// to (each with a probe queue) and a DLQ; the same environment variables the template
     /// sets.

@@ -243,3 +243,30 @@ async fn a_file_keeps_each_table_in_its_own_file() {
     Engine::remove_files(&path).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_embedded_secrets_pass_the_secret_suite_and_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("bazaar-secrets-{}", std::process::id()));
+    let path = dir.join("store.sqlite");
+    let clock = Arc::new(ManualClock::at_epoch());
+    let secrets = bazaar_embedded::EmbeddedSecrets(Engine::open(&path, clock.clone()).unwrap());
+    conformance::secret_suite(&secrets, &secrets, "bazaar-test").await;
+    drop(secrets);
+
+    use bazaar_platform::secrets::{SecretAdmin, SecretStore};
+    let reopened = bazaar_embedded::EmbeddedSecrets(Engine::open(&path, clock).unwrap());
+    let arn = reopened
+        .ensure("bazaar-test-webhook-secret", "a-value-from-the-template")
+        .await
+        .unwrap();
+    let held = reopened.versions(&arn).await.unwrap();
+    assert_eq!(
+        (
+            held.current.expose(),
+            held.previous.as_ref().map(|p| p.expose())
+        ),
+        ("third-value-0003", Some("second-value-0002")),
+        "a restart (which ensures every secret again) keeps the rotated value"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -47,7 +47,7 @@ fn admit<T: DeserializeOwned>(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(key) {
+        if presented != Some(key.as_str()) {
             return Err(Box::new(error(401, "a valid API key is required")));
         }
     }

@@ -178,7 +178,7 @@ impl State {
 /// The fake provider.
 pub struct FakeProvider {
     clock: Arc<dyn Clock>,
-    api_key: Option<String>,
+    api_key: Mutex<Option<String>>,
     state: Mutex<State>,
 }
 
@@ -188,7 +188,7 @@ impl FakeProvider {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         FakeProvider {
             clock,
-            api_key: None,
+            api_key: Mutex::new(None),
             state: Mutex::new(State {
                 switches: Switches::default(),
                 callback_delay: DEFAULT_CALLBACK_DELAY,
@@ -206,9 +206,15 @@ impl FakeProvider {
     }
 
     /// Requires `Authorization: Bearer <key>` on HTTP calls.
-    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = Some(key.into());
+    pub fn with_api_key(self, key: impl Into<String>) -> Self {
+        self.set_api_key(key);
         self
+    }
+
+    /// Accepts only `key` from now on, as when the merchant rolls its key in the provider's
+    /// dashboard and the old one stops working.
+    pub fn set_api_key(&self, key: impl Into<String>) {
+        *self.api_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.into());
     }
 
     /// Changes how long asynchronous payments made from now on stay pending.
@@ -252,8 +258,11 @@ impl FakeProvider {
     }
 
     /// The API key HTTP callers must present, if any.
-    pub fn api_key(&self) -> Option<&str> {
-        self.api_key.as_deref()
+    pub fn api_key(&self) -> Option<String> {
+        self.api_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// `POST /v1/charges`.

@@ -33,6 +33,8 @@ pub struct Provisioned {
     pub queue_urls: BTreeMap<String, String>,
     /// Queue ARNs.
     pub queue_arns: BTreeMap<String, String>,
+    /// Secret ARNs (the endpoint adds a suffix of its own to each name).
+    pub secret_arns: BTreeMap<String, String>,
     /// What this run created or changed, one line each (empty when all was in place).
     pub changes: Vec<String>,
 }
@@ -59,6 +61,8 @@ impl Provisioned {
             self.queue_urls.get(name)
         } else if local == queue_arn(name) {
             self.queue_arns.get(name)
+        } else if local == bazaar_embedded::engine::secret_arn(name) {
+            self.secret_arns.get(name)
         } else {
             None
         }
@@ -289,6 +293,34 @@ pub async fn provision(model: &StackModel, config: &SdkConfig) -> anyhow::Result
         }
     }
 
+    // Secrets: created with the local stack's values when absent; one already there keeps
+    // its value (a rotation done on the endpoint survives a restart).
+    {
+        use bazaar_platform::secrets::SecretAdmin;
+        let secrets =
+            bazaar_aws::SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(config));
+        let existing: BTreeMap<String, String> = secrets
+            .list("")
+            .await
+            .map_err(|e| anyhow::anyhow!("Secrets Manager ListSecrets: {e}"))?
+            .into_iter()
+            .map(|(arn, name)| (name, arn))
+            .collect();
+        for (id, name) in &model.secrets {
+            let arn = match existing.get(name) {
+                Some(arn) => arn.clone(),
+                None => {
+                    let arn = secrets
+                        .ensure(name, &StackModel::local_secret_value(id))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("Secrets Manager CreateSecret {name}: {e}"))?;
+                    out.changes.push(format!("created secret {name}"));
+                    arn
+                }
+            };
+            out.secret_arns.insert(name.clone(), arn);
+        }
+    }
     for name in model.tables.values() {
         match dynamodb.describe_table().table_name(name).send().await {
             Ok(_) => {}

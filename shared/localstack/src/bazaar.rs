@@ -143,6 +143,49 @@ async fn install_local_key(
     .await
 }
 
+/// The secret an outside party signs its calls with: the template's secret, read from the
+/// stack's store at each delivery, as a partner would use the value it was last given.
+struct SigningSecret {
+    id: String,
+    store: Arc<dyn bazaar_platform::secrets::SecretStore>,
+}
+
+impl SigningSecret {
+    /// The secret named by `<name>_SECRET_ARN` in the environment of the function behind
+    /// `path`, if the template routes it.
+    fn of_route(stack: &Built<'_>, path: &str, name: &str) -> Option<SigningSecret> {
+        stack.model.functions.values().find_map(|f| {
+            let routed = f
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, EventDef::Http { path: p, .. } if p == path));
+            routed
+                .then(|| {
+                    f.environment.get(&format!(
+                        "{name}{}",
+                        bazaar_platform::secrets::SECRET_SUFFIX
+                    ))
+                })
+                .flatten()
+                .map(|id| SigningSecret {
+                    id: id.clone(),
+                    store: stack.secrets.clone(),
+                })
+        })
+    }
+
+    /// The current value; `None` (logged) when it cannot be read, and the calls wait.
+    async fn current(&self) -> Option<String> {
+        match self.store.versions(&self.id).await {
+            Ok(v) => Some(v.current.expose().to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "a local fake cannot read the secret it signs with; its calls wait");
+                None
+            }
+        }
+    }
+}
+
 /// A callback route of an outside party that signs with the platform's scheme
 /// ([`bazaar_platform::webhook::sign`]: `t=<seconds>,v1=<hex>` in `header`).
 struct Signed<'a> {
@@ -182,7 +225,7 @@ pub struct PaymentProviderFake {
     /// (tests on a simulated clock), rather than over HTTP at its `PROVIDER_URL`.
     in_process: bool,
     /// Where callbacks go and the secret they are signed with, from the template.
-    webhook: OnceLock<(String, String)>,
+    webhook: OnceLock<(String, SigningSecret)>,
 }
 
 impl PaymentProviderFake {
@@ -229,18 +272,8 @@ impl LocalFake for PaymentProviderFake {
     }
 
     async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
-        let webhook = stack.model.functions.values().find_map(|f| {
-            let routed = f
-                .events
-                .iter()
-                .any(|(_, e)| matches!(e, EventDef::Http { path, .. } if path == WEBHOOK_PATH));
-            routed
-                .then(|| f.environment.get("WEBHOOK_SECRET"))
-                .flatten()
-                .map(|secret| (WEBHOOK_PATH.to_string(), secret.clone()))
-        });
-        if let Some(w) = webhook {
-            let _ = self.webhook.set(w);
+        if let Some(secret) = SigningSecret::of_route(stack, WEBHOOK_PATH, "WEBHOOK") {
+            let _ = self.webhook.set((WEBHOOK_PATH.to_string(), secret));
         }
         Ok(())
     }
@@ -251,6 +284,10 @@ impl LocalFake for PaymentProviderFake {
         let Some((path, secret)) = self.webhook.get() else {
             return 0;
         };
+        let Some(secret) = secret.current().await else {
+            return 0;
+        };
+        let secret = secret.as_str();
         let due = self.provider.take_due_callbacks(now);
         let n = due.len();
         for callback in due {
@@ -508,7 +545,7 @@ impl LocalFake for MarketplacesFake {
 pub struct CarrierFake {
     carrier: Arc<FakeCarrier>,
     /// The secret callbacks are signed with, once the template routes the webhook.
-    secret: OnceLock<String>,
+    secret: OnceLock<SigningSecret>,
 }
 
 impl CarrierFake {
@@ -533,17 +570,10 @@ impl LocalFake for CarrierFake {
     }
 
     async fn install(&self, stack: &Built<'_>) -> Result<(), BoxError> {
-        let secret = stack.model.functions.values().find_map(|f| {
-            let routed = f.events.iter().any(|(_, e)| {
-                matches!(e, EventDef::Http { path, .. } if path == bazaar_fake_carrier::WEBHOOK_PATH)
-            });
-            routed
-                .then(|| f.environment.get("WEBHOOK_SECRET"))
-                .flatten()
-                .cloned()
-        });
-        if let Some(s) = secret {
-            let _ = self.secret.set(s);
+        if let Some(secret) =
+            SigningSecret::of_route(stack, bazaar_fake_carrier::WEBHOOK_PATH, "WEBHOOK")
+        {
+            let _ = self.secret.set(secret);
         }
         Ok(())
     }
@@ -552,6 +582,10 @@ impl LocalFake for CarrierFake {
         let Some(secret) = self.secret.get() else {
             return 0;
         };
+        let Some(secret) = secret.current().await else {
+            return 0;
+        };
+        let secret = secret.as_str();
         let due = self.carrier.take_due_callbacks(now);
         let n = due.len();
         for callback in due {

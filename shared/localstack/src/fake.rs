@@ -52,6 +52,9 @@ pub struct Built<'a> {
     pub functions: &'a Functions,
     /// The AWS endpoint the stack runs on, if it does (`None`: the embedded store).
     pub endpoint: Option<&'a str>,
+    /// Where the template's secrets are read (a fake that signs calls reads the current
+    /// value at each call, so that a rotation reaches it as it reaches a partner).
+    pub secrets: Arc<dyn bazaar_platform::secrets::SecretStore>,
 }
 
 /// A stand-in the local stack runs beside the template (see the module's documentation).

@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use bazaar_embedded::Engine;
 use bazaar_fake_provider::FakeProvider;
 use bazaar_localstack::gateway::{self, HttpRequest};
-use bazaar_localstack::template::LOCAL_PARAMETERS;
 use bazaar_localstack::{Stack, StackModel, StackOptions};
 use bazaar_platform::clock::SystemClock;
 use bazaar_platform::telemetry::{self, EmfFile};
@@ -91,20 +90,10 @@ struct Provider {
     url: String,
 }
 
-/// Binds the fake provider on `port` (0: any free port), with the API key the template's
-/// parameters give the payments worker.
-async fn provider(cli: &Cli, port: u16) -> anyhow::Result<Provider> {
-    let params = parameters(cli)?;
-    let api_key = params
-        .get("PaymentProviderApiKey")
-        .cloned()
-        .or_else(|| {
-            LOCAL_PARAMETERS
-                .iter()
-                .find(|(k, _)| *k == "PaymentProviderApiKey")
-                .map(|(_, v)| v.to_string())
-        })
-        .unwrap_or_default();
+/// Binds the fake provider on `port` (0: any free port), taking the API key the local stack's
+/// `PaymentProviderApiKey` secret starts with.
+async fn provider(port: u16) -> anyhow::Result<Provider> {
+    let api_key = StackModel::local_secret_value("PaymentProviderApiKey");
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .with_context(|| {
@@ -364,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         format!("the fake carrier cannot listen on 127.0.0.1:{carrier_port} (is the port taken? try --carrier-port)")
                     })?;
             let carrier = Arc::new(bazaar_fake_carrier::FakeCarrier::new(Arc::new(SystemClock)));
-            let provider = provider(&cli, *provider_port).await?;
+            let provider = provider(*provider_port).await?;
             let marketplace_listener =
                 tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *marketplace_port)))
                     .await
@@ -453,7 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Invoke { function, event } => {
             // The payments worker's provider: served for the invocation, on any free port.
-            let provider = provider(&cli, 0).await?;
+            let provider = provider(0).await?;
             let stack = load(&cli, &provider, None, None).await?;
             tokio::spawn(bazaar_fake_provider::serve(
                 provider.provider.clone(),

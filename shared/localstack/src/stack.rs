@@ -3,6 +3,7 @@
 //! served ([`Gateway`]), with the local fakes beside it ([`LocalFake`]). Generic over the
 //! template: nothing here names a function.
 
+use bazaar_platform::secrets::{SecretAdmin, SecretStore};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +69,9 @@ pub struct Stack {
     fakes: Vec<Arc<dyn LocalFake>>,
     /// Whether the functions run on an AWS API.
     on_aws: bool,
+    /// Where the template's secrets are: the engine, or Secrets Manager on the endpoint.
+    secrets: Arc<dyn SecretAdmin>,
+    secret_reader: Arc<dyn SecretStore>,
 }
 
 impl Stack {
@@ -86,6 +90,13 @@ impl Stack {
         }
         for name in model.tables.values() {
             engine.create_table(name).map_err(engine_err(name))?;
+        }
+        // Secrets are created once, with the local value, and then kept (a value put since
+        // survives a restart). On an endpoint, provisioning created them there.
+        for (id, name) in &model.secrets {
+            engine
+                .create_secret(name, &StackModel::local_secret_value(id))
+                .map_err(engine_err(id))?;
         }
         // Dead-letter queues first, so that redrive targets exist.
         let mut queues: Vec<_> = model.queues.iter().collect();
@@ -239,7 +250,22 @@ impl Stack {
             engine.clock().clone(),
             options.ids.clone(),
         ));
+        let (secrets, secret_reader): (Arc<dyn SecretAdmin>, Arc<dyn SecretStore>) =
+            match &options.aws {
+                Some(w) => {
+                    let store = Arc::new(bazaar_aws::SecretsManagerStore::new(
+                        aws_sdk_secretsmanager::Client::new(&w.config),
+                    ));
+                    (store.clone(), store)
+                }
+                None => {
+                    let store = Arc::new(bazaar_embedded::EmbeddedSecrets(engine.clone()));
+                    (store.clone(), store)
+                }
+            };
         let stack = Arc::new(Stack {
+            secrets,
+            secret_reader,
             engine,
             model,
             functions,
@@ -297,6 +323,7 @@ impl Stack {
             model: &self.model,
             functions: &self.functions,
             endpoint,
+            secrets: self.secret_reader.clone(),
         };
         for fake in &self.fakes {
             fake.install(&built).await?;
@@ -330,6 +357,12 @@ impl Stack {
     /// The engine (queues, topics, tables).
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The template's secrets: where a rotation is put (the engine's store, or Secrets
+    /// Manager on the endpoint).
+    pub fn secrets(&self) -> &Arc<dyn SecretAdmin> {
+        &self.secrets
     }
 
     /// The template's model.

@@ -173,25 +173,48 @@ pub struct StackModel {
     pub functions: BTreeMap<String, FunctionDef>,
     /// HTTP APIs by logical id.
     pub apis: BTreeMap<String, ApiDef>,
+    /// Secrets (`AWS::SecretsManager::Secret`): names by logical id.
+    pub secrets: BTreeMap<String, String>,
 }
 
-/// Values the local stack gives to parameters that a deployment must supply (secrets): fixed,
-/// documented, and good for the local stack only.
-pub const LOCAL_PARAMETERS: [(&str, &str); 9] = [
+/// Values the local stack gives to parameters that a deployment must supply: where the
+/// partners are (the local fakes).
+pub const LOCAL_PARAMETERS: [(&str, &str); 3] = [
+    ("AgoraUrl", "http://127.0.0.1:3002"),
+    ("SoukUrl", "http://127.0.0.1:3002"),
+    ("PaymentProviderUrl", "http://127.0.0.1:3001"),
+];
+
+/// The values the local stack's secrets start with, by logical id: the ones its fakes know
+/// (fixed, documented, and good for the local stack only). A secret not listed starts with a
+/// generated value. Each is created once in the stack's store and kept: a value put since
+/// (`bazaar secrets put`) survives a restart.
+pub const LOCAL_SECRETS: [(&str, &str); 6] = [
     ("PaymentsWebhookSecret", "local-webhook-secret"),
     ("AgoraWebhookSecret", "local-agora-webhook-secret"),
     ("CarrierWebhookSecret", "local-carrier-webhook-secret"),
-    ("AgoraUrl", "http://127.0.0.1:3002"),
     ("AgoraPartnerKey", "local-agora-key"),
-    ("SoukUrl", "http://127.0.0.1:3002"),
     ("SoukPartnerKey", "local-souk-key"),
-    ("PaymentProviderUrl", "http://127.0.0.1:3001"),
     ("PaymentProviderApiKey", "sk_local_fake_provider"),
 ];
 
 impl StackModel {
-    /// Reads a template for the local stack: [`LOCAL_PARAMETERS`] fill the secrets a
-    /// deployment would supply, and `parameters` override anything.
+    /// The value the local stack gives the secret `id` (a logical id) when it creates it.
+    pub fn local_secret_value(id: &str) -> String {
+        LOCAL_SECRETS
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| {
+                format!(
+                    "local-{}",
+                    bazaar_platform::ids::random_uuid().replace('-', "")
+                )
+            })
+    }
+
+    /// Reads a template for the local stack: [`LOCAL_PARAMETERS`] fill what a deployment
+    /// would supply, and `parameters` override anything.
     pub fn load_local(
         path: &Path,
         parameters: &BTreeMap<String, String>,
@@ -279,6 +302,9 @@ impl StackModel {
                 }
                 "AWS::DynamoDB::Table" => {
                     model.tables.insert(id.into(), r.physical_name(id, id)?);
+                }
+                "AWS::SecretsManager::Secret" => {
+                    model.secrets.insert(id.into(), r.physical_name(id, id)?);
                 }
                 "AWS::SQS::Queue" => {
                     let mut q = QueueConfig::new(r.physical_name(id, id)?);

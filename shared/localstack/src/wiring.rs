@@ -124,6 +124,7 @@ impl StackOptions {
                     self.usage.as_ref(),
                 );
                 deps.clock = self.engine.clock().clone();
+                deps.secrets = deps.secrets.on_clock(&deps.clock);
                 deps.ids = self.ids.clone();
                 deps.metrics = self.metrics.clone();
                 deps

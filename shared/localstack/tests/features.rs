@@ -44,6 +44,9 @@ fn every_function_links_the_clients_its_resources_need_and_no_others() {
         if env.contains_key("JWT_ISSUER") {
             needed.insert("https");
         }
+        if env.keys().any(|k| k.ends_with("_SECRET_ARN")) {
+            needed.insert("secrets");
+        }
         let manifest =
             std::fs::read_to_string(root.join("functions").join(&f.binary).join("Cargo.toml"))
                 .unwrap_or_else(|e| panic!("{id}: functions/{}/Cargo.toml: {e}", f.binary));

@@ -633,8 +633,7 @@ async fn forge_callback(
         "amount_cents": cents.unwrap_or(1), "currency": "EUR", "reason": "forged",
     })
     .to_string();
-    let secret =
-        s.stack.model().functions["PaymentsWebhookFunction"].environment["WEBHOOK_SECRET"].clone();
+    let secret = bazaar_localstack::StackModel::local_secret_value("PaymentsWebhookSecret");
     for _ in 0..20 {
         let now = s.stack.engine().clock().now().timestamp();
         let request = bazaar_localstack::gateway::HttpRequest {

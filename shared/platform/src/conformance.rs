@@ -709,3 +709,75 @@ async fn drain(m: &dyn Messaging, queue: &str) -> Vec<Delivered> {
         }
     }
 }
+
+/// Runs every secret-store check: `admin` creates and rotates, `store` reads, as a deploy
+/// and a function do.
+pub async fn secret_suite(
+    store: &dyn crate::secrets::SecretStore,
+    admin: &dyn crate::secrets::SecretAdmin,
+    ns: &str,
+) {
+    use crate::secrets::SecretError;
+    let name = format!("{ns}-webhook-secret");
+    let arn = admin
+        .ensure(&name, "first-value-0001")
+        .await
+        .expect("create");
+    let read = store.versions(&arn).await.expect("read by ARN");
+    assert_eq!(read.current.expose(), "first-value-0001");
+    assert_eq!(read.previous, None, "a new secret has no previous value");
+    assert_eq!(
+        store.versions(&name).await.expect("read by name"),
+        read,
+        "a name reads as its ARN"
+    );
+    assert_eq!(
+        admin
+            .ensure(&name, "other-value-0002")
+            .await
+            .expect("again"),
+        arn,
+        "creating again is the same secret"
+    );
+    assert_eq!(
+        store.versions(&arn).await.unwrap().current.expose(),
+        "first-value-0001",
+        "creating again keeps the value"
+    );
+
+    admin.put(&arn, "second-value-0002").await.expect("rotate");
+    let rotated = store.versions(&arn).await.expect("read rotated");
+    assert_eq!(rotated.current.expose(), "second-value-0002");
+    assert_eq!(
+        rotated.previous.as_ref().map(|p| p.expose()),
+        Some("first-value-0001"),
+        "the value before the rotation stays readable as the previous"
+    );
+    admin.put(&name, "third-value-0003").await.expect("by name");
+    let again = store.versions(&arn).await.unwrap();
+    assert_eq!(
+        (
+            again.current.expose(),
+            again.previous.as_ref().map(|p| p.expose())
+        ),
+        ("third-value-0003", Some("second-value-0002"))
+    );
+
+    let listed = admin.list(ns).await.expect("list");
+    assert!(
+        listed.iter().any(|(a, n)| a == &arn && n == &name),
+        "listed by prefix: {listed:?}"
+    );
+    let absent = format!("{ns}-absent");
+    assert!(
+        matches!(store.versions(&absent).await, Err(SecretError::NotFound(_))),
+        "an unknown secret is NotFound"
+    );
+    assert!(
+        matches!(
+            admin.put(&absent, "value-value-0004").await,
+            Err(SecretError::NotFound(_))
+        ),
+        "rotating an unknown secret is NotFound, not a creation"
+    );
+}

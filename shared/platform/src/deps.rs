@@ -11,6 +11,7 @@ use crate::harness::Harness;
 use crate::history::{Event, Guarantees};
 use crate::ids::Ids;
 use crate::ports::{DeadLetters, HandlerError, Publisher, QueueStats, Table};
+use crate::secrets::SecretBook;
 use crate::settings::{Env, Settings, SettingsError};
 use crate::telemetry::MetricsSink;
 
@@ -52,6 +53,9 @@ pub struct Deps {
     pub keys: Option<Arc<dyn KeySource>>,
     /// Queue depths, for the queue monitor (set when `MONITORED_QUEUES` is).
     pub queues: Option<Arc<dyn QueueStats>>,
+    /// The secrets the environment names by ARN (`<NAME>_SECRET_ARN`), read from the
+    /// secret store and refreshed ([`crate::secrets`]).
+    pub secrets: SecretBook,
     /// The function's environment variables as the template sets them.
     pub env: BTreeMap<String, String>,
     /// What tests attach (faults, history, guarantees switched off): an empty type in

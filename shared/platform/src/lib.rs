@@ -15,6 +15,7 @@
 //! - [`faults`]: named points where tests inject crashes; [`harness`]: what tests attach to
 //!   a function (nothing in production builds).
 //! - [`settings`]: a function's configuration, typed and read once at start.
+//! - [`secrets`]: secrets read from a store (never the environment), refreshed, rotated.
 //! - [`claims`]: names with exactly one owner, whoever claims first (a registry table).
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,7 @@ pub mod jwt;
 pub mod outbox;
 pub mod ports;
 pub mod schedule;
+pub mod secrets;
 pub mod settings;
 pub mod sqs;
 pub mod telemetry;

@@ -15,34 +15,75 @@ pub const TOLERANCE_SECONDS: i64 = 300;
 /// The shortest webhook secret accepted, as the template's parameters require.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// A sender's webhook secret, read once at init; never printed (its `Debug` hides it).
-pub struct Secret(String);
+/// A sender's webhook secret, from the secret store ([`crate::secrets`]): its current and
+/// previous values, so that calls signed before or after a rotation both pass.
+#[derive(Debug, Clone)]
+pub struct Secret(std::sync::Arc<crate::secrets::Secret>);
 
 impl Secret {
-    /// Reads the secret `sender` signs its calls with from `variable` (at least
-    /// [`MIN_SECRET_LEN`] characters, or the function does not start).
+    /// The secret `sender` signs its calls with, which the function knows as `name` (`WEBHOOK`:
+    /// its ARN in `WEBHOOK_SECRET_ARN`); at least [`MIN_SECRET_LEN`] characters, or the function does
+    /// not start.
     pub fn read(
-        env: &crate::settings::Env<'_>,
-        variable: &str,
+        book: &crate::secrets::SecretBook,
+        name: &str,
         sender: &str,
     ) -> Result<Secret, crate::SettingsError> {
-        let expected = format!(
-            "the secret {sender} signs its calls with, at least {MIN_SECRET_LEN} characters"
-        );
-        Ok(Secret(
-            env.secret(variable, MIN_SECRET_LEN, &expected)?.to_string(),
-        ))
+        let expected = format!("the secret {sender} signs its calls with");
+        Ok(Secret(book.get(name, MIN_SECRET_LEN, &expected)?))
     }
 
-    /// The secret's bytes, to verify a signature with.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+    /// Checks a call's signature (`t=...,v1=...`, [`verify`]) against the secret.
+    pub async fn verify(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), WebhookError> {
+        self.check(|secret| verify(secret, header, body, now)).await
     }
-}
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<hidden>)")
+    /// Checks a call with `check` (a sender's own signature scheme) against the secret's
+    /// current and previous values. When neither matches, the store is read again (at most
+    /// every [`crate::secrets::MIN_REFRESH_GAP`]) in case the secret was rotated since it
+    /// was read, and the call checked against the new values. A value shorter than
+    /// [`MIN_SECRET_LEN`] put into the store is never accepted (and said in the log).
+    pub async fn check(
+        &self,
+        check: impl Fn(&[u8]) -> Result<(), WebhookError>,
+    ) -> Result<(), WebhookError> {
+        let first = self.check_held(&check).await;
+        if first != Err(WebhookError::Mismatch) || !self.0.refresh().await {
+            return first;
+        }
+        self.check_held(&check).await
+    }
+
+    async fn check_held(
+        &self,
+        check: &impl Fn(&[u8]) -> Result<(), WebhookError>,
+    ) -> Result<(), WebhookError> {
+        let versions = self
+            .0
+            .versions()
+            .await
+            .map_err(|e| WebhookError::NoSecret(e.to_string()))?;
+        let mut result = Err(WebhookError::Mismatch);
+        for value in versions.all() {
+            if value.expose().len() < MIN_SECRET_LEN {
+                tracing::error!(
+                    secret = self.0.variable(),
+                    characters = value.expose().len(),
+                    "a webhook secret in the store is shorter than {MIN_SECRET_LEN} characters; it is not used"
+                );
+                continue;
+            }
+            result = check(value.expose().as_bytes());
+            if result != Err(WebhookError::Mismatch) {
+                return result;
+            }
+        }
+        result
     }
 }
 
@@ -61,6 +102,21 @@ pub enum WebhookError {
     /// No signature matches.
     #[error("the signature does not match")]
     Mismatch,
+    /// The secret could not be read from the store: not the caller's fault (503, so that it
+    /// sends the call again).
+    #[error("the webhook secret cannot be read: {0}")]
+    NoSecret(String),
+}
+
+impl WebhookError {
+    /// The answer for the caller: 401 for a call that is not properly signed, 503 when the
+    /// secret to check it with cannot be read.
+    pub fn into_api_error(self) -> crate::http::ApiError {
+        match self {
+            WebhookError::NoSecret(why) => crate::http::ApiError::unavailable(why.into()),
+            other => crate::http::ApiError::unauthorized(other.to_string()),
+        }
+    }
 }
 
 fn signing_key(secret: &[u8]) -> hmac::Key {
@@ -148,34 +204,6 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_secret_is_read_once_long_enough_and_never_printed() {
-        let vars = |v: &str| {
-            std::collections::BTreeMap::from([("WEBHOOK_SECRET".to_string(), v.to_string())])
-        };
-        let short = vars("too-short");
-        let error = Secret::read(
-            &crate::settings::Env::new(&short),
-            "WEBHOOK_SECRET",
-            "the carrier",
-        )
-        .unwrap_err();
-        assert_eq!(error.variable, "WEBHOOK_SECRET");
-        assert!(
-            error.expected.contains("the carrier") && error.expected.contains("16"),
-            "{error:?}"
-        );
-        let good = vars("a-secret-long-enough");
-        let secret = Secret::read(
-            &crate::settings::Env::new(&good),
-            "WEBHOOK_SECRET",
-            "the carrier",
-        )
-        .unwrap();
-        assert_eq!(secret.as_bytes(), b"a-secret-long-enough");
-        assert!(!format!("{secret:?}").contains("long-enough"));
-    }
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_225_600, 0).unwrap()

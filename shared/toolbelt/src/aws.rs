@@ -21,6 +21,7 @@ pub struct AwsBackend {
     dynamodb: aws_sdk_dynamodb::Client,
     sts: aws_sdk_sts::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    secrets: bazaar_aws::SecretsManagerStore,
     description: String,
     urls: Mutex<HashMap<String, String>>,
 }
@@ -42,6 +43,9 @@ impl AwsBackend {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            secrets: bazaar_aws::SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(
+                config,
+            )),
             description,
             urls: Mutex::new(HashMap::new()),
         }
@@ -322,6 +326,10 @@ impl Backend for AwsBackend {
 
     fn publisher(&self, topics: Topics) -> Arc<dyn Publisher> {
         Arc::new(SnsPublisher::new(self.sns.clone(), topics))
+    }
+
+    fn secrets(&self) -> Arc<dyn bazaar_platform::secrets::SecretAdmin> {
+        Arc::new(self.secrets.clone())
     }
 
     fn table(&self, name: &str) -> Arc<dyn Table> {

@@ -117,6 +117,8 @@ pub trait Backend: Send + Sync {
     fn publisher(&self, topics: Topics) -> Arc<dyn Publisher>;
     /// A table, by name.
     fn table(&self, name: &str) -> Arc<dyn Table>;
+    /// The secret store (the engine's, or Secrets Manager).
+    fn secrets(&self) -> Arc<dyn bazaar_platform::secrets::SecretAdmin>;
     /// Deletes every item of a table; returns how many went.
     async fn empty_table(&self, name: &str) -> anyhow::Result<usize>;
 }
@@ -248,6 +250,10 @@ impl Backend for LocalBackend {
 
     fn table(&self, name: &str) -> Arc<dyn Table> {
         Arc::new(EmbeddedTable::new(self.engine.clone(), name))
+    }
+
+    fn secrets(&self) -> Arc<dyn bazaar_platform::secrets::SecretAdmin> {
+        Arc::new(bazaar_embedded::EmbeddedSecrets(self.engine.clone()))
     }
 
     async fn empty_table(&self, name: &str) -> anyhow::Result<usize> {

@@ -17,6 +17,7 @@ pub mod publish;
 pub mod render;
 pub mod replay;
 pub mod sam;
+pub mod secrets;
 pub mod smoke;
 pub mod target;
 pub mod top;

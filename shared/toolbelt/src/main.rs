@@ -68,6 +68,15 @@ enum Command {
     /// Example: bazaar dlq list orders-saga
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The template's secrets: list them (never their values), or put a new value (a
+    /// rotation: every function reads it within five minutes, without a deploy, and the
+    /// value before it stays accepted on webhooks meanwhile).
+    ///
+    /// Examples:
+    ///   bazaar secrets list
+    ///   printf %s "$KEY" | bazaar --aws secrets put PaymentProviderApiKey
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Publishes one event or task from a JSON file of its payload, in a new envelope (new id,
     /// actor `system`) on its topic. A payload that breaks the contract is refused.
     ///
@@ -201,6 +210,27 @@ enum Command {
         /// Print what would be sent, and send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Each secret of the template: its name for the stage, whether it exists on the target,
+    /// and the functions that read it.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Makes a new value current (read from standard input, or from --from-file; never an
+    /// argument, which the shell's history and `ps` would keep). The value before it becomes
+    /// the previous one.
+    Put {
+        /// The secret: its logical id (`PaymentProviderApiKey`), name or ARN.
+        secret: String,
+        /// Read the value from this file instead of standard input.
+        #[arg(long)]
+        from_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -756,6 +786,26 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
             }
         }
         Command::Dlq(command) => dlq_command(command, target).await?,
+        Command::Secrets(SecretsCommand::List { json }) => {
+            let rows = bazaar_toolbelt::secrets::list(target).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", render::secrets(&rows));
+            }
+        }
+        Command::Secrets(SecretsCommand::Put { secret, from_file }) => {
+            let from = match from_file {
+                Some(path) => bazaar_toolbelt::secrets::Value::File(path),
+                None => bazaar_toolbelt::secrets::Value::Stdin,
+            };
+            let value = bazaar_toolbelt::secrets::read_value(&from)?;
+            let name = bazaar_toolbelt::secrets::put(target, &secret, &value).await?;
+            println!(
+                "{name}: new value in place ({} characters; the previous one kept as AWSPREVIOUS). Functions read it within 5 minutes, without a deploy.",
+                value.chars().count()
+            );
+        }
         Command::Users(command) => users_command(command, target).await?,
         Command::Channels(ChannelsCommand::Status { json }) => {
             let rows = bazaar_toolbelt::channels::status(target).await?;

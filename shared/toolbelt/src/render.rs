@@ -516,3 +516,21 @@ pub fn top(screen: &Screen, all: bool) -> String {
     }
     tidy(out)
 }
+
+/// `bazaar secrets list`: one line per secret of the template, never a value.
+pub fn secrets(rows: &[crate::secrets::SecretRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:<44} {:<8} {}\n",
+        "SECRET", "NAME", "EXISTS", "READ BY"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:<44} {:<8} {}\n",
+            r.logical_id,
+            r.name,
+            if r.arn.is_some() { "yes" } else { "NO" },
+            r.readers.join(", ")
+        ));
+    }
+    out
+}

@@ -83,6 +83,7 @@ async fn deps(target: &Target) -> anyhow::Result<Deps> {
         metrics: Arc::new(CollectedMetrics::default()),
         keys: None,
         queues: None,
+        secrets: Default::default(),
         env,
         harness: Default::default(),
     })

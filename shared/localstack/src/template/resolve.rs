@@ -68,6 +68,7 @@ impl Resolver<'_> {
             Some("AWS::SQS::Queue") => "QueueName",
             Some("AWS::DynamoDB::Table") => "TableName",
             Some("AWS::Serverless::Function") => "FunctionName",
+            Some("AWS::SecretsManager::Secret") => "Name",
             _ => return Ok(format!("{}-{id}", self.stack_name)),
         };
         match self.prop(id, prop) {
@@ -112,6 +113,9 @@ impl Resolver<'_> {
             Some("AWS::SNS::Topic") => Ok(topic_arn(&name()?)),
             Some("AWS::SQS::Queue") => Ok(queue_url(&name()?)),
             Some("AWS::DynamoDB::Table") | Some("AWS::Serverless::Function") => name(),
+            Some("AWS::SecretsManager::Secret") => {
+                Ok(bazaar_embedded::engine::secret_arn(&name()?))
+            }
             Some(_) => Ok(format!("local-{id}")),
             None => Err(invalid(
                 at,
