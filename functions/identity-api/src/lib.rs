@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod migrations;
 pub mod password;
 pub mod signup;
 pub mod throttle;
@@ -201,7 +202,7 @@ pub(crate) struct UserRecord {
 /// A signing key as identity keeps it (the private key is a secret: encrypted at rest by the
 /// table, never logged).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyRecord {
+pub(crate) struct KeyRecord {
     kid: String,
     pkcs8: String,
     created: i64,
@@ -382,7 +383,7 @@ pub async fn install_key(
 }
 
 /// A signing key back from its stored record.
-fn stored_key(record: KeyRecord) -> Result<SigningKey, HandlerError> {
+pub(crate) fn stored_key(record: KeyRecord) -> Result<SigningKey, HandlerError> {
     let der = B64
         .decode(&record.pkcs8)
         .map_err(|e| HandlerError::bug(format!("stored key unreadable: {e}")))?;

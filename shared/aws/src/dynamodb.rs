@@ -401,6 +401,35 @@ impl Table for DynamoTable {
         Ok(())
     }
 
+    async fn scan(
+        &self,
+        start_after: Option<Key>,
+        limit: usize,
+    ) -> Result<bazaar_platform::ports::ScanPage, TableError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.name)
+            .set_limit(Some(i32::try_from(limit.max(1)).unwrap_or(i32::MAX)))
+            .set_exclusive_start_key(start_after.as_ref().map(key_of))
+            .send()
+            .await
+            .map_err(map_error)?;
+        // A scan reads eventually consistent: half a unit per 4 KB.
+        self.charge(
+            read_units(out.items().iter().map(item_size).sum(), false),
+            0.0,
+        );
+        let last_key = out.last_evaluated_key().and_then(|k| {
+            let s = |n: &str| k.get(n).and_then(|v| v.as_s().ok()).cloned();
+            Some(Key::new(s(PK)?, s(SK)?))
+        });
+        Ok(bazaar_platform::ports::ScanPage {
+            items: out.items().iter().map(from_item).collect(),
+            last_key,
+        })
+    }
+
     async fn query(&self, query: Query) -> Result<Page, TableError> {
         let mut e = Expr::default();
         let pk = format!(

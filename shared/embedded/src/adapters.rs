@@ -199,6 +199,49 @@ impl Table for EmbeddedTable {
         Ok(page)
     }
 
+    /// In key order (DynamoDB's is by partition hash; the callers may rely on no order).
+    async fn scan(
+        &self,
+        start_after: Option<Key>,
+        limit: usize,
+    ) -> Result<bazaar_platform::ports::ScanPage, TableError> {
+        let db = self.db()?;
+        let db = lock(&db);
+        let (pk, sk) = start_after
+            .as_ref()
+            .map(|k| (k.pk.clone(), k.sk.clone()))
+            .unwrap_or_default();
+        let mut stmt = db
+            .prepare_cached(
+                "SELECT body FROM items WHERE ?1 = 0 OR pk > ?2 OR (pk = ?2 AND sk > ?3) ORDER BY pk, sk LIMIT ?4",
+            )
+            .map_err(sql_error)?;
+        let wanted = limit.max(1);
+        let rows = stmt
+            .query_map(
+                params![
+                    i64::from(start_after.is_some()),
+                    pk,
+                    sk,
+                    i64::try_from(wanted + 1).unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(sql_error)?;
+        let mut page = bazaar_platform::ports::ScanPage::default();
+        for row in rows {
+            let body = row.map_err(sql_error)?;
+            if page.items.len() == wanted {
+                page.last_key = page.items.last().and_then(Key::of);
+                break;
+            }
+            page.items.push(
+                serde_json::from_str(&body).map_err(|e| TableError::Unavailable(Box::new(e)))?,
+            );
+        }
+        Ok(page)
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
         let db = self.db()?;
         validate_transaction(&writes).map_err(TableError::Invalid)?;

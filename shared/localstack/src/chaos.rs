@@ -176,6 +176,14 @@ impl Table for FaultyTable {
         self.check()?;
         self.inner.query(query).await
     }
+    async fn scan(
+        &self,
+        start_after: Option<Key>,
+        limit: usize,
+    ) -> Result<bazaar_platform::ports::ScanPage, TableError> {
+        self.check()?;
+        self.inner.scan(start_after, limit).await
+    }
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
         self.check()?;
         if self.injected.armed() && roll(&self.rng, self.conflict) {

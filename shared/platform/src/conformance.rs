@@ -25,6 +25,46 @@ pub async fn table_suite(table: &dyn Table, ns: &str) {
     query_selects_by_sort_key_and_pages(table, ns).await;
     transactions_are_all_or_nothing(table, ns).await;
     invalid_requests_are_refused(table, ns).await;
+    scan_reads_every_item_once_in_pages(table, ns).await;
+}
+
+async fn scan_reads_every_item_once_in_pages(t: &dyn Table, ns: &str) {
+    let prefix = format!("{ns}#scan");
+    for i in 0..7 {
+        t.put(
+            item(
+                &k(ns, &format!("scan{}", i % 3), &i.to_string()),
+                json!({"i": i}),
+            ),
+            None,
+        )
+        .await
+        .expect("put");
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = t.scan(after, 3).await.expect("scan");
+        assert!(page.items.len() <= 3, "a page holds at most its limit");
+        pages += 1;
+        seen.extend(
+            page.items
+                .iter()
+                .filter_map(Key::of)
+                .filter(|key| key.pk.starts_with(&prefix)),
+        );
+        match page.last_key {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+        assert!(pages < 1000, "the scan ends");
+    }
+    let mut unique = seen.clone();
+    unique.sort_by(|a, b| (&a.pk, &a.sk).cmp(&(&b.pk, &b.sk)));
+    unique.dedup();
+    assert_eq!(seen.len(), 7, "every item once: {seen:?}");
+    assert_eq!(unique.len(), 7, "no item twice: {seen:?}");
 }
 
 fn k(ns: &str, pk: &str, sk: &str) -> Key {

@@ -16,6 +16,7 @@
 //!   a function (nothing in production builds).
 //! - [`settings`]: a function's configuration, typed and read once at start.
 //! - [`secrets`]: secrets read from a store (never the environment), refreshed, rotated.
+//! - [`migrate`]: versioned data migrations, resumable, rate-limited, never overwriting.
 //! - [`claims`]: names with exactly one owner, whoever claims first (a registry table).
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod http;
 pub mod ids;
 pub mod item;
 pub mod jwt;
+pub mod migrate;
 pub mod outbox;
 pub mod ports;
 pub mod schedule;

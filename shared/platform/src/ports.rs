@@ -54,6 +54,22 @@ pub trait Table: Send + Sync {
     }
     /// Applies up to [`MAX_TRANSACTION_WRITES`] writes, all or none. At most one write per key.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError>;
+    /// Reads one page of the whole table, up to `limit` items after `start_after` (the
+    /// previous page's `last_key`), in no particular order but a stable one. For tools (data
+    /// migrations), never for a handler: a scan reads every partition.
+    async fn scan(&self, start_after: Option<Key>, limit: usize) -> Result<ScanPage, TableError> {
+        let _ = (start_after, limit);
+        Err(TableError::Invalid("this table adapter cannot scan".into()))
+    }
+}
+
+/// One page of a [`Table::scan`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanPage {
+    /// The items.
+    pub items: Vec<Item>,
+    /// Set when more items may follow: pass it as the next scan's `start_after`.
+    pub last_key: Option<Key>,
 }
 
 impl dyn Table + '_ {

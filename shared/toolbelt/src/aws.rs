@@ -143,6 +143,10 @@ impl Backend for AwsBackend {
         Utc::now()
     }
 
+    fn clock(&self) -> Arc<dyn bazaar_platform::clock::Clock> {
+        Arc::new(bazaar_platform::clock::SystemClock)
+    }
+
     async fn caller(&self) -> String {
         match self.sts.get_caller_identity().send().await {
             Ok(identity) => identity.arn.unwrap_or_else(|| "unknown".into()),

@@ -67,6 +67,8 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
     /// The current time (the engine's clock locally, so that tests drive it).
     fn now(&self) -> DateTime<Utc>;
+    /// The clock itself, for what waits on it (a migration's rate limit).
+    fn clock(&self) -> Arc<dyn bazaar_platform::clock::Clock>;
     /// Who runs the command, for audit records.
     async fn caller(&self) -> String;
     /// Counts of a queue, by name.
@@ -167,6 +169,10 @@ impl Backend for LocalBackend {
 
     fn now(&self) -> DateTime<Utc> {
         self.engine.clock().now()
+    }
+
+    fn clock(&self) -> Arc<dyn bazaar_platform::clock::Clock> {
+        self.engine.clock().clone()
     }
 
     async fn caller(&self) -> String {

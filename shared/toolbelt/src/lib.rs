@@ -13,6 +13,7 @@ pub mod aws;
 pub mod backend;
 pub mod channels;
 pub mod dlq;
+pub mod migrate;
 pub mod publish;
 pub mod render;
 pub mod replay;

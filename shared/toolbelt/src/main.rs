@@ -77,6 +77,16 @@ enum Command {
     ///   printf %s "$KEY" | bazaar --aws secrets put PaymentProviderApiKey
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Data migrations of the services' tables: versioned changes written in Rust, planned
+    /// (a dry run), then applied within a rate limit, resumable from their checkpoint, never
+    /// overwriting what a function writes meanwhile.
+    ///
+    /// Examples:
+    ///   bazaar migrate list
+    ///   bazaar migrate plan identity-0001
+    ///   bazaar migrate apply identity-0001 --rate 50
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Publishes one event or task from a JSON file of its payload, in a new envelope (new id,
     /// actor `system`) on its topic. A payload that breaks the contract is refused.
     ///
@@ -210,6 +220,40 @@ enum Command {
         /// Print what would be sent, and send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Every migration, its table, and where it stands on the target.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A dry run: reads the whole table, changes nothing, prints how many items would change
+    /// with samples (and keeps the count for the ETA of `apply`).
+    Plan {
+        /// The migration's id (or the start of it).
+        id: String,
+        /// Capacity units per second the dry run may read.
+        #[arg(long, default_value_t = bazaar_toolbelt::migrate::DEFAULT_RATE)]
+        rate: f64,
+    },
+    /// Applies a migration from its checkpoint, with progress and an ETA.
+    Apply {
+        /// The migration's id (or the start of it).
+        id: String,
+        /// Capacity units per second (reads and writes) the run may use.
+        #[arg(long, default_value_t = bazaar_toolbelt::migrate::DEFAULT_RATE)]
+        rate: f64,
+        /// Items per page (a checkpoint after each).
+        #[arg(long, default_value_t = bazaar_toolbelt::migrate::DEFAULT_PAGE)]
+        page: usize,
+        /// Start from the beginning, not from the checkpoint (items already migrated are
+        /// still left alone).
+        #[arg(long)]
+        restart: bool,
     },
 }
 
@@ -786,6 +830,55 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
             }
         }
         Command::Dlq(command) => dlq_command(command, target).await?,
+        Command::Migrate(MigrateCommand::List { json }) => {
+            let rows = bazaar_toolbelt::migrate::list(target).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", bazaar_toolbelt::migrate::render_list(&rows));
+            }
+        }
+        Command::Migrate(MigrateCommand::Plan { id, rate }) => {
+            anyhow::ensure!(rate > 0.0, "--rate must be above 0");
+            let m = bazaar_toolbelt::migrate::find(&id)?;
+            let r = bazaar_toolbelt::migrate::runner(
+                target,
+                m.as_ref(),
+                rate,
+                bazaar_toolbelt::migrate::DEFAULT_PAGE,
+            )?;
+            let plan = r.plan(m.as_ref()).await?;
+            print!(
+                "{}",
+                bazaar_toolbelt::migrate::render_plan(m.as_ref(), &plan)
+            );
+        }
+        Command::Migrate(MigrateCommand::Apply {
+            id,
+            rate,
+            page,
+            restart,
+        }) => {
+            anyhow::ensure!(rate > 0.0, "--rate must be above 0");
+            anyhow::ensure!((1..=1000).contains(&page), "--page takes 1 to 1000 items");
+            let m = bazaar_toolbelt::migrate::find(&id)?;
+            let done =
+                bazaar_toolbelt::migrate::apply(target, m.as_ref(), rate, page, restart).await?;
+            println!(
+                "{}: done: {} items read, {} changed, {} already in shape, {} retried after a concurrent write, {} failed",
+                m.id(),
+                done.scanned,
+                done.changed,
+                done.unchanged,
+                done.retried,
+                done.failed
+            );
+            anyhow::ensure!(
+                done.failed == 0,
+                "{} items could not be migrated (their keys are in the log above); fix and run again",
+                done.failed
+            );
+        }
         Command::Secrets(SecretsCommand::List { json }) => {
             let rows = bazaar_toolbelt::secrets::list(target).await?;
             if json {
