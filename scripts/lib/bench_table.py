@@ -62,7 +62,7 @@ if saga:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in saga:
         offered = f"{r['rate']:.0f}" if r["rate"] else "max"
-        windows = "template (1 s)" if r.get("batching_windows", True) else "off"
+        windows = "template's" if r.get("batching_windows", True) else "off"
         batch = f", batch {r['batch_size']}" if r.get("batch_size") else ""
         print(f"| {r['store']}{batch} | {windows} | {r['orders']} | {r['clients']} | {offered} | {r['per_second']:.1f} | "
               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
@@ -134,4 +134,35 @@ if sources:
             p = r["by_function"].get(n)
             cells.append("" if p is None else f"{p['lambda_invocations']:.2f} / {p['wru']:.1f} / {p['rru']:.1f}")
         print(f"| {n} | " + " | ".join(cells) + " |")
+    print()
+
+
+# Each goal's figure beside the goal (docs/performance.md, "Goals and where we stand").
+goals = []
+windowed = [r for r in saga if r.get("batching_windows", True) and r["rate"] == 50]
+for r in windowed:
+    goals.append((f"p99 POST /orders to order.confirmed, template's windows, 50 orders/s ({r['store']})",
+                  "≤ 300 ms", f"{r['p99_ms']:.1f} ms", r["p99_ms"] <= 300))
+batch10 = [r for r in by("saga_cost") if r["store"] == "moto" and r["batch_size"] == 10]
+if batch10:
+    total = batch10[-1]["per_order"]["dollars_per_million_orders"]["total"]
+    goals.append(("cost per million confirmed orders (moto usage, batch 10)", "≤ $50", f"${total:.2f}", total <= 50))
+e2e = [r for r in stages if r["stage"] == "end_to_end"]
+if e2e:
+    us = e2e[-1]["median_us"]
+    goals.append(("per message, end to end (criterion, as shipped)", "≤ 20 µs", f"{us:.1f} µs", us <= 20))
+fns = {n: r for n, r in size.items() if n != "bench-hello"}
+if fns:
+    big = max(fns.values(), key=lambda r: r["binary_mb"])
+    zipped = max(fns.values(), key=lambda r: r["zip_mb"])
+    goals.append(("largest function binary", "≤ 8.0 MB", f"{big['binary_mb']:.2f} MB ({big['function']})", big["binary_mb"] <= 8.0))
+    goals.append(("largest function zip", "≤ 3.5 MB", f"{zipped['zip_mb']:.2f} MB ({zipped['function']})", zipped["zip_mb"] <= 3.5))
+for r in flash:
+    goals.append((f"flash sale, {r['source']}: p50 / p99 to a final state (simulated)", "reported",
+                  f"{r['p50_s']:.0f} s / {r['p99_s']:.0f} s", True))
+if goals:
+    print("| goal | target | measured | |")
+    print("|---|---|---|---|")
+    for what, target, got, met in goals:
+        print(f"| {what} | {target} | {got} | {'met' if met else '**not met**'} |")
     print()

@@ -8,6 +8,11 @@ for an order it does not know (parked in its DLQ with the reason), and a schedul
 invocation's output is read, since `sam local invoke` exits 0 when the function failed.
 
     python scripts/lib/sam_local_invoke.py --bazaar target/debug/bazaar
+    python scripts/lib/sam_local_invoke.py --bazaar target/debug/bazaar --every-function
+
+`--every-function` (not part of scripts/test: about 15 s per function) then invokes every
+function of the template on its first sample event and reports what each answered: that it
+starts (its settings and secrets read on the endpoint) and handles the event.
 
 Needs a Docker engine (`docker info` answers). SAM asks for the image
 public.ecr.aws/lambda/provided:al2023-x86_64; where it is not there and cannot be pulled
@@ -228,9 +233,59 @@ def invoke(work, env_file, logical_id, event):
     return response, out
 
 
+def template_functions():
+    """Every function of the template: logical id -> crate (its `Binary`)."""
+    out, current = {}, None
+    with open(os.path.join(ROOT, "template.yaml")) as f:
+        for line in f:
+            m = re.match(r"^  ([A-Za-z0-9]+Function):\s*$", line)
+            if m:
+                current = m.group(1)
+            m = re.match(r"^        Binary: ([a-z0-9-]+)\s*$", line)
+            if m and current:
+                out[current] = m.group(1)
+    return out
+
+
+def first_event(crate):
+    names = sorted(n for n in os.listdir(os.path.join(ROOT, "events")) if n.startswith(crate + "."))
+    return os.path.join("events", names[0]) if names else None
+
+
+def every_function(work, env_file):
+    """Each function on its first sample event: what it answered."""
+    failed = 0
+    for logical, crate in sorted(template_functions().items()):
+        event = first_event(crate)
+        if event is None:
+            print(f"  {logical:<28} no sample event")
+            continue
+        try:
+            response, out = invoke(work, env_file, logical, event)
+        except SystemExit as e:
+            print(f"  {logical:<28} {os.path.basename(event):<44} sam failed: {str(e)[:200]}")
+            failed += 1
+            continue
+        if "cannot start" in out or "errorType" in out and response is None:
+            what = "DID NOT START: " + next((l for l in out.splitlines() if "cannot start" in l), out[-200:])
+            failed += 1
+        elif isinstance(response, dict) and "statusCode" in response:
+            what = f"answered HTTP {response['statusCode']}"
+        elif isinstance(response, dict) and "batchItemFailures" in response:
+            what = f"handled the batch ({len(response['batchItemFailures'])} failed items)"
+        elif response is None:
+            what = "ran (no response: a schedule)"
+        else:
+            what = f"answered {json.dumps(response)[:80]}"
+        print(f"  {logical:<28} {os.path.basename(event):<44} {what}")
+    return failed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bazaar", required=True, help="the bazaar toolbelt binary")
+    ap.add_argument("--every-function", action="store_true",
+                    help="then invoke every function on its first sample event")
     args = ap.parse_args()
     if not docker_answers():
         print("NOT CHECKED: sam local invoke (no Docker engine answers; .ci/run starts one)")
@@ -238,7 +293,8 @@ def main():
     image = ensure_image()
     print(f"base image {IMAGE}: {image}" + (" (a stand-in built from this machine's C library and loader, not AWS's image)" if image == "stand-in" else ""))
 
-    r = run(["cargo", "build", "--quiet"] + sum((["-p", c] for c, _ in FUNCTIONS.values()), []), cwd=ROOT)
+    crates = sorted(set(template_functions().values())) if args.every_function else [c for c, _ in FUNCTIONS.values()]
+    r = run(["cargo", "build", "--quiet"] + sum((["-p", c] for c in crates), []), cwd=ROOT)
     if r.returncode != 0:
         sys.exit(f"building the functions failed:\n{r.stderr}")
 
@@ -260,7 +316,7 @@ def main():
         template = re.sub(r"CodeUri: functions/([a-z0-9-]+)/?", r"CodeUri: code/\1", template)
         with open(os.path.join(work, "template.yaml"), "w") as f:
             f.write(template)
-        for crate, _ in FUNCTIONS.values():
+        for crate in crates:
             os.makedirs(os.path.join(work, "code", crate))
             shutil.copy(os.path.join(ROOT, "target/debug", crate), os.path.join(work, "code", crate, "bootstrap"))
         env_file = os.path.join(work, "env.json")
@@ -358,6 +414,11 @@ def main():
             sys.exit(f"queue-monitor: no depth of 1 for OrdersSagaDLQ:\n{out[-2000:]}")
         print(f"  QueueMonitorFunction: read {len(depths)} queue depths, OrdersSagaDLQ {saga[0].get('visible')} visible")
         print(f"sam local invoke and start-api: 4 functions (HTTP with a token, SQS, DLQ, schedule) ran in Docker ({'stand-in image' if image == 'stand-in' else IMAGE}) against moto; effects checked")
+        if args.every_function:
+            failed = every_function(work, env_file)
+            n = len(template_functions())
+            print(f"every function on its first sample event: {n - failed} of {n} started and answered")
+            return 1 if failed else 0
         return 0
     finally:
         moto.terminate()

@@ -286,7 +286,8 @@ async fn functions_sharing_a_table_each_sweep_their_own_outbox() {
 #[tokio::test]
 async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
     let s = stack();
-    let queue = s.queue("InventoryWorkerQueue");
+    // The notifier keeps the template's 1 s window: nobody waits on a notification.
+    let queue = s.queue("NotifierQueue");
     for _ in 0..3 {
         s.stack
             .engine()
@@ -310,7 +311,34 @@ async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
         0,
         "one invocation took all three when the window closed"
     );
-    assert_eq!(s.metrics.count("inventory-worker", Outcome::Parked), 3);
+    assert_eq!(s.metrics.count("notifier", Outcome::Parked), 3);
+}
+
+#[tokio::test]
+async fn a_full_batch_does_not_wait_for_its_window_nor_a_hop_without_one() {
+    let s = stack();
+    let queue = s.queue("NotifierQueue");
+    for _ in 0..10 {
+        s.stack
+            .engine()
+            .send(&queue, "not json", attrs(), None, None)
+            .unwrap();
+    }
+    assert_eq!(
+        s.stack.poll_all().await,
+        10,
+        "10 of 10: the batch is full, delivered at once, as Lambda does"
+    );
+    assert_eq!(s.metrics.count("notifier", Outcome::Parked), 10);
+
+    // The order path has no window (a customer waits on it): a lone message goes at once.
+    let reserve = s.queue("InventoryWorkerQueue");
+    s.stack
+        .engine()
+        .send(&reserve, "not json", attrs(), None, None)
+        .unwrap();
+    assert_eq!(s.stack.poll_all().await, 1, "no window: no wait");
+    assert_eq!(s.metrics.count("inventory-worker", Outcome::Parked), 1);
 }
 
 #[tokio::test]
