@@ -4,41 +4,22 @@
 //! changes an item during the run loses nothing; the rate limit holds on the simulated clock;
 //! the key set published is the same before and after (the function reads both shapes).
 
+mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use bazaar_aws::testing;
-use bazaar_localstack::faults::ScriptedFaults;
-use bazaar_localstack::{Stack, StackModel, StackOptions};
+use bazaar_localstack::Stack;
 use bazaar_platform::clock::Clock;
 use bazaar_platform::item::{Condition, Item, Key, Page, Query, Update, Write, item};
 use bazaar_platform::migrate::{Migration, Runner};
 use bazaar_platform::ports::{ScanPage, Table, TableError};
-use bazaar_platform::telemetry::CollectedMetrics;
 use chrono::Duration;
 use serde_json::json;
 
 const KEYS: usize = 25;
-
-fn model(stage: Option<String>) -> StackModel {
-    let params = stage
-        .map(|s| BTreeMap::from([("Stage".to_string(), s)]))
-        .unwrap_or_default();
-    StackModel::load_local(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
-        &params,
-    )
-    .unwrap()
-}
-
-fn options() -> StackOptions {
-    StackOptions::simulated(
-        Arc::new(ScriptedFaults::new()),
-        Arc::new(CollectedMetrics::default()),
-    )
-}
 
 /// What a table adapter did, seen from the outside: the migration's successful updates per
 /// key; it can stop the run dead after some (a kill) or let a writer in before one.
@@ -331,8 +312,8 @@ async fn migrations_run_once_lose_nothing_and_keep_their_rate(w: World) {
 
 #[tokio::test]
 async fn migrations_on_the_local_stack() {
-    let model = model(None);
-    let stack = Stack::build(model.clone(), options()).unwrap();
+    let model = common::model(None);
+    let stack = Stack::build(model.clone(), common::options()).unwrap();
     let engine = stack.engine().clone();
     let table = |logical: &str| -> Arc<dyn Table> {
         Arc::new(bazaar_embedded::EmbeddedTable::new(
@@ -354,8 +335,8 @@ async fn migrations_on_aws_apis() {
         return;
     };
     let config = testing::config(&endpoint);
-    let model = model(Some(testing::unique("mig")));
-    let stack = Stack::build_on_aws(model.clone(), options(), config.clone(), true)
+    let model = common::model(Some(testing::unique("mig")));
+    let stack = Stack::build_on_aws(model.clone(), common::options(), config.clone(), true)
         .await
         .unwrap();
     let client = aws_sdk_dynamodb::Client::new(&config);

@@ -3,36 +3,16 @@
 //! toolbelt reaches the running function without a restart or a deploy, while calls signed
 //! with the value before it still pass until the next rotation.
 
-use std::collections::BTreeMap;
+mod common;
 use std::sync::Arc;
 
 use bazaar_aws::testing;
-use bazaar_localstack::faults::ScriptedFaults;
 use bazaar_localstack::gateway::HttpRequest;
-use bazaar_localstack::{Stack, StackModel, StackOptions};
-use bazaar_platform::telemetry::CollectedMetrics;
+use bazaar_localstack::{Stack, StackModel};
 use bazaar_toolbelt::aws::AwsBackend;
 use bazaar_toolbelt::{LocalBackend, Target, secrets};
 use chrono::Duration;
 use serde_json::json;
-
-fn model(stage: Option<String>) -> StackModel {
-    let params = stage
-        .map(|s| BTreeMap::from([("Stage".to_string(), s)]))
-        .unwrap_or_default();
-    StackModel::load_local(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
-        &params,
-    )
-    .unwrap()
-}
-
-fn options() -> StackOptions {
-    StackOptions::simulated(
-        Arc::new(ScriptedFaults::new()),
-        Arc::new(CollectedMetrics::default()),
-    )
-}
 
 /// The provider's callback, signed with `secret` now: its status (202 accepted, 401 refused).
 async fn callback(stack: &Stack, secret: &str, n: u32) -> u16 {
@@ -124,9 +104,9 @@ async fn secrets_rotate_without_a_restart(stack: &Stack, target: &Target) {
 
 #[tokio::test]
 async fn secrets_rotate_without_a_restart_on_the_local_stack() {
-    let stack = Stack::build(model(None), options()).unwrap();
+    let stack = Stack::build(common::model(None), common::options()).unwrap();
     let backend = Arc::new(LocalBackend::new(stack.engine().clone(), "test"));
-    let target = Target::new(model(None), backend);
+    let target = Target::new(common::model(None), backend);
     secrets_rotate_without_a_restart(&stack, &target).await;
 }
 
@@ -136,8 +116,8 @@ async fn secrets_rotate_without_a_restart_on_aws_apis() {
         return;
     };
     let config = testing::config(&endpoint);
-    let model = model(Some(testing::unique("sec")));
-    let stack = Stack::build_on_aws(model.clone(), options(), config.clone(), true)
+    let model = common::model(Some(testing::unique("sec")));
+    let stack = Stack::build_on_aws(model.clone(), common::options(), config.clone(), true)
         .await
         .unwrap();
     let target = Target::new(model, Arc::new(AwsBackend::new(&config)));

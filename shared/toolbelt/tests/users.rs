@@ -3,15 +3,13 @@
 //! approves an application, disables a user (whose token is then refused within a minute)
 //! and lists users.
 
-use std::collections::BTreeMap;
+mod common;
 use std::sync::Arc;
 
 use bazaar_aws::testing;
 use bazaar_contracts::identity::{SignUpRole, UserStatus};
-use bazaar_localstack::faults::ScriptedFaults;
+use bazaar_localstack::Stack;
 use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
-use bazaar_localstack::{Stack, StackModel, StackOptions};
-use bazaar_platform::telemetry::CollectedMetrics;
 use bazaar_toolbelt::aws::AwsBackend;
 use bazaar_toolbelt::{LocalBackend, Target, users};
 use chrono::Duration;
@@ -19,24 +17,6 @@ use identity_api::accounts::{Change, UserFilter};
 use serde_json::json;
 
 const PASSWORD: &str = "wheel and kiln 1842";
-
-fn model(stage: Option<String>) -> StackModel {
-    let params = stage
-        .map(|s| BTreeMap::from([("Stage".to_string(), s)]))
-        .unwrap_or_default();
-    StackModel::load_local(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
-        &params,
-    )
-    .unwrap()
-}
-
-fn options() -> StackOptions {
-    StackOptions::simulated(
-        Arc::new(ScriptedFaults::new()),
-        Arc::new(CollectedMetrics::default()),
-    )
-}
 
 async fn sign_in(stack: &Stack, username: &str, password: &str) -> HttpResponse {
     stack
@@ -207,9 +187,9 @@ async fn operators_manage_users(stack: &Stack, target: &Target) {
 
 #[tokio::test]
 async fn operators_manage_users_on_the_local_stack() {
-    let stack = Stack::build(model(None), options()).unwrap();
+    let stack = Stack::build(common::model(None), common::options()).unwrap();
     let backend = Arc::new(LocalBackend::new(stack.engine().clone(), "test"));
-    let target = Target::new(model(None), backend);
+    let target = Target::new(common::model(None), backend);
     operators_manage_users(&stack, &target).await;
 }
 
@@ -220,8 +200,8 @@ async fn operators_manage_users_on_aws_apis() {
     };
     let config = testing::config(&endpoint);
     let stage = testing::unique("usr");
-    let model = model(Some(stage));
-    let stack = Stack::build_on_aws(model.clone(), options(), config.clone(), true)
+    let model = common::model(Some(stage));
+    let stack = Stack::build_on_aws(model.clone(), common::options(), config.clone(), true)
         .await
         .unwrap();
     let target = Target::new(model, Arc::new(AwsBackend::new(&config)));
