@@ -69,6 +69,13 @@ pub struct Checkpoint {
     pub started_at: Option<DateTime<Utc>>,
     /// When it was last written.
     pub updated_at: Option<DateTime<Utc>>,
+    /// When this run (the latest, after any resume) began, and how many items were read
+    /// before it: the ETA is this run's pace.
+    #[serde(default)]
+    pub run_started_at: Option<DateTime<Utc>>,
+    /// See `run_started_at`.
+    #[serde(default)]
+    pub scanned_before_run: u64,
 }
 
 /// What a dry run found.
@@ -241,6 +248,8 @@ impl Runner {
         }
         let now = self.clock.now();
         c.started_at.get_or_insert(now);
+        c.run_started_at = Some(now);
+        c.scanned_before_run = c.scanned;
         // The rate is kept over this run: units consumed by an earlier run do not count.
         let (run_start, units_before) = (now, c.units);
         let mut after = c.last_key.clone().map(Key::from);
@@ -330,17 +339,53 @@ impl Runner {
     }
 }
 
-/// The estimated time left, from the pace so far and the planned count.
+/// The estimated time left, from this run's pace and the planned count.
 pub fn eta(c: &Checkpoint, now: DateTime<Utc>) -> Option<chrono::Duration> {
     let planned = c.planned?;
-    let started = c.started_at?;
+    let started = c.run_started_at.or(c.started_at)?;
     let elapsed = (now - started).num_milliseconds();
-    if c.scanned == 0 || elapsed <= 0 {
+    let read = c.scanned.saturating_sub(c.scanned_before_run);
+    if read == 0 || elapsed <= 0 {
         return None;
     }
     let left = planned.saturating_sub(c.scanned);
-    let per_item = elapsed as f64 / c.scanned as f64;
+    let per_item = elapsed as f64 / read as f64;
     Some(chrono::Duration::milliseconds(
         (per_item * left as f64) as i64,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eta_is_this_runs_pace_over_what_is_left() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let c = Checkpoint {
+            planned: Some(1000),
+            scanned: 600,
+            started_at: Some(t0 - chrono::Duration::hours(5)),
+            run_started_at: Some(t0),
+            scanned_before_run: 400,
+            ..Checkpoint::default()
+        };
+        // 200 items in 100 s this run: 400 left take 200 s (not the first run's pace).
+        assert_eq!(
+            eta(&c, t0 + chrono::Duration::seconds(100)),
+            Some(chrono::Duration::seconds(200))
+        );
+        assert_eq!(eta(&c, t0), None, "no pace yet");
+        assert_eq!(
+            eta(
+                &Checkpoint {
+                    planned: None,
+                    ..c.clone()
+                },
+                t0
+            ),
+            None,
+            "no plan, no count"
+        );
+    }
 }

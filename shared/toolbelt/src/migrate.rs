@@ -165,7 +165,14 @@ pub fn progress_line(c: &Checkpoint, now: chrono::DateTime<chrono::Utc>, rate: f
     };
     let eta = match (c.done, eta(c, now)) {
         (true, _) => "done".to_string(),
-        (false, Some(left)) => format!("ETA {}s", left.num_seconds().max(0)),
+        (false, Some(left)) => {
+            let ms = left.num_milliseconds().max(0);
+            if ms >= 120_000 {
+                format!("ETA {}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+            } else {
+                format!("ETA {:.1} s", ms as f64 / 1000.0)
+            }
+        }
         (false, None) => "ETA unknown (plan first)".to_string(),
     };
     format!(
