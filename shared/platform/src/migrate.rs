@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::Clock;
-use crate::item::{Condition, Item, Key, PK, SK, Update, item, parse};
+use crate::item::{Condition, Item, Key, PK, SK, Update, item, parse, size_of as size};
 use crate::ports::{Table, TableError};
 
 /// One migration of one service's table.
@@ -126,13 +126,6 @@ const MAX_RETRIES: u32 = 5;
 
 fn checkpoint_key(id: &str) -> Key {
     Key::new(format!("MIGRATION#{id}"), "CHECKPOINT")
-}
-
-/// The size DynamoDB charges by, near enough: names and values as JSON text.
-fn size(item: &Item) -> usize {
-    item.iter()
-        .map(|(k, v)| k.len() + v.to_string().len())
-        .sum()
 }
 
 /// Eventually consistent read units of a scanned page (half a unit per 4 KB).

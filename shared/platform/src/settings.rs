@@ -73,25 +73,6 @@ impl<'a> Env<'a> {
         })
     }
 
-    /// A secret of at least `min_len` bytes. Its value never appears in the error, only its
-    /// length.
-    pub fn secret(
-        &self,
-        name: &str,
-        min_len: usize,
-        expected: &str,
-    ) -> Result<&'a str, SettingsError> {
-        let secret = self.required(name, expected)?;
-        if secret.len() < min_len {
-            return Err(SettingsError {
-                variable: name.to_string(),
-                found: Some(format!("<{} characters>", secret.len())),
-                expected: expected.to_string(),
-            });
-        }
-        Ok(secret)
-    }
-
     /// The error for `name`'s value.
     pub fn invalid(&self, name: &str, expected: &str) -> SettingsError {
         SettingsError {
