@@ -5,17 +5,26 @@
 //! Records, each keyed and filled from the envelope alone, so that a redelivery rewrites them
 //! unchanged: the consumer is idempotent ([`Consumer::idempotent`]), with no inbox record and
 //! no transaction, which halves what an archived message costs in write units:
-//! - `EVENT#<id>`: the envelope, with its type, time and correlation id;
-//! - `TYPE#<type>`, sorted by time then id: the envelopes of one type in their original order;
-//! - `TYPES`: every type seen (so that `product.*` can be expanded);
-//! - `CORR#<correlation id>`, sorted by time then id: one flow;
+//! - `CORR#<correlation id>`, sorted by time then id: the envelope, with its type, time and
+//!   correlation id; one flow in order (`bazaar trace`), and the record that says an envelope
+//!   was archived ([`is_archived`]);
+//! - `TYPE#<type>`, sorted by time then id: the same, for the envelopes of one type in their
+//!   original order (replay);
+//! - `TYPES`: every type seen (so that `product.*` can be expanded), written only while a
+//!   read does not find the type there; each process remembers the types it found, so that
+//!   this costs one read per type per process rather than a write per message;
 //! - `SKU#<sku>`, sorted by time then id: a pointer (type, time, correlation id) per message
 //!   about the sku (its `sku` field, or a line of an `order.placed`), so that `bazaar trace
 //!   <sku>` finds the flows that touched it. One more write for those messages only: the
 //!   order flow's other messages name no sku.
+//!
+//! Each write is a DynamoDB write unit or more, and the archive takes every message of the
+//! system: nothing is written that no reader asks for (a record per envelope id was, and
+//! nothing read it).
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bazaar_contracts::Envelope;
@@ -28,7 +37,7 @@ use serde_json::{Value, json};
 /// Builds the function with its SQS trigger: it handles every type.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let consumer = Consumer::new(deps.clone())
-        .on_any(Arc::new(Archiver))
+        .on_any(Arc::new(Archiver::default()))
         .idempotent();
     Ok(Function::new(deps).sqs(consumer))
 }
@@ -46,7 +55,28 @@ fn ordered(envelope: &Envelope) -> String {
 }
 
 /// The handler.
-pub struct Archiver;
+#[derive(Default)]
+pub struct Archiver {
+    /// The types this process found in `TYPES`: no need to read or write them again. Only a
+    /// read that found the record adds to it, never a write that may not have committed.
+    known_types: Mutex<HashSet<String>>,
+}
+
+impl Archiver {
+    fn knows(&self, message_type: &str) -> bool {
+        self.known_types
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(message_type)
+    }
+
+    fn learn(&self, message_type: &str) {
+        self.known_types
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(message_type.to_string());
+    }
+}
 
 #[async_trait]
 impl HandleEnvelope for Archiver {
@@ -64,25 +94,19 @@ impl HandleEnvelope for Archiver {
         let sk = ordered(envelope);
         work.put(
             item(
-                &Key::new(format!("EVENT#{}", envelope.id), "EVENT"),
-                summary.clone(),
-            ),
-            None,
-        );
-        work.put(
-            item(
                 &Key::new(format!("TYPE#{}", envelope.message_type), sk.as_str()),
                 summary.clone(),
             ),
             None,
         );
-        work.put(
-            item(
-                &Key::new(TYPES_PK, envelope.message_type.as_str()),
-                json!({ "type": envelope.message_type }),
-            ),
-            None,
-        );
+        if !self.knows(&envelope.message_type) {
+            let key = Key::new(TYPES_PK, envelope.message_type.as_str());
+            if work.table()?.get(&key).await?.is_some() {
+                self.learn(&envelope.message_type);
+            } else {
+                work.put(item(&key, json!({ "type": envelope.message_type })), None);
+            }
+        }
         work.put(
             item(
                 &Key::new(format!("CORR#{}", envelope.correlation_id), sk.as_str()),
@@ -188,6 +212,15 @@ pub async fn archived(table: &dyn Table, types: &[String]) -> Result<Vec<Envelop
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(found.into_iter().map(|(_, e)| e).collect())
+}
+
+/// Whether `envelope` was archived (its record in its flow's partition).
+pub async fn is_archived(table: &dyn Table, envelope: &Envelope) -> Result<bool, HandlerError> {
+    let key = Key::new(
+        format!("CORR#{}", envelope.correlation_id),
+        ordered(envelope),
+    );
+    Ok(table.get(&key).await?.is_some())
 }
 
 /// The archived envelopes of one flow, in order.

@@ -33,3 +33,46 @@ async fn any_envelope_is_archived_once_by_type_and_by_flow() {
     assert_eq!(flow.len(), 1);
     assert_eq!(flow[0]["type"], "product.published");
 }
+
+/// `TYPES` is written while a read does not find the type, then each process remembers it:
+/// a message of a known type costs no read and no write there.
+#[tokio::test]
+async fn a_type_is_listed_once_and_then_neither_read_nor_rewritten_by_the_process() {
+    use bazaar_embedded::testing::with_envelope;
+    use bazaar_platform::item::Key;
+
+    let world = Fixture::new();
+    let deps = world.deps("event-archiver", Some("ops"), &[]);
+    let function = event_archiver::function(deps.clone()).expect("valid settings");
+    let table = deps.table().unwrap();
+    let numbered = |n: u32| {
+        with_envelope(event("event-archiver.sqs.json"), |e| {
+            e["id"] = json!(format!("2b0c3c8e-0000-0000-0000-{n:012}"));
+        })
+    };
+    let listed = Key::new(event_archiver::TYPES_PK, "product.published");
+
+    // First message: the read finds nothing, so the record is written.
+    function.invoke(numbered(1)).await.unwrap();
+    assert!(table.get(&listed).await.unwrap().is_some());
+    // Second: the read finds it, and the process learns the type.
+    function.invoke(numbered(2)).await.unwrap();
+    // Were the record gone now, this process would not put it back: it neither reads nor
+    // writes `TYPES` for a type it knows.
+    table.delete(&listed, None).await.unwrap();
+    function.invoke(numbered(3)).await.unwrap();
+    assert!(table.get(&listed).await.unwrap().is_none());
+    // A new process reads, finds nothing, and writes it again.
+    let fresh = event_archiver::function(deps.clone()).expect("valid settings");
+    fresh.invoke(numbered(4)).await.unwrap();
+    assert!(table.get(&listed).await.unwrap().is_some());
+
+    // Every message was archived, each findable by its flow.
+    let archived = event_archiver::archived(table, &["product.published".into()])
+        .await
+        .unwrap();
+    assert_eq!(archived.len(), 4);
+    for envelope in &archived {
+        assert!(event_archiver::is_archived(table, envelope).await.unwrap());
+    }
+}

@@ -314,3 +314,56 @@ async fn an_event_given_as_text_is_judged_as_the_parsed_one_is() {
     let not_json = function.invoke_text("{not json").await.unwrap_err();
     assert_eq!(not_json.error_type, "MalformedEvent");
 }
+
+/// Changes nothing of its own and passes the task on, so that its unit of work is its inbox
+/// record alone (carrying the task); on its first run another delivery of the same message
+/// is handled to the end before this one commits.
+struct Racer {
+    consumer: std::sync::OnceLock<Consumer>,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Handle<ReserveStock> for Racer {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let other = self.consumer.get().expect("set").clone();
+            let response = other
+                .handle_batch(batch("arn:aws:sqs:local:000000000000:q", &[envelope("a")]))
+                .await;
+            assert!(failed(&response).is_empty(), "the other delivery commits");
+        }
+        work.send(&task)
+    }
+}
+
+#[tokio::test]
+async fn a_unit_of_one_write_loses_the_race_to_a_duplicate_as_a_duplicate_not_a_conflict() {
+    let world = Fixture::new();
+    let deps = world.deps("racer", Some("t"), &["tasks"]);
+    let racer = Arc::new(Racer {
+        consumer: std::sync::OnceLock::new(),
+        raced: std::sync::atomic::AtomicBool::new(false),
+    });
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(racer.clone());
+    assert!(racer.consumer.set(consumer.clone()).is_ok());
+
+    let response = consumer
+        .handle_batch(batch("arn:aws:sqs:local:000000000000:q", &[envelope("a")]))
+        .await;
+
+    // The later commit finds the inbox record the other wrote: acknowledged at once as a
+    // duplicate (not re-run as a conflict until its attempts run out), and the task went out
+    // once.
+    assert!(failed(&response).is_empty());
+    assert_eq!(world.sent("tasks").len(), 1);
+    assert!(world.parked("racer").is_empty());
+    let record = deps
+        .table()
+        .unwrap()
+        .get(&bazaar_platform::outbox::inbox_key("racer", "env-a"))
+        .await
+        .unwrap()
+        .expect("processed");
+    assert!(record.get("outbox").is_none(), "what it carried was sent");
+}

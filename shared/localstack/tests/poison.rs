@@ -608,16 +608,21 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
                 if parked_ids.contains(&envelope.id) {
                     continue;
                 }
-                let key = if c.binary == "event-archiver" {
-                    bazaar_platform::item::Key::new(format!("EVENT#{}", envelope.id), "EVENT")
+                let recorded = if c.binary == "event-archiver" {
+                    event_archiver::is_archived(table.as_ref(), &envelope)
+                        .await
+                        .unwrap()
                 } else {
-                    bazaar_platform::outbox::inbox_key(&c.binary, &envelope.id)
+                    table
+                        .get(&bazaar_platform::outbox::inbox_key(&c.binary, &envelope.id))
+                        .await
+                        .unwrap()
+                        .is_some()
                 };
                 assert!(
-                    table.get(&key).await.unwrap().is_some(),
+                    recorded,
                     "{}: {} counted processed but left no record",
-                    c.binary,
-                    envelope.id
+                    c.binary, envelope.id
                 );
                 effects += 1;
             }

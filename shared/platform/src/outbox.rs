@@ -201,13 +201,42 @@ pub async fn commit_with(
     let table = deps
         .table()
         .map_err(|e| TableError::Invalid(e.to_string()))?;
-    table.transact(all).await?;
+    write_all(table, all).await?;
     deps.record(|| Event::Committed {
         function: deps.function.clone(),
         input: input.to_string(),
         sends: outgoing.envelopes().iter().map(|e| e.id.clone()).collect(),
     });
     Ok(())
+}
+
+/// Writes a unit's writes atomically: in one transaction, or, when there is one write (a
+/// message whose handler changed nothing of its own, so only its inbox record, perhaps
+/// carrying what it sends), as that write alone with its condition. One item is atomic by
+/// itself, and a transaction bills every item twice (prepare and commit): alone it costs half.
+/// A failed condition is reported as the transaction would report it (its write 0), so that
+/// callers tell a duplicate or a conflict apart the same way.
+async fn write_all(table: &dyn crate::ports::Table, mut all: Vec<Write>) -> Result<(), TableError> {
+    if all.len() != 1 || matches!(all[0], Write::Check { .. }) {
+        return table.transact(all).await;
+    }
+    let alone = match all.pop() {
+        Some(Write::Put { item, condition }) => table.put(item, condition).await,
+        Some(Write::Update {
+            key,
+            update,
+            condition,
+        }) => table.update(&key, update, condition).await.map(|_| ()),
+        Some(Write::Delete { key, condition }) => table.delete(&key, condition).await,
+        Some(check) => return table.transact(vec![check]).await,
+        None => return Ok(()),
+    };
+    alone.map_err(|e| match e {
+        TableError::ConditionFailed => TableError::TransactionCanceled {
+            reasons: vec![crate::ports::WriteFailure::ConditionFailed],
+        },
+        other => other,
+    })
 }
 
 fn published(deps: &Deps, envelopes: &[Envelope]) {
