@@ -64,7 +64,8 @@ if saga:
         offered = f"{r['rate']:.0f}" if r["rate"] else "max"
         windows = "template's" if r.get("batching_windows", True) else "off"
         batch = f", batch {r['batch_size']}" if r.get("batch_size") else ""
-        print(f"| {r['store']}{batch} | {windows} | {r['orders']} | {r['clients']} | {offered} | {r['per_second']:.1f} | "
+        source = f", {r['source']} orders" if r.get("source", "storefront") != "storefront" else ""
+        print(f"| {r['store']}{batch}{source} | {windows} | {r['orders']} | {r['clients']} | {offered} | {r['per_second']:.1f} | "
               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
     print()
     same = lambda store: [r for r in saga if r["store"] == store and r["clients"] == 8 and r.get("batch_size") == 10]
@@ -142,6 +143,9 @@ goals = []
 windowed = [r for r in saga if r.get("batching_windows", True) and r["rate"] == 50]
 for r in windowed:
     goals.append((f"p99 POST /orders to order.confirmed, template's windows, 50 orders/s ({r['store']})",
+                  "≤ 300 ms", f"{r['p99_ms']:.1f} ms", r["p99_ms"] <= 300))
+for r in [r for r in saga if r.get("source", "storefront") != "storefront"]:
+    goals.append((f"p99 {r['source']} order to order.confirmed, template's windows, {r['rate']:.0f} orders/s ({r['store']})",
                   "≤ 300 ms", f"{r['p99_ms']:.1f} ms", r["p99_ms"] <= 300))
 batch10 = [r for r in by("saga_cost") if r["store"] == "moto" and r["batch_size"] == 10]
 if batch10:

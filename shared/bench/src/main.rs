@@ -81,6 +81,10 @@ enum Command {
         /// The AWS API for `--store moto` (default: $BAZAAR_BENCH_AWS_ENDPOINT).
         #[arg(long)]
         endpoint: Option<String>,
+        /// Where the orders are placed: `storefront` (`POST /orders`) or `agora` (bought at
+        /// the fake agora, which calls Bazaar's webhook).
+        #[arg(long, default_value = "storefront")]
+        source: String,
     },
 }
 
@@ -143,7 +147,13 @@ async fn main() -> anyhow::Result<()> {
             batch_size,
             usage,
             endpoint,
+            source,
         } => {
+            let placed = match source.as_str() {
+                "storefront" => saga::Placed::Storefront,
+                "agora" => saga::Placed::Agora,
+                other => anyhow::bail!("--source {other}: storefront or agora"),
+            };
             let store = match store.as_str() {
                 "memory" => Store::Memory,
                 "moto" => Store::Aws(
@@ -158,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
                 path => Store::File(PathBuf::from(path)),
             };
             let setup = saga::Setup {
+                placed,
                 stock: (orders as i64 + 1) * 2,
                 batching_windows: !no_batching_windows,
                 batch_size,
@@ -180,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
                 json!({
                     "bench": "saga",
                     "store": store.label(),
+                    "source": placed.label(),
                     "orders": run.orders,
                     "clients": clients,
                     "rate": rate,

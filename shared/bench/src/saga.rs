@@ -2,6 +2,14 @@
 //! process approving at once: confirmed orders per second and the latency from `POST
 //! /orders` to the moment the saga publishes `order.confirmed`.
 //!
+//! Or the same for orders a channel sells (`Placed::Agora`): a buyer buys at the fake agora,
+//! which owes Bazaar a signed webhook call; the bench makes that call at once through the
+//! gateway (`POST /webhooks/agora`), and the latency runs from the purchase to the saga's
+//! `order.confirmed` for the imported order. The bench delivers agora's calls itself rather
+//! than the stack's loop, which looks for due calls when something changes or once a second:
+//! that wait would be the fake's, not Bazaar's. Souk's orders are polled once a minute by
+//! design of its API, so their latency is the poll's period, not measured here.
+//!
 //! Every function the template subscribes runs (the archive, search and notifications
 //! included); the stack honours the template's batching windows, as Lambda does.
 
@@ -12,9 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bazaar_aws::usage::Usage;
+use bazaar_channels::{ChannelId, Purchase};
 use bazaar_contracts::Envelope;
 use bazaar_embedded::Engine;
+use bazaar_fake_marketplaces::{Accounts, Marketplaces};
 use bazaar_fake_provider::FakeProvider;
+use bazaar_localstack::bazaar::MarketplacesFake;
+use bazaar_localstack::fake::LocalFake;
 use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
 use bazaar_localstack::template::EventDef;
 use bazaar_localstack::{Stack, StackModel, StackOptions};
@@ -47,9 +59,31 @@ impl Store {
     }
 }
 
+/// Where the bench's orders are placed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placed {
+    /// `POST /orders`, paid with a card the fake provider approves.
+    #[default]
+    Storefront,
+    /// Bought at the fake agora, which calls Bazaar's webhook.
+    Agora,
+}
+
+impl Placed {
+    /// How the table names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Placed::Storefront => "storefront",
+            Placed::Agora => "agora",
+        }
+    }
+}
+
 /// How a saga run is set up besides its store.
 #[derive(Debug, Clone, Default)]
 pub struct Setup {
+    /// Where the orders are placed.
+    pub placed: Placed,
     /// Units of stock per product.
     pub stock: i64,
     /// Hold partial batches as the template's windows say.
@@ -108,6 +142,8 @@ async fn call(stack: &Stack, request: HttpRequest) -> anyhow::Result<HttpRespons
 /// A stack ready to take orders, its confirmations recorded by order id.
 pub struct Running {
     stack: Arc<Stack>,
+    /// The fake marketplaces, when the orders are agora's.
+    agora: Option<Arc<Marketplaces>>,
     confirmed: Arc<Mutex<HashMap<String, Instant>>>,
     stop: tokio::sync::watch::Sender<bool>,
     runner: tokio::task::JoinHandle<()>,
@@ -125,26 +161,42 @@ pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Res
             Engine::open(path, clock.clone())?
         }
     };
-    /// The one field the tap reads of a confirmation.
+    /// The fields the tap reads of a confirmation: a channel's order is known to the bench
+    /// by the channel's id for it.
     #[derive(serde::Deserialize)]
     struct OrderId {
         order_id: String,
+        #[serde(default)]
+        source: Option<bazaar_contracts::sales::Source>,
     }
     let confirmed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = confirmed.clone();
-    let provider = Arc::new(FakeProvider::new(clock));
+    let provider = Arc::new(FakeProvider::new(clock.clone()));
     let mut options = StackOptions::live(engine).with_provider(provider.clone());
     options.tap = Some(Arc::new(move |e: &Envelope| {
         if e.message_type == "order.confirmed"
-            && let Ok(OrderId { order_id: id }) = serde_json::from_str(e.data.json())
+            && let Ok(OrderId { order_id, source }) = serde_json::from_str(e.data.json())
         {
+            let id = match source {
+                Some(s) => channel_key(&s.channel, &s.external_id),
+                None => order_id,
+            };
             seen.lock()
                 .expect("confirmations lock")
-                .entry(id.to_string())
+                .entry(id)
                 .or_insert_with(Instant::now);
         }
     }));
     options.metrics = Arc::new(NoMetrics);
+    // The brokers call agora in process; its webhook calls are the bench's to make.
+    let agora = (setup.placed == Placed::Agora).then(|| {
+        let marketplaces = Arc::new(Marketplaces::new(clock.clone(), Accounts::default()));
+        for (name, constructor) in MarketplacesFake::in_process(marketplaces.clone()).constructors()
+        {
+            options.constructors.insert(name, constructor);
+        }
+        marketplaces
+    });
     options.batching_windows = setup.batching_windows;
     options.usage = setup.count_usage.then(Usage::new);
     options.constructors.insert(
@@ -206,8 +258,39 @@ pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Res
             .await?;
         }
     }
+    if let Some(m) = &agora {
+        for sku in SKUS {
+            call(
+                &stack,
+                HttpRequest::json(
+                    "PUT",
+                    &format!("/channels/agora/listings/{sku}"),
+                    &json!({}),
+                )
+                .header("authorization", &merchant),
+            )
+            .await?;
+        }
+        // The broker lists them at agora on its own (on the listing's event, or at its
+        // minute's run).
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while m
+            .listings(ChannelId::Agora)
+            .iter()
+            .filter(|l| l.active && l.quantity > 0)
+            .count()
+            < SKUS.len()
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "agora never showed the listed products"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let running = Running {
         stack,
+        agora,
         confirmed,
         stop,
         runner,
@@ -221,7 +304,7 @@ pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Res
         ids.push(loop {
             attempt += 1;
             // A new key each time: a refusal is stored under its key and replayed.
-            match place(&running.stack, &format!("warm-up-{attempt}"), n).await {
+            match running.place(&format!("warm-up-{attempt}"), n).await {
                 Ok(id) => break id,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -253,7 +336,51 @@ async fn place(stack: &Stack, key: &str, n: usize) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no order id in {}", r.json()))
 }
 
+/// How the bench names a channel's order: the channel and its id there.
+fn channel_key(channel: &str, external_id: &str) -> String {
+    format!("{channel}:{external_id}")
+}
+
+/// Buys one unit of product `n` at agora and makes the webhook calls agora then owes (this
+/// purchase's, and any other client's it finds due first); returns the order's name.
+async fn buy_at_agora(stack: &Stack, m: &Marketplaces, n: usize) -> anyhow::Result<String> {
+    let purchase = Purchase {
+        sku: SKUS[n % SKUS.len()].into(),
+        quantity: 1,
+    };
+    let external = m
+        .buy(ChannelId::Agora, &purchase)
+        .map_err(|e| anyhow::anyhow!("agora refused the purchase: {e}"))?;
+    for delivery in m.take_due_deliveries(stack.engine().clock().now()) {
+        let mut request = HttpRequest {
+            method: "POST".into(),
+            path: delivery.path.to_string(),
+            body: delivery.body.clone().into_bytes(),
+            ..Default::default()
+        }
+        .header("content-type", "application/json");
+        for (name, value) in &delivery.headers {
+            request = request.header(name, value);
+        }
+        let r = stack.http(request).await;
+        if !(200..300).contains(&r.status) {
+            m.retry_delivery(delivery);
+            anyhow::bail!("{}: {}", r.status, String::from_utf8_lossy(&r.body));
+        }
+    }
+    Ok(channel_key("agora", &external))
+}
+
 impl Running {
+    /// Places order `n` where the run's orders are placed; returns the name the tap
+    /// records its confirmation under.
+    async fn place(&self, key: &str, n: usize) -> anyhow::Result<String> {
+        match &self.agora {
+            Some(m) => buy_at_agora(&self.stack, m, n).await,
+            None => place(&self.stack, key, n).await,
+        }
+    }
+
     async fn wait_for(&self, ids: &[String], deadline: Instant) -> anyhow::Result<()> {
         loop {
             let missing = {
@@ -264,7 +391,16 @@ impl Running {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                anyhow::bail!("{missing} of {} orders not confirmed in time", ids.len());
+                let confirmed = self.confirmed.lock().expect("confirmations lock");
+                let first: Vec<&String> = ids
+                    .iter()
+                    .filter(|id| !confirmed.contains_key(*id))
+                    .take(5)
+                    .collect();
+                anyhow::bail!(
+                    "{missing} of {} orders not confirmed in time (among them {first:?})",
+                    ids.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -292,6 +428,7 @@ impl Running {
             let next = next.clone();
             let placed = placed.clone();
             let stack = self.stack.clone();
+            let agora = self.agora.clone();
             let label = label.to_string();
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -304,7 +441,10 @@ impl Running {
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let t0 = Instant::now();
-                    let id = place(&stack, &format!("{label}-{n}"), n).await?;
+                    let id = match &agora {
+                        Some(m) => buy_at_agora(&stack, m, n).await?,
+                        None => place(&stack, &format!("{label}-{n}"), n).await?,
+                    };
                     placed.lock().expect("placed lock").push((id, t0));
                 }
             }));
