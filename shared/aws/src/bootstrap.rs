@@ -27,7 +27,7 @@ pub async fn load_config(endpoint: Option<&str>) -> SdkConfig {
     match endpoint {
         Some(url) => loader
             .endpoint_url(url)
-            .http_client(crate::https::sdk_client_for_endpoint()),
+            .http_client(crate::https::sdk_client_for_endpoint(url)),
         None => loader.http_client(crate::https::sdk_client()),
     }
     .load()
@@ -203,7 +203,7 @@ pub fn lambda_config(env: &BTreeMap<String, String>) -> Result<SdkConfig, Missin
         match env.get("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()) {
             Some(url) => builder
                 .endpoint_url(url)
-                .http_client(crate::https::sdk_client_for_endpoint()),
+                .http_client(crate::https::sdk_client_for_endpoint(url)),
             None => builder.http_client(crate::https::sdk_client()),
         }
         .build(),

@@ -76,9 +76,10 @@ pub fn sdk_client() -> SharedHttpClient {
     SharedHttpClient::new(SdkHttpClient::new(Trust::Amazon))
 }
 
-/// The SDK clients' HTTP client for an endpoint override (the machine's roots).
-pub fn sdk_client_for_endpoint() -> SharedHttpClient {
-    SharedHttpClient::new(SdkHttpClient::new(Trust::Machine))
+/// The SDK clients' HTTP client for the endpoint override `endpoint`: the machine's roots
+/// for `https://`, none for plain `http://` ([`Trust::for_endpoint`]).
+pub fn sdk_client_for_endpoint(endpoint: &str) -> SharedHttpClient {
+    SharedHttpClient::new(SdkHttpClient::new(Trust::for_endpoint(endpoint)))
 }
 
 /// [`HttpClient`] for the SDK on [`HttpsClient`].

@@ -9,7 +9,9 @@
 //!   Mozilla's root CAs compiled into the binary (`webpki-roots`), the same CAs as Lambda's
 //!   own bundle without reading ~150 files at start.
 //! - An endpoint override (moto, a local emulator): the machine's store, since such an
-//!   endpoint may present any certificate the machine was told to trust.
+//!   endpoint may present any certificate the machine was told to trust; none at all for a
+//!   plain `http://` override, where no TLS is spoken ([`Trust::for_endpoint`]), so that a
+//!   function run against moto does not spend its first milliseconds reading ~150 files.
 
 use std::sync::Arc;
 
@@ -29,9 +31,25 @@ pub enum Trust {
     Mozilla,
     /// The machine's store: endpoint overrides.
     Machine,
+    /// No root at all: a plain `http://` endpoint override, to which no TLS connection is
+    /// made (one would fail, as it should: nothing was meant to be trusted).
+    Nothing,
 }
 
 impl Trust {
+    /// Whom an SDK client pointed at `endpoint` (an override) trusts: the machine's store
+    /// for `https://`, nothing for plain `http://`.
+    pub fn for_endpoint(endpoint: &str) -> Trust {
+        let plain = endpoint
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+        if plain {
+            Trust::Nothing
+        } else {
+            Trust::Machine
+        }
+    }
+
     /// The root store.
     pub fn roots(self) -> RootCertStore {
         let mut store = RootCertStore::empty();
@@ -48,6 +66,7 @@ impl Trust {
                 }
                 store.add_parsable_certificates(found.certs);
             }
+            Trust::Nothing => {}
         }
         store
     }
@@ -70,6 +89,18 @@ mod tests {
     use rustls_pki_types::pem::PemObject;
 
     use super::{AMAZON_ROOTS, Trust};
+
+    #[test]
+    fn a_plain_http_override_trusts_nothing_and_an_https_one_the_machine() {
+        assert_eq!(Trust::for_endpoint("http://127.0.0.1:5000"), Trust::Nothing);
+        assert_eq!(Trust::for_endpoint("HTTP://moto:5000"), Trust::Nothing);
+        assert_eq!(
+            Trust::for_endpoint("https://emulator.local"),
+            Trust::Machine
+        );
+        assert_eq!(Trust::for_endpoint("localhost:4566"), Trust::Machine);
+        assert!(Trust::Nothing.roots().is_empty());
+    }
 
     #[test]
     fn the_amazon_roots_are_five_certificates_that_parse() {

@@ -62,7 +62,7 @@ fn publisher(url: &str) -> SnsPublisher {
             "test", "test", None, None, "test",
         ))
         .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
-        .http_client(bazaar_aws::https::sdk_client_for_endpoint())
+        .http_client(bazaar_aws::https::sdk_client_for_endpoint(url))
         .build();
     let env = BTreeMap::from([(
         "TOPIC_ARN_TASKS".to_string(),
