@@ -25,7 +25,7 @@ use bazaar_contracts::Envelope;
 use bazaar_embedded::Engine;
 use bazaar_fake_marketplaces::{Accounts, Marketplaces};
 use bazaar_fake_provider::FakeProvider;
-use bazaar_localstack::bazaar::MarketplacesFake;
+use bazaar_localstack::bazaar::{MarketplacesFake, webhook_request};
 use bazaar_localstack::fake::LocalFake;
 use bazaar_localstack::gateway::{HttpRequest, HttpResponse};
 use bazaar_localstack::template::EventDef;
@@ -352,17 +352,7 @@ async fn buy_at_agora(stack: &Stack, m: &Marketplaces, n: usize) -> anyhow::Resu
         .buy(ChannelId::Agora, &purchase)
         .map_err(|e| anyhow::anyhow!("agora refused the purchase: {e}"))?;
     for delivery in m.take_due_deliveries(stack.engine().clock().now()) {
-        let mut request = HttpRequest {
-            method: "POST".into(),
-            path: delivery.path.to_string(),
-            body: delivery.body.clone().into_bytes(),
-            ..Default::default()
-        }
-        .header("content-type", "application/json");
-        for (name, value) in &delivery.headers {
-            request = request.header(name, value);
-        }
-        let r = stack.http(request).await;
+        let r = stack.http(webhook_request(&delivery)).await;
         if !(200..300).contains(&r.status) {
             m.retry_delivery(delivery);
             anyhow::bail!("{}: {}", r.status, String::from_utf8_lossy(&r.body));

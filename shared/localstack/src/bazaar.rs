@@ -414,6 +414,22 @@ impl StackOptions {
     }
 }
 
+/// The request that makes one of agora's webhook calls, signed as agora signed it: for the
+/// stack's loop and for a bench that makes the calls itself.
+pub fn webhook_request(delivery: &bazaar_fake_marketplaces::Delivery) -> HttpRequest {
+    let mut request = HttpRequest {
+        method: "POST".into(),
+        path: delivery.path.to_string(),
+        body: delivery.body.clone().into_bytes(),
+        ..Default::default()
+    }
+    .header("content-type", "application/json");
+    for (name, value) in &delivery.headers {
+        request = request.header(name, value);
+    }
+    request
+}
+
 /// The fake marketplaces (agora and souk): agora's webhook calls are delivered through the
 /// gateway to `POST /webhooks/agora` once the template routes it; until then they wait at
 /// agora, which cancels the orders nobody answered, as it would.
@@ -510,17 +526,7 @@ impl LocalFake for MarketplacesFake {
         let due = self.marketplaces.take_due_deliveries(now);
         let n = due.len();
         for delivery in due {
-            let mut request = HttpRequest {
-                method: "POST".into(),
-                path: delivery.path.to_string(),
-                body: delivery.body.clone().into_bytes(),
-                ..Default::default()
-            }
-            .header("content-type", "application/json");
-            for (name, value) in &delivery.headers {
-                request = request.header(name, value);
-            }
-            let response = gateway.http(request).await;
+            let response = gateway.http(webhook_request(&delivery)).await;
             if !(200..300).contains(&response.status) {
                 tracing::warn!(status = response.status, event = %delivery.event_id, "agora's webhook call was not accepted; it will be sent again");
                 self.marketplaces.retry_delivery(delivery);
