@@ -304,7 +304,8 @@ pub async fn start(template: &Path, store: &Store, setup: &Setup) -> anyhow::Res
         ids.push(loop {
             attempt += 1;
             // A new key each time: a refusal is stored under its key and replayed.
-            match running.place(&format!("warm-up-{attempt}"), n).await {
+            let key = format!("warm-up-{attempt}");
+            match place_at(&running.stack, running.agora.as_deref(), &key, n).await {
                 Ok(id) => break id,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -361,16 +362,21 @@ async fn buy_at_agora(stack: &Stack, m: &Marketplaces, n: usize) -> anyhow::Resu
     Ok(channel_key("agora", &external))
 }
 
-impl Running {
-    /// Places order `n` where the run's orders are placed; returns the name the tap
-    /// records its confirmation under.
-    async fn place(&self, key: &str, n: usize) -> anyhow::Result<String> {
-        match &self.agora {
-            Some(m) => buy_at_agora(&self.stack, m, n).await,
-            None => place(&self.stack, key, n).await,
-        }
+/// Places order `n` at agora when the run's orders are agora's, else at the storefront under
+/// the idempotency key `key`; returns the name the tap records its confirmation under.
+async fn place_at(
+    stack: &Stack,
+    agora: Option<&Marketplaces>,
+    key: &str,
+    n: usize,
+) -> anyhow::Result<String> {
+    match agora {
+        Some(m) => buy_at_agora(stack, m, n).await,
+        None => place(stack, key, n).await,
     }
+}
 
+impl Running {
     async fn wait_for(&self, ids: &[String], deadline: Instant) -> anyhow::Result<()> {
         loop {
             let missing = {
@@ -431,10 +437,8 @@ impl Running {
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let t0 = Instant::now();
-                    let id = match &agora {
-                        Some(m) => buy_at_agora(&stack, m, n).await?,
-                        None => place(&stack, &format!("{label}-{n}"), n).await?,
-                    };
+                    let key = format!("{label}-{n}");
+                    let id = place_at(&stack, agora.as_deref(), &key, n).await?;
                     placed.lock().expect("placed lock").push((id, t0));
                 }
             }));

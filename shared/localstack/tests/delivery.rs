@@ -17,6 +17,13 @@ fn attrs() -> BTreeMap<String, Attribute> {
     BTreeMap::new()
 }
 
+/// Sends `n` bodies no consumer can read to `queue` (each parked on its first receive).
+fn send_unreadable(engine: &bazaar_embedded::Engine, queue: &str, n: usize) {
+    for _ in 0..n {
+        engine.send(queue, "not json", attrs(), None, None).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_malformed_body_is_parked_on_its_first_receive_and_its_batch_mates_are_processed() {
     let s = stack();
@@ -288,12 +295,7 @@ async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
     let s = stack();
     // The notifier keeps the template's 1 s window: nobody waits on a notification.
     let queue = s.queue("NotifierQueue");
-    for _ in 0..3 {
-        s.stack
-            .engine()
-            .send(&queue, "not json", attrs(), None, None)
-            .unwrap();
-    }
+    send_unreadable(s.stack.engine(), &queue, 3);
     assert_eq!(
         s.stack.poll_all().await,
         0,
@@ -318,12 +320,7 @@ async fn the_batching_window_holds_a_partial_batch_until_it_closes() {
 async fn a_full_batch_does_not_wait_for_its_window_nor_a_hop_without_one() {
     let s = stack();
     let queue = s.queue("NotifierQueue");
-    for _ in 0..10 {
-        s.stack
-            .engine()
-            .send(&queue, "not json", attrs(), None, None)
-            .unwrap();
-    }
+    send_unreadable(s.stack.engine(), &queue, 10);
     assert_eq!(
         s.stack.poll_all().await,
         10,
@@ -333,10 +330,7 @@ async fn a_full_batch_does_not_wait_for_its_window_nor_a_hop_without_one() {
 
     // The order path has no window (a customer waits on it): a lone message goes at once.
     let reserve = s.queue("InventoryWorkerQueue");
-    s.stack
-        .engine()
-        .send(&reserve, "not json", attrs(), None, None)
-        .unwrap();
+    send_unreadable(s.stack.engine(), &reserve, 1);
     assert_eq!(s.stack.poll_all().await, 1, "no window: no wait");
     assert_eq!(s.metrics.count("inventory-worker", Outcome::Parked), 1);
 }
