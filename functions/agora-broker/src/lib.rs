@@ -47,7 +47,7 @@ pub fn function_with(
         Arc::new(Agora(client.clone())),
         Arc::new(sync::SyncItems {
             client: client.clone(),
-            limiter: Limiter::of(ChannelId::Agora),
+            limiter: Limiter::of(ChannelId::Agora).background(),
         }),
         Arc::new(AgoraItems(client)),
     )

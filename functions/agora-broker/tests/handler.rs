@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use bazaar_brokers::Limiter;
 use bazaar_channels::{ChannelId, Purchase, Wanted};
 use bazaar_embedded::testing::{Fixture, event, with_envelope};
 use bazaar_fake_marketplaces::{Accounts, Call, InProcess, Marketplaces, Switches};
 use bazaar_platform::LambdaFunction;
+use bazaar_platform::clock::Clock;
+use bazaar_platform::item::Key;
 use serde_json::json;
 
 fn agora(world: &Fixture) -> Arc<Marketplaces> {
@@ -118,6 +121,83 @@ async fn an_answer_agora_cannot_take_now_is_owed_not_failed_and_retried_by_the_s
     assert_eq!(sent[0].message_type, "sale.accepted");
     let order = m.handle(&Call::new("GET", &format!("/agora/orders/{id}")));
     assert_eq!(order.body["status"], "accepted");
+}
+
+#[tokio::test]
+async fn an_answer_finding_the_second_spent_waits_for_the_next_one_instead_of_being_owed() {
+    let world = Fixture::new();
+    let m = agora(&world);
+    let id = m
+        .buy(
+            ChannelId::Agora,
+            &Purchase {
+                sku: "MUG-01".into(),
+                quantity: 1,
+            },
+        )
+        .unwrap();
+    let deps = world.deps("agora-broker", Some("channels"), &["sale"]);
+    let limiter = Limiter::of(ChannelId::Agora);
+    for _ in 0..bazaar_brokers::limiter::AGORA_PER_SECOND {
+        assert!(limiter.try_take(&deps).await.unwrap().is_ok());
+    }
+    assert!(
+        limiter.try_take(&deps).await.unwrap().is_err(),
+        "this second's calls are spent"
+    );
+    let before = world.clock.now();
+    let function = broker(&world, &m);
+    let r = function.invoke(answer_for(&id)).await.unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    let sent = world.sent("sale");
+    assert_eq!(sent.len(), 1, "answered within the task: {sent:?}");
+    assert_eq!(sent[0].message_type, "sale.accepted");
+    let waited = world.clock.now() - before;
+    assert!(
+        waited <= chrono::Duration::seconds(1),
+        "the task waited for the next second only, not for the schedule: {waited}"
+    );
+    let owed: Option<serde_json::Value> = deps
+        .table()
+        .unwrap()
+        .get_as(&Key::new(
+            bazaar_brokers::answers::keys::owed_partition(ChannelId::Agora),
+            id.as_str(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(owed, None, "nothing owed");
+}
+
+#[tokio::test]
+async fn background_work_leaves_answers_their_share_of_each_second() {
+    let world = Fixture::new();
+    let deps = world.deps("agora-broker", Some("channels"), &["sale"]);
+    let answers = Limiter::of(ChannelId::Agora);
+    let sync = answers.background();
+    let mut synced = 0;
+    while sync.try_take(&deps).await.unwrap().is_ok() {
+        synced += 1;
+    }
+    assert_eq!(
+        synced,
+        bazaar_brokers::limiter::AGORA_PER_SECOND - bazaar_brokers::limiter::RESERVED_FOR_ORDERS
+    );
+    for _ in 0..bazaar_brokers::limiter::RESERVED_FOR_ORDERS {
+        assert!(
+            answers.try_take(&deps).await.unwrap().is_ok(),
+            "an answer's slot"
+        );
+    }
+    assert!(
+        answers.try_take(&deps).await.unwrap().is_err(),
+        "and never more than agora's limit in all"
+    );
+    world.clock.advance(chrono::Duration::seconds(1));
+    assert!(
+        sync.try_take(&deps).await.unwrap().is_ok(),
+        "the next second"
+    );
 }
 
 #[tokio::test]

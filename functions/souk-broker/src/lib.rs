@@ -46,7 +46,7 @@ pub fn function_with(
         Arc::new(Souk(client.clone())),
         Arc::new(feeds::SyncFeeds {
             client: client.clone(),
-            limiter: Limiter::of(ChannelId::Souk),
+            limiter: Limiter::of(ChannelId::Souk).background(),
         }),
         Arc::new(SoukItems(client)),
     )

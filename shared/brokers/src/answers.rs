@@ -1,8 +1,9 @@
 //! Answering a channel's orders exactly once, through outages and rate limits.
 //!
 //! The saga asks a channel's broker to accept or reject an order (`agora.sale.answer`,
-//! `souk.sale.answer`). The broker calls the channel at once; on success it records the
-//! answer as given (`ANSWERED#<channel>`) and, for an acceptance, announces `sale.accepted`,
+//! `souk.sale.answer`). The broker calls the channel at once (waiting at most [`TASK_WAIT`]
+//! for a slot of the channel's rate limit, of which background work leaves answers a share:
+//! [`Limiter::background`]); on success it records the answer as given (`ANSWERED#<channel>`) and, for an acceptance, announces `sale.accepted`,
 //! which confirms the order. A repeated task finds the record and calls nobody. The channel
 //! takes the same answer twice without harm, so a crash between the call and the record
 //! repeats nothing that matters.
@@ -48,6 +49,11 @@ pub const FIRST_BACKOFF: Duration = Duration::seconds(30);
 pub const MAX_BACKOFF: Duration = Duration::minutes(5);
 /// How long one schedule run may wait for the channel's rate limit.
 pub const RUN_BUDGET: Duration = Duration::seconds(20);
+/// How long a task waits for a slot of the channel's rate limit before its answer is owed
+/// (and left to the schedule's next run, up to a minute later): a few of the channel's
+/// seconds, since the customer waits on the answer, a batch of ten answers at agora's five
+/// calls a second takes two, and background work leaves answers a share of every second.
+pub const TASK_WAIT: Duration = Duration::seconds(3);
 /// Owed answers one schedule run tries at most.
 pub const MAX_PER_RUN: usize = 200;
 
@@ -155,25 +161,16 @@ fn wanted(answer: Answer) -> ChannelOrderStatus {
 }
 
 /// One try: takes a slot of the channel's limit first, waiting for one until `wait_until`
-/// (the schedule's job paces itself; a task does not wait).
+/// (the schedule's job for its run's budget, a task for [`TASK_WAIT`]).
 async fn attempt(
     deps: &Deps,
     answerer: &dyn Answerer,
     answer: &SaleAnswer,
     attempts: u32,
-    wait_until: Option<DateTime<Utc>>,
+    wait_until: DateTime<Utc>,
 ) -> Result<Outcome, HandlerError> {
     let limiter = answerer.limiter();
-    let slot = match wait_until {
-        Some(deadline) => {
-            if limiter.take(deps, deadline).await? {
-                Ok(())
-            } else {
-                Err(deadline)
-            }
-        }
-        None => limiter.try_take(deps).await?,
-    };
+    let slot = limiter.take_by(deps, wait_until).await?;
     if let Err(at) = slot {
         return Ok(Outcome::Later(
             at,
@@ -385,7 +382,8 @@ pub async fn answer_task(
         asked_at: work.now(),
         flow: Some(work.flow()),
     };
-    let outcome = attempt(work.deps(), answerer, &answer, 0, None).await?;
+    let wait_until = work.now() + TASK_WAIT;
+    let outcome = attempt(work.deps(), answerer, &answer, 0, wait_until).await?;
     let owner = owner_if_restocked(work.deps(), channel, answer.sku.as_str(), &outcome).await?;
     settle(channel, work, owed, outcome, true, None, owner.as_deref())
 }
@@ -431,7 +429,7 @@ impl Job for RetryAnswers {
                 self.0.as_ref(),
                 &o.answer,
                 o.attempts,
-                Some(now + RUN_BUDGET),
+                now + RUN_BUDGET,
             )
             .await?;
             let owner = owner_if_restocked(deps, channel, o.answer.sku.as_str(), &outcome).await?;

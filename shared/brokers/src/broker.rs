@@ -58,7 +58,7 @@ where
         // Nightly only (its rule's name says reconcile): every other run skips it.
         .schedule(Arc::new(Reconcile {
             items,
-            limiter: answerer.limiter(),
+            limiter: answerer.limiter().background(),
         }))
         .schedule(Arc::new(bazaar_platform::schedule::OutboxSweeper)))
 }

@@ -3,6 +3,11 @@
 //! `Retry-After` when it said "too many". A call takes a slot first; without one it waits
 //! (the schedule's job, on the clock port: a simulated clock moves at once) or is left for
 //! later (a task), so the channel never sees more than its limit from Bazaar.
+//!
+//! Work nobody waits on (the listings' sync, the nightly reconciliation) takes its slots as
+//! [`Limiter::background`], which leaves [`RESERVED_FOR_ORDERS`] of each second's calls to the
+//! answers an order waits on: a sync run of hundreds of items spends the channel's limit for
+//! minutes, and an answer that found it spent would otherwise wait for the sync to finish.
 
 use bazaar_channels::ChannelId;
 use bazaar_platform::item::{Condition, Key, Update, record};
@@ -13,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 /// agora's published limit: calls a second per partner key.
 pub const AGORA_PER_SECOND: u32 = 5;
+
+/// Calls of each second that background work leaves to the answers (a channel limited to
+/// one or two calls a second still gives background work one).
+pub const RESERVED_FOR_ORDERS: u32 = 2;
 
 /// The limiter's record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +41,8 @@ struct Window {
 pub struct Limiter {
     channel: ChannelId,
     per_second: Option<u32>,
+    /// Slots of each second this caller leaves to others (see [`Limiter::background`]).
+    reserve: u32,
 }
 
 fn key(channel: ChannelId) -> Key {
@@ -48,7 +59,26 @@ impl Limiter {
         Limiter {
             channel,
             per_second,
+            reserve: 0,
         }
+    }
+
+    /// The same limit for work nobody waits on: it takes a slot only while
+    /// [`RESERVED_FOR_ORDERS`] of the second's calls are still free (at least one call a
+    /// second), so that an answer finds one.
+    pub fn background(self) -> Limiter {
+        Limiter {
+            reserve: RESERVED_FOR_ORDERS,
+            ..self
+        }
+    }
+
+    /// Calls a second this caller may take (`None`: no count).
+    fn cap(&self) -> Option<i64> {
+        self.per_second.map(|limit| {
+            let limit = i64::from(limit);
+            (limit - i64::from(self.reserve)).max(1.min(limit))
+        })
     }
 
     /// The limit each channel publishes.
@@ -69,11 +99,10 @@ impl Limiter {
             if w.blocked_until_ms > now.timestamp_millis() {
                 return Ok(Err(at_ms(w.blocked_until_ms)));
             }
-            let Some(limit) = self.per_second else {
+            let Some(limit) = self.cap() else {
                 return Ok(Ok(()));
             };
             let second = now.timestamp();
-            let limit = i64::from(limit);
             let written = if w.second == second {
                 if w.used >= limit {
                     return Ok(Err(at_ms((second + 1) * 1000)));
@@ -119,10 +148,20 @@ impl Limiter {
 
     /// Takes a slot, waiting for one until `deadline`; false when none came by then.
     pub async fn take(&self, deps: &Deps, deadline: DateTime<Utc>) -> Result<bool, HandlerError> {
+        Ok(self.take_by(deps, deadline).await?.is_ok())
+    }
+
+    /// Takes a slot, waiting for one until `deadline`; when none comes by then, says when one
+    /// may be free (after `deadline`).
+    pub async fn take_by(
+        &self,
+        deps: &Deps,
+        deadline: DateTime<Utc>,
+    ) -> Result<Result<(), DateTime<Utc>>, HandlerError> {
         loop {
             match self.try_take(deps).await? {
-                Ok(()) => return Ok(true),
-                Err(at) if at > deadline => return Ok(false),
+                Ok(()) => return Ok(Ok(())),
+                Err(at) if at > deadline => return Ok(Err(at)),
                 Err(at) => deps.clock.sleep_until(at).await,
             }
         }
