@@ -24,10 +24,25 @@ use crate::memory::{EncodingPublisher, MemoryTable, NoDeadLetters};
 /// Lines in the benchmark's order: enough for a 1 KB envelope.
 pub const LINES: usize = 20;
 
+/// Order `n`'s id.
+pub fn order_id(n: u64) -> String {
+    format!("o-{n:012}")
+}
+
+/// The id of the envelope that carries order `n`.
+pub fn envelope_id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// Where [`Reserve`] keeps an order's state.
+pub fn state_key(order_id: &str) -> Key {
+    Key::new(format!("ORDER#{order_id}"), "STATE")
+}
+
 /// The benchmark's `order.placed` for order `n`.
 pub fn order(n: u64) -> OrderPlaced {
     OrderPlaced {
-        order_id: format!("o-{n:012}"),
+        order_id: order_id(n),
         customer: "customer-1".into(),
         items: (0..LINES)
             .map(|i| Line {
@@ -43,7 +58,7 @@ pub fn order(n: u64) -> OrderPlaced {
 /// Order `n` in its envelope, as JSON text (what an SQS record's body holds).
 pub fn envelope_text(n: u64) -> String {
     let origin = Origin {
-        id: format!("00000000-0000-4000-8000-{n:012}"),
+        id: envelope_id(n),
         source: "bazaar/orders-api".into(),
         time: chrono::Utc::now(),
         correlation_id: format!("00000000-0000-4000-9000-{n:012}"),
@@ -76,7 +91,7 @@ pub fn sqs_event_bytes(n: u64) -> Vec<u8> {
         },
         "messageAttributes": {
             "type": { "stringValue": "order.placed", "dataType": "String", "stringListValues": [], "binaryListValues": [] },
-            "id": { "stringValue": format!("00000000-0000-4000-8000-{n:012}"), "dataType": "String", "stringListValues": [], "binaryListValues": [] }
+            "id": { "stringValue": envelope_id(n), "dataType": "String", "stringListValues": [], "binaryListValues": [] }
         },
         "md5OfBody": "",
         "eventSource": "aws:sqs",
@@ -93,7 +108,7 @@ pub struct Reserve;
 #[async_trait]
 impl Handle<OrderPlaced> for Reserve {
     async fn handle(&self, placed: OrderPlaced, work: &mut Work<'_>) -> Result<(), HandlerError> {
-        let key = Key::new(format!("ORDER#{}", placed.order_id), "STATE");
+        let key = state_key(&placed.order_id);
         if work.table()?.get(&key).await?.is_some() {
             return Ok(());
         }

@@ -82,6 +82,13 @@ pub struct Line {
     pub quantity: u32,
 }
 
+/// FNV-1a: a few instructions a byte, enough to tell skus apart before comparing their text.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Checks a list of lines: 1 to [`MAX_LINES`] lines, each quantity in range, no sku twice.
 pub fn validate_lines(field: &str, lines: &[Line]) -> Result<(), ContractViolation> {
     if lines.is_empty() || lines.len() > MAX_LINES {
@@ -89,13 +96,24 @@ pub fn validate_lines(field: &str, lines: &[Line]) -> Result<(), ContractViolati
             "{field} must hold 1 to {MAX_LINES} lines"
         )));
     }
+    // Each sku's hash, so that the pairs are compared as integers and the text only where
+    // two hashes agree: every hop reads and checks a message's lines, and comparing the skus'
+    // text pair by pair (300 pairs at 25 lines) was a tenth of a message's handling.
+    let mut hashes = [0u64; MAX_LINES];
+    for (h, line) in hashes.iter_mut().zip(lines) {
+        *h = fnv1a(line.sku.as_str().as_bytes());
+    }
     for (i, line) in lines.iter().enumerate() {
         if line.quantity == 0 || line.quantity > MAX_QUANTITY {
             return Err(ContractViolation::new(format!(
                 "{field}[{i}].quantity must be 1 to {MAX_QUANTITY}"
             )));
         }
-        if lines[..i].iter().any(|l| l.sku == line.sku) {
+        let seen = hashes[..i].iter().zip(lines);
+        if seen
+            .filter(|(h, _)| **h == hashes[i])
+            .any(|(_, l)| l.sku == line.sku)
+        {
             return Err(ContractViolation::new(format!(
                 "{field}[{i}].sku {} appears twice",
                 line.sku
@@ -103,4 +121,42 @@ pub fn validate_lines(field: &str, lines: &[Line]) -> Result<(), ContractViolati
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(skus: &[&str]) -> Vec<Line> {
+        skus.iter()
+            .map(|s| Line {
+                sku: Sku::parse(s).expect("a valid sku"),
+                quantity: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sku_twice_is_refused_wherever_it_repeats_and_named_where_it_repeats() {
+        let mut skus: Vec<String> = (0..MAX_LINES).map(|i| format!("SKU-{i:03}")).collect();
+        let all: Vec<&str> = skus.iter().map(String::as_str).collect();
+        assert_eq!(validate_lines("items", &lines(&all)), Ok(()));
+        skus[MAX_LINES - 1] = "SKU-000".into();
+        let all: Vec<&str> = skus.iter().map(String::as_str).collect();
+        let err = validate_lines("items", &lines(&all)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("items[{}].sku SKU-000 appears twice", MAX_LINES - 1)
+        );
+        let err = validate_lines("items", &lines(&["A-1", "B-2", "B-2"])).unwrap_err();
+        assert_eq!(err.to_string(), "items[2].sku B-2 appears twice");
+    }
+
+    #[test]
+    fn skus_that_differ_only_late_in_their_text_are_not_taken_for_one() {
+        assert_eq!(
+            validate_lines("items", &lines(&["SKU-0000000001", "SKU-0000000002"])),
+            Ok(())
+        );
+    }
 }
