@@ -7,6 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::event::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+use crate::sqs::Batch;
 use serde_json::Value;
 
 use crate::deps::Deps;
@@ -114,8 +116,8 @@ impl Function {
 /// Reads an event's JSON text as an SQS batch, if it is one: `Records` whose every
 /// `eventSource` is `aws:sqs`, the test [`LambdaFunction::invoke`] makes. None for anything
 /// else, a malformed batch included: `invoke` then judges it and names what is wrong.
-pub fn sqs_event(payload: &str) -> Option<SqsEvent> {
-    serde_json::from_str::<SqsEvent>(payload).ok().filter(|e| {
+pub fn sqs_event(payload: &str) -> Option<Batch> {
+    serde_json::from_str::<Batch>(payload).ok().filter(|e| {
         e.records
             .iter()
             .all(|r| r.event_source.as_deref() == Some("aws:sqs"))

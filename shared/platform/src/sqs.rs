@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use bazaar_contracts::{Envelope, Message};
 use futures::FutureExt;
 use serde_json::Value;
@@ -35,6 +35,9 @@ use crate::outbox;
 use crate::ports::{DeadLetter, Encoded, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
 use crate::work::{Cause, Work};
+
+mod record;
+pub use record::{Batch, Record};
 
 /// How many times a unit of work is re-run on fresh reads when its transaction conflicts,
 /// before the record is left for SQS to redeliver.
@@ -278,7 +281,8 @@ impl Consumer {
     }
 
     /// Processes a batch and reports the records to retry.
-    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+    pub async fn handle_batch(&self, event: impl Into<Batch>) -> SqsBatchResponse {
+        let event = event.into();
         let fifo = event
             .records
             .first()
@@ -306,7 +310,7 @@ impl Consumer {
         response
     }
 
-    async fn process(&self, record: &SqsMessage) -> RecordResult {
+    async fn process(&self, record: &Record) -> RecordResult {
         let started = Instant::now();
         let deps = &*self.deps;
         let body = record.body.as_deref().unwrap_or("");
@@ -378,7 +382,7 @@ impl Consumer {
 
     async fn park(
         &self,
-        record: &SqsMessage,
+        record: &Record,
         envelope: Option<&Envelope>,
         error: &HandlerError,
         started: Instant,
@@ -388,11 +392,7 @@ impl Consumer {
             HandlerError::Permanent { reason, detail } => (reason.as_str(), detail.as_str()),
             _ => ("unexpected", ""),
         };
-        let mut attributes: BTreeMap<String, String> = record
-            .message_attributes
-            .iter()
-            .filter_map(|(k, v)| v.string_value.clone().map(|s| (k.clone(), s)))
-            .collect();
+        let mut attributes: BTreeMap<String, String> = record.message_attributes();
         attributes.insert("bazaar.reason".into(), reason.into());
         attributes.insert("bazaar.detail".into(), truncate(detail, 1024));
         attributes.insert("bazaar.function".into(), deps.function.clone());
@@ -409,7 +409,7 @@ impl Consumer {
         let letter = DeadLetter {
             body,
             attributes,
-            group_id: record.attributes.get("MessageGroupId").cloned(),
+            group_id: record.group_id(),
         };
         let message_type = envelope
             .map(|e| e.message_type.as_str())
@@ -469,7 +469,7 @@ impl Consumer {
     }
 }
 
-fn failure(record: &SqsMessage) -> BatchItemFailure {
+fn failure(record: &Record) -> BatchItemFailure {
     let mut f = BatchItemFailure::default();
     f.item_identifier = record.message_id.clone().unwrap_or_default();
     f
