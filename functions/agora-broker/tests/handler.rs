@@ -33,6 +33,18 @@ fn agora(world: &Fixture) -> Arc<Marketplaces> {
     m
 }
 
+/// A buyer's order of `quantity` mugs at agora; its external id.
+fn buy_mugs(m: &Marketplaces, quantity: u32) -> String {
+    m.buy(
+        ChannelId::Agora,
+        &Purchase {
+            sku: "MUG-01".into(),
+            quantity,
+        },
+    )
+    .unwrap()
+}
+
 fn broker(world: &Fixture, m: &Arc<Marketplaces>) -> bazaar_platform::Function {
     let deps = world.deps("agora-broker", Some("channels"), &["sale"]);
     agora_broker::function_with(
@@ -53,15 +65,7 @@ fn answer_for(external_id: &str) -> serde_json::Value {
 async fn an_acceptance_is_given_once_and_announced() {
     let world = Fixture::new();
     let m = agora(&world);
-    let id = m
-        .buy(
-            ChannelId::Agora,
-            &Purchase {
-                sku: "MUG-01".into(),
-                quantity: 2,
-            },
-        )
-        .unwrap();
+    let id = buy_mugs(&m, 2);
     let function = broker(&world, &m);
     for _ in 0..2 {
         let r = function.invoke(answer_for(&id)).await.unwrap();
@@ -84,15 +88,7 @@ async fn an_acceptance_is_given_once_and_announced() {
 async fn an_answer_agora_cannot_take_now_is_owed_not_failed_and_retried_by_the_schedule() {
     let world = Fixture::new();
     let m = agora(&world);
-    let id = m
-        .buy(
-            ChannelId::Agora,
-            &Purchase {
-                sku: "MUG-01".into(),
-                quantity: 1,
-            },
-        )
-        .unwrap();
+    let id = buy_mugs(&m, 1);
     m.set_switches(
         ChannelId::Agora,
         Switches {
@@ -127,15 +123,7 @@ async fn an_answer_agora_cannot_take_now_is_owed_not_failed_and_retried_by_the_s
 async fn an_answer_finding_the_second_spent_waits_for_the_next_one_instead_of_being_owed() {
     let world = Fixture::new();
     let m = agora(&world);
-    let id = m
-        .buy(
-            ChannelId::Agora,
-            &Purchase {
-                sku: "MUG-01".into(),
-                quantity: 1,
-            },
-        )
-        .unwrap();
+    let id = buy_mugs(&m, 1);
     let deps = world.deps("agora-broker", Some("channels"), &["sale"]);
     let limiter = Limiter::of(ChannelId::Agora);
     for _ in 0..bazaar_brokers::limiter::AGORA_PER_SECOND {
