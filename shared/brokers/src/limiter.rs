@@ -1,8 +1,10 @@
 //! A channel's rate limit, kept across every concurrent invocation of its broker: one record
 //! in the channels table counts the calls of the current second and holds the channel's
-//! `Retry-After` when it said "too many". A call takes a slot first; without one it waits
-//! (the schedule's job, on the clock port: a simulated clock moves at once) or is left for
-//! later (a task), so the channel never sees more than its limit from Bazaar.
+//! `Retry-After` when it said "too many". A call takes a slot first; without one it waits on
+//! the clock port (a simulated clock moves at once): the schedule's jobs for their run's
+//! budget, an answer task a few seconds before its answer is owed to the schedule; a
+//! shipment notice does not wait and is retried by SQS. So the channel never sees more than
+//! its limit from Bazaar.
 //!
 //! Work nobody waits on (the listings' sync, the nightly reconciliation) takes its slots as
 //! [`Limiter::background`], which leaves [`RESERVED_FOR_ORDERS`] of each second's calls to the
