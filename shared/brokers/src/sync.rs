@@ -15,7 +15,7 @@
 //! rejection) and removes the mark, unless the sku changed again meanwhile (the mark's
 //! sequence guards its removal). An item the channel already confirmed is not sent again. An
 //! outage leaves the marks for the next run; "too many calls" blocks every call until the
-//! channel's `Retry-After` ([`Limiter`]).
+//! channel's `Retry-After` ([`Limiter`](crate::Limiter)).
 
 use async_trait::async_trait;
 use bazaar_channels::listing::{ChannelListing, SyncStatus};
