@@ -3,8 +3,9 @@
 //! The saga asks a channel's broker to accept or reject an order (`agora.sale.answer`,
 //! `souk.sale.answer`). The broker calls the channel at once (waiting at most [`TASK_WAIT`]
 //! for a slot of the channel's rate limit, of which background work leaves answers a share:
-//! [`Limiter::background`]); on success it records the answer as given (`ANSWERED#<channel>`) and, for an acceptance, announces `sale.accepted`,
-//! which confirms the order. A repeated task finds the record and calls nobody. The channel
+//! [`Limiter::background`]); on success it records the answer as given
+//! (`ANSWERED#<channel>`) and, for an acceptance, announces `sale.accepted`, which confirms
+//! the order. A repeated task finds the record and calls nobody. The channel
 //! takes the same answer twice without harm, so a crash between the call and the record
 //! repeats nothing that matters.
 //!

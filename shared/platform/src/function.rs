@@ -7,14 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::event::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-
-use crate::sqs::Batch;
 use serde_json::Value;
 
 use crate::deps::Deps;
 use crate::http::Api;
 use crate::schedule::{self, Job};
-use crate::sqs::Consumer;
+use crate::sqs::{Batch, Consumer};
 
 /// Why an invocation failed as a whole (Lambda reports it as a function error).
 #[derive(Debug, thiserror::Error)]
