@@ -76,3 +76,82 @@ async fn a_type_is_listed_once_and_then_neither_read_nor_rewritten_by_the_proces
         assert!(event_archiver::is_archived(table, envelope).await.unwrap());
     }
 }
+
+/// One copy of an envelope (its flow's record) and the type list: a replay by type finds it by scanning the flows' records, in the original order
+/// across flows and types, and leaves out the types not asked for.
+#[tokio::test]
+async fn an_envelope_is_stored_once_and_a_replay_by_type_finds_it_in_order() {
+    use bazaar_embedded::testing::with_envelope;
+
+    let world = Fixture::new();
+    let deps = world.deps("event-archiver", Some("ops"), &[]);
+    let function = event_archiver::function(deps.clone()).expect("valid settings");
+    let table = deps.table().unwrap();
+    // Three messages of three flows, sent out of order; the last of another type.
+    let messages = [
+        ("2026-05-01T10:00:02Z", "product.published", "flow-b"),
+        ("2026-05-01T10:00:01Z", "product.published", "flow-a"),
+        ("2026-05-01T10:00:03Z", "product.withdrawn", "flow-c"),
+    ];
+    for (n, (time, message_type, flow)) in messages.iter().enumerate() {
+        let r = function
+            .invoke(with_envelope(event("event-archiver.sqs.json"), |e| {
+                e["id"] = json!(format!("2b0c3c8e-0000-0000-0000-{n:012}"));
+                e["time"] = json!(time);
+                e["type"] = json!(message_type);
+                e["correlationid"] = json!(flow);
+            }))
+            .await
+            .unwrap();
+        assert_eq!(r["batchItemFailures"], json!([]));
+    }
+    let mut pks = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = table.scan(start_after.take(), 2).await.unwrap();
+        pks.extend(
+            page.items
+                .iter()
+                .map(|i| i["pk"].as_str().unwrap().to_string()),
+        );
+        match page.last_key {
+            Some(k) => start_after = Some(k),
+            None => break,
+        }
+    }
+    pks.sort();
+    assert_eq!(
+        pks,
+        [
+            "CORR#flow-a",
+            "CORR#flow-b",
+            "CORR#flow-c",
+            "TYPES",
+            "TYPES"
+        ],
+        "one copy of each envelope and each type listed once (a listing names no sku of its own)"
+    );
+    let published = event_archiver::archived(table, &["product.published".into()])
+        .await
+        .unwrap();
+    let flows: Vec<&str> = published
+        .iter()
+        .map(|e| e.correlation_id.as_str())
+        .collect();
+    assert_eq!(
+        flows,
+        ["flow-a", "flow-b"],
+        "in time order, the other type left out"
+    );
+    let mut pages = 0;
+    let both = event_archiver::archived_with_progress(
+        table,
+        &["product.withdrawn".into(), "product.published".into()],
+        |_| pages += 1,
+    )
+    .await
+    .unwrap();
+    let flows: Vec<&str> = both.iter().map(|e| e.correlation_id.as_str()).collect();
+    assert_eq!(flows, ["flow-a", "flow-b", "flow-c"]);
+    assert!(pages >= 1, "progress after each page of the scan");
+}

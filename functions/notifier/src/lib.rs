@@ -1,8 +1,10 @@
 //! `notifier`: tells a customer each step of their order. On `order.confirmed`,
 //! `order.cancelled`, `order.shipped`, `order.delivered` and `order.returned` it records the
-//! message the customer would receive, once per order and step: the record's key is the order and the outcome, written only if absent, in the same
-//! transaction as the inbox record. A re-sent event (even with a new envelope id) therefore
-//! never notifies twice.
+//! message the customer would receive, once per order and step: the record's key is the order
+//! and the outcome, written only if absent, and the handler reads it first. A re-sent event
+//! (even with a new envelope id) therefore never notifies twice, and the record is the unit of
+//! work's guard by itself ([`Consumer::on_self_guarded`]): no inbox record in a transaction
+//! with it (one write unit a notification instead of four).
 //!
 //! A test flow's (`test-order` flag) notifications are marked `test`, recorded apart from the
 //! customer's (`TEST#<customer>`) and never sent.
@@ -38,12 +40,14 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
 /// Builds the function with another channel.
 pub fn function_with(deps: Arc<Deps>, channel: Arc<dyn Channel>) -> Function {
     let notifier = Arc::new(Notifier { channel });
+    // The record, keyed by order and step and written only if absent, is the guard: no inbox
+    // record is needed to keep a copy of a message from notifying twice.
     let consumer = Consumer::new(deps.clone())
-        .on::<OrderConfirmed, _>(notifier.clone())
-        .on::<OrderCancelled, _>(notifier.clone())
-        .on::<OrderShipped, _>(notifier.clone())
-        .on::<OrderDelivered, _>(notifier.clone())
-        .on::<OrderReturned, _>(notifier);
+        .on_self_guarded::<OrderConfirmed, _>(notifier.clone())
+        .on_self_guarded::<OrderCancelled, _>(notifier.clone())
+        .on_self_guarded::<OrderShipped, _>(notifier.clone())
+        .on_self_guarded::<OrderDelivered, _>(notifier.clone())
+        .on_self_guarded::<OrderReturned, _>(notifier);
     Function::new(deps).sqs(consumer)
 }
 

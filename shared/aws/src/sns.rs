@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use bazaar_platform::ports::{
-    Encoded, MAX_BATCH, PublishError, Publisher, Topics, attributes_for_publish,
+    Encoded, MAX_BATCH, MAX_MESSAGE_BYTES, PublishError, Publisher, Topics, attributes_for_publish,
 };
 
-/// Publishes envelopes to SNS topics with `PublishBatch`, at most 10 per request.
+/// Publishes envelopes to SNS topics with `PublishBatch`, at most 10 and 256 KiB per request.
 ///
 /// Each request carries the current invocation's X-Ray trace header (`X-Amzn-Trace-Id`),
 /// when there is one: a topic with active tracing passes it to its subscriptions, and Lambda
@@ -69,7 +69,7 @@ impl Publisher for SnsPublisher {
         }
         let mut failed = 0;
         for (arn, messages) in by_topic {
-            for chunk in messages.chunks(MAX_BATCH) {
+            for chunk in batches(&messages) {
                 let mut entries = Vec::with_capacity(chunk.len());
                 for (i, (body, attributes)) in chunk.iter().enumerate() {
                     let attrs: HashMap<String, MessageAttributeValue> = attributes
@@ -120,5 +120,72 @@ impl Publisher for SnsPublisher {
             });
         }
         Ok(())
+    }
+}
+
+/// What SNS counts of a message against a request's limit: its body and every attribute's
+/// name, type and value.
+fn weight((body, attributes): &(&str, BTreeMap<String, String>)) -> usize {
+    body.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + "String".len() + v.len())
+            .sum::<usize>()
+}
+
+/// Splits one topic's messages into `PublishBatch` requests: at most ten entries, and at most
+/// 256 KiB together (a request over it is refused whole). A consumer publishes what all the
+/// records of its batch send at once, so ten large messages can meet in one list.
+fn batches<'m, 'a>(
+    messages: &'m [(&'a str, BTreeMap<String, String>)],
+) -> Vec<&'m [(&'a str, BTreeMap<String, String>)]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        let w = weight(m);
+        if i > start && (i - start == MAX_BATCH || size + w > MAX_MESSAGE_BYTES) {
+            out.push(&messages[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += w;
+    }
+    if start < messages.len() {
+        out.push(&messages[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_takes_ten_messages_and_256_kib_at_most() {
+        let small = "x".repeat(100);
+        let large = "y".repeat(100 * 1024);
+        let none = BTreeMap::new;
+        let sizes = |list: Vec<(&str, BTreeMap<String, String>)>| {
+            batches(&list).iter().map(|b| b.len()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sizes((0..25).map(|_| (small.as_str(), none())).collect()),
+            [10, 10, 5]
+        );
+        // 100 KiB each: two fit under 256 KiB, a third does not.
+        assert_eq!(
+            sizes((0..5).map(|_| (large.as_str(), none())).collect()),
+            [2, 2, 1]
+        );
+        // Attributes count too.
+        let mut attributes = BTreeMap::new();
+        attributes.insert("k".to_string(), "v".repeat(60 * 1024));
+        assert_eq!(
+            sizes(vec![
+                (large.as_str(), attributes.clone()),
+                (large.as_str(), attributes),
+            ]),
+            [1, 1]
+        );
+        assert!(sizes(Vec::new()).is_empty());
     }
 }

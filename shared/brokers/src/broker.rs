@@ -46,9 +46,11 @@ where
     let learn = Arc::new(Learn(channel));
     let consumer = Consumer::new(deps.clone())
         .on::<T, _>(Arc::new(AnswerTasks(answerer.clone())))
-        .on::<ProductPublished, _>(learn.clone())
-        .on::<ProductWithdrawn, _>(learn.clone())
-        .on::<StockUpdated, _>(learn)
+        // Each announcement carries its sku's version and the truth keeps the newest: a copy
+        // applied before changes nothing, so no inbox record guards them.
+        .on_self_guarded::<ProductPublished, _>(learn.clone())
+        .on_self_guarded::<ProductWithdrawn, _>(learn.clone())
+        .on_self_guarded::<StockUpdated, _>(learn)
         .on::<FulfilmentShipped, _>(Arc::new(ShipmentNotices(answerer.clone())));
     Ok(Function::new(deps)
         .sqs(consumer)

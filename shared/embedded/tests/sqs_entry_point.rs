@@ -367,3 +367,188 @@ async fn a_unit_of_one_write_loses_the_race_to_a_duplicate_as_a_duplicate_not_a_
         .expect("processed");
     assert!(record.get("outbox").is_none(), "what it carried was sent");
 }
+
+/// Notes an order once: reads its record, and writes it only if absent. Sends the task on
+/// for an id that asks it to (which a self-guarded handler may not); for `raced`, another
+/// delivery of the same message is handled to the end between its read and its write.
+struct Noter {
+    consumer: std::sync::OnceLock<Consumer>,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Handle<ReserveStock> for Noter {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        let id = task.order_id.as_str();
+        let key = Key::new(format!("DONE#{id}"), "x");
+        if work.table()?.get(&key).await?.is_some() {
+            return Ok(());
+        }
+        if id == "sends" {
+            work.send(&task)?;
+        }
+        if id == "raced" && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let other = self.consumer.get().expect("set").clone();
+            let response = other
+                .handle_batch(batch("arn:aws:sqs:local:000000000000:q", &[envelope(id)]))
+                .await;
+            assert!(failed(&response).is_empty(), "the other delivery commits");
+        }
+        work.put(
+            item(&key, json!({})),
+            Some(bazaar_platform::item::Condition::NotExists),
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_self_guarded_handler_is_its_own_guard_and_its_inbox_record_only_tells_trace() {
+    let world = Fixture::new();
+    let deps = world.deps("noter", Some("t"), &["tasks"]);
+    let noter = Arc::new(Noter {
+        consumer: std::sync::OnceLock::new(),
+        raced: std::sync::atomic::AtomicBool::new(false),
+    });
+    let consumer = Consumer::new(deps.clone()).on_self_guarded::<ReserveStock, _>(noter.clone());
+    assert!(noter.consumer.set(consumer.clone()).is_ok());
+    let arn = "arn:aws:sqs:local:000000000000:q";
+    let table = deps.table().unwrap();
+    let inbox = |id: &str| bazaar_platform::outbox::inbox_key("noter", &format!("env-{id}"));
+
+    // Delivered twice: noted once, and the inbox record written after, for trace (its times).
+    for _ in 0..2 {
+        let response = consumer.handle_batch(batch(arn, &[envelope("a")])).await;
+        assert!(failed(&response).is_empty());
+    }
+    assert!(done(&deps, "a").await);
+    let record = table.get(&inbox("a")).await.unwrap().expect("recorded");
+    assert!(record.get("started_at").is_some() && record.get("processed_at").is_some());
+
+    // The inbox record is not the guard: a message it lists still runs the handler, which
+    // decides by its own record.
+    table
+        .put(
+            bazaar_platform::item::item(&inbox("b"), json!({ "type": "inventory.reserve" })),
+            None,
+        )
+        .await
+        .unwrap();
+    let response = consumer.handle_batch(batch(arn, &[envelope("b")])).await;
+    assert!(failed(&response).is_empty());
+    assert!(
+        done(&deps, "b").await,
+        "run, though an inbox record was there"
+    );
+
+    // A copy that commits between this delivery's read and its write: the write's condition
+    // fails, the handler runs again on fresh reads and writes nothing. Acknowledged, not
+    // parked, noted once (by the copy that won).
+    let response = consumer
+        .handle_batch(batch(arn, &[envelope("raced")]))
+        .await;
+    assert!(failed(&response).is_empty());
+    assert!(world.parked("noter").is_empty());
+    assert!(done(&deps, "raced").await);
+
+    // Sending needs an outbox to repair a lost publish from: the record fails (and goes to
+    // the DLQ after its retries), nothing of it written, nothing sent.
+    let response = consumer
+        .handle_batch(batch(arn, &[envelope("sends")]))
+        .await;
+    assert_eq!(failed(&response), ["m0"]);
+    assert!(!done(&deps, "sends").await);
+    assert!(world.sent("tasks").is_empty());
+    assert!(table.get(&inbox("sends")).await.unwrap().is_none());
+}
+
+/// Records the order and passes the task on.
+struct Passer;
+
+#[async_trait]
+impl Handle<ReserveStock> for Passer {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        work.put(
+            item(&Key::new(format!("DONE#{}", task.order_id), "x"), json!({})),
+            None,
+        );
+        work.send(&task)
+    }
+}
+
+/// Counts publish calls, and refuses any that holds the task of order `refused`.
+struct Counting {
+    inner: Arc<dyn bazaar_platform::ports::Publisher>,
+    calls: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl bazaar_platform::ports::Publisher for Counting {
+    async fn publish_encoded(
+        &self,
+        messages: &bazaar_platform::ports::Encoded<'_>,
+    ) -> Result<(), bazaar_platform::ports::PublishError> {
+        self.calls.lock().unwrap().push(messages.len());
+        if messages
+            .envelopes()
+            .iter()
+            .any(|e| e.data.json().contains("\"refused\""))
+        {
+            return Err(bazaar_platform::ports::PublishError::Unavailable(
+                "refused".into(),
+            ));
+        }
+        self.inner.publish_encoded(messages).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_publishes_what_its_records_send_together_and_one_record_fails_alone() {
+    let world = Fixture::new();
+    let deps = world.deps("passer", Some("t"), &["tasks"]);
+    let mut own = Arc::try_unwrap(deps).ok().expect("the only reference");
+    let counting = Arc::new(Counting {
+        inner: own.publisher.clone(),
+        calls: std::sync::Mutex::new(Vec::new()),
+    });
+    own.publisher = counting.clone();
+    let deps = Arc::new(own);
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Passer));
+    let arn = "arn:aws:sqs:local:000000000000:q";
+    let table = deps.table().unwrap();
+    let carried = |id: &str| {
+        let key = bazaar_platform::outbox::inbox_key("passer", &format!("env-{id}"));
+        async move {
+            table
+                .get(&key)
+                .await
+                .unwrap()
+                .expect("processed")
+                .contains_key("outbox")
+        }
+    };
+
+    // Five records, one task each: one publish of five.
+    let bodies: Vec<String> = (0..5).map(|i| envelope(&format!("o{i}"))).collect();
+    let response = consumer.handle_batch(batch(arn, &bodies)).await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(*counting.calls.lock().unwrap(), [5]);
+    assert_eq!(world.sent("tasks").len(), 5);
+    for i in 0..5 {
+        assert!(
+            !carried(&format!("o{i}")).await,
+            "o{i}: cleared once published"
+        );
+    }
+
+    // One task cannot be published: the batch's publish fails, each record then publishes
+    // alone; only that record fails, and its inbox record keeps the task for its redelivery.
+    counting.calls.lock().unwrap().clear();
+    let bodies = [envelope("p0"), envelope("refused"), envelope("p2")];
+    let response = consumer.handle_batch(batch(arn, &bodies)).await;
+    assert_eq!(failed(&response), ["m1"]);
+    assert_eq!(*counting.calls.lock().unwrap(), [3, 1, 1, 1]);
+    assert_eq!(world.sent("tasks").len(), 7);
+    assert!(!carried("p0").await && !carried("p2").await);
+    assert!(carried("refused").await, "kept for the redelivery to send");
+}

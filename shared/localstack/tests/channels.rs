@@ -330,14 +330,15 @@ async fn the_stack_runs_the_fake_marketplaces_on_its_clock() {
         "cancelled at its deadline, its units back"
     );
     let archive = s.stack.table_of("EventArchiverFunction").unwrap();
-    let mut archived = Vec::new();
-    for t in ["sale.placed", "sale.cancelled"] {
-        let page = archive
-            .query(bazaar_platform::item::Query::partition(format!("TYPE#{t}")))
-            .await
-            .unwrap();
-        archived.extend(page.items.iter().map(|_| t.to_string()));
-    }
+    let archived: Vec<String> = event_archiver::archived(
+        archive.as_ref(),
+        &["sale.placed".into(), "sale.cancelled".into()],
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|e| e.message_type)
+    .collect();
     assert_eq!(
         archived,
         ["sale.placed", "sale.cancelled"],

@@ -21,8 +21,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use bazaar_contracts::Envelope;
 use bazaar_localstack::gateway::HttpRequest;
-use bazaar_platform::item::Query;
 use bazaar_platform::telemetry::Outcome;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -454,18 +454,14 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
     let mut traffic = Vec::new();
     let mut types = Vec::new();
     for contract in bazaar_contracts::registry::all() {
-        let found = archive
-            .query_all(Query::partition(format!("TYPE#{}", contract.message_type)))
-            .await
-            .unwrap();
+        let found =
+            event_archiver::archived(archive.as_ref(), &[contract.message_type.to_string()])
+                .await
+                .unwrap();
         if !found.is_empty() {
             types.push(contract.message_type);
         }
-        traffic.extend(
-            found
-                .iter()
-                .filter_map(|i| i["envelope"].as_str().map(String::from)),
-        );
+        traffic.extend(found.iter().map(Envelope::to_json));
     }
     // The samples speak of order `o-sample`: a real one, so that the good among the
     // generated messages have something to act on.

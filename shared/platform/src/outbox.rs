@@ -9,7 +9,8 @@
 //!    record when they fit (`CARRY_LIMIT`); otherwise (an HTTP request, a job, heavy
 //!    messages) one outbox record each (`pk = OUTBOX`, `sk = <function>#<source>#<nnn>`).
 //!
-//! After the commit the messages are published, then outbox records deleted or the inbox
+//! After the commit the messages are published (an SQS consumer publishes those of all the
+//! records of its batch together), then outbox records deleted or the inbox
 //! record's envelopes removed (`sent_from_inbox`). A crash in between is repaired in two
 //! ways: a redelivered message finds its inbox record and re-sends what it still carries or
 //! the outbox records of its source (`resend`); and the
@@ -216,7 +217,10 @@ pub async fn commit_with(
 /// itself, and a transaction bills every item twice (prepare and commit): alone it costs half.
 /// A failed condition is reported as the transaction would report it (its write 0), so that
 /// callers tell a duplicate or a conflict apart the same way.
-async fn write_all(table: &dyn crate::ports::Table, mut all: Vec<Write>) -> Result<(), TableError> {
+pub(crate) async fn write_all(
+    table: &dyn crate::ports::Table,
+    mut all: Vec<Write>,
+) -> Result<(), TableError> {
     if all.len() != 1 || matches!(all[0], Write::Check { .. }) {
         return table.transact(all).await;
     }
@@ -237,6 +241,51 @@ async fn write_all(table: &dyn crate::ports::Table, mut all: Vec<Write>) -> Resu
         },
         other => other,
     })
+}
+
+/// A message's unit of work, committed, whose outgoing envelopes are still to be published:
+/// the SQS consumer publishes those of every record of a batch together
+/// ([`crate::sqs::Consumer::handle_batch`]), then calls [`Committed::sent`] for each.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    /// The unit's source (its outbox records' prefix, when it has some).
+    pub source: String,
+    /// Its inbox record.
+    pub inbox: Key,
+    /// Whether the inbox record carries the envelopes (otherwise they have outbox records).
+    pub carried: bool,
+    /// The envelopes (moved out by the publisher of the batch).
+    pub envelopes: Vec<Envelope>,
+    /// Their JSON text, as stored, in the same order.
+    pub texts: Vec<String>,
+}
+
+impl Committed {
+    /// Records `envelopes` (this unit's, once published) as published and clears what held
+    /// them: the inbox record's copy (one update) or the outbox records.
+    pub(crate) async fn sent(
+        &self,
+        deps: &Deps,
+        envelopes: &[Envelope],
+    ) -> Result<(), HandlerError> {
+        published(deps, envelopes);
+        if !deps.guarantees().outbox {
+            return Ok(());
+        }
+        if self.carried {
+            if deps.guarantees().inbox {
+                sent_from_inbox(deps, &self.inbox).await;
+            }
+            return Ok(());
+        }
+        let table = deps.table()?;
+        for i in 0..envelopes.len() {
+            table
+                .delete(&outbox_key(&deps.function, &self.source, i), None)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 fn published(deps: &Deps, envelopes: &[Envelope]) {

@@ -191,6 +191,21 @@ impl<'a> Encoded<'a> {
         }
     }
 
+    /// Envelopes whose texts were written before (by [`Encoded::new`], kept with
+    /// [`Encoded::into_texts`]), in the same order.
+    pub(crate) fn from_parts(envelopes: &'a [Envelope], texts: &'a [String]) -> Self {
+        debug_assert_eq!(envelopes.len(), texts.len());
+        Encoded {
+            envelopes,
+            texts: std::borrow::Cow::Borrowed(texts),
+        }
+    }
+
+    /// The texts, for [`Encoded::from_parts`].
+    pub(crate) fn into_texts(self) -> Vec<String> {
+        self.texts.into_owned()
+    }
+
     /// The envelopes.
     pub fn envelopes(&self) -> &'a [Envelope] {
         self.envelopes

@@ -8,16 +8,23 @@
 //! 3. if the inbox says the envelope was processed, re-send what its outbox still holds and
 //!    acknowledge (a duplicate has no second effect); but if it was processed with another
 //!    payload, the producer reused an id: park it (`id-reuse`) rather than drop it;
-//! 4. run the handler, commit inbox + state + outbox in one transaction, publish, acknowledge.
+//! 4. run the handler, commit inbox + state + outbox in one transaction, acknowledge.
 //!    A conflict re-runs the handler on fresh reads (a few times); other failures are
 //!    *transient* and reported as item failures, so SQS redelivers and, after
-//!    `maxReceiveCount`, redrives to the DLQ.
+//!    `maxReceiveCount`, redrives to the DLQ;
+//! 5. once every record of the batch is through, publish what the committed ones send, all
+//!    together (one `PublishBatch` per topic and ten messages, not one per record), then clear
+//!    each record's copy. A record whose messages could not be published is retried; its
+//!    inbox record still carries them, and its redelivery sends them.
+//!
+//! A handler guarded by its own writes ([`Consumer::on_self_guarded`]) skips the inbox:
+//! its writes commit alone, and the inbox record is written after, for `bazaar trace` only.
 //!
 //! A panic in one record is caught and reported as that record's failure only. On a FIFO
 //! queue the records are processed in order and processing stops at the first failure: that
 //! record and all after it are reported, so that order within a message group holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -31,6 +38,7 @@ use serde_json::Value;
 
 use crate::deps::Deps;
 use crate::faults::FaultPoint;
+use crate::item::Write;
 use crate::outbox;
 use crate::ports::{DeadLetter, Encoded, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
@@ -76,13 +84,21 @@ impl<M: Message, H: Handle<M> + 'static> HandleEnvelope for Typed<M, H> {
 
 /// Runs a handler on one envelope as one unit of work: skipped (and its outbox repaired) when
 /// the inbox shows it done; otherwise the handler's writes, the inbox record and the outbox
-/// commit together, re-running on fresh reads when the transaction conflicts.
+/// commit together, re-running on fresh reads when the transaction conflicts. Returns what
+/// the committed unit has to publish, which the batch publishes with its other records'
+/// ([`Consumer::handle_batch`]).
+///
+/// `unpublished`: the envelope ids of this batch's records committed before this one and not
+/// yet published. A copy of one of them (SQS may deliver a message twice in one batch) is
+/// done: the batch publishes what its inbox record carries, and re-sending it here would
+/// publish it twice.
 async fn run_unit(
     handler: &dyn HandleEnvelope,
     envelope: &Envelope,
     cause: Cause,
     deps: &Deps,
-) -> Result<(), HandlerError> {
+    unpublished: &HashSet<String>,
+) -> Result<Option<outbox::Committed>, HandlerError> {
     let table = deps.table()?;
     let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
     let inbox_key = outbox::inbox_key(&deps.function, &envelope.id);
@@ -92,8 +108,10 @@ async fn run_unit(
         if outbox::reused(&record, envelope) {
             return Err(outbox::id_reuse(&deps.function, envelope));
         }
-        outbox::resend(deps, &source, &record).await?;
-        return Ok(());
+        if !unpublished.contains(&envelope.id) {
+            outbox::resend(deps, &source, &record).await?;
+        }
+        return Ok(None);
     }
     let mut work = Work::new(deps, cause);
     let started = deps.clock.now();
@@ -138,19 +156,17 @@ async fn run_unit(
         .await
         {
             Ok(()) => {
-                outbox::dispatch_with(
-                    deps,
-                    &source,
-                    &outgoing,
-                    &envelope.message_type,
-                    &envelope.id,
-                    !carried,
-                )
-                .await?;
-                if carried && deps.guarantees().inbox && !work.outgoing.is_empty() {
-                    outbox::sent_from_inbox(deps, &inbox_key).await;
+                if outgoing.is_empty() {
+                    return Ok(None);
                 }
-                return Ok(());
+                let texts = outgoing.into_texts();
+                return Ok(Some(outbox::Committed {
+                    source,
+                    inbox: inbox_key,
+                    carried,
+                    envelopes: std::mem::take(&mut work.outgoing),
+                    texts,
+                }));
             }
             Err(e) if deps.guarantees().inbox && e.condition_failed_at(0) => {
                 // Another delivery of the same message committed first: it is processed.
@@ -158,10 +174,11 @@ async fn run_unit(
                     Some(record) if outbox::reused(&record, envelope) => {
                         return Err(outbox::id_reuse(&deps.function, envelope));
                     }
+                    Some(_) if unpublished.contains(&envelope.id) => 0,
                     Some(record) => outbox::resend(deps, &source, &record).await?,
                     None => outbox::redispatch(deps, &source).await?,
                 };
-                return Ok(());
+                return Ok(None);
             }
             Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
                 if attempt < CONFLICT_ATTEMPTS =>
@@ -221,6 +238,79 @@ async fn run_idempotent(
     Ok(())
 }
 
+/// Runs a self-guarded handler ([`Consumer::on_self_guarded`]) on one envelope: no inbox read
+/// before it, its writes committed without an inbox record (one write alone, several in a
+/// transaction), re-run on fresh reads when a condition fails; then the inbox record is
+/// written on its own, for `bazaar trace` only. A redelivery runs the handler again, whose
+/// own conditions make it write nothing.
+async fn run_self_guarded(
+    handler: &dyn HandleEnvelope,
+    envelope: &Envelope,
+    cause: Cause,
+    deps: &Deps,
+) -> Result<(), HandlerError> {
+    let table = deps.table()?;
+    let started = deps.clock.now();
+    let mut work = Work::new(deps, cause);
+    let mut attempt = 0;
+    let wrote = loop {
+        attempt += 1;
+        work.reset();
+        handler.handle(envelope, &mut work).await?;
+        if !work.outgoing.is_empty() {
+            return Err(HandlerError::bug(
+                "a self-guarded handler sends nothing: it keeps no outbox to repair a lost publish from",
+            ));
+        }
+        let writes = std::mem::take(&mut work.writes);
+        deps.fault(
+            FaultPoint::BeforeCommit,
+            &envelope.message_type,
+            &envelope.id,
+        );
+        if writes.is_empty() {
+            break false;
+        }
+        match outbox::write_all(table, writes).await {
+            Ok(()) => break true,
+            Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
+                if attempt < CONFLICT_ATTEMPTS =>
+            {
+                tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "conflict; re-running on fresh reads");
+            }
+            Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed)) => {
+                tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "kept conflicting");
+                return Err(HandlerError::Transient(
+                    "the unit of work kept conflicting".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // What `bazaar trace` reads to show the hop done, and when. Not a guard: written after
+    // the commit, unconditionally; a redelivery writes it again.
+    if let Write::Put { item, .. } =
+        outbox::inbox_write(&deps.function, envelope, started, deps.clock.now())
+    {
+        table.put(item, None).await?;
+    }
+    deps.record(|| {
+        if wrote {
+            crate::history::Event::Committed {
+                function: deps.function.clone(),
+                input: envelope.id.clone(),
+                sends: Vec::new(),
+            }
+        } else {
+            crate::history::Event::Applied {
+                function: deps.function.clone(),
+                input: envelope.id.clone(),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// A function's SQS consumer: the handlers of the message types it subscribes to.
 #[derive(Clone)]
 pub struct Consumer {
@@ -228,14 +318,39 @@ pub struct Consumer {
     handlers: HashMap<&'static str, Arc<dyn HandleEnvelope>>,
     any: Option<Arc<dyn HandleEnvelope>>,
     idempotent: bool,
+    self_guarded: HashSet<&'static str>,
 }
 
 /// The result of one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum RecordResult {
     Done,
     Parked,
     Retry,
+    /// Committed; what it sends is published with the batch's other records'.
+    Publish(Box<Pending>),
+}
+
+/// A record whose unit of work committed, with what it has left to publish.
+#[derive(Debug)]
+struct Pending {
+    committed: outbox::Committed,
+    envelope: Envelope,
+    span: bazaar_contracts::trace::Span,
+    started: Instant,
+}
+
+impl Pending {
+    fn fields<'a>(&'a self, function: &'a str) -> LogFields<'a> {
+        LogFields {
+            function,
+            message_id: &self.envelope.id,
+            message_type: &self.envelope.message_type,
+            correlation_id: &self.envelope.correlation_id,
+            causation_id: self.envelope.causation_id.as_deref().unwrap_or(""),
+            span: Some(self.span),
+        }
+    }
 }
 
 impl Consumer {
@@ -246,6 +361,7 @@ impl Consumer {
             handlers: HashMap::new(),
             any: None,
             idempotent: false,
+            self_guarded: HashSet::new(),
         }
     }
 
@@ -274,6 +390,23 @@ impl Consumer {
         self
     }
 
+    /// Adds the handler of message type `M`, whose writes carry their own guard: applied to a
+    /// message a second time (a redelivery, a copy, a replay) it writes nothing, because what
+    /// it reads shows the message applied (a version it already holds, a record keyed by what
+    /// the message is about that exists) and each write is conditional on what it read. Such
+    /// a handler needs no inbox record as its guard: the platform does not read one before
+    /// running it, commits its writes alone (one write costs its own units, not twice over
+    /// in a transaction with the inbox record), and writes the inbox record afterwards, on
+    /// its own, for `bazaar trace`. A message type with an unconditional effect, or one whose
+    /// handler sends anything (there is no outbox to repair a lost publish from: a sending
+    /// self-guarded handler is a bug, and the message goes to the DLQ after its retries),
+    /// needs [`Consumer::on`]. A reused id with another payload is applied on its merits
+    /// rather than parked, since the handler decides by content.
+    pub fn on_self_guarded<M: Message, H: Handle<M> + 'static>(mut self, handler: Arc<H>) -> Self {
+        self.self_guarded.insert(M::TYPE);
+        self.on(handler)
+    }
+
     /// Adds a handler of every message type that has no handler of its own.
     pub fn on_any(mut self, handler: Arc<dyn HandleEnvelope>) -> Self {
         self.any = Some(handler);
@@ -289,28 +422,42 @@ impl Consumer {
             .and_then(|r| r.event_source_arn.as_deref())
             .is_some_and(|arn| arn.ends_with(".fifo"));
         let mut failures = Vec::new();
+        let mut pending = Vec::new();
+        let mut unpublished = HashSet::new();
         let mut stop = false;
         for record in &event.records {
             if stop {
                 failures.push(failure(record));
                 continue;
             }
-            let result = AssertUnwindSafe(self.process(record)).catch_unwind().await.unwrap_or_else(|panic| {
-                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-                tracing::error!(function = %self.deps.function, sqs_message_id = ?record.message_id, panic = %what, outcome = "failed", "handler panicked");
-                RecordResult::Retry
-            });
-            if result == RecordResult::Retry {
-                failures.push(failure(record));
-                stop = fifo;
+            let result = AssertUnwindSafe(self.process(record, &unpublished))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    self.panicked(record, &*panic);
+                    RecordResult::Retry
+                });
+            match result {
+                RecordResult::Retry => {
+                    failures.push(failure(record));
+                    stop = fifo;
+                }
+                RecordResult::Publish(p) => {
+                    unpublished.insert(p.envelope.id.clone());
+                    pending.push((record, p));
+                }
+                RecordResult::Done | RecordResult::Parked => {}
             }
+        }
+        if !pending.is_empty() {
+            self.publish(pending, fifo, &mut failures).await;
         }
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures;
         response
     }
 
-    async fn process(&self, record: &Record) -> RecordResult {
+    async fn process(&self, record: &Record, unpublished: &HashSet<String>) -> RecordResult {
         let started = Instant::now();
         let deps = &*self.deps;
         let body = record.body.as_deref().unwrap_or("");
@@ -343,13 +490,26 @@ impl Consumer {
             return self.park(record, Some(&envelope), &e, started).await;
         };
         deps.fault(FaultPoint::Received, &envelope.message_type, &envelope.id);
+        let span = cause.span;
         let outcome = if self.idempotent {
-            run_idempotent(handler.as_ref(), &envelope, cause, deps).await
+            run_idempotent(handler.as_ref(), &envelope, cause, deps)
+                .await
+                .map(|()| None)
+        } else if self.self_guarded.contains(envelope.message_type.as_str()) {
+            run_self_guarded(handler.as_ref(), &envelope, cause, deps)
+                .await
+                .map(|()| None)
         } else {
-            run_unit(handler.as_ref(), &envelope, cause, deps).await
+            run_unit(handler.as_ref(), &envelope, cause, deps, unpublished).await
         };
         match outcome {
-            Ok(()) => {
+            Ok(Some(committed)) => RecordResult::Publish(Box::new(Pending {
+                committed,
+                envelope,
+                span,
+                started,
+            })),
+            Ok(None) => {
                 deps.fault(
                     FaultPoint::AfterPublish,
                     &envelope.message_type,
@@ -376,6 +536,122 @@ impl Consumer {
                     Some(&envelope),
                 );
                 RecordResult::Retry
+            }
+        }
+    }
+
+    fn panicked(&self, record: &Record, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(function = %self.deps.function, sqs_message_id = ?record.message_id, panic = %what, outcome = "failed", "handler panicked");
+    }
+
+    /// Publishes what the batch's committed records send, together: SNS bills a request per
+    /// 64 KB of a batch of up to ten messages, so a batch of records sending one message each
+    /// to one topic costs one request rather than one per record. Then each record's copy of
+    /// its envelopes is cleared and the record is done. A crash before the publish (a fault
+    /// at `AfterCommit`) leaves that record for redelivery, whose inbox record re-sends; on a
+    /// FIFO queue the records after it too, so that nothing is published ahead of what came
+    /// before it. If the one publish fails, each record publishes alone, so that one record's
+    /// message that cannot be published fails only that record.
+    async fn publish(
+        &self,
+        pending: Vec<(&Record, Box<Pending>)>,
+        fifo: bool,
+        failures: &mut Vec<BatchItemFailure>,
+    ) {
+        let deps = &*self.deps;
+        let mut ready = Vec::with_capacity(pending.len());
+        let mut broken = false;
+        for (record, p) in pending {
+            let crashed = broken && fifo
+                || std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    deps.fault(
+                        FaultPoint::AfterCommit,
+                        &p.envelope.message_type,
+                        &p.envelope.id,
+                    )
+                }))
+                .map_err(|panic| self.panicked(record, &*panic))
+                .is_err();
+            if crashed {
+                broken = true;
+                failures.push(failure(record));
+            } else {
+                ready.push((record, p));
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        // Every envelope and its text moved into one list; each record keeps its range.
+        let mut envelopes = Vec::new();
+        let mut texts = Vec::new();
+        let mut ranges = Vec::with_capacity(ready.len());
+        for (_, p) in &mut ready {
+            let start = envelopes.len();
+            envelopes.append(&mut p.committed.envelopes);
+            texts.append(&mut p.committed.texts);
+            ranges.push(start..envelopes.len());
+        }
+        let together = deps
+            .publisher
+            .publish_encoded(&Encoded::from_parts(&envelopes, &texts))
+            .await;
+        for ((record, p), range) in ready.into_iter().zip(ranges) {
+            let published = match &together {
+                Ok(()) => Ok(()),
+                Err(_) => deps
+                    .publisher
+                    .publish_encoded(&Encoded::from_parts(
+                        &envelopes[range.clone()],
+                        &texts[range.clone()],
+                    ))
+                    .await
+                    .map_err(HandlerError::from),
+            };
+            let done = match published {
+                Ok(()) => AssertUnwindSafe(async {
+                    p.committed.sent(deps, &envelopes[range]).await?;
+                    deps.fault(
+                        FaultPoint::AfterPublish,
+                        &p.envelope.message_type,
+                        &p.envelope.id,
+                    );
+                    Ok::<(), HandlerError>(())
+                })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    self.panicked(record, &*panic);
+                    Err(HandlerError::Transient("crashed after publishing".into()))
+                }),
+                Err(e) => Err(e),
+            };
+            let fields = p.fields(&deps.function);
+            match done {
+                Ok(()) => {
+                    log_outcome(&fields, Outcome::Processed, None);
+                    self.measure(
+                        &p.envelope.message_type,
+                        Outcome::Processed,
+                        p.started,
+                        Some(&p.envelope),
+                    );
+                }
+                Err(e) => {
+                    log_outcome(&fields, Outcome::Failed, Some(&e));
+                    self.measure(
+                        &p.envelope.message_type,
+                        Outcome::Failed,
+                        p.started,
+                        Some(&p.envelope),
+                    );
+                    failures.push(failure(record));
+                }
             }
         }
     }

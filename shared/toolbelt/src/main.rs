@@ -1015,7 +1015,11 @@ async fn run(command: Command, target: &Target) -> anyhow::Result<()> {
             dry_run,
         } => {
             use bazaar_toolbelt::replay;
-            let plan = replay::plan(target, &types, &to).await?;
+            let plan = replay::plan(target, &types, &to, |read| {
+                eprint!("\rreading the archive: {read} items");
+            })
+            .await?;
+            eprintln!();
             println!(
                 "{} archived events of {} into {} ({})",
                 plan.envelopes.len(),

@@ -39,7 +39,14 @@ pub fn matches(pattern: &str, message_type: &str) -> bool {
 
 /// Finds the consumer (`to`: a logical id such as `SearchIndexerFunction`, or a binary name
 /// such as `search-indexer`) and the archived envelopes of the types matching `patterns`.
-pub async fn plan(target: &Target, patterns: &[String], to: &str) -> anyhow::Result<Plan> {
+/// The archive is read with one scan of the whole table ([`event_archiver::archived`]):
+/// `progress(items read)` is called after each page.
+pub async fn plan(
+    target: &Target,
+    patterns: &[String],
+    to: &str,
+    progress: impl FnMut(usize),
+) -> anyhow::Result<Plan> {
     let model = &target.model;
     let (function, def) = model
         .functions
@@ -90,7 +97,8 @@ pub async fn plan(target: &Target, patterns: &[String], to: &str) -> anyhow::Res
             }
         );
     }
-    let envelopes = event_archiver::archived(archive.as_ref(), &types).await?;
+    let envelopes =
+        event_archiver::archived_with_progress(archive.as_ref(), &types, progress).await?;
     Ok(Plan {
         function: function.clone(),
         queue,

@@ -172,11 +172,10 @@ async fn data_folder() -> (PathBuf, String) {
         .unwrap();
     stack.settle().await;
     let ops = stack.table_of("EventArchiverFunction").unwrap();
-    let placed = ops
-        .query_all(bazaar_platform::item::Query::partition("TYPE#order.placed"))
+    let placed = event_archiver::archived(ops.as_ref(), &["order.placed".into()])
         .await
         .unwrap();
-    let flow = placed[0]["correlation_id"].as_str().unwrap().to_string();
+    let flow = placed[0].correlation_id.clone();
     (dir, flow)
 }
 

@@ -99,9 +99,16 @@ async fn a_dropped_index_rebuilt_by_replay_is_identical_and_nobody_else_sees_the
         model.clone(),
         Arc::new(LocalBackend::new(stack.engine().clone(), "test")),
     );
-    let plan = replay::plan(&target, &["product.*".to_string()], "search-indexer")
-        .await
-        .unwrap();
+    let mut read = 0;
+    let plan = replay::plan(&target, &["product.*".to_string()], "search-indexer", |n| {
+        read = n
+    })
+    .await
+    .unwrap();
+    assert!(
+        read > plan.envelopes.len(),
+        "the scan's progress counts every item of the archive it read, {read}"
+    );
     assert_eq!(plan.types, ["product.published", "product.withdrawn"]);
     assert_eq!(
         plan.skipped,

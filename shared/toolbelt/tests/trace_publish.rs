@@ -56,12 +56,9 @@ async fn call(stack: &Stack, method: &str, path: &str, who: (&str, &str), body: 
 
 async fn archived(target: &Target, message_type: &str) -> Vec<Envelope> {
     let ops = target.backend.table(&target.ops_table().unwrap());
-    ops.query_all(Query::partition(format!("TYPE#{message_type}")))
+    event_archiver::archived(ops.as_ref(), &[message_type.to_string()])
         .await
         .unwrap()
-        .into_iter()
-        .map(|i| Envelope::from_json(i["envelope"].as_str().unwrap()).unwrap())
-        .collect()
 }
 
 #[tokio::test]
