@@ -25,10 +25,13 @@ use serde::{Deserialize, Serialize};
 /// Builds the function with its SQS trigger.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let merger = Arc::new(Merger);
+    // A truth is taken only if newer than the one held, so a copy of a message taken before
+    // changes nothing: the listing's own guard is the unit's ([`Consumer::on_self_guarded`]).
+    // A merge that announces is guarded by its inbox record, which carries the announcement.
     let consumer = Consumer::new(deps.clone())
-        .on::<ProductUpdated, _>(merger.clone())
-        .on::<PriceUpdated, _>(merger.clone())
-        .on::<StockUpdated, _>(merger);
+        .on_self_guarded::<ProductUpdated, _>(merger.clone())
+        .on_self_guarded::<PriceUpdated, _>(merger.clone())
+        .on_self_guarded::<StockUpdated, _>(merger);
     Ok(Function::new(deps).sqs(consumer))
 }
 

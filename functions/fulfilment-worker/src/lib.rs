@@ -33,7 +33,8 @@ use serde_json::json;
 /// Builds the function with its SQS trigger.
 pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
     let consumer = Consumer::new(deps.clone())
-        .on::<OrderConfirmed, _>(Arc::new(Open))
+        // The order's record, written only if absent, guards the opening by itself.
+        .on_self_guarded::<OrderConfirmed, _>(Arc::new(Open))
         .on::<OrderCancelled, _>(Arc::new(Cancel))
         .on::<TrackParcel, _>(Arc::new(Track));
     Ok(Function::new(deps).sqs(consumer))

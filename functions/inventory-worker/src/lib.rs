@@ -38,7 +38,10 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
         .on::<ReserveStock, _>(Arc::new(Reserve))
         .on::<OrderCancelled, _>(Arc::new(Release))
         .on::<OrderConfirmed, _>(Arc::new(Commit))
-        .on::<FulfilmentReturned, _>(Arc::new(Restock));
+        .on::<FulfilmentReturned, _>(Arc::new(Restock))
+        // Stock moves only through the unit of work: a copy is refused at its commit, so the
+        // inbox is not read before each message.
+        .without_inbox_read();
     Ok(Function::new(deps).sqs(consumer))
 }
 

@@ -57,7 +57,10 @@ pub fn function(deps: Arc<Deps>) -> Result<Function, SettingsError> {
         .on::<SaleCancelled, _>(saga.clone())
         .on::<FulfilmentShipped, _>(saga.clone())
         .on::<FulfilmentDelivered, _>(saga.clone())
-        .on::<FulfilmentReturned, _>(saga);
+        .on::<FulfilmentReturned, _>(saga)
+        // The saga acts only through its unit of work: a copy of a message is refused at
+        // its commit, so the inbox is not read before each message.
+        .without_inbox_read();
     Ok(Function::new(deps).sqs(consumer))
 }
 

@@ -384,7 +384,7 @@ impl Handle<ReserveStock> for Noter {
         if work.table()?.get(&key).await?.is_some() {
             return Ok(());
         }
-        if id == "sends" {
+        if id == "sends" || id == "refused" {
             work.send(&task)?;
         }
         if id == "raced" && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -403,7 +403,7 @@ impl Handle<ReserveStock> for Noter {
 }
 
 #[tokio::test]
-async fn a_self_guarded_handler_is_its_own_guard_and_its_inbox_record_only_tells_trace() {
+async fn a_self_guarded_handler_is_its_own_guard_and_a_hop_record_tells_trace() {
     let world = Fixture::new();
     let deps = world.deps("noter", Some("t"), &["tasks"]);
     let noter = Arc::new(Noter {
@@ -415,17 +415,30 @@ async fn a_self_guarded_handler_is_its_own_guard_and_its_inbox_record_only_tells
     let arn = "arn:aws:sqs:local:000000000000:q";
     let table = deps.table().unwrap();
     let inbox = |id: &str| bazaar_platform::outbox::inbox_key("noter", &format!("env-{id}"));
+    let hop = |body: &str| {
+        let e = Envelope::from_json(body).unwrap();
+        async move {
+            bazaar_platform::hops::find(table, "noter", &e.id, e.time)
+                .await
+                .unwrap()
+        }
+    };
 
-    // Delivered twice: noted once, and the inbox record written after, for trace (its times).
+    // Delivered twice (with another, in one batch): noted once, no inbox record, and the
+    // batch's hop record lists it with its times.
+    let a = envelope("a");
     for _ in 0..2 {
-        let response = consumer.handle_batch(batch(arn, &[envelope("a")])).await;
+        let response = consumer
+            .handle_batch(batch(arn, &[a.clone(), envelope("a2")]))
+            .await;
         assert!(failed(&response).is_empty());
     }
-    assert!(done(&deps, "a").await);
-    let record = table.get(&inbox("a")).await.unwrap().expect("recorded");
-    assert!(record.get("started_at").is_some() && record.get("processed_at").is_some());
+    assert!(done(&deps, "a").await && done(&deps, "a2").await);
+    assert!(table.get(&inbox("a")).await.unwrap().is_none(), "no inbox");
+    let (started, processed) = hop(&a).await.expect("listed for trace");
+    assert!(started <= processed);
 
-    // The inbox record is not the guard: a message it lists still runs the handler, which
+    // An inbox record is not its guard: a message it lists still runs the handler, which
     // decides by its own record.
     table
         .put(
@@ -451,15 +464,19 @@ async fn a_self_guarded_handler_is_its_own_guard_and_its_inbox_record_only_tells
     assert!(world.parked("noter").is_empty());
     assert!(done(&deps, "raced").await);
 
-    // Sending needs an outbox to repair a lost publish from: the record fails (and goes to
-    // the DLQ after its retries), nothing of it written, nothing sent.
-    let response = consumer
-        .handle_batch(batch(arn, &[envelope("sends")]))
-        .await;
-    assert_eq!(failed(&response), ["m0"]);
-    assert!(!done(&deps, "sends").await);
-    assert!(world.sent("tasks").is_empty());
-    assert!(table.get(&inbox("sends")).await.unwrap().is_none());
+    // A unit that sends is guarded by its inbox record, which carries what it sends until
+    // published; a copy changes nothing and sends nothing again.
+    let sends = envelope("sends");
+    for _ in 0..2 {
+        let response = consumer
+            .handle_batch(batch(arn, std::slice::from_ref(&sends)))
+            .await;
+        assert!(failed(&response).is_empty());
+    }
+    assert!(done(&deps, "sends").await);
+    assert_eq!(world.sent("tasks").len(), 1, "sent once");
+    let record = table.get(&inbox("sends")).await.unwrap().expect("guarded");
+    assert!(record.get("outbox").is_none(), "cleared once published");
 }
 
 /// Records the order and passes the task on.
@@ -480,6 +497,19 @@ impl Handle<ReserveStock> for Passer {
 struct Counting {
     inner: Arc<dyn bazaar_platform::ports::Publisher>,
     calls: std::sync::Mutex<Vec<usize>>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+/// `deps` with its publisher wrapped in a [`Counting`] one.
+fn counting(deps: Arc<bazaar_platform::Deps>) -> (Arc<bazaar_platform::Deps>, Arc<Counting>) {
+    let mut own = Arc::try_unwrap(deps).ok().expect("the only reference");
+    let counting = Arc::new(Counting {
+        inner: own.publisher.clone(),
+        calls: std::sync::Mutex::new(Vec::new()),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+    });
+    own.publisher = counting.clone();
+    (Arc::new(own), counting)
 }
 
 #[async_trait]
@@ -489,10 +519,11 @@ impl bazaar_platform::ports::Publisher for Counting {
         messages: &bazaar_platform::ports::Encoded<'_>,
     ) -> Result<(), bazaar_platform::ports::PublishError> {
         self.calls.lock().unwrap().push(messages.len());
-        if messages
-            .envelopes()
-            .iter()
-            .any(|e| e.data.json().contains("\"refused\""))
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst)
+            && messages
+                .envelopes()
+                .iter()
+                .any(|e| e.data.json().contains("\"refused\""))
         {
             return Err(bazaar_platform::ports::PublishError::Unavailable(
                 "refused".into(),
@@ -505,14 +536,7 @@ impl bazaar_platform::ports::Publisher for Counting {
 #[tokio::test]
 async fn a_batch_publishes_what_its_records_send_together_and_one_record_fails_alone() {
     let world = Fixture::new();
-    let deps = world.deps("passer", Some("t"), &["tasks"]);
-    let mut own = Arc::try_unwrap(deps).ok().expect("the only reference");
-    let counting = Arc::new(Counting {
-        inner: own.publisher.clone(),
-        calls: std::sync::Mutex::new(Vec::new()),
-    });
-    own.publisher = counting.clone();
-    let deps = Arc::new(own);
+    let (deps, counting) = counting(world.deps("passer", Some("t"), &["tasks"]));
     let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(Arc::new(Passer));
     let arn = "arn:aws:sqs:local:000000000000:q";
     let table = deps.table().unwrap();
@@ -551,4 +575,87 @@ async fn a_batch_publishes_what_its_records_send_together_and_one_record_fails_a
     assert_eq!(world.sent("tasks").len(), 7);
     assert!(!carried("p0").await && !carried("p2").await);
     assert!(carried("refused").await, "kept for the redelivery to send");
+}
+
+#[tokio::test]
+async fn a_self_guarded_unit_that_sent_but_did_not_publish_sends_at_its_redelivery() {
+    let world = Fixture::new();
+    let (deps, counting) = counting(world.deps("noter", Some("t"), &["tasks"]));
+    let noter = Arc::new(Noter {
+        consumer: std::sync::OnceLock::new(),
+        raced: std::sync::atomic::AtomicBool::new(false),
+    });
+    let consumer = Consumer::new(deps.clone()).on_self_guarded::<ReserveStock, _>(noter);
+    let arn = "arn:aws:sqs:local:000000000000:q";
+    let body = envelope("refused");
+
+    // Committed, not published: retried, its inbox record carrying the task.
+    let response = consumer
+        .handle_batch(batch(arn, std::slice::from_ref(&body)))
+        .await;
+    assert_eq!(failed(&response), ["m0"]);
+    assert!(done(&deps, "refused").await);
+    assert!(world.sent("tasks").is_empty());
+
+    // The redelivery: the handler finds its record and changes nothing; the task it owed is
+    // sent from the inbox record, once.
+    counting
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2 {
+        let response = consumer
+            .handle_batch(batch(arn, std::slice::from_ref(&body)))
+            .await;
+        assert!(failed(&response).is_empty());
+    }
+    assert_eq!(world.sent("tasks").len(), 1);
+}
+
+/// Moves an order on once and passes the task on; refuses (permanently) an order it moved
+/// already, as a saga refuses an input its state has left behind. Counts its runs.
+struct Mover(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Handle<ReserveStock> for Mover {
+    async fn handle(&self, task: ReserveStock, work: &mut Work<'_>) -> Result<(), HandlerError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let key = Key::new(format!("DONE#{}", task.order_id), "x");
+        if work.table()?.get(&key).await?.is_some() {
+            return Err(HandlerError::permanent("moved-on", "the order moved on"));
+        }
+        work.put(item(&key, json!({})), None);
+        work.send(&task)
+    }
+}
+
+#[tokio::test]
+async fn without_the_inbox_read_a_copy_is_found_at_its_commit_or_its_failure() {
+    let world = Fixture::new();
+    let deps = world.deps("mover", Some("t"), &["tasks"]);
+    let mover = Arc::new(Mover(Default::default()));
+    let consumer = Consumer::new(deps.clone())
+        .on::<ReserveStock, _>(mover.clone())
+        .without_inbox_read();
+    let arn = "arn:aws:sqs:local:000000000000:q";
+    let body = envelope("a");
+
+    // Three deliveries: the handler runs each time (no read before it); the copies fail on
+    // the state the first moved on, and are taken for what they are, copies: acknowledged,
+    // not parked, nothing sent again.
+    for _ in 0..3 {
+        let response = consumer
+            .handle_batch(batch(arn, std::slice::from_ref(&body)))
+            .await;
+        assert!(failed(&response).is_empty());
+    }
+    assert_eq!(mover.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(world.parked("mover").is_empty());
+    assert_eq!(world.sent("tasks").len(), 1);
+
+    // The same handler with the read: a copy does not run it.
+    let read = Arc::new(Mover(Default::default()));
+    let consumer = Consumer::new(deps.clone()).on::<ReserveStock, _>(read.clone());
+    let response = consumer.handle_batch(batch(arn, &[body])).await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(read.0.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -591,7 +591,7 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
                 );
             }
             // What was not parked was processed for real: the consumer recorded it (its inbox
-            // record, or the archived envelope for the idempotent archiver).
+            // record or hop record, or the archived envelope for the idempotent archiver).
             let parked_ids: std::collections::BTreeSet<String> = dlq
                 .iter()
                 .filter_map(|l| l.attributes.get("id").map(|a| a.value.clone()))
@@ -609,8 +609,19 @@ async fn poison_messages_are_parked_with_a_reason_at_once_and_never_block_their_
                         .await
                         .unwrap()
                 } else {
+                    // An inbox record, or for a self-guarded handler's message the batch's
+                    // hop record that lists it.
                     table
                         .get(&bazaar_platform::outbox::inbox_key(&c.binary, &envelope.id))
+                        .await
+                        .unwrap()
+                        .is_some()
+                        || bazaar_platform::hops::find(
+                            table.as_ref(),
+                            &c.binary,
+                            &envelope.id,
+                            envelope.time,
+                        )
                         .await
                         .unwrap()
                         .is_some()

@@ -8,7 +8,8 @@
 //! - [`item`]: the item model of tables and the one implementation of condition and update
 //!   semantics that the embedded store uses (DynamoDB's own rules, restated).
 //! - [`work`]: the unit of work a handler fills (state changes and messages to send).
-//! - [`outbox`]: inbox + outbox in one transaction, dispatch after commit, the sweeper.
+//! - [`outbox`]: inbox + outbox in one transaction, dispatch after commit, the sweeper;
+//!   [`hops`]: what self-guarded consumers record of each message for `bazaar trace`.
 //! - [`sqs`], [`http`], [`schedule`]: the Lambda entry points, and [`function`] which picks
 //!   the right one from the shape of the event, so a function can have several triggers.
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format.
@@ -29,6 +30,7 @@ pub mod faults;
 pub mod function;
 pub mod harness;
 pub mod history;
+pub mod hops;
 pub mod http;
 pub mod ids;
 pub mod item;

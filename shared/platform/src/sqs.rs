@@ -38,7 +38,7 @@ use serde_json::Value;
 
 use crate::deps::Deps;
 use crate::faults::FaultPoint;
-use crate::item::Write;
+use crate::hops;
 use crate::outbox;
 use crate::ports::{DeadLetter, Encoded, HandlerError, TableError};
 use crate::telemetry::{LogFields, MessageMetrics, Outcome, log_outcome};
@@ -92,32 +92,48 @@ impl<M: Message, H: Handle<M> + 'static> HandleEnvelope for Typed<M, H> {
 /// yet published. A copy of one of them (SQS may deliver a message twice in one batch) is
 /// done: the batch publishes what its inbox record carries, and re-sending it here would
 /// publish it twice.
+///
+/// `read_first`: whether the inbox record is read before the handler runs
+/// ([`Consumer::without_inbox_read`]).
 async fn run_unit(
     handler: &dyn HandleEnvelope,
     envelope: &Envelope,
     cause: Cause,
     deps: &Deps,
     unpublished: &HashSet<String>,
+    read_first: bool,
 ) -> Result<Option<outbox::Committed>, HandlerError> {
     let table = deps.table()?;
     let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
     let inbox_key = outbox::inbox_key(&deps.function, &envelope.id);
-    if deps.guarantees().inbox
-        && let Some(record) = table.get(&inbox_key).await?
-    {
+    // Whether the inbox shows the message processed; if so, what it still carries is sent.
+    let processed_before = || async {
+        let Some(record) = table.get(&inbox_key).await? else {
+            return Ok::<bool, HandlerError>(false);
+        };
         if outbox::reused(&record, envelope) {
             return Err(outbox::id_reuse(&deps.function, envelope));
         }
         if !unpublished.contains(&envelope.id) {
             outbox::resend(deps, &source, &record).await?;
         }
+        Ok(true)
+    };
+    if deps.guarantees().inbox && read_first && processed_before().await? {
         return Ok(None);
     }
     let mut work = Work::new(deps, cause);
     let started = deps.clock.now();
     for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
-        handler.handle(envelope, &mut work).await?;
+        if let Err(e) = handler.handle(envelope, &mut work).await {
+            // Unread, the inbox may show a copy processed before, on which the handler
+            // failed (a state it moved on from): a duplicate, not a failure.
+            if deps.guarantees().inbox && !read_first && processed_before().await? {
+                return Ok(None);
+            }
+            return Err(e);
+        }
         // Each outgoing envelope is written as JSON once: stored (below) and published as is.
         let outgoing = Encoded::new(&work.outgoing);
         let none = Encoded::new(&[]);
@@ -238,77 +254,147 @@ async fn run_idempotent(
     Ok(())
 }
 
-/// Runs a self-guarded handler ([`Consumer::on_self_guarded`]) on one envelope: no inbox read
-/// before it, its writes committed without an inbox record (one write alone, several in a
-/// transaction), re-run on fresh reads when a condition fails; then the inbox record is
-/// written on its own, for `bazaar trace` only. A redelivery runs the handler again, whose
-/// own conditions make it write nothing.
+/// What a self-guarded unit of work came to.
+#[derive(Debug)]
+enum Guarded {
+    /// Applied (its writes committed alone, or nothing to write): listed in the batch's hop
+    /// record for `bazaar trace`.
+    Applied(hops::Hop),
+    /// It sent messages, so its inbox record guarded it as for any handler and carries them:
+    /// published with the batch's.
+    Committed(outbox::Committed),
+    /// A copy of a message processed through its inbox record before: done, after sending
+    /// what that record still carried.
+    Done,
+}
+
+/// Runs a self-guarded handler ([`Consumer::on_self_guarded`]) on one envelope, without
+/// reading an inbox record first. What it writes commits alone (one write by itself, several
+/// in a transaction), re-run on fresh reads when a condition fails; the batch lists it in a
+/// hop record afterwards, for `bazaar trace` only. A handler that sends is guarded by its
+/// inbox record for that message, which carries what it sends, as any unit of work is. One
+/// that changes nothing may be a copy of a message that did send: its inbox record, if there
+/// is one, is read then, and what it still carries sent. A redelivery (`redelivered`: a
+/// failure or a crash came before) reads it first, so that what a crash left unpublished
+/// goes out before a handler that may fail again runs.
 async fn run_self_guarded(
     handler: &dyn HandleEnvelope,
     envelope: &Envelope,
     cause: Cause,
     deps: &Deps,
-) -> Result<(), HandlerError> {
+    unpublished: &HashSet<String>,
+    redelivered: bool,
+) -> Result<Guarded, HandlerError> {
     let table = deps.table()?;
     let started = deps.clock.now();
+    let inbox_key = outbox::inbox_key(&deps.function, &envelope.id);
+    let source = outbox::source_key(&format!("msg:{}:{}", deps.function, envelope.id));
+    if redelivered && let Some(record) = table.get(&inbox_key).await? {
+        if !unpublished.contains(&envelope.id) {
+            outbox::resend(deps, &source, &record).await?;
+        }
+        return Ok(Guarded::Done);
+    }
+    let hop = |deps: &Deps| hops::Hop {
+        id: envelope.id.clone(),
+        time: envelope.time,
+        started_at: started,
+        processed_at: deps.clock.now(),
+    };
     let mut work = Work::new(deps, cause);
-    let mut attempt = 0;
-    let wrote = loop {
-        attempt += 1;
+    for attempt in 1..=CONFLICT_ATTEMPTS {
         work.reset();
         handler.handle(envelope, &mut work).await?;
-        if !work.outgoing.is_empty() {
-            return Err(HandlerError::bug(
-                "a self-guarded handler sends nothing: it keeps no outbox to repair a lost publish from",
-            ));
-        }
         let writes = std::mem::take(&mut work.writes);
         deps.fault(
             FaultPoint::BeforeCommit,
             &envelope.message_type,
             &envelope.id,
         );
-        if writes.is_empty() {
-            break false;
-        }
-        match outbox::write_all(table, writes).await {
-            Ok(()) => break true,
+        let outcome = if !work.outgoing.is_empty() {
+            let outgoing = Encoded::new(&work.outgoing);
+            let none = Encoded::new(&[]);
+            let (guard, carried) = outbox::carrying_inbox_write(
+                &deps.function,
+                envelope,
+                (started, deps.clock.now()),
+                if deps.guarantees().outbox {
+                    &outgoing
+                } else {
+                    &none
+                },
+            );
+            match outbox::commit_with(
+                deps,
+                &source,
+                &envelope.id,
+                vec![guard],
+                writes,
+                &outgoing,
+                !carried,
+            )
+            .await
+            {
+                Ok(()) => {
+                    let texts = outgoing.into_texts();
+                    return Ok(Guarded::Committed(outbox::Committed {
+                        source,
+                        inbox: inbox_key,
+                        carried,
+                        envelopes: std::mem::take(&mut work.outgoing),
+                        texts,
+                    }));
+                }
+                Err(e) if e.condition_failed_at(0) => {
+                    // A copy committed first: what it carries is sent by it or by its batch.
+                    match table.get(&inbox_key).await? {
+                        Some(_) if unpublished.contains(&envelope.id) => 0,
+                        Some(record) => outbox::resend(deps, &source, &record).await?,
+                        None => outbox::redispatch(deps, &source).await?,
+                    };
+                    return Ok(Guarded::Done);
+                }
+                Err(e) => Err(e),
+            }
+        } else if writes.is_empty() {
+            if let Some(record) = table.get(&inbox_key).await? {
+                if !unpublished.contains(&envelope.id) {
+                    outbox::resend(deps, &source, &record).await?;
+                }
+                return Ok(Guarded::Done);
+            }
+            deps.record(|| crate::history::Event::Applied {
+                function: deps.function.clone(),
+                input: envelope.id.clone(),
+            });
+            return Ok(Guarded::Applied(hop(deps)));
+        } else {
+            match outbox::write_all(table, writes).await {
+                Ok(()) => {
+                    deps.record(|| crate::history::Event::Committed {
+                        function: deps.function.clone(),
+                        input: envelope.id.clone(),
+                        sends: Vec::new(),
+                    });
+                    return Ok(Guarded::Applied(hop(deps)));
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
             Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed))
                 if attempt < CONFLICT_ATTEMPTS =>
             {
                 tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "conflict; re-running on fresh reads");
             }
-            Err(e @ (TableError::TransactionCanceled { .. } | TableError::ConditionFailed)) => {
-                tracing::debug!(function = %deps.function, message_id = %envelope.id, error = %e, attempt, "kept conflicting");
-                return Err(HandlerError::Transient(
-                    "the unit of work kept conflicting".into(),
-                ));
-            }
+            Err(TableError::TransactionCanceled { .. } | TableError::ConditionFailed) => break,
             Err(e) => return Err(e.into()),
+            Ok(()) => {}
         }
-    };
-    // What `bazaar trace` reads to show the hop done, and when. Not a guard: written after
-    // the commit, unconditionally; a redelivery writes it again.
-    if let Write::Put { item, .. } =
-        outbox::inbox_write(&deps.function, envelope, started, deps.clock.now())
-    {
-        table.put(item, None).await?;
     }
-    deps.record(|| {
-        if wrote {
-            crate::history::Event::Committed {
-                function: deps.function.clone(),
-                input: envelope.id.clone(),
-                sends: Vec::new(),
-            }
-        } else {
-            crate::history::Event::Applied {
-                function: deps.function.clone(),
-                input: envelope.id.clone(),
-            }
-        }
-    });
-    Ok(())
+    Err(HandlerError::Transient(
+        "the unit of work kept conflicting".into(),
+    ))
 }
 
 /// A function's SQS consumer: the handlers of the message types it subscribes to.
@@ -319,6 +405,7 @@ pub struct Consumer {
     any: Option<Arc<dyn HandleEnvelope>>,
     idempotent: bool,
     self_guarded: HashSet<&'static str>,
+    read_first: bool,
 }
 
 /// The result of one record.
@@ -329,6 +416,17 @@ enum RecordResult {
     Retry,
     /// Committed; what it sends is published with the batch's other records'.
     Publish(Box<Pending>),
+    /// Applied by a self-guarded handler; listed in the batch's hop record.
+    Applied(Box<Applied>),
+}
+
+/// A record a self-guarded handler applied, to list in the batch's hop record.
+#[derive(Debug)]
+struct Applied {
+    hop: hops::Hop,
+    envelope: Envelope,
+    span: bazaar_contracts::trace::Span,
+    started: Instant,
 }
 
 /// A record whose unit of work committed, with what it has left to publish.
@@ -362,6 +460,7 @@ impl Consumer {
             any: None,
             idempotent: false,
             self_guarded: HashSet::new(),
+            read_first: true,
         }
     }
 
@@ -375,6 +474,20 @@ impl Consumer {
     /// message fails and, after its retries, goes to the DLQ.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// Declares that the handlers act only through their unit of work: they call nothing
+    /// outside it (no partner, no provider, no log line that counts), so running one again
+    /// on a copy of a message it processed has no effect, since the commit's condition on the
+    /// inbox record refuses the copy's unit of work. The platform then does not read the
+    /// inbox record before running a handler (one read unit a message): a copy is found at
+    /// its commit instead, or when its handler fails on a state the first copy moved on
+    /// from, and what its inbox record still carries is sent, as after the read. A copy
+    /// costs a handler run and a refused write; copies are rare (SQS delivers a message more
+    /// than once now and then, and after a crash).
+    pub fn without_inbox_read(mut self) -> Self {
+        self.read_first = false;
         self
     }
 
@@ -395,13 +508,14 @@ impl Consumer {
     /// it reads shows the message applied (a version it already holds, a record keyed by what
     /// the message is about that exists) and each write is conditional on what it read. Such
     /// a handler needs no inbox record as its guard: the platform does not read one before
-    /// running it, commits its writes alone (one write costs its own units, not twice over
-    /// in a transaction with the inbox record), and writes the inbox record afterwards, on
-    /// its own, for `bazaar trace`. A message type with an unconditional effect, or one whose
-    /// handler sends anything (there is no outbox to repair a lost publish from: a sending
-    /// self-guarded handler is a bug, and the message goes to the DLQ after its retries),
-    /// needs [`Consumer::on`]. A reused id with another payload is applied on its merits
-    /// rather than parked, since the handler decides by content.
+    /// running it (but on a redelivery), commits its writes alone (one write costs its own
+    /// units, not twice over in a transaction with the inbox record), and lists the message
+    /// in the batch's hop record for `bazaar trace` ([`crate::hops`]). When the handler sends
+    /// something, that unit of work is guarded by its inbox record as with [`Consumer::on`],
+    /// which carries what it sends until published; when it changes nothing, the inbox record
+    /// is read in case a copy sent something that did not go out. A message type with an
+    /// unconditional effect needs [`Consumer::on`]. A reused id with another payload is
+    /// applied on its merits rather than parked, since the handler decides by content.
     pub fn on_self_guarded<M: Message, H: Handle<M> + 'static>(mut self, handler: Arc<H>) -> Self {
         self.self_guarded.insert(M::TYPE);
         self.on(handler)
@@ -424,6 +538,7 @@ impl Consumer {
         let mut failures = Vec::new();
         let mut pending = Vec::new();
         let mut unpublished = HashSet::new();
+        let mut applied = Vec::new();
         let mut stop = false;
         for record in &event.records {
             if stop {
@@ -446,11 +561,15 @@ impl Consumer {
                     unpublished.insert(p.envelope.id.clone());
                     pending.push((record, p));
                 }
+                RecordResult::Applied(a) => applied.push((record, a)),
                 RecordResult::Done | RecordResult::Parked => {}
             }
         }
         if !pending.is_empty() {
             self.publish(pending, fifo, &mut failures).await;
+        }
+        if !applied.is_empty() {
+            self.record_hops(applied, &mut failures).await;
         }
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures;
@@ -496,11 +615,42 @@ impl Consumer {
                 .await
                 .map(|()| None)
         } else if self.self_guarded.contains(envelope.message_type.as_str()) {
-            run_self_guarded(handler.as_ref(), &envelope, cause, deps)
-                .await
-                .map(|()| None)
+            let redelivered = record.redelivered();
+            match run_self_guarded(
+                handler.as_ref(),
+                &envelope,
+                cause,
+                deps,
+                unpublished,
+                redelivered,
+            )
+            .await
+            {
+                Ok(Guarded::Applied(hop)) => {
+                    return RecordResult::Applied(Box::new(Applied {
+                        hop,
+                        envelope,
+                        span,
+                        started,
+                    }));
+                }
+                Ok(Guarded::Committed(c)) => Ok(Some(c)),
+                Ok(Guarded::Done) => Ok(None),
+                Err(e) => Err(e),
+            }
         } else {
-            run_unit(handler.as_ref(), &envelope, cause, deps, unpublished).await
+            run_unit(
+                handler.as_ref(),
+                &envelope,
+                cause,
+                deps,
+                unpublished,
+                // A redelivery follows a failure or a crash: what it has to recover (a commit
+                // whose messages did not go out) is found by the read, before a handler that
+                // might fail again runs.
+                self.read_first || record.redelivered(),
+            )
+            .await
         };
         match outcome {
             Ok(Some(committed)) => RecordResult::Publish(Box::new(Pending {
@@ -652,6 +802,78 @@ impl Consumer {
                     );
                     failures.push(failure(record));
                 }
+            }
+        }
+    }
+
+    /// Writes the hop records of what the batch's self-guarded records applied (one item for
+    /// the batch, per second of the messages' creation: [`hops`]), then each record is done.
+    /// A record whose hop record could not be written is retried: its handler writes nothing
+    /// the second time, and its hop record is written then.
+    async fn record_hops(
+        &self,
+        applied: Vec<(&Record, Box<Applied>)>,
+        failures: &mut Vec<BatchItemFailure>,
+    ) {
+        let deps = &*self.deps;
+        let ttl = (deps.clock.now() + outbox::INBOX_RETENTION).timestamp();
+        let listed: Vec<hops::Hop> = applied.iter().map(|(_, a)| a.hop.clone()).collect();
+        let mut unrecorded: HashSet<String> = HashSet::new();
+        let mut error: Option<HandlerError> = None;
+        for (item, ids) in hops::records(&deps.function, &listed, ttl) {
+            let written = match deps.table() {
+                Ok(table) => table.put(item, None).await.map_err(HandlerError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                unrecorded.extend(ids);
+                error.get_or_insert(e);
+            }
+        }
+        for (record, a) in applied {
+            let fields = LogFields {
+                function: &deps.function,
+                message_id: &a.envelope.id,
+                message_type: &a.envelope.message_type,
+                correlation_id: &a.envelope.correlation_id,
+                causation_id: a.envelope.causation_id.as_deref().unwrap_or(""),
+                span: Some(a.span),
+            };
+            let crashed = !unrecorded.contains(&a.hop.id)
+                && std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    deps.fault(
+                        FaultPoint::AfterPublish,
+                        &a.envelope.message_type,
+                        &a.envelope.id,
+                    )
+                }))
+                .map_err(|panic| self.panicked(record, &*panic))
+                .is_err();
+            if unrecorded.contains(&a.hop.id) || crashed {
+                let e = error
+                    .as_ref()
+                    .filter(|_| !crashed)
+                    .map(|e| HandlerError::Transient(e.to_string().into()));
+                log_outcome(
+                    &fields,
+                    Outcome::Failed,
+                    e.as_ref().map(|e| e as &(dyn std::error::Error + 'static)),
+                );
+                self.measure(
+                    &a.envelope.message_type,
+                    Outcome::Failed,
+                    a.started,
+                    Some(&a.envelope),
+                );
+                failures.push(failure(record));
+            } else {
+                log_outcome(&fields, Outcome::Processed, None);
+                self.measure(
+                    &a.envelope.message_type,
+                    Outcome::Processed,
+                    a.started,
+                    Some(&a.envelope),
+                );
             }
         }
     }

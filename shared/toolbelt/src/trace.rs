@@ -5,8 +5,8 @@
 //! The archive (the event archiver's `CORR#<correlation id>` partition) says which messages
 //! the flow produced. Who should have consumed each one follows from the template's
 //! subscriptions and filter policies; whether they did, from their inbox records (a consumer
-//! records every envelope it processed, with when it started and finished) and from their
-//! DLQs.
+//! records every envelope it processed, with when it started and finished; a self-guarded
+//! one lists them in hop records, `bazaar_platform::hops`) and from their DLQs.
 //!
 //! Spans: every hop (a consumer handling a message, a request, a scheduled run) is a span
 //! whose id follows from what it handled and who handled it
@@ -22,6 +22,7 @@ use bazaar_contracts::Envelope;
 use bazaar_contracts::sales::Source;
 use bazaar_contracts::trace::{SpanId, TraceId, TraceParent, joined_parent};
 use bazaar_embedded::filter::{self, Attribute};
+use bazaar_platform::hops;
 use bazaar_platform::item::Query;
 use bazaar_platform::outbox::inbox_key;
 use chrono::{DateTime, Utc};
@@ -425,15 +426,20 @@ async fn outcomes(
         if consumer.name == ARCHIVER {
             continue;
         }
-        let record = match &consumer.table {
+        let (record, hop) = match &consumer.table {
             Some(table) => {
-                target
-                    .backend
-                    .table(table)
-                    .get(&inbox_key(&consumer.name, &e.id))
-                    .await?
+                let table = target.backend.table(table);
+                match table.get(&inbox_key(&consumer.name, &e.id)).await? {
+                    Some(record) => (Some(record), None),
+                    // A self-guarded consumer keeps no inbox record: its batch's hop record
+                    // lists the message.
+                    None => (
+                        None,
+                        hops::find(table.as_ref(), &consumer.name, &e.id, e.time).await?,
+                    ),
+                }
             }
-            None => None,
+            None => (None, None),
         };
         let time = |field: &str| {
             record
@@ -443,8 +449,11 @@ async fn outcomes(
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.to_utc())
         };
-        let (started_at, processed_at) = (time("started_at"), time("processed_at"));
-        let handling = if record.is_some() {
+        let (started_at, processed_at) = match hop {
+            Some((started, processed)) => (Some(started), Some(processed)),
+            None => (time("started_at"), time("processed_at")),
+        };
+        let handling = if record.is_some() || hop.is_some() {
             Handling::Processed
         } else {
             let dlq = target.dead_letter_queue(&s.queue)?;

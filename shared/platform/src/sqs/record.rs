@@ -110,6 +110,29 @@ impl Record {
     pub fn group_id(&self) -> Option<String> {
         self.attributes.system().remove("MessageGroupId")
     }
+
+    /// Whether SQS delivered this message before (`ApproximateReceiveCount` above one): after
+    /// a failure or a crash, or its visibility timeout ran out. Unknown counts as a first
+    /// delivery. Reads only that attribute.
+    pub fn redelivered(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Count<'a> {
+            #[serde(rename = "ApproximateReceiveCount", borrow, default)]
+            count: Option<std::borrow::Cow<'a, str>>,
+        }
+        let count = match &self.attributes {
+            Attributes::None => None,
+            Attributes::Read(map) => map
+                .get("ApproximateReceiveCount")
+                .map(|c| c.as_str().into()),
+            Attributes::Text(raw) => serde_json::from_str::<Count<'_>>(raw.get())
+                .ok()
+                .and_then(|c| c.count),
+        };
+        count
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| c > 1)
+    }
 }
 
 impl From<SqsMessage> for Record {
@@ -160,6 +183,7 @@ mod tests {
             Some("arn:aws:sqs:us-east-1:123456789012:q.fifo")
         );
         assert_eq!(r.group_id().as_deref(), Some("g-1"));
+        assert!(r.redelivered(), "received twice");
         assert_eq!(
             r.message_attributes(),
             BTreeMap::from([("type".to_string(), "order.placed".to_string())])
@@ -174,6 +198,7 @@ mod tests {
         .unwrap();
         assert_eq!(batch.records[0].group_id(), None);
         assert!(batch.records[0].message_attributes().is_empty());
+        assert!(!batch.records[0].redelivered(), "unknown: a first delivery");
     }
 
     #[test]
