@@ -31,7 +31,7 @@ size = {r["function"]: r for r in by("size")}
 
 print(f"Measured {datetime.date.today()} on {os.cpu_count()} × {cpu_model()}, "
       f"{platform.system()} {platform.release()} ({platform.machine()}), {rustc()}; "
-      "release profile (LTO, one codegen unit, stripped, opt-level \"s\" with the per-message path at 3), x86_64.")
+      "release profile (LTO, one codegen unit, stripped, opt-level \"s\", the contracts and serde at 3, the SDK clients at \"z\"), x86_64.")
 print()
 print("| function | binary MB | zip MB | first poll ms | first response ms | peak RSS MiB |")
 print("|---|---:|---:|---:|---:|---:|")
