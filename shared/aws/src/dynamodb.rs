@@ -49,6 +49,33 @@ impl DynamoTable {
             usage.units(function, read, write);
         }
     }
+
+    /// The size last seen of the item at `key` (0 when not counted or never seen).
+    fn seen(&self, key: &Key) -> usize {
+        self.usage.as_ref().map_or(0, |(usage, _)| {
+            usage.size_seen(&self.name, &key.pk, &key.sk)
+        })
+    }
+
+    /// Remembers the size of the item at `key` (`None`: gone), when counted.
+    fn see(&self, key: &Key, size: Option<usize>) {
+        if let Some((usage, _)) = &self.usage {
+            usage.saw(&self.name, &key.pk, &key.sk, size);
+        }
+    }
+
+    /// Remembers the size of each of `items` as read, when counted.
+    fn see_items(&self, items: &[HashMap<String, AttributeValue>]) {
+        if self.usage.is_none() {
+            return;
+        }
+        for item in items {
+            let s = |n: &str| item.get(n).and_then(|v| v.as_s().ok());
+            if let (Some(pk), Some(sk)) = (s(PK), s(SK)) {
+                self.see(&Key::new(pk.as_str(), sk.as_str()), Some(item_size(item)));
+            }
+        }
+    }
 }
 
 /// The size DynamoDB bills for an attribute value: strings and binaries by their bytes,
@@ -317,6 +344,7 @@ impl Table for DynamoTable {
             read_units(out.item().map(item_size).unwrap_or(0), true),
             0.0,
         );
+        self.see(key, out.item().map(item_size));
         Ok(out.item().map(from_item))
     }
 
@@ -325,8 +353,12 @@ impl Table for DynamoTable {
         let mut e = Expr::default();
         let cond = condition.map(|c| e.condition(&c));
         let attributes = to_item(&item);
-        // A write whose condition fails is billed too.
-        self.charge(0.0, write_units(item_size(&attributes), false));
+        let size = item_size(&attributes);
+        let key = Key::of(&item);
+        // A write whose condition fails is billed too, by the larger of the item it would
+        // replace and itself.
+        let before = key.as_ref().map_or(0, |k| self.seen(k));
+        self.charge(0.0, write_units(size.max(before), false));
         self.client
             .put_item()
             .table_name(&self.name)
@@ -337,6 +369,9 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(map_error)?;
+        if let Some(key) = &key {
+            self.see(key, Some(size));
+        }
         Ok(())
     }
 
@@ -366,11 +401,10 @@ impl Table for DynamoTable {
                 self.charge(0.0, write_units(known_size(key, &e.values()), false));
                 map_error(err)
             })?;
-        // Billed by the larger of the item before and after: after, here.
-        self.charge(
-            0.0,
-            write_units(out.attributes().map(item_size).unwrap_or(0), false),
-        );
+        // Billed by the larger of the item before and after.
+        let after = out.attributes().map(item_size).unwrap_or(0);
+        self.charge(0.0, write_units(after.max(self.seen(key)), false));
+        self.see(key, Some(after));
         Ok(out.attributes().map(from_item).unwrap_or_default())
     }
 
@@ -398,6 +432,7 @@ impl Table for DynamoTable {
             0.0,
             write_units(out.attributes().map(item_size).unwrap_or(0), false),
         );
+        self.see(key, None);
         Ok(())
     }
 
@@ -420,6 +455,7 @@ impl Table for DynamoTable {
             read_units(out.items().iter().map(item_size).sum(), false),
             0.0,
         );
+        self.see_items(out.items());
         let last_key = out.last_evaluated_key().and_then(|k| {
             let s = |n: &str| k.get(n).and_then(|v| v.as_s().ok()).cloned();
             Some(Key::new(s(PK)?, s(SK)?))
@@ -481,6 +517,7 @@ impl Table for DynamoTable {
             read_units(out.items().iter().map(item_size).sum(), true),
             0.0,
         );
+        self.see_items(out.items());
         let last_sk = out
             .last_evaluated_key()
             .and_then(|k| k.get(SK))
@@ -496,13 +533,21 @@ impl Table for DynamoTable {
         validate_transaction(&writes).map_err(TableError::Invalid)?;
         let mut items = Vec::with_capacity(writes.len());
         let mut units = 0.0;
+        // What each item is after a commit, to remember (`None`: deleted).
+        let mut after: Vec<(Key, Option<usize>)> = Vec::new();
         for w in &writes {
             let mut e = Expr::default();
             let item = match w {
                 Write::Put { item, condition } => {
                     let cond = condition.as_ref().map(|c| e.condition(c));
                     let attributes = to_item(item);
-                    units += write_units(item_size(&attributes), true);
+                    let size = item_size(&attributes);
+                    let key = Key::of(item);
+                    let before = key.as_ref().map_or(0, |k| self.seen(k));
+                    units += write_units(size.max(before), true);
+                    if let Some(key) = key {
+                        after.push((key, Some(size)));
+                    }
                     let put = Put::builder()
                         .table_name(&self.name)
                         .set_item(Some(attributes))
@@ -520,7 +565,11 @@ impl Table for DynamoTable {
                 } => {
                     let expression = e.update(update);
                     let cond = condition.as_ref().map(|c| e.condition(c));
-                    units += write_units(known_size(key, &e.values()), true);
+                    // The size after is not in the answer: the larger of the item before
+                    // and what this writes.
+                    let size = known_size(key, &e.values()).max(self.seen(key));
+                    units += write_units(size, true);
+                    after.push((key.clone(), Some(size)));
                     let upd = DynamoUpdate::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_of(key)))
@@ -534,7 +583,8 @@ impl Table for DynamoTable {
                 }
                 Write::Delete { key, condition } => {
                     let cond = condition.as_ref().map(|c| e.condition(c));
-                    units += write_units(known_size(key, &None), true);
+                    units += write_units(known_size(key, &None).max(self.seen(key)), true);
+                    after.push((key.clone(), None));
                     let del = Delete::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_of(key)))
@@ -547,7 +597,7 @@ impl Table for DynamoTable {
                 }
                 Write::Check { key, condition } => {
                     let cond = e.condition(condition);
-                    units += write_units(known_size(key, &None), true);
+                    units += write_units(known_size(key, &None).max(self.seen(key)), true);
                     let check = ConditionCheck::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_of(key)))
@@ -570,7 +620,12 @@ impl Table for DynamoTable {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                for (key, size) in &after {
+                    self.see(key, *size);
+                }
+                Ok(())
+            }
             Err(err) => {
                 if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
                     let reasons = e

@@ -8,16 +8,19 @@
 //!   and reads, by DynamoDB's published rules ([`write_units`], [`read_units`]): DynamoDB says
 //!   what a call consumed only when asked, and an emulator answers fixed figures (moto reports
 //!   none for transactions), so counting them ourselves is the only way that works the same
-//!   on every endpoint. Where an item's size is not in hand (a delete, an update inside a
-//!   transaction) the adapter charges the size it knows, the key and the values written: a
-//!   lower bound, exact for items under 1 KB.
+//!   on every endpoint. A write is billed by the larger of the item before and after it:
+//!   the adapters remember the size of every item they read or write ([`Usage::saw`]), and
+//!   charge a put, an update or a delete by the larger of that and what they write. Where
+//!   the size after is not in hand (an update inside a transaction) they charge the larger of
+//!   the size before and the key and values written: exact but for an update that grows an
+//!   item across a 1 KB boundary.
 //! - **Lambda invocations, GB-seconds and API Gateway requests** are not SDK calls: whoever
 //!   invokes the functions (the local stack) records them ([`Usage::invoked`],
 //!   [`Usage::http_request`]).
 //!
 //! [`Prices`] holds the list prices the report uses; [`Tally::cost`] applies them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,6 +166,10 @@ impl Prices {
 #[derive(Debug, Default)]
 pub struct Usage {
     tallies: Mutex<BTreeMap<String, Tally>>,
+    /// The last size the table adapters saw of each item (table, partition key, sort key):
+    /// DynamoDB bills a put, an update or a delete by the larger of the item before and
+    /// after, and the item before is not in a write's answer.
+    sizes: Mutex<HashMap<(String, String, String), usize>>,
 }
 
 /// The service names the report uses, from the SDK's.
@@ -200,6 +207,25 @@ impl Usage {
                 .or_default() += 1;
             *t.billed.entry(service.to_string()).or_default() += billed;
         });
+    }
+
+    /// The size last seen of an item of `table` (0 if none was seen: a new item).
+    pub fn size_seen(&self, table: &str, pk: &str, sk: &str) -> usize {
+        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        sizes
+            .get(&(table.to_string(), pk.to_string(), sk.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records the size of an item of `table` as read or written (`None`: deleted).
+    pub fn saw(&self, table: &str, pk: &str, sk: &str, size: Option<usize>) {
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (table.to_string(), pk.to_string(), sk.to_string());
+        match size {
+            Some(size) => sizes.insert(key, size),
+            None => sizes.remove(&key),
+        };
     }
 
     /// Records DynamoDB capacity units.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bazaar_aws::testing;
 use bazaar_aws::usage::Usage;
 use bazaar_contracts::{Actor, Envelope, Flags};
-use bazaar_platform::item::{Condition, Key, Query, Write, item};
+use bazaar_platform::item::{Condition, Key, Query, Update, Write, item};
 use bazaar_platform::ports::TableError;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
@@ -105,6 +105,40 @@ async fn the_adapters_count_requests_and_capacity_units() {
     usage.reset();
     table.delete(&Key::new("A", "2"), None).await.unwrap();
     assert_eq!(usage.total().write_units, 2.0);
+
+    // An update is billed by the larger of the item before and after: shrinking an item of
+    // 1.5 KB costs two units alone, four in a transaction; then the small item, one.
+    let big = |sk: &str| item(&Key::new("C", sk), json!({"v": "x".repeat(1500), "w": 1}));
+    table.put(big("1"), None).await.unwrap();
+    table.put(big("2"), None).await.unwrap();
+    usage.reset();
+    table
+        .update(&Key::new("C", "1"), Update::new().remove("v"), None)
+        .await
+        .unwrap();
+    assert_eq!(usage.total().write_units, 2.0);
+    usage.reset();
+    table
+        .transact(vec![
+            Write::Update {
+                key: Key::new("C", "2"),
+                update: Update::new().set("w", json!(2)),
+                condition: None,
+            },
+            Write::Check {
+                key: Key::new("C", "1"),
+                condition: Condition::Exists,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(usage.total().write_units, 4.0 + 2.0);
+    usage.reset();
+    table
+        .update(&Key::new("C", "1"), Update::new().set("w", json!(3)), None)
+        .await
+        .unwrap();
+    assert_eq!(usage.total().write_units, 1.0);
 
     // Publishing 12 messages to one topic: two PublishBatch requests, billed as two.
     usage.reset();
