@@ -136,20 +136,10 @@ async fn run_unit(
         }
         // Each outgoing envelope is written as JSON once: stored (below) and published as is.
         let outgoing = Encoded::new(&work.outgoing);
-        let none = Encoded::new(&[]);
         // The inbox record carries the outgoing envelopes when they fit; otherwise they get
         // outbox records.
         let (guard, carried) = if deps.guarantees().inbox {
-            let (write, carried) = outbox::carrying_inbox_write(
-                &deps.function,
-                envelope,
-                (started, deps.clock.now()),
-                if deps.guarantees().outbox {
-                    &outgoing
-                } else {
-                    &none
-                },
-            );
+            let (write, carried) = guard_write(deps, envelope, started, &outgoing);
             (vec![write], carried)
         } else {
             (Vec::new(), false)
@@ -254,6 +244,27 @@ async fn run_idempotent(
     Ok(())
 }
 
+/// The inbox record that guards a unit of work on `envelope`, carrying `outgoing` when it
+/// fits and the outbox guarantee is on; returns it and whether it carries them.
+fn guard_write(
+    deps: &Deps,
+    envelope: &Envelope,
+    started: chrono::DateTime<chrono::Utc>,
+    outgoing: &Encoded<'_>,
+) -> (crate::item::Write, bool) {
+    let none = Encoded::new(&[]);
+    outbox::carrying_inbox_write(
+        &deps.function,
+        envelope,
+        (started, deps.clock.now()),
+        if deps.guarantees().outbox {
+            outgoing
+        } else {
+            &none
+        },
+    )
+}
+
 /// What a self-guarded unit of work came to.
 #[derive(Debug)]
 enum Guarded {
@@ -313,17 +324,7 @@ async fn run_self_guarded(
         );
         let outcome = if !work.outgoing.is_empty() {
             let outgoing = Encoded::new(&work.outgoing);
-            let none = Encoded::new(&[]);
-            let (guard, carried) = outbox::carrying_inbox_write(
-                &deps.function,
-                envelope,
-                (started, deps.clock.now()),
-                if deps.guarantees().outbox {
-                    &outgoing
-                } else {
-                    &none
-                },
-            );
+            let (guard, carried) = guard_write(deps, envelope, started, &outgoing);
             match outbox::commit_with(
                 deps,
                 &source,
